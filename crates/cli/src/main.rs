@@ -1,0 +1,57 @@
+//! `fgstp`: train, evaluate and run FGSTP gas-leak video segmentation.
+
+mod info;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "fgstp",
+    version,
+    about = "Gas-leak segmentation in video: FGSTP (Zhao & Du, ICIP 2025) in Rust on libtorch"
+)]
+struct Cli {
+    /// libtorch intra-op threads [default: all cores]
+    #[arg(long, global = true, env = "FGSTP_THREADS", value_name = "N")]
+    threads: Option<usize>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show tch/libtorch versions, CUDA and cuDNN, MKL/OpenMP, threads, and the libtorch in use
+    Info(info::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    set_threads(cli.threads)?;
+    match cli.command {
+        Command::Info(args) => info::run(args),
+    }
+}
+
+/// Benchmarks are only comparable at a known thread count, so it is always set explicitly.
+fn set_threads(requested: Option<usize>) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = match requested {
+        Some(0) => anyhow::bail!("--threads must be at least 1 (this machine has {cores} cores)"),
+        Some(n) => n,
+        None => cores,
+    };
+    tch::set_num_threads(i32::try_from(threads)?);
+    Ok(())
+}

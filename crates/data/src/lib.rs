@@ -1,0 +1,1 @@
+//! Gas-leak video datasets streamed as frame triplets, augmentations and synthetic videos.

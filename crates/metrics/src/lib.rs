@@ -1,0 +1,1 @@
+//! Segmentation metrics identical to PySODMetrics, without libtorch.
