@@ -1,1 +1,59 @@
-//! Segmentation metrics identical to PySODMetrics, without libtorch.
+//! Segmentation metrics identical to PySODMetrics 1.6 (`lartpang/PySODMetrics`), without
+//! libtorch: S-measure, weighted F-measure, MAE, E-measure, F-measure, IoU and Dice, plus
+//! the Jaccard/F1/J&F protocol of the FGSTP reference `test.py`.
+//!
+//! ```
+//! use fgstp_metrics::{GrayView, MetricRecorder};
+//! let (w, h) = (4, 3);
+//! let pred = [0u8, 40, 200, 255, 0, 30, 220, 250, 0, 0, 10, 20];
+//! let mask = [0u8, 0, 255, 255, 0, 0, 255, 255, 0, 0, 0, 0];
+//! let mut recorder = MetricRecorder::new();
+//! recorder.step("video-1", GrayView::new(&pred, w, h)?, GrayView::new(&mask, w, h)?)?;
+//! let report = recorder.results()?;
+//! assert!(report.overall.sm > 0.8);
+//! # Ok::<(), fgstp_metrics::MetricsError>(())
+//! ```
+//!
+//! Per-frame work is independent ([`FrameScores::compute`]); score frames on any number of
+//! threads and [`MetricRecorder::add`] or [`MetricRecorder::merge`] the results: the totals
+//! are exact, so the report does not depend on thread count or order.
+
+mod binary;
+mod edt;
+mod emeasure;
+mod frame;
+mod mask;
+mod numpy_sum;
+mod protocol;
+mod recorder;
+mod scores;
+mod smeasure;
+mod table;
+mod wfmeasure;
+
+pub use mask::GrayView;
+pub use protocol::JaccardF1;
+pub use recorder::{MetricRecorder, Report, Scores};
+pub use scores::FrameScores;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MetricsError {
+    #[error("an image of {width}×{height} pixels has no pixels")]
+    EmptyImage { width: usize, height: usize },
+    #[error("{len} values cannot be an image of {width}×{height} pixels")]
+    BufferSize {
+        len: usize,
+        width: usize,
+        height: usize,
+    },
+    #[error(
+        "prediction is {}×{} pixels but the mask is {}×{}: resize the prediction to the mask first",
+        pred.0, pred.1, gt.0, gt.1
+    )]
+    SizeMismatch {
+        pred: (usize, usize),
+        gt: (usize, usize),
+    },
+    #[error("no frames were scored")]
+    NoFrames,
+}

@@ -1,0 +1,192 @@
+//! One prediction/mask pair, normalised as PySODMetrics does and reduced to the histograms
+//! that every metric except the weighted F-measure is computed from.
+
+use crate::numpy_sum::pairwise_sum;
+use crate::{GrayView, MetricsError};
+
+/// `np.spacing(1)`: the epsilon PySODMetrics adds to denominators.
+pub(crate) const EPS: f64 = f64::EPSILON;
+
+/// Quadrants of the S-measure's region score, split at the foreground centroid.
+pub(crate) const LEFT_TOP: usize = 0;
+pub(crate) const RIGHT_TOP: usize = 1;
+pub(crate) const LEFT_BOTTOM: usize = 2;
+pub(crate) const RIGHT_BOTTOM: usize = 3;
+
+/// Bit 0 of a mask code: PySODMetrics' foreground (`gt > 128`).
+pub(crate) const SOD_FG: usize = 1;
+/// Bit 1 of a mask code: the reference `test.py`'s foreground (`gt / (gt.max() + 1e-8) > 0.5`).
+pub(crate) const PROTOCOL_FG: usize = 2;
+
+pub(crate) struct Frame<'a> {
+    pub pred: &'a [u8],
+    pub gt: &'a [u8],
+    pub width: usize,
+    pub height: usize,
+    /// The normalised prediction for each raw value: `mapminmax(im2double(pred))`, computed
+    /// with PySODMetrics' float64 operations so every value is bit-identical.
+    pub value: [f64; 256],
+    /// The 256-bin histogram bin of each raw value: `uint8(value * 255)` (truncating).
+    pub bin: [usize; 256],
+    /// Raw-value histograms per quadrant and mask code: `hist[quadrant][code][raw]`.
+    /// Without a region split (empty or full mask) everything is in `LEFT_TOP`.
+    pub hist: Box<[[[u32; 256]; 4]; 4]>,
+    /// Foreground pixels by PySODMetrics' rule.
+    pub fg: u64,
+    pub size: u64,
+    /// `np.mean(pred)` of the normalised prediction, bit-identical to numpy.
+    pub mean: f64,
+    /// The S-measure's split point `(cy, cx)` (rows `0..cy` are the top quadrants) when the
+    /// mask is neither empty nor full.
+    pub split: Option<(usize, usize)>,
+    /// Raw prediction extremes, for the `test.py` protocol's min-max normalisation.
+    pub pred_min: u8,
+    pub pred_max: u8,
+}
+
+impl<'a> Frame<'a> {
+    pub fn new(pred: GrayView<'a>, gt: GrayView<'a>) -> Result<Self, MetricsError> {
+        pred.same_size(&gt)?;
+        let (width, height) = (pred.width(), pred.height());
+        let (p, g) = (pred.pixels(), gt.pixels());
+
+        // Pass 1: prediction range, mask maximum, foreground count and centroid sums.
+        let (mut pred_min, mut pred_max, mut gt_max) = (u8::MAX, u8::MIN, u8::MIN);
+        let (mut fg, mut row_sum, mut col_sum) = (0u64, 0u64, 0u64);
+        for (r, (prow, grow)) in p.chunks_exact(width).zip(g.chunks_exact(width)).enumerate() {
+            for (c, (&pv, &gv)) in prow.iter().zip(grow).enumerate() {
+                pred_min = pred_min.min(pv);
+                pred_max = pred_max.max(pv);
+                gt_max = gt_max.max(gv);
+                if gv > 128 {
+                    fg += 1;
+                    row_sum += r as u64;
+                    col_sum += c as u64;
+                }
+            }
+        }
+        let size = (width * height) as u64;
+
+        let value = normalised_values(pred_min, pred_max);
+        let mut bin = [0usize; 256];
+        for (b, v) in bin.iter_mut().zip(&value) {
+            *b = (v * 255.0) as u8 as usize;
+        }
+
+        // np.argwhere(gt).mean(axis=0).round() + 1: integer sums are exact in float64, and
+        // numpy rounds half to even.
+        let split = (fg > 0 && fg < size).then(|| {
+            let cy = (row_sum as f64 / fg as f64).round_ties_even() as usize + 1;
+            let cx = (col_sum as f64 / fg as f64).round_ties_even() as usize + 1;
+            (cy, cx)
+        });
+
+        // Pass 2: raw-value histograms per quadrant and mask code.
+        let mut code = [0usize; 256];
+        for (gv, c) in code.iter_mut().enumerate() {
+            let sod = if gv > 128 { SOD_FG } else { 0 };
+            // gt / (gt.max() + 1e-8) > 0.5  <=>  2 * gt > gt.max() for 8-bit masks
+            let protocol = if 2 * gv > gt_max as usize {
+                PROTOCOL_FG
+            } else {
+                0
+            };
+            *c = sod | protocol;
+        }
+        let mut hist = Box::new([[[0u32; 256]; 4]; 4]);
+        let (cy, cx) = split.unwrap_or((height, width));
+        for (r, (prow, grow)) in p.chunks_exact(width).zip(g.chunks_exact(width)).enumerate() {
+            let (left, right) = if r < cy {
+                (LEFT_TOP, RIGHT_TOP)
+            } else {
+                (LEFT_BOTTOM, RIGHT_BOTTOM)
+            };
+            let split_at = cx.min(width);
+            for (&pv, &gv) in prow[..split_at].iter().zip(&grow[..split_at]) {
+                hist[left][code[gv as usize]][pv as usize] += 1;
+            }
+            for (&pv, &gv) in prow[split_at..].iter().zip(&grow[split_at..]) {
+                hist[right][code[gv as usize]][pv as usize] += 1;
+            }
+        }
+
+        let mean = pairwise_sum(p.len(), &|i| value[p[i] as usize]) / size as f64;
+        Ok(Self {
+            pred: p,
+            gt: g,
+            width,
+            height,
+            value,
+            bin,
+            hist,
+            fg,
+            size,
+            mean,
+            split,
+            pred_min,
+            pred_max,
+        })
+    }
+
+    /// Raw-value histogram of the prediction over PySODMetrics' foreground (`fg = true`) or
+    /// background, all quadrants together.
+    pub fn sod_hist(&self, fg: bool) -> [u64; 256] {
+        let mut out = [0u64; 256];
+        for quadrant in self.hist.iter() {
+            for (code, h) in quadrant.iter().enumerate() {
+                if (code & SOD_FG != 0) == fg {
+                    for (o, &c) in out.iter_mut().zip(h) {
+                        *o += c as u64;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Counts per threshold `t` (0..=255) of pixels whose bin is `>= t`, over PySODMetrics'
+    /// foreground or background: numpy's `cumsum(flip(histogram(...)))`, indexed by threshold.
+    pub fn at_least_per_threshold(&self, fg: bool) -> [u64; 256] {
+        let raw = self.sod_hist(fg);
+        let mut per_bin = [0u64; 256];
+        for (v, &c) in raw.iter().enumerate() {
+            per_bin[self.bin[v]] += c;
+        }
+        let mut out = [0u64; 256];
+        let mut running = 0;
+        for t in (0..256).rev() {
+            running += per_bin[t];
+            out[t] = running;
+        }
+        out
+    }
+
+    /// `min(2 * mean(pred), 1)`: PySODMetrics' adaptive threshold.
+    pub fn adaptive_threshold(&self) -> f64 {
+        (2.0 * self.mean).min(1.0)
+    }
+
+    /// (foreground, background) pixels with `pred >= threshold`.
+    pub fn counts_at_or_above(&self, threshold: f64) -> (u64, u64) {
+        let (fg, bg) = (self.sod_hist(true), self.sod_hist(false));
+        let mut out = (0, 0);
+        for v in 0..256 {
+            if self.value[v] >= threshold {
+                out.0 += fg[v];
+                out.1 += bg[v];
+            }
+        }
+        out
+    }
+}
+
+/// `pred / 255`, then `(pred - min) / (max - min)` unless the prediction is constant.
+fn normalised_values(min: u8, max: u8) -> [f64; 256] {
+    let mut value = [0.0; 256];
+    let (lo, hi) = (min as f64 / 255.0, max as f64 / 255.0);
+    for (v, out) in value.iter_mut().enumerate() {
+        let x = v as f64 / 255.0;
+        *out = if hi != lo { (x - lo) / (hi - lo) } else { x };
+    }
+    value
+}

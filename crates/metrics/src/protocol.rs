@@ -1,0 +1,72 @@
+//! The reference `test.py`'s per-frame Jaccard and F1: prediction min-max normalised and
+//! thresholded at 0.5, mask `gt / (gt.max() + 1e-8) > 0.5`; frames whose mask is empty are
+//! not scored.
+
+use crate::frame::{Frame, PROTOCOL_FG};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct JaccardF1 {
+    pub jaccard: f64,
+    pub f1: f64,
+}
+
+/// From the counts of a binary prediction: `None` when the mask is empty.
+pub(crate) fn from_counts(intersection: u64, predicted: u64, mask: u64) -> Option<JaccardF1> {
+    if mask == 0 {
+        return None;
+    }
+    let union = predicted + mask - intersection;
+    let recall = intersection as f64 / (mask as f64 + 1e-8);
+    let precision = intersection as f64 / (predicted as f64 + 1e-8);
+    Some(JaccardF1 {
+        jaccard: intersection as f64 / union as f64,
+        f1: 2.0 * recall * precision / (recall + precision + 1e-8),
+    })
+}
+
+/// With the 8-bit prediction itself: `(p/255 - min) / (max - min + 1e-8) > 0.5`, which for
+/// 8-bit values is `2·(p - min) > max - min` (nothing when the prediction is constant).
+pub(crate) fn from_frame(f: &Frame) -> Option<JaccardF1> {
+    let (lo, hi) = (f.pred_min as usize, f.pred_max as usize);
+    let positive = |v: usize| hi > lo && 2 * (v - lo.min(v)) > hi - lo;
+    let (mut intersection, mut predicted, mut mask) = (0, 0, 0);
+    for quadrant in f.hist.iter() {
+        for (code, h) in quadrant.iter().enumerate() {
+            let on_mask = code & PROTOCOL_FG != 0;
+            for (v, &c) in h.iter().enumerate() {
+                let c = c as u64;
+                if on_mask {
+                    mask += c;
+                }
+                if positive(v) {
+                    predicted += c;
+                    if on_mask {
+                        intersection += c;
+                    }
+                }
+            }
+        }
+    }
+    from_counts(intersection, predicted, mask)
+}
+
+/// With a float probability map (e.g. the sigmoid of a network's logits), in float32 as
+/// `test.py` does: `(res - res.min()) / (res.max() - res.min() + 1e-8) > 0.5`.
+pub(crate) fn from_probability(probability: &[f32], f: &Frame) -> Option<JaccardF1> {
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    for &p in probability {
+        lo = lo.min(p);
+        hi = hi.max(p);
+    }
+    let range = hi - lo + 1e-8f32;
+    let mask_max = f.gt.iter().copied().max().unwrap_or(0) as u32;
+    let (mut intersection, mut predicted, mut mask) = (0, 0, 0);
+    for (&p, &g) in probability.iter().zip(f.gt) {
+        let on_mask = 2 * g as u32 > mask_max;
+        let positive = (p - lo) / range > 0.5;
+        mask += on_mask as u64;
+        predicted += positive as u64;
+        intersection += (on_mask && positive) as u64;
+    }
+    from_counts(intersection, predicted, mask)
+}

@@ -1,0 +1,87 @@
+//! Every metric of one frame.
+
+use crate::frame::Frame;
+use crate::protocol::{self, JaccardF1};
+use crate::{binary, emeasure, smeasure, wfmeasure, GrayView, MetricsError};
+
+/// All metrics of one prediction/mask pair. Curves are indexed by threshold: `curve[t]` is
+/// the metric of the prediction binarised at histogram bin `>= t` (PySODMetrics stores the
+/// same 256 values in the opposite order).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameScores {
+    /// S-measure (alpha 0.5).
+    pub sm: f64,
+    /// Weighted F-measure (beta² 1).
+    pub wfm: f64,
+    pub mae: f64,
+    pub em_adp: f64,
+    pub fm_adp: f64,
+    pub iou_adp: f64,
+    pub dice_adp: f64,
+    pub em_curve: [f64; 256],
+    /// F-measure (beta² 0.3).
+    pub fm_curve: [f64; 256],
+    pub iou_curve: [f64; 256],
+    pub dice_curve: [f64; 256],
+    /// The reference `test.py`'s Jaccard and F1; `None` when the mask is empty (such frames
+    /// are not part of its averages).
+    pub jaccard_f1: Option<JaccardF1>,
+}
+
+impl FrameScores {
+    /// Scores an 8-bit prediction against an 8-bit mask of the same size. The `test.py`
+    /// protocol binarises the 8-bit prediction itself (min-max normalised, `> 0.5`).
+    pub fn compute(pred: GrayView<'_>, gt: GrayView<'_>) -> Result<Self, MetricsError> {
+        let frame = Frame::new(pred, gt)?;
+        let jf = protocol::from_frame(&frame);
+        Ok(Self::from_frame(&frame, jf))
+    }
+
+    /// As [`FrameScores::compute`], but the `test.py` protocol binarises `probability` (the
+    /// float map the 8-bit `pred` was quantised from, same size) exactly as `test.py` does.
+    pub fn compute_with_probability(
+        pred: GrayView<'_>,
+        probability: &[f32],
+        gt: GrayView<'_>,
+    ) -> Result<Self, MetricsError> {
+        let frame = Frame::new(pred, gt)?;
+        if probability.len() != frame.size as usize {
+            return Err(MetricsError::BufferSize {
+                len: probability.len(),
+                width: frame.width,
+                height: frame.height,
+            });
+        }
+        let jf = protocol::from_probability(probability, &frame);
+        Ok(Self::from_frame(&frame, jf))
+    }
+
+    fn from_frame(f: &Frame, jaccard_f1: Option<JaccardF1>) -> Self {
+        let adaptive = binary::adaptive(f);
+        let curves = binary::curves(f);
+        Self {
+            sm: smeasure::s_measure(f),
+            wfm: wfmeasure::weighted_f_measure(f),
+            mae: mae(f),
+            em_adp: emeasure::adaptive(f),
+            fm_adp: adaptive.fm,
+            iou_adp: adaptive.iou,
+            dice_adp: adaptive.dice,
+            em_curve: emeasure::curve(f),
+            fm_curve: curves.map(|b| b.fm),
+            iou_curve: curves.map(|b| b.iou),
+            dice_curve: curves.map(|b| b.dice),
+            jaccard_f1,
+        }
+    }
+}
+
+fn mae(f: &Frame) -> f64 {
+    let (fg, bg) = (f.sod_hist(true), f.sod_hist(false));
+    let mut sum = 0.0;
+    for v in 0..256 {
+        let value = f.value[v];
+        sum += fg[v] as f64 * (1.0 - value) + bg[v] as f64 * value;
+    }
+    sum / f.size as f64
+}

@@ -1,0 +1,123 @@
+//! Weighted F-measure (Margolin et al., CVPR 2014), beta = 1, as PySODMetrics'
+//! `WeightedFmeasure` (a port of the authors' MATLAB code).
+
+use crate::edt::nearest_site;
+use crate::frame::{Frame, EPS};
+
+const BETA: f64 = 1.0;
+/// MATLAB's `fspecial('gaussian', 7, 5)`.
+const KERNEL_RADIUS: usize = 3;
+const KERNEL_SIGMA: f64 = 5.0;
+
+pub(crate) fn weighted_f_measure(f: &Frame) -> f64 {
+    if f.fg == 0 {
+        return 0.0;
+    }
+    let (w, h) = (f.width, f.height);
+    let fg: Vec<bool> = f.gt.iter().map(|&g| g > 128).collect();
+    let nearest = nearest_site(&fg, w, h).expect("a non-empty mask has a nearest foreground");
+
+    // E = |pred - gt|; Et copies E of the nearest foreground pixel onto the background.
+    let error = |i: usize| {
+        let v = f.value[f.pred[i] as usize];
+        if fg[i] {
+            (v - 1.0).abs()
+        } else {
+            v
+        }
+    };
+    let et: Vec<f64> = nearest.iter().map(|&j| error(j as usize)).collect();
+
+    // EA = Et convolved with the Gaussian (zero outside the image); only needed on the
+    // foreground, so it is computed on the foreground's bounding box, separably.
+    let kernel = gaussian_1d();
+    let (r0, r1, c0, c1) = bounding_box(&fg, w, h);
+    let (rs, re) = (
+        r0.saturating_sub(KERNEL_RADIUS),
+        (r1 + KERNEL_RADIUS + 1).min(h),
+    );
+    let bw = c1 + 1 - c0;
+    let mut horizontal = vec![0.0; (re - rs) * bw];
+    for r in rs..re {
+        let row = &et[r * w..(r + 1) * w];
+        for c in c0..=c1 {
+            let mut acc = 0.0;
+            for (k, &kv) in kernel.iter().enumerate() {
+                let cc = c as isize + k as isize - KERNEL_RADIUS as isize;
+                if cc >= 0 && (cc as usize) < w {
+                    acc += kv * row[cc as usize];
+                }
+            }
+            horizontal[(r - rs) * bw + (c - c0)] = acc;
+        }
+    }
+
+    let mut fg_sum = 0.0;
+    for r in r0..=r1 {
+        for c in c0..=c1 {
+            let i = r * w + c;
+            if !fg[i] {
+                continue;
+            }
+            let mut ea = 0.0;
+            for (k, &kv) in kernel.iter().enumerate() {
+                let rr = r as isize + k as isize - KERNEL_RADIUS as isize;
+                if rr >= 0 && (rr as usize) < h {
+                    ea += kv * horizontal[(rr as usize - rs) * bw + (c - c0)];
+                }
+            }
+            let e = error(i);
+            fg_sum += if ea < e { ea } else { e };
+        }
+    }
+
+    // Background errors weighted by B = 2 - exp(log(0.5) / 5 * distance to the foreground).
+    let decay = 0.5f64.ln() / 5.0;
+    let mut bg_sum = 0.0;
+    for (i, (&is_fg, &j)) in fg.iter().zip(&nearest).enumerate() {
+        if is_fg {
+            continue;
+        }
+        let e = f.value[f.pred[i] as usize];
+        if e == 0.0 {
+            continue;
+        }
+        let (j, (r, c)) = (j as usize, (i / w, i % w));
+        let (dr, dc) = (r.abs_diff(j / w), c.abs_diff(j % w));
+        let distance = ((dr * dr + dc * dc) as f64).sqrt();
+        bg_sum += e * (2.0 - (decay * distance).exp());
+    }
+
+    let tpw = f.fg as f64 - fg_sum;
+    let fpw = bg_sum;
+    let recall = 1.0 - fg_sum / f.fg as f64;
+    let precision = tpw / (tpw + fpw + EPS);
+    (1.0 + BETA) * recall * precision / (recall + BETA * precision + EPS)
+}
+
+/// The 1-D factor of the normalised 7×7 Gaussian: its outer product is the 2-D kernel up to
+/// rounding in the last bit.
+fn gaussian_1d() -> [f64; 2 * KERNEL_RADIUS + 1] {
+    let mut k = [0.0; 2 * KERNEL_RADIUS + 1];
+    for (i, v) in k.iter_mut().enumerate() {
+        let x = i as f64 - KERNEL_RADIUS as f64;
+        *v = (-(x * x) / (2.0 * KERNEL_SIGMA * KERNEL_SIGMA)).exp();
+    }
+    let sum: f64 = k.iter().sum();
+    k.map(|v| v / sum)
+}
+
+fn bounding_box(fg: &[bool], w: usize, h: usize) -> (usize, usize, usize, usize) {
+    let (mut r0, mut r1, mut c0, mut c1) = (h, 0, w, 0);
+    for r in 0..h {
+        let row = &fg[r * w..(r + 1) * w];
+        if let Some(first) = row.iter().position(|&x| x) {
+            let last = row.iter().rposition(|&x| x).unwrap_or(first);
+            r0 = r0.min(r);
+            r1 = r;
+            c0 = c0.min(first);
+            c1 = c1.max(last);
+        }
+    }
+    (r0, r1, c0, c1)
+}
