@@ -1,0 +1,4 @@
+//! Training: the reference's loss and optimiser, with state we can checkpoint and resume.
+
+pub mod loss;
+pub mod optim;
