@@ -21,3 +21,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(())
 }
+
+/// Local time as `YYYYmmdd-HHMMSS`, for run directory names.
+pub fn timestamp() -> String {
+    chrono::Local::now().format("%Y%m%d-%H%M%S").to_string()
+}

@@ -1,0 +1,125 @@
+//! Scoring a dataset split: every sample predicted, resized to its frame's original size as
+//! the reference's `test.py` does, and scored with the paper's metrics.
+
+use anyhow::Result;
+use fgstp_data::layout::Scene;
+use fgstp_data::{EvalLoader, SixteenBit};
+use fgstp_metrics::{GrayView, MetricRecorder};
+use fgstp_model::Model;
+use image::{GrayImage, RgbImage};
+use std::sync::atomic::{AtomicBool, Ordering};
+use tch::Device;
+
+use crate::predict::{predict_video, probability_at, to_gray_map};
+use crate::run_config::RunConfig;
+
+/// One predicted frame, at its original size.
+pub struct FramePrediction<'a> {
+    /// Index into the loader's samples.
+    pub sample_index: usize,
+    pub scene: &'a Scene,
+    /// Frame index within the scene.
+    pub frame: usize,
+    pub width: u32,
+    pub height: u32,
+    /// Sigmoid probabilities, row-major.
+    pub prob: Vec<f32>,
+    /// What the SOD metrics score (see `predict::to_gray_map`).
+    pub gray_map: Vec<u8>,
+    /// The binarised mask, if the frame is annotated.
+    pub mask: Option<GrayImage>,
+    sixteen_bit: SixteenBit,
+}
+
+impl FramePrediction<'_> {
+    /// The frame itself (8-bit RGB, original size), decoded on demand.
+    pub fn image(&self) -> Result<RgbImage> {
+        Ok(fgstp_data::decode::load_frame(self.scene, self.frame, self.sixteen_bit)?)
+    }
+}
+
+#[derive(Debug)]
+struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Predicts every sample of `loader`, scoring annotated frames into `recorder` and handing
+/// each frame to `on_frame`. Returns `false` if `stop` was raised before the end.
+pub fn score_split(
+    model: &Model,
+    device: Device,
+    loader: &EvalLoader,
+    cfg: &RunConfig,
+    recorder: &mut MetricRecorder,
+    stop: &AtomicBool,
+    mut on_frame: impl FnMut(&FramePrediction) -> Result<()>,
+) -> Result<bool> {
+    let samples = loader.samples();
+    let split = loader.split();
+    let mut start = 0;
+    while start < samples.len() {
+        let scene_index = samples[start].scene;
+        let len = samples[start..].iter().take_while(|s| s.scene == scene_index).count();
+        let scene = &split.scenes[scene_index];
+        let source = |frame: usize| loader.model_input(scene_index, frame);
+        let mut sample_index = start;
+        let result = tch::no_grad(|| {
+            predict_video(
+                model,
+                device,
+                &source,
+                &samples[start..start + len],
+                cfg.data.eval_batch_size,
+                cfg.eval.feature_cache,
+                |sample, logits| {
+                    if stop.load(Ordering::Relaxed) {
+                        return Err(Interrupted.into());
+                    }
+                    let (width, height) = (scene.width, scene.height);
+                    let prob = probability_at(&logits, width, height)?;
+                    let gray_map = to_gray_map(&prob);
+                    let t = sample.frames[0];
+                    let mask = match &scene.frames[t].mask {
+                        Some(path) => Some(fgstp_data::decode::load_mask(path)?),
+                        None => None,
+                    };
+                    if let Some(mask) = &mask {
+                        let (w, h) = (width as usize, height as usize);
+                        recorder.step_with_probability(
+                            &scene.name,
+                            GrayView::new(&gray_map, w, h)?,
+                            &prob,
+                            GrayView::new(mask.as_raw(), mask.width() as usize, mask.height() as usize)?,
+                        )?;
+                    }
+                    let frame = FramePrediction {
+                        sample_index,
+                        scene,
+                        frame: t,
+                        width,
+                        height,
+                        prob,
+                        gray_map,
+                        mask,
+                        sixteen_bit: cfg.data.sixteen_bit,
+                    };
+                    sample_index += 1;
+                    on_frame(&frame)
+                },
+            )
+        });
+        match result {
+            Ok(()) => {}
+            Err(err) if err.is::<Interrupted>() => return Ok(false),
+            Err(err) => return Err(err),
+        }
+        start += len;
+    }
+    Ok(true)
+}

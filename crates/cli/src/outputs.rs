@@ -1,0 +1,96 @@
+//! What `fgstp eval` and `fgstp infer` write for each frame, in parallel trees so that each
+//! can be handed to other tools as is (e.g. `fgstp metrics --pred OUT/masks --gt SPLIT`):
+//!
+//! - `masks/[<video>/]<frame>.png` — the binary mask (0/255) of `test.py`'s rule;
+//! - `maps/[<video>/]<frame>.png` — the min-max normalised probability (what the SOD metrics score);
+//! - `overlays/[<video>/]<frame>.png` — the frame with the mask tinted red;
+//! - `prob/[<video>/]<frame>.npy` — float32 `[H, W]` sigmoid probabilities (`--save-prob`).
+
+use anyhow::{Context, Result};
+use image::{GrayImage, Rgb, RgbImage};
+use std::path::{Path, PathBuf};
+
+use crate::predict::{to_binary_mask, to_gray_map};
+
+pub struct Outputs {
+    root: PathBuf,
+    pub maps: bool,
+    pub prob: bool,
+}
+
+impl Outputs {
+    pub fn new(root: &Path, maps: bool, prob: bool) -> Self {
+        Self { root: root.to_path_buf(), maps, prob }
+    }
+
+    fn path(&self, kind: &str, video: Option<&str>, stem: &str, ext: &str) -> Result<PathBuf> {
+        let mut dir = self.root.join(kind);
+        if let Some(video) = video {
+            dir.push(video);
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(dir.join(format!("{stem}.{ext}")))
+    }
+
+    /// Writes everything for one frame. `image` is the frame at its original size.
+    pub fn write(
+        &self,
+        video: Option<&str>,
+        stem: &str,
+        prob: &[f32],
+        image: &RgbImage,
+    ) -> Result<()> {
+        let (w, h) = image.dimensions();
+        let mask = GrayImage::from_raw(w, h, to_binary_mask(prob)).context("probability map of the wrong size")?;
+        let save = |img: &dyn Fn(&Path) -> image::ImageResult<()>, path: PathBuf| {
+            img(&path).with_context(|| format!("cannot write {}", path.display()))
+        };
+        save(&|p| mask.save(p), self.path("masks", video, stem, "png")?)?;
+        if self.maps {
+            let map = GrayImage::from_raw(w, h, to_gray_map(prob)).expect("same size as the mask");
+            save(&|p| map.save(p), self.path("maps", video, stem, "png")?)?;
+        }
+        let overlay = overlay(image, &mask);
+        save(&|p| overlay.save(p), self.path("overlays", video, stem, "png")?)?;
+        if self.prob {
+            let path = self.path("prob", video, stem, "npy")?;
+            write_npy(&path, prob, h as u64, w as u64)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The frame with the masked pixels tinted red (half opacity), for looking at results.
+pub fn overlay(image: &RgbImage, mask: &GrayImage) -> RgbImage {
+    let mut out = image.clone();
+    for (pixel, m) in out.pixels_mut().zip(mask.pixels()) {
+        if m.0[0] > 127 {
+            let Rgb([r, g, b]) = *pixel;
+            *pixel = Rgb([
+                ((u16::from(r) + 255) / 2) as u8,
+                (u16::from(g) / 2) as u8,
+                (u16::from(b) / 2) as u8,
+            ]);
+        }
+    }
+    out
+}
+
+/// A float32 `[rows, cols]` array in NumPy's `.npy` format.
+fn write_npy(path: &Path, data: &[f32], rows: u64, cols: u64) -> Result<()> {
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&[rows, cols])
+        .writer(file)
+        .begin_nd()?;
+    writer.extend(data.iter().copied())?;
+    writer.finish()?;
+    Ok(())
+}
+
+/// The output name of a frame: its file name without the extension.
+pub fn stem(path: &Path) -> String {
+    path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned())
+}

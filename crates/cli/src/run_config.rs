@@ -1,0 +1,170 @@
+//! The run configuration: `[model] [data] [train] [eval] [log]` (and optionally `[synth]`),
+//! one TOML file per experiment. Every field has the reference's value as its default.
+
+use anyhow::{ensure, Result};
+use fgstp_data::synth::SynthConfig;
+use fgstp_data::DataConfig;
+use fgstp_model::DeviceSpec;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+use crate::train::loss::BceWeighting;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    pub model: fgstp_model::Config,
+    pub data: DataConfig,
+    pub train: TrainConfig,
+    pub eval: EvalConfig,
+    pub log: LogConfig,
+    /// If present and `data.root` does not exist yet, a synthetic dataset is generated there
+    /// with these settings before anything else (the quickstart's embedded default).
+    pub synth: Option<SynthConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Epochs, counted from 1 (reference: 60).
+    pub epochs: usize,
+    /// Samples per step (reference: 6).
+    pub batch_size: usize,
+    /// Adam's learning rate (reference: 1e-4).
+    pub lr: f64,
+    /// Seed of the initial weights, the shuffle and every augmentation (reference: 2025).
+    pub seed: u64,
+    /// "auto" (CUDA if available), "cpu", "cuda" or "cuda:N".
+    pub device: DeviceSpec,
+    /// Gradients are clamped to [-clip, clip] (reference: 0.5, by value); 0 disables.
+    pub clip: f64,
+    /// The learning rate is multiplied by `lr_decay_rate` every `lr_decay_every` epochs
+    /// (reference: 0.1 every 45).
+    pub lr_decay_rate: f64,
+    pub lr_decay_every: usize,
+    /// Weights to start from (partial load: matching keys only), e.g. the authors' COD10K
+    /// backbone `pretrain/cod10k_encoder.pth`; a path relative to the config file's folder's
+    /// parent is taken relative to the working directory.
+    pub pretrained: Option<PathBuf>,
+    /// How to read `pretrained`: "partial" (keys as in FGSTP, e.g. `backbone.*`) or
+    /// "pvt-v2-imagenet" (an official PVTv2 checkpoint: keys without prefix, `head.*` dropped).
+    pub pretrained_layout: PretrainedLayout,
+    /// The BCE term of the structure loss: "reference" (what the reference computes: a plain
+    /// mean) or "edge-weighted" (what it intended).
+    pub bce: BceWeighting,
+    /// libtorch intra-op threads; 0 = all cores.
+    pub threads: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 60,
+            batch_size: 6,
+            lr: 1e-4,
+            seed: 2025,
+            device: DeviceSpec::Auto,
+            clip: 0.5,
+            lr_decay_rate: 0.1,
+            lr_decay_every: 45,
+            pretrained: None,
+            pretrained_layout: PretrainedLayout::Partial,
+            bce: BceWeighting::Reference,
+            threads: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PretrainedLayout {
+    Partial,
+    PvtV2Imagenet,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Validate every N epochs (reference: 5), at epoch 0 if `at_start`, and after the last.
+    pub every: usize,
+    pub at_start: bool,
+    /// The metric that picks the `best` checkpoint (higher is better; reference: "jaccard").
+    pub best_metric: String,
+    /// Compute each frame's encoder features once and reuse them for the three triplets
+    /// that contain it (same outputs, about 3× fewer encoder passes).
+    pub feature_cache: bool,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self { every: 5, at_start: true, best_metric: "jaccard".into(), feature_cache: true }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Where runs go: `<dir>/<name>-<timestamp>/` unless `--run-dir` is given.
+    pub dir: PathBuf,
+    /// Run name prefix (default: the config file's stem).
+    pub name: Option<String>,
+    /// Write TensorBoard event files into `<run>/tensorboard/`.
+    pub tensorboard: bool,
+    /// Training losses are logged every N steps.
+    pub loss_every: usize,
+    /// Validation samples rendered to TensorBoard (frame | mask | prediction) per validation.
+    pub images: usize,
+    /// Show a progress bar (otherwise a line per epoch).
+    pub progress: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("weights"),
+            name: None,
+            tensorboard: true,
+            loss_every: 10,
+            images: 4,
+            progress: true,
+        }
+    }
+}
+
+impl RunConfig {
+    /// Reads a config file with `--set` overrides and checks what serde cannot.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let mut cfg: RunConfig = crate::config::load(path, overrides)?;
+        cfg.sync_data();
+        cfg.validate().map_err(|e| e.context(format!("in config {}", path.display())))?;
+        Ok(cfg)
+    }
+
+    /// `train.batch_size` and `train.seed` are the keys users set; the data streams read them
+    /// from their own config.
+    pub fn sync_data(&mut self) {
+        self.data.batch_size = self.train.batch_size;
+        self.data.seed = self.train.seed;
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        self.data.validate(Path::new("[data]"))?;
+        let size = i64::from(self.data.train_size);
+        self.model.check_input_size(size, size)?;
+        ensure!(self.train.epochs >= 1, "train.epochs must be at least 1");
+        ensure!(self.train.batch_size >= 1, "train.batch_size must be at least 1");
+        ensure!(self.train.lr > 0.0 && self.train.lr.is_finite(), "train.lr must be positive");
+        ensure!(self.train.clip >= 0.0, "train.clip must be ≥ 0 (0 disables clipping)");
+        ensure!(self.train.lr_decay_every >= 1, "train.lr_decay_every must be at least 1");
+        ensure!(self.eval.every >= 1, "eval.every must be at least 1");
+        ensure!(self.log.loss_every >= 1, "log.loss_every must be at least 1");
+        ensure!(
+            crate::train::BEST_METRICS.contains(&self.eval.best_metric.as_str()),
+            "eval.best_metric = {:?}: choose one of {:?}",
+            self.eval.best_metric,
+            crate::train::BEST_METRICS
+        );
+        Ok(())
+    }
+}

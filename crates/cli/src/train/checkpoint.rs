@@ -1,0 +1,85 @@
+//! Training checkpoints: one `.safetensors` file holding the model's weights under their
+//! state-dict keys, the optimiser's moments under `optimizer.*`, and in its metadata the
+//! progress (epoch, batch, step, best score) and the resolved run configuration.
+//!
+//! The file is written to a temporary name and renamed, so `last`/`best` are always whole.
+//! Any tool that reads safetensors sees the weights; `fgstp eval/infer --weights` and
+//! `weights convert` skip the `optimizer.*` entries.
+
+use anyhow::{bail, Context, Result};
+use fgstp_model::checkpoint::{self, StateDict};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+use tch::nn::VarStore;
+
+use super::optim::Adam;
+
+/// Metadata key that marks a training checkpoint, and its format version.
+const FORMAT_KEY: &str = "fgstp_training_checkpoint";
+const FORMAT_VERSION: &str = "1";
+/// Prefix of every optimiser entry (see `optim`), dropped when only the weights are wanted.
+pub const OPTIMIZER_PREFIX: &str = "optimizer.";
+
+/// Where training stands. Every random draw of training is a function of (seed, epoch, sample),
+/// so this is the whole random state as well.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Epochs completed (0 before the first).
+    pub epoch: usize,
+    /// Batches of epoch `epoch + 1` already trained (0 at an epoch boundary).
+    pub batch: usize,
+    /// Optimiser steps so far.
+    pub step: u64,
+    /// Whether the validation due after epoch `epoch` (if any) has been done.
+    pub validated: bool,
+    pub best: Option<Best>,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    pub metric: String,
+    pub value: f64,
+    pub epoch: usize,
+}
+
+pub struct Loaded {
+    pub progress: Progress,
+    /// The resolved configuration the run was started with (TOML).
+    pub config: String,
+    pub tensors: StateDict,
+}
+
+pub fn save(path: &Path, vs: &VarStore, adam: &Adam, progress: &Progress, config_toml: &str) -> Result<()> {
+    let mut tensors: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors.extend(adam.state_tensors());
+    let metadata = HashMap::from([
+        (FORMAT_KEY.to_string(), FORMAT_VERSION.to_string()),
+        ("progress".to_string(), serde_json::to_string(progress)?),
+        ("config".to_string(), config_toml.to_string()),
+    ]);
+    checkpoint::write_safetensors(path, &tensors, metadata)
+        .with_context(|| format!("cannot write the checkpoint {}", path.display()))
+}
+
+pub fn load(path: &Path) -> Result<Loaded> {
+    let metadata = checkpoint::read_safetensors_metadata(path)?;
+    if metadata.get(FORMAT_KEY).map(String::as_str) != Some(FORMAT_VERSION) {
+        bail!(
+            "{} is not an fgstp training checkpoint (no {FORMAT_KEY} = {FORMAT_VERSION} in its \
+             metadata): resume needs the `last.safetensors` of a run; to start from plain \
+             weights use train.pretrained",
+            path.display()
+        );
+    }
+    let field = |key: &str| {
+        metadata
+            .get(key)
+            .with_context(|| format!("{} has no {key:?} in its metadata", path.display()))
+    };
+    let progress = serde_json::from_str(field("progress")?)
+        .with_context(|| format!("{}: unreadable progress metadata", path.display()))?;
+    Ok(Loaded { progress, config: field("config")?.clone(), tensors: StateDict::read(path)? })
+}

@@ -1,0 +1,97 @@
+//! Validation during training: every frame of the validation split predicted (feature cache as
+//! configured), scored with the paper's metrics, and a few samples rendered for TensorBoard.
+
+use anyhow::Result;
+use fgstp_data::EvalLoader;
+use fgstp_metrics::{MetricRecorder, Report, Scores};
+use fgstp_model::Model;
+use image::{GrayImage, RgbImage};
+use std::sync::atomic::{AtomicBool, Ordering};
+use tch::Device;
+
+use super::board::Board;
+use crate::evaluate::{score_split, FramePrediction};
+use crate::run_config::RunConfig;
+
+/// Scores the validation split; `None` if `stop` was raised meanwhile.
+pub fn run(
+    model: &Model,
+    device: Device,
+    val: &EvalLoader,
+    cfg: &RunConfig,
+    stop: &AtomicBool,
+    board: Option<&mut Board>,
+    step: u64,
+) -> Result<Option<Report>> {
+    let wanted = preview_indices(val, cfg.log.images);
+    let mut previews: Vec<RgbImage> = Vec::new();
+    let mut recorder = MetricRecorder::new();
+    let completed = score_split(model, device, val, cfg, &mut recorder, stop, |frame: &FramePrediction| {
+        if wanted.contains(&frame.sample_index) {
+            previews.push(preview(frame)?);
+        }
+        Ok(())
+    })?;
+    if !completed || stop.load(Ordering::Relaxed) {
+        return Ok(None);
+    }
+    let report = recorder.results()?;
+    if let Some(board) = board {
+        for (key, value) in report.overall.entries() {
+            if let Some(v) = value {
+                board.scalar(&format!("val/{key}"), v, step);
+            }
+        }
+        for (i, image) in previews.iter().enumerate() {
+            board.image(&format!("val/sample_{i}"), image, step)?;
+        }
+        board.flush();
+    }
+    Ok(Some(report))
+}
+
+/// Up to `n` annotated samples spread over the split (the same ones at every validation).
+fn preview_indices(val: &EvalLoader, n: usize) -> Vec<usize> {
+    let annotated: Vec<usize> =
+        val.samples().iter().enumerate().filter(|(_, s)| s.supervised).map(|(i, _)| i).collect();
+    if n == 0 || annotated.is_empty() {
+        return Vec::new();
+    }
+    let n = n.min(annotated.len());
+    (0..n).map(|k| annotated[k * annotated.len() / n]).collect()
+}
+
+/// frame | mask | prediction, side by side.
+fn preview(frame: &FramePrediction) -> Result<RgbImage> {
+    let (w, h) = (frame.width, frame.height);
+    let mut out = RgbImage::new(3 * w, h);
+    image::imageops::replace(&mut out, &frame.image()?, 0, 0);
+    let gray = |g: &GrayImage| image::DynamicImage::ImageLuma8(g.clone()).to_rgb8();
+    if let Some(mask) = &frame.mask {
+        image::imageops::replace(&mut out, &gray(mask), i64::from(w), 0);
+    }
+    let map = GrayImage::from_raw(w, h, frame.gray_map.clone()).expect("map has the frame's size");
+    image::imageops::replace(&mut out, &gray(&map), 2 * i64::from(w), 0);
+    Ok(out)
+}
+
+/// The value of `metric` (one of `BEST_METRICS`) in `scores`.
+pub fn metric(scores: &Scores, metric: &str) -> Option<f64> {
+    scores.entries().into_iter().find(|(k, _)| *k == metric).and_then(|(_, v)| v)
+}
+
+pub fn summary(s: &Scores) -> String {
+    let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
+    format!(
+        "jaccard {} f1 {} J&F {} | S {:.4} wF {:.4} MAE {:.4} E {:.4} mIoU {:.4} mDice {:.4}",
+        opt(s.jaccard),
+        opt(s.f1),
+        opt(s.jf),
+        s.sm,
+        s.wfm,
+        s.mae,
+        s.em_mean,
+        s.iou_mean,
+        s.dice_mean
+    )
+}
