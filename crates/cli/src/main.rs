@@ -1,6 +1,7 @@
 //! `fgstp`: train, evaluate and run FGSTP gas-leak video segmentation.
 
 mod info;
+mod metrics;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Show tch/libtorch versions, CUDA and cuDNN, MKL/OpenMP, threads, and the libtorch in use
     Info(info::Args),
+    /// Score mask folders of any model: S-measure, weighted F, MAE, E, F, IoU, Dice, J&F
+    Metrics(metrics::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +44,7 @@ fn run(cli: Cli) -> Result<()> {
     set_threads(cli.threads)?;
     match cli.command {
         Command::Info(args) => info::run(args),
+        Command::Metrics(args) => metrics::run(args, cli.threads),
     }
 }
 
