@@ -1,6 +1,9 @@
 //! `fgstp`: train, evaluate and run FGSTP gas-leak video segmentation.
 
+mod data;
 mod info;
+mod metrics;
+mod synth;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -24,6 +27,12 @@ struct Cli {
 enum Command {
     /// Show tch/libtorch versions, CUDA and cuDNN, MKL/OpenMP, threads, and the libtorch in use
     Info(info::Args),
+    /// Check a dataset and print its splits, scenes, frames, masks, sizes and bit depths
+    Data(data::Args),
+    /// Write synthetic infrared gas-leak videos (train/val/test) in the dataset layout
+    Synth(synth::Args),
+    /// Score mask folders of any model: S-measure, weighted F, MAE, E, F, IoU, Dice, J&F
+    Metrics(metrics::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +50,9 @@ fn run(cli: Cli) -> Result<()> {
     set_threads(cli.threads)?;
     match cli.command {
         Command::Info(args) => info::run(args),
+        Command::Data(args) => data::run(args),
+        Command::Synth(args) => synth::run(args),
+        Command::Metrics(args) => metrics::run(args, cli.threads),
     }
 }
 

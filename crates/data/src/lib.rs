@@ -1,1 +1,64 @@
-//! Gas-leak video datasets streamed as frame triplets, augmentations and synthetic videos.
+//! Gas-leak video datasets streamed as frame triplets, the reference's augmentations, and a
+//! synthetic gas-leak video generator.
+//!
+//! # Layout
+//! `ROOT/<split>/<scene>/images/<frame>.{jpg,png,tif,tiff}` and
+//! `ROOT/<split>/<scene>/masks/<frame>.png` (same stem; any subset of the frames), scenes and
+//! frames in natural order ([`natural`]). [`Split::open`] lists and checks a split; every
+//! problem is a [`DataError`] naming the file and what to do.
+//!
+//! # Samples
+//! A sample is a frame and two neighbours ([`sample`]): training follows the reference
+//! (frames t, t+1, t+2, annotated t only); evaluation/inference gives every frame a sample
+//! (`protocol = "full"`) or exactly the reference's set (`protocol = "reference"`).
+//!
+//! # Streams
+//! ```no_run
+//! use fgstp_data::{DataConfig, EvalLoader, TrainLoader};
+//! # fn main() -> Result<(), fgstp_data::DataError> {
+//! let cfg = DataConfig::default();
+//! let train = TrainLoader::open(&cfg)?;
+//! for epoch in 0..2 {
+//!     for batch in train.epoch(epoch) {
+//!         let batch = batch?;
+//!         // batch.frames: [Tensor; 3], each [B, 3, S, S] f32 (t, t+1, t+2), ImageNet-normalised
+//!         // batch.mask:   [B, 1, S, S] f32 in [0, 1]
+//!         // batch.samples: scene, frame names/indices, supervised, original size
+//!     }
+//! }
+//! let val = EvalLoader::open(&cfg, &cfg.val_split)?;
+//! for batch in val.batches() {
+//!     let batch = batch?;
+//!     // batch.frames: [Tensor; 3] at the model size; batch.masks: Vec<Option<GrayImage>>,
+//!     // binary (0/255) at each frame's original size, None where a frame has no mask.
+//! }
+//! # Ok(()) }
+//! ```
+//! Batches are built in parallel (`threads`) on a background producer that keeps up to
+//! `prefetch` batches ready; every random draw derives from (seed, epoch, sample index), so a
+//! seed gives the same batches whatever the thread count ([`stream`]).
+//!
+//! # Pixels
+//! 8-bit frames are read as PIL's `convert("RGB")`; 16-bit frames are stretched to 8 bits per
+//! video (default), per frame or over a fixed range ([`SixteenBit`]); masks are binarised at
+//! half their maximum ([`decode`]). Training transforms: [`augment`].
+//!
+//! # Synthetic data
+//! [`synth`] writes infrared-looking gas-leak videos in this layout (`fgstp synth`).
+
+pub mod augment;
+pub mod config;
+pub mod decode;
+pub mod error;
+pub mod layout;
+pub mod natural;
+pub mod sample;
+pub mod stream;
+pub mod synth;
+
+pub use config::{DataConfig, Protocol, SixteenBit};
+pub use error::{DataError, Result};
+pub use layout::{Frame, Masks, Scene, Split};
+pub use sample::SampleRef;
+pub use stream::{Batch, Batches, EvalBatch, EvalLoader, SampleInfo, TrainLoader};
+pub use synth::{generate, SynthConfig, SynthReport};

@@ -1,0 +1,216 @@
+//! Decoding frames to 8-bit RGB and masks to binary 8-bit, as the reference's loaders see them.
+//!
+//! - 8-bit frames become RGB like PIL's `convert("RGB")`: gray is replicated, alpha dropped.
+//! - 16-bit frames (thermal cameras) are mapped to 8 bits by a min–max stretch
+//!   ([`SixteenBit`]): `round((clamp(v, lo, hi) - lo) · 255 / (hi - lo))`, 0 where `hi == lo`.
+//!   (The reference's `convert("RGB")` would clip them at 255, which leaves a white frame.)
+//! - Masks become luminance like PIL's `convert("L")` (ITU-R 601-2 with PIL's integer
+//!   weights) and are binarised as `test.py` does: a pixel is foreground when it is above half
+//!   of the mask's maximum (an all-zero mask stays empty). Stored as 0/255.
+
+use std::path::Path;
+
+use image::{ColorType, DynamicImage, GrayImage, ImageReader, Luma, RgbImage};
+use rayon::prelude::*;
+
+use crate::config::SixteenBit;
+use crate::error::{DataError, Result};
+use crate::layout::{describe_color, Scene};
+
+/// fgstp reads 8- and 16-bit integer pixels; float TIFFs are refused up front.
+pub fn check_supported(path: &Path, color: ColorType) -> Result<()> {
+    match color {
+        ColorType::L8
+        | ColorType::La8
+        | ColorType::Rgb8
+        | ColorType::Rgba8
+        | ColorType::L16
+        | ColorType::La16
+        | ColorType::Rgb16
+        | ColorType::Rgba16 => Ok(()),
+        other => Err(DataError::UnsupportedPixels {
+            path: path.to_path_buf(),
+            pixels: describe_color(other),
+        }),
+    }
+}
+
+/// Decodes a file completely (format from its content, not its extension).
+pub fn load_raw(path: &Path) -> Result<DynamicImage> {
+    let mut reader = ImageReader::open(path)
+        .and_then(ImageReader::with_guessed_format)
+        .map_err(|e| DataError::unreadable(path, e))?;
+    // Datasets are trusted local files; huge thermal mosaics must not trip the default limits.
+    reader.no_limits();
+    let img = reader
+        .decode()
+        .map_err(|e| DataError::unreadable(path, e))?;
+    check_supported(path, img.color())?;
+    Ok(img)
+}
+
+fn is_sixteen_bit(img: &DynamicImage) -> bool {
+    matches!(
+        img,
+        DynamicImage::ImageLuma16(_)
+            | DynamicImage::ImageLumaA16(_)
+            | DynamicImage::ImageRgb16(_)
+            | DynamicImage::ImageRgba16(_)
+    )
+}
+
+/// Min and max over the colour samples of a 16-bit image (alpha ignored); `None` for 8-bit.
+pub fn raw_range(img: &DynamicImage) -> Option<(u16, u16)> {
+    fn fold(values: impl Iterator<Item = u16>) -> (u16, u16) {
+        values.fold((u16::MAX, u16::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)))
+    }
+    Some(match img {
+        DynamicImage::ImageLuma16(im) => fold(im.as_raw().iter().copied()),
+        DynamicImage::ImageLumaA16(im) => fold(im.as_raw().iter().step_by(2).copied()),
+        DynamicImage::ImageRgb16(im) => fold(im.as_raw().iter().copied()),
+        DynamicImage::ImageRgba16(im) => fold(
+            im.as_raw()
+                .chunks_exact(4)
+                .flat_map(|p| p[..3].iter().copied()),
+        ),
+        _ => return None,
+    })
+}
+
+/// The 16→8-bit stretch of `lo..=hi` (values outside are clipped).
+pub fn stretch(v: u16, lo: u16, hi: u16) -> u8 {
+    if hi <= lo {
+        return 0;
+    }
+    let span = u32::from(hi - lo);
+    let v = u32::from(v.clamp(lo, hi) - lo);
+    ((v * 255 + span / 2) / span) as u8
+}
+
+/// 8-bit RGB as PIL's `convert("RGB")` gives it; 16-bit input is stretched over `range`
+/// (its own min–max if `None`).
+pub fn to_rgb8(img: &DynamicImage, range: Option<(u16, u16)>) -> RgbImage {
+    let (w, h) = (img.width(), img.height());
+    if !is_sixteen_bit(img) {
+        return match img {
+            DynamicImage::ImageRgb8(im) => im.clone(),
+            DynamicImage::ImageLuma8(im) => {
+                RgbImage::from_fn(w, h, |x, y| image::Rgb([im.get_pixel(x, y)[0]; 3]))
+            }
+            DynamicImage::ImageLumaA8(im) => {
+                RgbImage::from_fn(w, h, |x, y| image::Rgb([im.get_pixel(x, y)[0]; 3]))
+            }
+            // RGBA: alpha is dropped, not composited (PIL's convert does the same).
+            other => other.to_rgb8(),
+        };
+    }
+    let (lo, hi) = range.or_else(|| raw_range(img)).unwrap_or((0, u16::MAX));
+    let mut lut = vec![0u8; 65536];
+    for (v, out) in lut.iter_mut().enumerate() {
+        *out = stretch(v as u16, lo, hi);
+    }
+    let map = |v: u16| lut[usize::from(v)];
+    match img {
+        DynamicImage::ImageLuma16(im) => {
+            RgbImage::from_fn(w, h, |x, y| image::Rgb([map(im.get_pixel(x, y)[0]); 3]))
+        }
+        DynamicImage::ImageLumaA16(im) => {
+            RgbImage::from_fn(w, h, |x, y| image::Rgb([map(im.get_pixel(x, y)[0]); 3]))
+        }
+        DynamicImage::ImageRgb16(im) => RgbImage::from_fn(w, h, |x, y| {
+            let p = im.get_pixel(x, y).0;
+            image::Rgb([map(p[0]), map(p[1]), map(p[2])])
+        }),
+        DynamicImage::ImageRgba16(im) => RgbImage::from_fn(w, h, |x, y| {
+            let p = im.get_pixel(x, y).0;
+            image::Rgb([map(p[0]), map(p[1]), map(p[2])])
+        }),
+        _ => unreachable!("is_sixteen_bit covers these"),
+    }
+}
+
+/// Frame `index` of `scene` as 8-bit RGB, 16-bit frames mapped by `mode`.
+pub fn load_frame(scene: &Scene, index: usize, mode: SixteenBit) -> Result<RgbImage> {
+    let frame = &scene.frames[index];
+    let img = load_raw(&frame.image)?;
+    if !is_sixteen_bit(&img) {
+        return Ok(to_rgb8(&img, None));
+    }
+    let range = match mode {
+        SixteenBit::PerFrame => None,
+        SixteenBit::Fixed { min, max } => Some((min, max)),
+        SixteenBit::PerVideo => Some(video_range(scene)?),
+    };
+    Ok(to_rgb8(&img, range))
+}
+
+/// Raw min–max over all 16-bit frames of a scene, computed once and cached.
+pub fn video_range(scene: &Scene) -> Result<(u16, u16)> {
+    if let Some(&r) = scene.video_range.get() {
+        return Ok(r);
+    }
+    let ranges: Vec<Result<Option<(u16, u16)>>> = scene
+        .frames
+        .par_iter()
+        .map(|f| load_raw(&f.image).map(|img| raw_range(&img)))
+        .collect();
+    let mut lo = u16::MAX;
+    let mut hi = u16::MIN;
+    for r in ranges {
+        if let Some((a, b)) = r? {
+            lo = lo.min(a);
+            hi = hi.max(b);
+        }
+    }
+    let range = if lo > hi { (0, u16::MAX) } else { (lo, hi) };
+    // Another thread may have filled it meanwhile, with the same value.
+    let _ = scene.video_range.set(range);
+    Ok(range)
+}
+
+/// PIL's RGB→L: ITU-R 601-2 luma with 16-bit fixed-point weights, rounded.
+#[inline]
+pub fn pil_luma(r: u8, g: u8, b: u8) -> u8 {
+    ((u32::from(r) * 19595 + u32::from(g) * 38470 + u32::from(b) * 7471 + 0x8000) >> 16) as u8
+}
+
+/// A mask at its original size, binarised: 255 where the luminance is above half the mask's
+/// maximum, 0 elsewhere.
+pub fn load_mask(path: &Path) -> Result<GrayImage> {
+    Ok(binarize(&load_raw(path)?))
+}
+
+/// Binarises like `test.py` (`gt / (gt.max() + 1e-8) > 0.5`, which for integer pixels is
+/// `2·v > max`), on PIL's luminance; 16-bit masks keep their precision.
+pub fn binarize(img: &DynamicImage) -> GrayImage {
+    let (w, h) = (img.width(), img.height());
+    let luma: Vec<u32> = match img {
+        DynamicImage::ImageLuma8(im) => im.as_raw().iter().map(|&v| u32::from(v)).collect(),
+        DynamicImage::ImageLuma16(im) => im.as_raw().iter().map(|&v| u32::from(v)).collect(),
+        DynamicImage::ImageLumaA8(im) => im.as_raw().iter().step_by(2).map(|&v| v.into()).collect(),
+        DynamicImage::ImageLumaA16(im) => {
+            im.as_raw().iter().step_by(2).map(|&v| v.into()).collect()
+        }
+        DynamicImage::ImageRgb16(_) | DynamicImage::ImageRgba16(_) => {
+            let im = img.to_rgb16();
+            im.pixels()
+                .map(|p| {
+                    let [r, g, b] = p.0.map(u64::from);
+                    ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16) as u32
+                })
+                .collect()
+        }
+        _ => {
+            let im = img.to_rgb8();
+            im.pixels()
+                .map(|p| u32::from(pil_luma(p[0], p[1], p[2])))
+                .collect()
+        }
+    };
+    let max = luma.iter().copied().max().unwrap_or(0);
+    let mut out = GrayImage::new(w, h);
+    for (o, &v) in out.pixels_mut().zip(&luma) {
+        *o = Luma([if max > 0 && 2 * v > max { 255 } else { 0 }]);
+    }
+    out
+}

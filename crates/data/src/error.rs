@@ -1,0 +1,102 @@
+//! Dataset errors. Each one names the file or folder at fault and says what to do about it.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Everything that can be wrong with a dataset on disk (or a data config).
+#[derive(Debug, Error)]
+pub enum DataError {
+    #[error("split folder {path} does not exist: create it, or set the split name in the data config to one of the folders under {root}", root = .path.parent().map_or_else(|| ".".into(), |p| p.display().to_string()))]
+    MissingSplit { path: PathBuf },
+
+    #[error("split {path} has no scene folders: put each video in <split>/<scene>/images/ (frames) and <split>/<scene>/masks/ (PNG masks)")]
+    EmptySplit { path: PathBuf },
+
+    #[error("{path} is missing: every scene needs an images/ folder holding its frames (.jpg, .png, .tif, .tiff)")]
+    MissingImages { path: PathBuf },
+
+    #[error("{path} is missing: every scene needs a masks/ folder with one PNG mask per annotated frame (same file stem as the frame)")]
+    MissingMasks { path: PathBuf },
+
+    #[error("{path} has {count} frame(s) but a sample needs 3 consecutive frames: add frames or remove the scene")]
+    TooFewFrames { path: PathBuf, count: usize },
+
+    #[error("{path} is {width}x{height} but {first} is {first_width}x{first_height}: all frames of a scene must have one size; resize them or split the scene")]
+    FrameSizeMismatch {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+        first: PathBuf,
+        first_width: u32,
+        first_height: u32,
+    },
+
+    #[error("mask {path} is {width}x{height} but its frame {frame} is {frame_width}x{frame_height}: a mask must have its frame's size")]
+    MaskSizeMismatch {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+        frame: PathBuf,
+        frame_width: u32,
+        frame_height: u32,
+    },
+
+    #[error("mask {path} has no frame: expected {stem}.jpg/.png/.tif/.tiff in {images}; add the frame or delete the mask")]
+    MaskWithoutFrame {
+        path: PathBuf,
+        stem: String,
+        images: PathBuf,
+    },
+
+    #[error("{path} is not a frame: images/ may hold only .jpg, .jpeg, .png, .tif and .tiff files; move it elsewhere")]
+    NotAFrame { path: PathBuf },
+
+    #[error("{path} is not a mask: masks/ may hold only .png files (same stem as the frame); move it elsewhere")]
+    NotAMask { path: PathBuf },
+
+    #[error("{path} and {other} are the same frame (one stem, two files): keep only one of them")]
+    DuplicateFrame { path: PathBuf, other: PathBuf },
+
+    #[error("cannot read image {path}: {reason}; the file is truncated or not an image: re-export it or remove it (and its mask)")]
+    Unreadable { path: PathBuf, reason: String },
+
+    #[error("{path} has {pixels} pixels, which fgstp does not read: use 8-bit or 16-bit grayscale/RGB (PNG, TIFF) or JPEG")]
+    UnsupportedPixels { path: PathBuf, pixels: String },
+
+    #[error("cannot list {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("split {path} has no annotated frame with two following frames, so there is nothing to train on: add masks (masks/<frame stem>.png)")]
+    NoTrainingSamples { path: PathBuf },
+
+    #[error("cannot start {threads} data threads: {reason}; lower `threads` in the data config")]
+    Threads { threads: usize, reason: String },
+
+    #[error("cannot write {path}: {reason}; check the output folder's permissions and free space")]
+    Write { path: PathBuf, reason: String },
+
+    #[error("data config {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+}
+
+pub type Result<T, E = DataError> = std::result::Result<T, E>;
+
+impl DataError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn unreadable(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
+        DataError::Unreadable {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! The on-disk layout (the reference's, GasVid):
+//!
+//! ```text
+//! ROOT/<split>/<scene>/images/<frame>.{jpg,jpeg,png,tif,tiff}
+//! ROOT/<split>/<scene>/masks/<frame>.png          (same stem; any subset of the frames)
+//! ```
+//!
+//! Opening a split lists and checks it (file names, frame counts, sizes from the image headers);
+//! pixels are only decoded when a sample is built, or by [`Split::verify_pixels`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use image::{ColorType, ImageDecoder, ImageReader};
+use rayon::prelude::*;
+
+use crate::error::{DataError, Result};
+use crate::natural::natural_cmp;
+
+const FRAME_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "tif", "tiff"];
+
+/// Whether a scene must have a `masks/` folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Masks {
+    /// Training and evaluation: `masks/` must exist (it may hold masks for only some frames).
+    Required,
+    /// Inference: `masks/` may be absent.
+    Optional,
+}
+
+/// One frame of a video and its mask, if annotated.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// File name in `images/`, e.g. `00012.png`.
+    pub name: String,
+    pub image: PathBuf,
+    pub mask: Option<PathBuf>,
+    /// Pixel format from the file header.
+    pub color: ColorType,
+}
+
+/// One video: its frames in natural order, all of one size.
+#[derive(Debug)]
+pub struct Scene {
+    pub name: String,
+    pub dir: PathBuf,
+    pub frames: Vec<Frame>,
+    pub width: u32,
+    pub height: u32,
+    /// Raw 16-bit range over all frames, computed on first use (`sixteen_bit = "per-video"`).
+    pub(crate) video_range: OnceLock<(u16, u16)>,
+}
+
+impl Scene {
+    pub fn mask_count(&self) -> usize {
+        self.frames.iter().filter(|f| f.mask.is_some()).count()
+    }
+
+    /// Distinct pixel formats of the scene's frames, in order of first appearance.
+    pub fn colors(&self) -> Vec<ColorType> {
+        let mut out: Vec<ColorType> = Vec::new();
+        for f in &self.frames {
+            if !out.contains(&f.color) {
+                out.push(f.color);
+            }
+        }
+        out
+    }
+}
+
+/// One split (`train`, `val`, `test`, …): its scenes in natural order.
+#[derive(Debug)]
+pub struct Split {
+    pub name: String,
+    pub dir: PathBuf,
+    pub scenes: Vec<Scene>,
+}
+
+impl Split {
+    /// Lists and checks `root/name`. Errors name the first problem found and what to do.
+    pub fn open(root: &Path, name: &str, masks: Masks) -> Result<Split> {
+        let dir = root.join(name);
+        if !dir.is_dir() {
+            return Err(DataError::MissingSplit { path: dir });
+        }
+        let mut scene_dirs = Vec::new();
+        for (entry_name, path) in list_dir(&dir)? {
+            if path.is_dir() {
+                scene_dirs.push((entry_name, path));
+            }
+        }
+        if scene_dirs.is_empty() {
+            return Err(DataError::EmptySplit { path: dir });
+        }
+        scene_dirs.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+        // Header reads are independent, so scenes are scanned in parallel; the error reported
+        // is the first in natural order, as a sequential scan would give.
+        let scenes = scene_dirs
+            .into_par_iter()
+            .map(|(scene, path)| open_scene(scene, path, masks))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Split {
+            name: name.to_string(),
+            dir,
+            scenes,
+        })
+    }
+
+    pub fn frame_count(&self) -> usize {
+        self.scenes.iter().map(|s| s.frames.len()).sum()
+    }
+
+    pub fn mask_count(&self) -> usize {
+        self.scenes.iter().map(Scene::mask_count).sum()
+    }
+
+    /// Decodes every frame and mask once (truncated or corrupt files show up only then).
+    /// `progress` is called once per decoded file, from worker threads.
+    pub fn verify_pixels(&self, progress: &(dyn Fn() + Sync)) -> Result<()> {
+        let files: Vec<(&Path, bool)> = self
+            .scenes
+            .iter()
+            .flat_map(|s| &s.frames)
+            .flat_map(|f| {
+                std::iter::once((f.image.as_path(), false))
+                    .chain(f.mask.as_deref().map(|m| (m, true)))
+            })
+            .collect();
+        let results: Vec<Result<()>> = files
+            .par_iter()
+            .map(|&(path, is_mask)| {
+                let r = if is_mask {
+                    crate::decode::load_mask(path).map(drop)
+                } else {
+                    crate::decode::load_raw(path).map(drop)
+                };
+                progress();
+                r
+            })
+            .collect();
+        results.into_iter().collect()
+    }
+
+    /// Number of files [`Split::verify_pixels`] decodes.
+    pub fn file_count(&self) -> usize {
+        self.frame_count() + self.mask_count()
+    }
+}
+
+/// Non-hidden entries of a folder as (file name, path). Names that are not UTF-8 are errors,
+/// since they could not be ordered or matched to masks reliably.
+fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
+        let entry = entry.map_err(|e| DataError::io(dir, e))?;
+        let path = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            return Err(DataError::io(
+                &path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "file name is not valid UTF-8; rename it",
+                ),
+            ));
+        };
+        if !name.starts_with('.') {
+            out.push((name, path));
+        }
+    }
+    Ok(out)
+}
+
+fn split_stem(name: &str) -> (&str, &str) {
+    match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i + 1..]),
+        _ => (name, ""),
+    }
+}
+
+fn open_scene(name: String, dir: PathBuf, masks: Masks) -> Result<Scene> {
+    let images_dir = dir.join("images");
+    if !images_dir.is_dir() {
+        return Err(DataError::MissingImages { path: images_dir });
+    }
+    let mut files = list_dir(&images_dir)?;
+    files.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+    let mut by_stem: HashMap<String, usize> = HashMap::new();
+    let mut frames = Vec::with_capacity(files.len());
+    for (file, path) in files {
+        let (stem, ext) = split_stem(&file);
+        if path.is_dir() || !FRAME_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()) {
+            return Err(DataError::NotAFrame { path });
+        }
+        if let Some(&other) = by_stem.get(stem) {
+            let other: &Frame = &frames[other];
+            return Err(DataError::DuplicateFrame {
+                path,
+                other: other.image.clone(),
+            });
+        }
+        by_stem.insert(stem.to_string(), frames.len());
+        frames.push(Frame {
+            name: file.clone(),
+            image: path,
+            mask: None,
+            color: ColorType::L8,
+        });
+    }
+    if frames.len() < 3 {
+        return Err(DataError::TooFewFrames {
+            path: images_dir,
+            count: frames.len(),
+        });
+    }
+
+    let masks_dir = dir.join("masks");
+    if masks_dir.is_dir() {
+        let mut mask_files = list_dir(&masks_dir)?;
+        mask_files.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+        for (file, path) in mask_files {
+            let (stem, ext) = split_stem(&file);
+            if path.is_dir() || !ext.eq_ignore_ascii_case("png") {
+                return Err(DataError::NotAMask { path });
+            }
+            match by_stem.get(stem) {
+                Some(&i) => frames[i].mask = Some(path),
+                None => {
+                    return Err(DataError::MaskWithoutFrame {
+                        path,
+                        stem: stem.to_string(),
+                        images: images_dir,
+                    })
+                }
+            }
+        }
+    } else if masks == Masks::Required {
+        return Err(DataError::MissingMasks { path: masks_dir });
+    }
+
+    let (width, height) = check_sizes(&mut frames)?;
+    Ok(Scene {
+        name,
+        dir,
+        frames,
+        width,
+        height,
+        video_range: OnceLock::new(),
+    })
+}
+
+/// Reads every header: frame sizes must agree, masks must match their frame.
+fn check_sizes(frames: &mut [Frame]) -> Result<(u32, u32)> {
+    let mut first: Option<(PathBuf, u32, u32)> = None;
+    for frame in frames.iter_mut() {
+        let (w, h, color) = read_header(&frame.image)?;
+        frame.color = color;
+        match &first {
+            None => first = Some((frame.image.clone(), w, h)),
+            Some((first_path, fw, fh)) if (w, h) != (*fw, *fh) => {
+                return Err(DataError::FrameSizeMismatch {
+                    path: frame.image.clone(),
+                    width: w,
+                    height: h,
+                    first: first_path.clone(),
+                    first_width: *fw,
+                    first_height: *fh,
+                })
+            }
+            Some(_) => {}
+        }
+        if let Some(mask) = &frame.mask {
+            let (mw, mh, _) = read_header(mask)?;
+            if (mw, mh) != (w, h) {
+                return Err(DataError::MaskSizeMismatch {
+                    path: mask.clone(),
+                    width: mw,
+                    height: mh,
+                    frame: frame.image.clone(),
+                    frame_width: w,
+                    frame_height: h,
+                });
+            }
+        }
+    }
+    let (_, w, h) = first.expect("a scene has at least 3 frames");
+    Ok((w, h))
+}
+
+/// Size and pixel format from the file header, without decoding the pixels.
+pub fn read_header(path: &Path) -> Result<(u32, u32, ColorType)> {
+    let reader = ImageReader::open(path)
+        .and_then(ImageReader::with_guessed_format)
+        .map_err(|e| DataError::unreadable(path, e))?;
+    let decoder = reader
+        .into_decoder()
+        .map_err(|e| DataError::unreadable(path, e))?;
+    let (w, h) = decoder.dimensions();
+    let color = decoder.color_type();
+    crate::decode::check_supported(path, color)?;
+    Ok((w, h, color))
+}
+
+/// A short human description of a pixel format: `8-bit gray`, `16-bit RGB`, ….
+pub fn describe_color(color: ColorType) -> String {
+    let channels = match color.channel_count() {
+        1 => "gray",
+        2 => "gray+alpha",
+        3 => "RGB",
+        _ => "RGBA",
+    };
+    let bits = color.bits_per_pixel() / u16::from(color.channel_count());
+    if matches!(color, ColorType::Rgb32F | ColorType::Rgba32F) {
+        return format!("32-bit float {channels}");
+    }
+    format!("{bits}-bit {channels}")
+}

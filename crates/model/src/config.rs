@@ -1,0 +1,179 @@
+//! The model configuration (the `[model]` table of a run configuration) and the input checks
+//! that turn what would be a libtorch shape error deep inside the network into a clear message.
+
+use anyhow::{bail, ensure, Result};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::pvt_v2::PvtV2Variant;
+
+/// Which network to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// FGSTP: three frames (t, t+1, t+2) → 4 + 4 deep-supervision maps and the fused map.
+    Fgstp,
+    /// The single-frame baseline (the paper's SINet-V2 row): FGSTP's own encoder and decoder on
+    /// frame t alone, same `backbone.*` parameters.
+    SinetV2,
+}
+
+impl ModelKind {
+    /// Frames per sample: 3 for FGSTP, 1 for the single-frame baseline.
+    pub fn frames(self) -> usize {
+        match self {
+            Self::Fgstp => 3,
+            Self::SinetV2 => 1,
+        }
+    }
+}
+
+/// Model hyper-parameters. Every field has the reference's value as its default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// "fgstp" or "sinet-v2".
+    pub kind: ModelKind,
+    /// PVTv2 encoder size, "b0" … "b5" (the paper: b5).
+    pub backbone: PvtV2Variant,
+    /// Width of the RFB outputs, the correlation, FSP and decoder features (reference: 32).
+    pub channel: i64,
+    /// Max-pool sizes of the correlation's keys/values on the 1/8, 1/16 and 1/32 maps
+    /// (reference: 2, 4, 8, which needs inputs of at least 256 px; smaller pools allow smaller
+    /// inputs for quick CPU runs).
+    pub correlation_pools: [i64; 3],
+    /// Groups of each FSP module (reference: 6 — its constructor passes the value under a
+    /// misspelled keyword, so the default of 6 applies).
+    pub fsp_groups: i64,
+    /// Keep the backbone's BatchNorms in eval mode while training (running statistics are used
+    /// and not updated). The reference means to do this but its `model.train()` undoes it;
+    /// `false` reproduces what it actually does.
+    pub freeze_backbone_bn: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            kind: ModelKind::Fgstp,
+            backbone: PvtV2Variant::B5,
+            channel: 32,
+            correlation_pools: [2, 4, 8],
+            fsp_groups: 6,
+            freeze_backbone_bn: true,
+        }
+    }
+}
+
+/// Feature strides of the three maps the correlation works on.
+const FEATURE_STRIDES: [i64; 3] = [8, 16, 32];
+
+impl Config {
+    /// Checks what the network needs of its hyper-parameters.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            self.channel > 0 && self.channel % 8 == 0,
+            "model.channel = {} must be a positive multiple of 8 (the reverse stages split it into \
+             channel/8 groups; the reference uses 32)",
+            self.channel
+        );
+        ensure!(
+            self.correlation_pools.iter().all(|&p| p >= 1),
+            "model.correlation_pools = {:?}: every pool size must be at least 1 (reference: [2, 4, 8])",
+            self.correlation_pools
+        );
+        ensure!(
+            self.fsp_groups >= 2,
+            "model.fsp_groups = {} must be at least 2 (reference: 6)",
+            self.fsp_groups
+        );
+        Ok(())
+    }
+
+    /// The smallest input side this configuration accepts: a multiple of 32 large enough that
+    /// each correlation pool fits in its feature map.
+    pub fn min_input_size(&self) -> i64 {
+        let mut multiple = 1;
+        if self.kind == ModelKind::Fgstp {
+            for (pool, stride) in self.correlation_pools.iter().zip(FEATURE_STRIDES) {
+                // smallest k with 32k/stride ≥ pool
+                let k = (pool * stride + 31) / 32;
+                multiple = multiple.max(k);
+            }
+        }
+        32 * multiple
+    }
+
+    /// Checks that `height`×`width` frames can go through the network.
+    pub fn check_input_size(&self, height: i64, width: i64) -> Result<()> {
+        if height % 32 != 0 || width % 32 != 0 {
+            bail!(
+                "input {height}×{width}: height and width must be multiples of 32 (the encoder \
+                 halves the map five times and the decoder doubles it back); resize the frames, \
+                 e.g. to 352×352"
+            );
+        }
+        let min = self.min_input_size();
+        if height < min || width < min {
+            let detail = match self.kind {
+                ModelKind::Fgstp => {
+                    let (i, pool, stride) = self
+                        .correlation_pools
+                        .iter()
+                        .zip(FEATURE_STRIDES)
+                        .enumerate()
+                        .map(|(i, (&p, s))| (i, p, s))
+                        .find(|&(_, p, s)| height / s < p || width / s < p)
+                        .unwrap_or((0, 1, 32));
+                    format!(
+                        ": its 1/{stride} feature map ({}×{}) is smaller than correlation pool {} of size {pool}",
+                        height / stride,
+                        width / stride,
+                        i + 1
+                    )
+                }
+                ModelKind::SinetV2 => String::new(),
+            };
+            bail!(
+                "input {height}×{width} is too small for this model{detail}; the minimum is {min}×{min} \
+                 (use larger frames{})",
+                if self.kind == ModelKind::Fgstp { " or smaller model.correlation_pools" } else { "" }
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Checks frames against the model: [B, 3, H, W], all alike, on the model's device and dtype.
+pub(crate) fn check_frames(
+    cfg: &Config,
+    frames: &[&Tensor],
+    device: Device,
+    kind: Kind,
+) -> Result<(i64, i64)> {
+    ensure!(!frames.is_empty(), "no input frames");
+    let first = frames[0].size();
+    for (i, frame) in frames.iter().enumerate() {
+        let size = frame.size();
+        ensure!(
+            size.len() == 4 && size[1] == 3,
+            "frame {i} has shape {size:?}; expected [batch, 3, height, width] (RGB, normalised)"
+        );
+        ensure!(
+            size == first,
+            "frame {i} has shape {size:?} but frame 0 has {first:?}; all frames must match"
+        );
+        ensure!(
+            frame.device() == device,
+            "frame {i} is on {:?} but the model is on {device:?}; move the input (or the model) first",
+            frame.device()
+        );
+        ensure!(
+            frame.kind() == kind,
+            "frame {i} has dtype {:?} but the model's parameters are {kind:?}",
+            frame.kind()
+        );
+    }
+    let (h, w) = (first[2], first[3]);
+    cfg.check_input_size(h, w)?;
+    Ok((h, w))
+}

@@ -1,0 +1,158 @@
+//! FGSTP: per-frame encoder features, CTC correlation of frame t with t+1 and with t+2, the
+//! three FSP refiners (shared by both pairs), the decoder on each pair, and a fusion of the two
+//! pairs' finest maps.
+
+use anyhow::{ensure, Result};
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+use crate::backbone::{Backbone, Features};
+use crate::config::{check_frames, Config, ModelKind};
+use crate::ctc::Ctc;
+use crate::fsp::Fsp;
+use crate::layers::{conv2d, ConvInit, ConvSpec};
+
+/// FGSTP's outputs, all logits [B, 1, H, W] at input resolution.
+#[derive(Debug)]
+pub struct FgstpOutput {
+    /// The decoder maps of the pair (t, t+1): NCD, RS5, RS4, RS3 (coarse to fine).
+    pub pair_t1: [Tensor; 4],
+    /// The decoder maps of the pair (t, t+2).
+    pub pair_t2: [Tensor; 4],
+    /// The fusion of both pairs' finest maps: the model's prediction for frame t.
+    pub fused: Tensor,
+}
+
+impl FgstpOutput {
+    /// All nine maps: pair (t, t+1), pair (t, t+2), fused.
+    pub fn maps(&self) -> Vec<&Tensor> {
+        self.pair_t1
+            .iter()
+            .chain(&self.pair_t2)
+            .chain(std::iter::once(&self.fused))
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+pub struct Fgstp {
+    pub backbone: Backbone,
+    ctc: Ctc,
+    fsp: [Fsp; 3],
+    fusion: [nn::Conv2D; 3],
+    cfg: Config,
+}
+
+impl Fgstp {
+    /// Builds the model under `vs` (normally the VarStore root, so that variable names equal the
+    /// reference's state-dict keys), initialised as the reference initialises it.
+    pub fn new(vs: &nn::Path, cfg: &Config) -> Result<Self> {
+        cfg.validate()?;
+        ensure!(
+            cfg.kind == ModelKind::Fgstp,
+            "Fgstp::new needs model.kind = \"fgstp\", got {:?}",
+            cfg.kind
+        );
+        let c = cfg.channel;
+        let fsp = |i: usize| Fsp::new(&(vs / format!("fsp{}", i + 1)), c, cfg.fsp_groups);
+        let fusion_vs = vs / "fusion_conv";
+        let c3 = ConvSpec::square(3).padding(1);
+        let fusion_conv = |i: i64, c_in, c_out| {
+            conv2d(&(&fusion_vs / i), c_in, c_out, c3, ConvInit::TorchDefault)
+        };
+        Ok(Self {
+            backbone: Backbone::new(&(vs / "backbone"), cfg.backbone, c),
+            ctc: Ctc::new(&(vs / "ctc"), c, cfg.correlation_pools),
+            fsp: [fsp(0), fsp(1), fsp(2)],
+            fusion: [
+                fusion_conv(0, 2, 32),
+                fusion_conv(1, 32, 32),
+                fusion_conv(2, 32, 1),
+            ],
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Device and dtype of the parameters (they follow `VarStore::set_device`/`set_kind`).
+    fn device_kind(&self) -> (Device, Kind) {
+        (self.fusion[0].ws.device(), self.fusion[0].ws.kind())
+    }
+
+    fn backbone_bn_train(&self, train: bool) -> bool {
+        train && !self.cfg.freeze_backbone_bn
+    }
+
+    /// One frame [B, 3, H, W] → its encoder features. Streaming inference computes these once
+    /// per frame and reuses them for every triplet containing the frame.
+    pub fn encode(&self, frame: &Tensor, train: bool) -> Result<Features> {
+        let (device, kind) = self.device_kind();
+        check_frames(&self.cfg, &[frame], device, kind)?;
+        Ok(self
+            .backbone
+            .encoder
+            .forward_t(frame, self.backbone_bn_train(train)))
+    }
+
+    /// Frames t, t+1, t+2, each [B, 3, H, W] → the nine output maps.
+    pub fn forward_t(&self, frames: [&Tensor; 3], train: bool) -> Result<FgstpOutput> {
+        let (device, kind) = self.device_kind();
+        check_frames(&self.cfg, &frames, device, kind)?;
+        let bn_train = self.backbone_bn_train(train);
+        let [f_t, f_t1, f_t2] =
+            frames.map(|frame| self.backbone.encoder.forward_t(frame, bn_train));
+        Ok(self.decode(&f_t, &f_t1, &f_t2, train))
+    }
+
+    /// As [`Fgstp::forward_t`] from the frames' precomputed [`Fgstp::encode`] features; the
+    /// result is the same.
+    pub fn forward_features(
+        &self,
+        f_t: &Features,
+        f_t1: &Features,
+        f_t2: &Features,
+        train: bool,
+    ) -> Result<FgstpOutput> {
+        let size = |f: &Features| f.iter().map(|t| t.size()).collect::<Vec<_>>();
+        let expected = size(f_t);
+        ensure!(
+            size(f_t1) == expected && size(f_t2) == expected,
+            "features of frames t, t+1, t+2 differ in shape ({:?}, {:?}, {:?}); encode frames of one size",
+            expected,
+            size(f_t1),
+            size(f_t2)
+        );
+        let map8 = &expected[0];
+        ensure!(
+            map8.len() == 4,
+            "features must be the three 4-D maps Fgstp::encode returns"
+        );
+        self.cfg.check_input_size(map8[2] * 8, map8[3] * 8)?;
+        Ok(self.decode(f_t, f_t1, f_t2, train))
+    }
+
+    fn decode(&self, f_t: &Features, f_t1: &Features, f_t2: &Features, train: bool) -> FgstpOutput {
+        let refine = |corr: [Tensor; 3]| -> Features {
+            std::array::from_fn(|i| self.fsp[i].forward_t(&(&corr[i] + &f_t[i]), train))
+        };
+        let pair_t1 = refine(self.ctc.forward_t(f_t, f_t1, train));
+        let pair_t2 = refine(self.ctc.forward_t(f_t, f_t2, train));
+        let bn_train = self.backbone_bn_train(train);
+        let pair_t1 = self.backbone.decoder.forward_t(&pair_t1, bn_train);
+        let pair_t2 = self.backbone.decoder.forward_t(&pair_t2, bn_train);
+        let fused = self
+            .fusion
+            .iter()
+            .fold(Tensor::cat(&[&pair_t1[3], &pair_t2[3]], 1), |x, conv| {
+                conv.forward(&x)
+            });
+        FgstpOutput {
+            pair_t1,
+            pair_t2,
+            fused,
+        }
+    }
+}

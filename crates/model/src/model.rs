@@ -1,0 +1,70 @@
+//! One entry point for either kind of model, chosen by `Config::kind`.
+
+use anyhow::{ensure, Result};
+use tch::nn;
+use tch::Tensor;
+
+use crate::config::{Config, ModelKind};
+use crate::fgstp::{Fgstp, FgstpOutput};
+use crate::sinet_v2::{SinetV2, SinetV2Output};
+
+#[derive(Debug)]
+pub enum Model {
+    Fgstp(Box<Fgstp>),
+    SinetV2(Box<SinetV2>),
+}
+
+#[derive(Debug)]
+pub enum Output {
+    Fgstp(FgstpOutput),
+    SinetV2(SinetV2Output),
+}
+
+impl Output {
+    /// The map that is the model's prediction for frame t (logits [B, 1, H, W]).
+    pub fn prediction(&self) -> &Tensor {
+        match self {
+            Self::Fgstp(out) => &out.fused,
+            Self::SinetV2(out) => out.prediction(),
+        }
+    }
+
+    /// Every output map (FGSTP: pair (t, t+1) ×4, pair (t, t+2) ×4, fused; SINet-V2: 4).
+    pub fn maps(&self) -> Vec<&Tensor> {
+        match self {
+            Self::Fgstp(out) => out.maps(),
+            Self::SinetV2(out) => out.maps.iter().collect(),
+        }
+    }
+}
+
+impl Model {
+    /// Builds the configured model under `vs` (normally the VarStore root).
+    pub fn new(vs: &nn::Path, cfg: &Config) -> Result<Self> {
+        Ok(match cfg.kind {
+            ModelKind::Fgstp => Self::Fgstp(Box::new(Fgstp::new(vs, cfg)?)),
+            ModelKind::SinetV2 => Self::SinetV2(Box::new(SinetV2::new(vs, cfg)?)),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        match self {
+            Self::Fgstp(m) => m.config(),
+            Self::SinetV2(m) => m.config(),
+        }
+    }
+
+    /// `frames`: t, t+1, t+2 for FGSTP, t alone for SINet-V2 (see `ModelKind::frames`).
+    pub fn forward_t(&self, frames: &[&Tensor], train: bool) -> Result<Output> {
+        let needed = self.config().kind.frames();
+        ensure!(
+            frames.len() == needed,
+            "this model takes {needed} frame(s) per sample, got {}",
+            frames.len()
+        );
+        Ok(match self {
+            Self::Fgstp(m) => Output::Fgstp(m.forward_t([frames[0], frames[1], frames[2]], train)?),
+            Self::SinetV2(m) => Output::SinetV2(m.forward_t(frames[0], train)?),
+        })
+    }
+}
