@@ -1,7 +1,7 @@
 //! `fgstp eval`: score a trained model on a dataset split with the paper's metrics.
 
 use anyhow::{Context, Result};
-use fgstp_cli::evaluate::score_split;
+use fgstp_cli::evaluate::predict_split;
 use fgstp_cli::outputs::{stem, Outputs};
 use fgstp_cli::run_config::RunConfig;
 use fgstp_data::EvalLoader;
@@ -42,19 +42,28 @@ pub fn run(args: Args) -> Result<()> {
     }
     let device = cfg.train.device.resolve()?;
     let (_vs, model) = fgstp_cli::load_model(&cfg, &args.weights, device)?;
-    let split = args.split.clone().unwrap_or_else(|| cfg.data.test_split.clone());
+    let split = args
+        .split
+        .clone()
+        .unwrap_or_else(|| cfg.data.test_split.clone());
     let loader = EvalLoader::open(&cfg.data, &split)?;
-    let outputs = args.output.as_deref().map(|dir| Outputs::new(dir, true, false));
+    let outputs = args
+        .output
+        .as_deref()
+        .map(|dir| Outputs::new(dir, true, false));
 
     let bar = ProgressBar::new(loader.len() as u64).with_style(
-        ProgressStyle::with_template("eval {prefix} [{bar:30}] {pos}/{len} frames {per_sec} ETA {eta}")
-            .expect("a valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "eval {prefix} [{bar:30}] {pos}/{len} frames {per_sec} ETA {eta}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
     );
     bar.set_prefix(split.clone());
     let mut recorder = MetricRecorder::new();
     let never = AtomicBool::new(false);
-    score_split(&model, device, &loader, &cfg, &mut recorder, &never, |frame| {
+    predict_split(&model, device, &loader, &cfg, &never, |frame| {
+        frame.score(&mut recorder)?;
         if let Some(out) = &outputs {
             let name = stem(&frame.scene.frames[frame.frame].image);
             out.write(Some(&frame.scene.name), &name, &frame.prob, &frame.image()?)?;

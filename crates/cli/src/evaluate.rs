@@ -34,7 +34,11 @@ pub struct FramePrediction<'a> {
 impl FramePrediction<'_> {
     /// The frame itself (8-bit RGB, original size), decoded on demand.
     pub fn image(&self) -> Result<RgbImage> {
-        Ok(fgstp_data::decode::load_frame(self.scene, self.frame, self.sixteen_bit)?)
+        Ok(fgstp_data::decode::load_frame(
+            self.scene,
+            self.frame,
+            self.sixteen_bit,
+        )?)
     }
 }
 
@@ -49,14 +53,29 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
-/// Predicts every sample of `loader`, scoring annotated frames into `recorder` and handing
-/// each frame to `on_frame`. Returns `false` if `stop` was raised before the end.
-pub fn score_split(
+impl FramePrediction<'_> {
+    /// Scores the frame into `recorder` if it is annotated.
+    pub fn score(&self, recorder: &mut MetricRecorder) -> Result<()> {
+        if let Some(mask) = &self.mask {
+            let (w, h) = (self.width as usize, self.height as usize);
+            recorder.step_with_probability(
+                &self.scene.name,
+                GrayView::new(&self.gray_map, w, h)?,
+                &self.prob,
+                GrayView::new(mask.as_raw(), mask.width() as usize, mask.height() as usize)?,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Predicts every sample of `loader` (video by video, in order) and hands each frame to
+/// `on_frame`. Returns `false` if `stop` was raised before the end.
+pub fn predict_split(
     model: &Model,
     device: Device,
     loader: &EvalLoader,
     cfg: &RunConfig,
-    recorder: &mut MetricRecorder,
     stop: &AtomicBool,
     mut on_frame: impl FnMut(&FramePrediction) -> Result<()>,
 ) -> Result<bool> {
@@ -65,9 +84,12 @@ pub fn score_split(
     let mut start = 0;
     while start < samples.len() {
         let scene_index = samples[start].scene;
-        let len = samples[start..].iter().take_while(|s| s.scene == scene_index).count();
+        let len = samples[start..]
+            .iter()
+            .take_while(|s| s.scene == scene_index)
+            .count();
         let scene = &split.scenes[scene_index];
-        let source = |frame: usize| loader.model_input(scene_index, frame);
+        let source = |frame: usize| Ok(loader.model_input(scene_index, frame)?);
         let mut sample_index = start;
         let result = tch::no_grad(|| {
             predict_video(
@@ -89,15 +111,6 @@ pub fn score_split(
                         Some(path) => Some(fgstp_data::decode::load_mask(path)?),
                         None => None,
                     };
-                    if let Some(mask) = &mask {
-                        let (w, h) = (width as usize, height as usize);
-                        recorder.step_with_probability(
-                            &scene.name,
-                            GrayView::new(&gray_map, w, h)?,
-                            &prob,
-                            GrayView::new(mask.as_raw(), mask.width() as usize, mask.height() as usize)?,
-                        )?;
-                    }
                     let frame = FramePrediction {
                         sample_index,
                         scene,

@@ -18,7 +18,11 @@ use tch::{nn::VarStore, Device};
 
 /// Builds the configured model on `device` and loads `weights` into it: every model variable
 /// must come from the file (training checkpoints' `optimizer.*` entries are skipped).
-pub fn load_model(cfg: &run_config::RunConfig, weights: &Path, device: Device) -> Result<(VarStore, Model)> {
+pub fn load_model(
+    cfg: &run_config::RunConfig,
+    weights: &Path,
+    device: Device,
+) -> Result<(VarStore, Model)> {
     let mut vs = VarStore::new(device);
     let model = Model::new(&vs.root(), &cfg.model)?;
     let file = StateDict::read(weights)?;
@@ -43,7 +47,9 @@ pub fn load_model(cfg: &run_config::RunConfig, weights: &Path, device: Device) -
 /// simply redone.
 pub fn prepare_data(cfg: &run_config::RunConfig) -> Result<()> {
     let root = &cfg.data.root;
-    let Some(synth) = &cfg.synth else { return Ok(()) };
+    let Some(synth) = &cfg.synth else {
+        return Ok(());
+    };
     if root.exists() {
         return Ok(());
     }
@@ -60,7 +66,10 @@ pub fn prepare_data(cfg: &run_config::RunConfig) -> Result<()> {
             .expect("a valid template")
             .progress_chars("=> "),
     );
-    eprintln!("{} does not exist: generating the synthetic dataset there", root.display());
+    eprintln!(
+        "{} does not exist: generating the synthetic dataset there",
+        root.display()
+    );
     fgstp_data::synth::generate(synth, &partial, &|| bar.inc(1))?;
     bar.finish();
     std::fs::rename(&partial, root)

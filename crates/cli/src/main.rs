@@ -1,9 +1,12 @@
 //! `fgstp`: train, evaluate and run FGSTP gas-leak video segmentation.
 
 mod data;
+mod eval_cmd;
+mod infer_cmd;
 mod info;
 mod metrics;
 mod synth;
+mod train_cmd;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -27,6 +30,12 @@ struct Cli {
 enum Command {
     /// Show tch/libtorch versions, CUDA and cuDNN, MKL/OpenMP, threads, and the libtorch in use
     Info(info::Args),
+    /// Train FGSTP (or the single-frame baseline) from a run configuration, or resume a run
+    Train(train_cmd::Args),
+    /// Score trained weights on a dataset split (metrics table, JSON, masks and overlays)
+    Eval(eval_cmd::Args),
+    /// Segment new footage (a folder of frames or a dataset split): masks, overlays, probabilities
+    Infer(infer_cmd::Args),
     /// Check a dataset and print its splits, scenes, frames, masks, sizes and bit depths
     Data(data::Args),
     /// Write synthetic infrared gas-leak videos (train/val/test) in the dataset layout
@@ -50,6 +59,9 @@ fn run(cli: Cli) -> Result<()> {
     set_threads(cli.threads)?;
     match cli.command {
         Command::Info(args) => info::run(args),
+        Command::Train(args) => train_cmd::run(args, cli.threads.is_some()),
+        Command::Eval(args) => eval_cmd::run(args),
+        Command::Infer(args) => infer_cmd::run(args),
         Command::Data(args) => data::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Metrics(args) => metrics::run(args, cli.threads),

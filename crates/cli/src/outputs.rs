@@ -8,6 +8,7 @@
 
 use anyhow::{Context, Result};
 use image::{GrayImage, Rgb, RgbImage};
+use npyz::WriterBuilder;
 use std::path::{Path, PathBuf};
 
 use crate::predict::{to_binary_mask, to_gray_map};
@@ -20,7 +21,11 @@ pub struct Outputs {
 
 impl Outputs {
     pub fn new(root: &Path, maps: bool, prob: bool) -> Self {
-        Self { root: root.to_path_buf(), maps, prob }
+        Self {
+            root: root.to_path_buf(),
+            maps,
+            prob,
+        }
     }
 
     fn path(&self, kind: &str, video: Option<&str>, stem: &str, ext: &str) -> Result<PathBuf> {
@@ -28,7 +33,8 @@ impl Outputs {
         if let Some(video) = video {
             dir.push(video);
         }
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(dir.join(format!("{stem}.{ext}")))
     }
 
@@ -41,7 +47,8 @@ impl Outputs {
         image: &RgbImage,
     ) -> Result<()> {
         let (w, h) = image.dimensions();
-        let mask = GrayImage::from_raw(w, h, to_binary_mask(prob)).context("probability map of the wrong size")?;
+        let mask = GrayImage::from_raw(w, h, to_binary_mask(prob))
+            .context("probability map of the wrong size")?;
         let save = |img: &dyn Fn(&Path) -> image::ImageResult<()>, path: PathBuf| {
             img(&path).with_context(|| format!("cannot write {}", path.display()))
         };
@@ -51,7 +58,10 @@ impl Outputs {
             save(&|p| map.save(p), self.path("maps", video, stem, "png")?)?;
         }
         let overlay = overlay(image, &mask);
-        save(&|p| overlay.save(p), self.path("overlays", video, stem, "png")?)?;
+        save(
+            &|p| overlay.save(p),
+            self.path("overlays", video, stem, "png")?,
+        )?;
         if self.prob {
             let path = self.path("prob", video, stem, "npy")?;
             write_npy(&path, prob, h as u64, w as u64)
@@ -80,7 +90,7 @@ pub fn overlay(image: &RgbImage, mask: &GrayImage) -> RgbImage {
 /// A float32 `[rows, cols]` array in NumPy's `.npy` format.
 fn write_npy(path: &Path, data: &[f32], rows: u64, cols: u64) -> Result<()> {
     let file = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut writer = npyz::WriteOptions::new()
+    let mut writer = npyz::WriteOptions::<f32>::new()
         .default_dtype()
         .shape(&[rows, cols])
         .writer(file)
@@ -92,5 +102,6 @@ fn write_npy(path: &Path, data: &[f32], rows: u64, cols: u64) -> Result<()> {
 
 /// The output name of a frame: its file name without the extension.
 pub fn stem(path: &Path) -> String {
-    path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned())
+    path.file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
 }

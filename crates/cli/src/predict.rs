@@ -8,15 +8,17 @@
 use anyhow::{Context, Result};
 use fgstp_data::sample::SampleRef;
 use fgstp_model::{Features, Model};
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 use tch::{Device, Tensor};
 
 /// Loads frame `index` of the current video as a model input `[3, S, S]` (normalised, CPU).
-pub trait FrameSource {
+/// Called from several threads at once: frames of a batch are decoded in parallel.
+pub trait FrameSource: Sync {
     fn frame(&self, index: usize) -> Result<Tensor>;
 }
 
-impl<F: Fn(usize) -> Result<Tensor>> FrameSource for F {
+impl<F: Fn(usize) -> Result<Tensor> + Sync> FrameSource for F {
     fn frame(&self, index: usize) -> Result<Tensor> {
         self(index)
     }
@@ -39,12 +41,18 @@ pub fn predict_video(
             let mut cache: BTreeMap<usize, Features> = BTreeMap::new();
             for chunk in samples.chunks(batch) {
                 // Encode, in one batch, the frames this chunk needs that are not cached yet.
-                let mut missing: Vec<usize> =
-                    chunk.iter().flat_map(|s| s.frames).filter(|i| !cache.contains_key(i)).collect();
+                let mut missing: Vec<usize> = chunk
+                    .iter()
+                    .flat_map(|s| s.frames)
+                    .filter(|i| !cache.contains_key(i))
+                    .collect();
                 missing.sort_unstable();
                 missing.dedup();
                 if !missing.is_empty() {
-                    let inputs = missing.iter().map(|&i| frames.frame(i)).collect::<Result<Vec<_>>>()?;
+                    let inputs = missing
+                        .par_iter()
+                        .map(|&i| frames.frame(i))
+                        .collect::<Result<Vec<_>>>()?;
                     let stacked = Tensor::stack(&inputs, 0).to_device(device);
                     let features = fgstp.encode(&stacked, false)?;
                     for (row, &index) in missing.iter().enumerate() {
@@ -74,8 +82,10 @@ pub fn predict_video(
             for chunk in samples.chunks(batch) {
                 let mut inputs = Vec::with_capacity(slots);
                 for k in 0..slots {
-                    let per_sample =
-                        chunk.iter().map(|s| frames.frame(s.frames[k])).collect::<Result<Vec<_>>>()?;
+                    let per_sample = chunk
+                        .par_iter()
+                        .map(|s| frames.frame(s.frames[k]))
+                        .collect::<Result<Vec<_>>>()?;
                     inputs.push(Tensor::stack(&per_sample, 0).to_device(device));
                 }
                 let refs: Vec<&Tensor> = inputs.iter().collect();
@@ -92,7 +102,8 @@ pub fn predict_video(
 /// Logits `[1, 1, S, S]` → sigmoid probabilities at `(width, height)`, resized bilinearly with
 /// `align_corners = False` as the reference's `test.py` does (resize, then sigmoid).
 pub fn probability_at(logits: &Tensor, width: u32, height: u32) -> Result<Vec<f32>> {
-    let resized = logits.upsample_bilinear2d([i64::from(height), i64::from(width)], false, None, None);
+    let resized =
+        logits.upsample_bilinear2d([i64::from(height), i64::from(width)], false, None, None);
     let prob = resized.sigmoid().to_device(Device::Cpu).flatten(0, -1);
     Vec::<f32>::try_from(&prob).context("cannot read the prediction back from libtorch")
 }
@@ -102,17 +113,23 @@ pub fn probability_at(logits: &Tensor, width: u32, height: u32) -> Result<Vec<f3
 fn min_max_normalised(prob: &[f32]) -> impl Iterator<Item = f32> + '_ {
     let (lo, hi) = prob
         .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &p| (lo.min(p), hi.max(p)));
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &p| {
+            (lo.min(p), hi.max(p))
+        });
     let denom = hi - lo + 1e-8;
     prob.iter().map(move |&p| (p - lo) / denom)
 }
 
 /// The 8-bit map the SOD metrics score and `maps/` stores: the normalised probability × 255.
 pub fn to_gray_map(prob: &[f32]) -> Vec<u8> {
-    min_max_normalised(prob).map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect()
+    min_max_normalised(prob)
+        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+        .collect()
 }
 
 /// The binary mask `test.py` scores and saves: normalised probability > 0.5, as 0/255.
 pub fn to_binary_mask(prob: &[f32]) -> Vec<u8> {
-    min_max_normalised(prob).map(|v| if v > 0.5 { 255 } else { 0 }).collect()
+    min_max_normalised(prob)
+        .map(|v| if v > 0.5 { 255 } else { 0 })
+        .collect()
 }

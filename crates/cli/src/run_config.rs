@@ -97,7 +97,12 @@ pub struct EvalConfig {
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        Self { every: 5, at_start: true, best_metric: "jaccard".into(), feature_cache: true }
+        Self {
+            every: 5,
+            at_start: true,
+            best_metric: "jaccard".into(),
+            feature_cache: true,
+        }
     }
 }
 
@@ -136,7 +141,8 @@ impl RunConfig {
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
         let mut cfg: RunConfig = crate::config::load(path, overrides)?;
         cfg.sync_data();
-        cfg.validate().map_err(|e| e.context(format!("in config {}", path.display())))?;
+        cfg.validate()
+            .map_err(|e| e.context(format!("in config {}", path.display())))?;
         Ok(cfg)
     }
 
@@ -153,12 +159,27 @@ impl RunConfig {
         let size = i64::from(self.data.train_size);
         self.model.check_input_size(size, size)?;
         ensure!(self.train.epochs >= 1, "train.epochs must be at least 1");
-        ensure!(self.train.batch_size >= 1, "train.batch_size must be at least 1");
-        ensure!(self.train.lr > 0.0 && self.train.lr.is_finite(), "train.lr must be positive");
-        ensure!(self.train.clip >= 0.0, "train.clip must be ≥ 0 (0 disables clipping)");
-        ensure!(self.train.lr_decay_every >= 1, "train.lr_decay_every must be at least 1");
+        ensure!(
+            self.train.batch_size >= 1,
+            "train.batch_size must be at least 1"
+        );
+        ensure!(
+            self.train.lr > 0.0 && self.train.lr.is_finite(),
+            "train.lr must be positive"
+        );
+        ensure!(
+            self.train.clip >= 0.0,
+            "train.clip must be ≥ 0 (0 disables clipping)"
+        );
+        ensure!(
+            self.train.lr_decay_every >= 1,
+            "train.lr_decay_every must be at least 1"
+        );
         ensure!(self.eval.every >= 1, "eval.every must be at least 1");
-        ensure!(self.log.loss_every >= 1, "log.loss_every must be at least 1");
+        ensure!(
+            self.log.loss_every >= 1,
+            "log.loss_every must be at least 1"
+        );
         ensure!(
             crate::train::BEST_METRICS.contains(&self.eval.best_metric.as_str()),
             "eval.best_metric = {:?}: choose one of {:?}",

@@ -30,7 +30,9 @@ pub fn run(args: Args, threads_from_cli: bool) -> Result<()> {
     let config_path = match (&args.config, &args.resume) {
         (Some(path), _) => path.clone(),
         (None, Some(run)) => run.join("config.toml"),
-        (None, None) => bail!("give a run configuration: --config configs/quickstart.toml (or --resume RUN_DIR)"),
+        (None, None) => bail!(
+            "give a run configuration: --config configs/quickstart.toml (or --resume RUN_DIR)"
+        ),
     };
     let cfg = RunConfig::load(&config_path, &args.sets)?;
     if cfg.train.threads > 0 && !threads_from_cli {
@@ -78,7 +80,10 @@ pub fn run(args: Args, threads_from_cli: bool) -> Result<()> {
                 ),
                 None => eprintln!("done: {} epochs ({})", progress.epoch, run_dir.display()),
             }
-            eprintln!("curves: tensorboard --logdir {}", run_dir.join("tensorboard").display());
+            eprintln!(
+                "curves: tensorboard --logdir {}",
+                run_dir.join("tensorboard").display()
+            );
         }
         Outcome::Interrupted { progress } => {
             eprintln!(

@@ -10,6 +10,9 @@ pub enum DataError {
     #[error("split folder {path} does not exist: create it, or set the split name in the data config to one of the folders under {root}", root = .path.parent().map_or_else(|| ".".into(), |p| p.display().to_string()))]
     MissingSplit { path: PathBuf },
 
+    #[error("input {path} is not a folder: give a folder of frames, a scene folder (with images/), or a dataset split (<scene>/images/)")]
+    MissingInput { path: PathBuf },
+
     #[error("split {path} has no scene folders: put each video in <split>/<scene>/images/ (frames) and <split>/<scene>/masks/ (PNG masks)")]
     EmptySplit { path: PathBuf },
 

@@ -109,6 +109,42 @@ impl Split {
         })
     }
 
+    /// New footage for inference, in any of three shapes: a dataset split
+    /// (`<scene>/images/<frame>`), one scene (`images/<frame>`, optional `masks/`), or a plain
+    /// folder of frames (one video). Masks are optional.
+    pub fn open_footage(input: &Path) -> Result<Split> {
+        if !input.is_dir() {
+            return Err(DataError::MissingInput {
+                path: input.to_path_buf(),
+            });
+        }
+        let name = input
+            .file_name()
+            .map_or_else(|| "input".to_string(), |n| n.to_string_lossy().into_owned());
+        let one_scene = |scene: Scene| Split {
+            name: name.clone(),
+            dir: input.to_path_buf(),
+            scenes: vec![scene],
+        };
+        if input.join("images").is_dir() {
+            return open_scene(name.clone(), input.to_path_buf(), Masks::Optional).map(one_scene);
+        }
+        let has_scenes = list_dir(input)?
+            .iter()
+            .any(|(_, path)| path.join("images").is_dir());
+        if has_scenes {
+            let root = input.parent().unwrap_or(Path::new("."));
+            return Split::open(root, &name, Masks::Optional);
+        }
+        open_frames(
+            name.clone(),
+            input.to_path_buf(),
+            input.to_path_buf(),
+            Masks::Optional,
+        )
+        .map(one_scene)
+    }
+
     pub fn frame_count(&self) -> usize {
         self.scenes.iter().map(|s| s.frames.len()).sum()
     }
@@ -185,6 +221,11 @@ fn open_scene(name: String, dir: PathBuf, masks: Masks) -> Result<Scene> {
     if !images_dir.is_dir() {
         return Err(DataError::MissingImages { path: images_dir });
     }
+    open_frames(name, dir, images_dir, masks)
+}
+
+/// A scene whose frames are the files of `images_dir` (masks, if any, in `dir/masks`).
+fn open_frames(name: String, dir: PathBuf, images_dir: PathBuf, masks: Masks) -> Result<Scene> {
     let mut files = list_dir(&images_dir)?;
     files.sort_by(|a, b| natural_cmp(&a.0, &b.0));
     let mut by_stem: HashMap<String, usize> = HashMap::new();

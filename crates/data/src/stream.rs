@@ -334,9 +334,16 @@ impl TrainLoader {
 
     /// Starts streaming one epoch.
     pub fn epoch(&self, epoch: u64) -> Batches<Batch> {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// Streams `epoch` from its batch `first` on: the batches a resumed run has not trained
+    /// on yet, identical to those of an uninterrupted epoch (nothing before `first` is decoded).
+    pub fn epoch_from(&self, epoch: u64, first: usize) -> Batches<Batch> {
         let order = self.order(epoch);
         let batches: Vec<Vec<(usize, SampleRef)>> = order
             .chunks(self.src.cfg.batch_size)
+            .skip(first)
             .map(|c| c.iter().map(|&i| (i, self.src.samples[i])).collect())
             .collect();
         let src = Arc::clone(&self.src);
@@ -414,6 +421,19 @@ impl EvalLoader {
 
     pub fn is_empty(&self) -> bool {
         self.src.samples.is_empty()
+    }
+
+    /// Frame `frame` of scene `scene` as the model sees it: `[3, S, S]` f32, resized and
+    /// ImageNet-normalised like the frames of [`EvalLoader::batches`]. For streaming
+    /// inference, which encodes each frame once instead of once per triplet.
+    pub fn model_input(&self, scene: usize, frame: usize) -> Result<Tensor> {
+        let src = &self.src;
+        let size = src.cfg.train_size;
+        let img = load_frame(&src.split.scenes[scene], frame, src.cfg.sixteen_bit)?;
+        let mut out = vec![0f32; 3 * (size * size) as usize];
+        normalise_into(&resize_rgb(&img, size), &src.table, &mut out);
+        let s = i64::from(size);
+        Ok(Tensor::from_slice(&out).view([3, s, s]))
     }
 
     pub fn batches_per_pass(&self) -> usize {

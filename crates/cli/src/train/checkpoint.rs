@@ -51,7 +51,13 @@ pub struct Loaded {
     pub tensors: StateDict,
 }
 
-pub fn save(path: &Path, vs: &VarStore, adam: &Adam, progress: &Progress, config_toml: &str) -> Result<()> {
+pub fn save(
+    path: &Path,
+    vs: &VarStore,
+    adam: &Adam,
+    progress: &Progress,
+    config_toml: &str,
+) -> Result<()> {
     let mut tensors: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     tensors.extend(adam.state_tensors());
@@ -81,5 +87,9 @@ pub fn load(path: &Path) -> Result<Loaded> {
     };
     let progress = serde_json::from_str(field("progress")?)
         .with_context(|| format!("{}: unreadable progress metadata", path.display()))?;
-    Ok(Loaded { progress, config: field("config")?.clone(), tensors: StateDict::read(path)? })
+    Ok(Loaded {
+        progress,
+        config: field("config")?.clone(),
+        tensors: StateDict::read(path)?,
+    })
 }

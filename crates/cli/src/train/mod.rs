@@ -26,7 +26,16 @@ use optim::{step_lr, Adam, AdamConfig};
 
 /// Metrics that can choose the `best` checkpoint (all: higher is better).
 pub const BEST_METRICS: [&str; 11] = [
-    "jaccard", "f1", "jf", "sm", "wfm", "em_mean", "em_max", "fm_mean", "fm_max", "iou_mean",
+    "jaccard",
+    "f1",
+    "jf",
+    "sm",
+    "wfm",
+    "em_mean",
+    "em_max",
+    "fm_mean",
+    "fm_max",
+    "iou_mean",
     "dice_mean",
 ];
 
@@ -48,7 +57,11 @@ pub enum Outcome {
 
 /// The nine supervised maps of the reference (three of each pair's four, both pairs' last,
 /// and the fused map) or SINet-V2's four, summed; also the parts, for logging.
-fn total_loss(out: &Output, mask: &Tensor, cfg: &RunConfig) -> (Tensor, Vec<(&'static str, Tensor)>) {
+fn total_loss(
+    out: &Output,
+    mask: &Tensor,
+    cfg: &RunConfig,
+) -> (Tensor, Vec<(&'static str, Tensor)>) {
     let bce = cfg.train.bce;
     let sl = |pred: &Tensor| structure_loss(pred, mask, bce);
     match out {
@@ -57,10 +70,19 @@ fn total_loss(out: &Output, mask: &Tensor, cfg: &RunConfig) -> (Tensor, Vec<(&'s
             let pair_t2 = sl(&o.pair_t2[0]) + sl(&o.pair_t2[1]) + sl(&o.pair_t2[2]);
             let last = sl(&o.fused) + sl(&o.pair_t1[3]) + sl(&o.pair_t2[3]);
             let total = &pair_t1 + &pair_t2 + &last;
-            (total, vec![("pair_t1", pair_t1), ("pair_t2", pair_t2), ("final", last)])
+            (
+                total,
+                vec![("pair_t1", pair_t1), ("pair_t2", pair_t2), ("final", last)],
+            )
         }
         Output::SinetV2(o) => {
-            let total = o.maps.iter().map(sl).fold(Tensor::zeros([], (Kind::Float, mask.device())), |a, b| a + b);
+            let total = o
+                .maps
+                .iter()
+                .map(sl)
+                .fold(Tensor::zeros([], (Kind::Float, mask.device())), |a, b| {
+                    a + b
+                });
             (total, vec![])
         }
     }
@@ -82,9 +104,18 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Outcome> {
     tch::manual_seed(cfg.train.seed as i64);
     let mut vs = VarStore::new(device);
     let model = Model::new(&vs.root(), &cfg.model)?;
-    let mut adam = Adam::new(&vs, AdamConfig { lr: cfg.train.lr, ..AdamConfig::default() });
+    let mut adam = Adam::new(
+        &vs,
+        AdamConfig {
+            lr: cfg.train.lr,
+            ..AdamConfig::default()
+        },
+    );
 
-    let mut progress = Progress { seed: cfg.train.seed, ..Progress::default() };
+    let mut progress = Progress {
+        seed: cfg.train.seed,
+        ..Progress::default()
+    };
     if opts.resume {
         let loaded = checkpoint::load(&last_path)?;
         let options = LoadOptions {
@@ -114,7 +145,11 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Outcome> {
     }
 
     crate::config::write(cfg, &opts.run_dir.join("config.toml"))?;
-    let mut board = if cfg.log.tensorboard { Some(Board::create(&opts.run_dir.join("tensorboard"))?) } else { None };
+    let mut board = if cfg.log.tensorboard {
+        Some(Board::create(&opts.run_dir.join("tensorboard"))?)
+    } else {
+        None
+    };
     let mut jsonl = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -134,27 +169,43 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Outcome> {
     };
 
     let due = |epoch: usize| {
-        (epoch == 0 && cfg.eval.at_start) || (epoch > 0 && epoch % cfg.eval.every == 0) || epoch == cfg.train.epochs
+        (epoch == 0 && cfg.eval.at_start)
+            || (epoch > 0 && epoch % cfg.eval.every == 0)
+            || epoch == cfg.train.epochs
     };
     let batches = train_data.batches_per_epoch();
     loop {
         // Validation owed for the epoch just completed (or epoch 0).
         if progress.batch == 0 && !progress.validated {
             if due(progress.epoch) {
-                let report = validate::run(&model, device, &val_data, cfg, &opts.stop, board.as_mut(), progress.step)?;
+                let report = validate::run(
+                    &model,
+                    device,
+                    &val_data,
+                    cfg,
+                    &opts.stop,
+                    board.as_mut(),
+                    progress.step,
+                )?;
                 let Some(report) = report else {
                     save_last(&vs, &adam, &progress)?;
                     return Ok(Outcome::Interrupted { progress });
                 };
                 let score = validate::metric(&report.overall, &cfg.eval.best_metric);
-                let mut line = serde_json::json!({ "epoch": progress.epoch, "step": progress.step });
+                let mut line =
+                    serde_json::json!({ "epoch": progress.epoch, "step": progress.step });
                 for (key, value) in report.overall.entries() {
                     line[key] = serde_json::json!(value);
                 }
                 line["video_mean"] = serde_json::to_value(&report.video_mean)?;
                 writeln!(jsonl, "{line}")?;
-                eprintln!("validation after epoch {}: {}", progress.epoch, validate::summary(&report.overall));
-                let improved = score.is_some_and(|s| progress.best.as_ref().is_none_or(|b| s > b.value));
+                eprintln!(
+                    "validation after epoch {}: {}",
+                    progress.epoch,
+                    validate::summary(&report.overall)
+                );
+                let improved =
+                    score.is_some_and(|s| progress.best.as_ref().is_none_or(|b| s > b.value));
                 if improved {
                     progress.best = Some(Best {
                         metric: cfg.eval.best_metric.clone(),
@@ -175,7 +226,12 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Outcome> {
         }
 
         let epoch = progress.epoch + 1;
-        let lr = step_lr(cfg.train.lr, epoch, cfg.train.lr_decay_rate, cfg.train.lr_decay_every);
+        let lr = step_lr(
+            cfg.train.lr,
+            epoch,
+            cfg.train.lr_decay_rate,
+            cfg.train.lr_decay_every,
+        );
         adam.set_lr(lr);
         if let Some(b) = board.as_mut() {
             b.scalar("train/lr", lr, progress.step);
@@ -245,13 +301,15 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Outcome> {
 }
 
 fn progress_bar(cfg: &RunConfig, epoch: usize, batches: usize, done: usize) -> ProgressBar {
-    let bar = if cfg.log.progress { ProgressBar::new(batches as u64) } else { ProgressBar::hidden() };
+    let bar = if cfg.log.progress {
+        ProgressBar::new(batches as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
     );
     bar.set_prefix(format!("epoch {epoch}/{}", cfg.train.epochs));
     bar.set_position(done as u64);
@@ -262,7 +320,9 @@ fn progress_bar(cfg: &RunConfig, epoch: usize, batches: usize, done: usize) -> P
 /// The run directory for a new run: `<log.dir>/<name>-<YYYYmmdd-HHMMSS>`.
 pub fn new_run_dir(cfg: &RunConfig, config_path: &Path) -> PathBuf {
     let name = cfg.log.name.clone().unwrap_or_else(|| {
-        config_path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned())
+        config_path
+            .file_stem()
+            .map_or("run".into(), |s| s.to_string_lossy().into_owned())
     });
     let stamp = crate::fsutil::timestamp();
     cfg.log.dir.join(format!("{name}-{stamp}"))

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tch::Device;
 
 use super::board::Board;
-use crate::evaluate::{score_split, FramePrediction};
+use crate::evaluate::{predict_split, FramePrediction};
 use crate::run_config::RunConfig;
 
 /// Scores the validation split; `None` if `stop` was raised meanwhile.
@@ -26,7 +26,8 @@ pub fn run(
     let wanted = preview_indices(val, cfg.log.images);
     let mut previews: Vec<RgbImage> = Vec::new();
     let mut recorder = MetricRecorder::new();
-    let completed = score_split(model, device, val, cfg, &mut recorder, stop, |frame: &FramePrediction| {
+    let completed = predict_split(model, device, val, cfg, stop, |frame: &FramePrediction| {
+        frame.score(&mut recorder)?;
         if wanted.contains(&frame.sample_index) {
             previews.push(preview(frame)?);
         }
@@ -52,8 +53,13 @@ pub fn run(
 
 /// Up to `n` annotated samples spread over the split (the same ones at every validation).
 fn preview_indices(val: &EvalLoader, n: usize) -> Vec<usize> {
-    let annotated: Vec<usize> =
-        val.samples().iter().enumerate().filter(|(_, s)| s.supervised).map(|(i, _)| i).collect();
+    let annotated: Vec<usize> = val
+        .samples()
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.supervised)
+        .map(|(i, _)| i)
+        .collect();
     if n == 0 || annotated.is_empty() {
         return Vec::new();
     }
@@ -77,7 +83,11 @@ fn preview(frame: &FramePrediction) -> Result<RgbImage> {
 
 /// The value of `metric` (one of `BEST_METRICS`) in `scores`.
 pub fn metric(scores: &Scores, metric: &str) -> Option<f64> {
-    scores.entries().into_iter().find(|(k, _)| *k == metric).and_then(|(_, v)| v)
+    scores
+        .entries()
+        .into_iter()
+        .find(|(k, _)| *k == metric)
+        .and_then(|(_, v)| v)
 }
 
 pub fn summary(s: &Scores) -> String {

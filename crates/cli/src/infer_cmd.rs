@@ -1,0 +1,72 @@
+//! `fgstp infer`: run a trained model on new footage.
+
+use anyhow::Result;
+use fgstp_cli::evaluate::predict_split;
+use fgstp_cli::outputs::{stem, Outputs};
+use fgstp_cli::run_config::RunConfig;
+use fgstp_data::layout::Split;
+use fgstp_data::EvalLoader;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run configuration (TOML), e.g. the `config.toml` of a training run
+    #[arg(long, short, value_name = "FILE")]
+    config: PathBuf,
+    /// Weights: a training checkpoint, or a .pth/.safetensors state dict
+    #[arg(long, value_name = "FILE")]
+    weights: PathBuf,
+    /// A folder of frames (one video, natural order), a scene folder (images/), or a dataset split
+    #[arg(long, value_name = "DIR")]
+    input: PathBuf,
+    /// Where masks/, overlays/ (and prob/) go
+    #[arg(long, value_name = "DIR")]
+    output: PathBuf,
+    /// Also write prob/<frame>.npy: float32 [H, W] sigmoid probabilities at the frame's size
+    #[arg(long)]
+    save_prob: bool,
+    /// Encode each frame once per triplet, as the reference does (same results, slower)
+    #[arg(long)]
+    no_feature_cache: bool,
+    /// Override a configuration field (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let mut cfg = RunConfig::load(&args.config, &args.sets)?;
+    if args.no_feature_cache {
+        cfg.eval.feature_cache = false;
+    }
+    let device = cfg.train.device.resolve()?;
+    let (_vs, model) = fgstp_cli::load_model(&cfg, &args.weights, device)?;
+    let footage = Split::open_footage(&args.input)?;
+    // One video given directly: flat outputs; a split: one folder per video.
+    let per_video = footage.scenes.iter().any(|scene| scene.dir != args.input);
+    let loader = EvalLoader::new(footage, &cfg.data)?;
+    let outputs = Outputs::new(&args.output, false, args.save_prob);
+
+    let bar = ProgressBar::new(loader.len() as u64).with_style(
+        ProgressStyle::with_template("infer [{bar:30}] {pos}/{len} frames {per_sec} ETA {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let never = AtomicBool::new(false);
+    predict_split(&model, device, &loader, &cfg, &never, |frame| {
+        let name = stem(&frame.scene.frames[frame.frame].image);
+        let video = per_video.then_some(frame.scene.name.as_str());
+        outputs.write(video, &name, &frame.prob, &frame.image()?)?;
+        bar.inc(1);
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    eprintln!(
+        "{} frames: masks/ and overlays/{} under {}",
+        loader.len(),
+        if args.save_prob { " and prob/" } else { "" },
+        args.output.display()
+    );
+    Ok(())
+}
