@@ -1,0 +1,528 @@
+//! The research loop end to end on a tiny configuration (b0 encoder, 64 px, a few synthetic
+//! videos): train, interrupt, resume, evaluate, infer — through the `fgstp` binary.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use fgstp_model::checkpoint::{read_safetensors_metadata, StateDict};
+
+const FGSTP: &str = env!("CARGO_BIN_EXE_fgstp");
+
+fn fgstp(args: &[&str]) -> Output {
+    Command::new(FGSTP)
+        .args(args)
+        .output()
+        .expect("the fgstp binary runs")
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "fgstp failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A synthetic dataset and a tiny config, made once for the whole test binary.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    config: PathBuf,
+    /// A finished uninterrupted run (2 epochs).
+    run: PathBuf,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let data = root.join("data");
+        ok(fgstp(&[
+            "synth",
+            "--out",
+            data.to_str().unwrap(),
+            "--scenes",
+            "4",
+            "--frames",
+            "6",
+            "--size",
+            "64x64",
+            "--seed",
+            "3",
+        ]));
+        let config = root.join("tiny.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[model]
+backbone = "b0"
+correlation_pools = [2, 2, 2]
+[data]
+root = "{}"
+train_size = 64
+eval_batch_size = 4
+threads = 1
+[train]
+epochs = 2
+batch_size = 2
+lr = 1e-3
+device = "cpu"
+threads = 1
+[eval]
+every = 1
+[log]
+loss_every = 1
+images = 1
+progress = false
+"#,
+                data.display()
+            ),
+        )
+        .unwrap();
+        let run = root.join("straight");
+        ok(fgstp(&[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--run-dir",
+            run.to_str().unwrap(),
+        ]));
+        Fixture {
+            _dir: dir,
+            root,
+            config,
+            run,
+        }
+    })
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn weights(path: &Path) -> BTreeMap<String, tch::Tensor> {
+    let sd = StateDict::read(path).unwrap();
+    sd.iter()
+        .map(|(k, t)| (k.to_string(), t.shallow_clone()))
+        .collect()
+}
+
+fn progress(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&read_safetensors_metadata(path).unwrap()["progress"]).unwrap()
+}
+
+#[test]
+fn an_interrupted_and_resumed_run_equals_an_uninterrupted_one() {
+    let f = fixture();
+    let run = f.root.join("resumed");
+    let (config, run_s) = (f.config.to_str().unwrap(), run.to_str().unwrap());
+    // 4 steps per epoch: stop in the middle of epoch 2, after epoch 1's validation.
+    let first = ok(fgstp(&[
+        "train",
+        "--config",
+        config,
+        "--run-dir",
+        run_s,
+        "--stop-after-steps",
+        "5",
+    ]));
+    assert!(
+        stderr(&first).contains("continue with: fgstp train --resume"),
+        "{}",
+        stderr(&first)
+    );
+    let saved = progress(&run.join("last.safetensors"));
+    assert_eq!(
+        (
+            saved["epoch"].as_u64(),
+            saved["batch"].as_u64(),
+            saved["step"].as_u64()
+        ),
+        (Some(1), Some(1), Some(5))
+    );
+    ok(fgstp(&["train", "--resume", run_s]));
+
+    assert_eq!(
+        lines(&run.join("losses.jsonl")),
+        lines(&f.run.join("losses.jsonl")),
+        "loss curves differ"
+    );
+    assert_eq!(
+        lines(&run.join("metrics.jsonl")),
+        lines(&f.run.join("metrics.jsonl")),
+        "validation differs"
+    );
+    let (a, b) = (
+        weights(&run.join("last.safetensors")),
+        weights(&f.run.join("last.safetensors")),
+    );
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    assert!(
+        a.keys().any(|k| k.starts_with("optimizer.exp_avg.")),
+        "optimiser state is saved"
+    );
+    for (key, t) in &a {
+        assert!(t.equal(&b[key]), "{key} differs after resuming");
+    }
+}
+
+#[test]
+fn the_run_directory_has_config_metrics_checkpoints_and_events() {
+    let f = fixture();
+    for name in [
+        "config.toml",
+        "metrics.jsonl",
+        "losses.jsonl",
+        "last.safetensors",
+        "best.safetensors",
+    ] {
+        assert!(f.run.join(name).is_file(), "{name} missing");
+    }
+    // Validation at epoch 0 and after each epoch (every = 1).
+    let metrics = lines(&f.run.join("metrics.jsonl"));
+    assert_eq!(metrics.len(), 3);
+    let first: serde_json::Value = serde_json::from_str(&metrics[0]).unwrap();
+    for key in [
+        "epoch",
+        "step",
+        "sm",
+        "wfm",
+        "mae",
+        "em_mean",
+        "iou_mean",
+        "dice_mean",
+        "jaccard",
+        "f1",
+        "jf",
+    ] {
+        assert!(
+            first.get(key).is_some(),
+            "metrics.jsonl has no {key}: {first}"
+        );
+    }
+    let resolved = std::fs::read_to_string(f.run.join("config.toml")).unwrap();
+    assert!(
+        resolved.contains("lr_decay_every = 45"),
+        "resolved config lists defaults:\n{resolved}"
+    );
+    let done = progress(&f.run.join("last.safetensors"));
+    assert_eq!(
+        (done["epoch"].as_u64(), done["step"].as_u64()),
+        (Some(2), Some(8))
+    );
+    let best = progress(&f.run.join("best.safetensors"));
+    assert!(best["best"]["value"].as_f64().is_some(), "{best}");
+}
+
+#[test]
+fn tensorboards_own_reader_lists_the_scalar_and_image_tags() {
+    let f = fixture();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts");
+    let out = Command::new(script.join("pytools"))
+        .arg(script.join("tb_tags.py"))
+        .arg(f.run.join("tensorboard"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tags: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for tag in [
+        "train/loss",
+        "train/loss_pair_t1",
+        "train/loss_pair_t2",
+        "train/loss_final",
+        "train/lr",
+        "val/jaccard",
+        "val/sm",
+        "val/mae",
+    ] {
+        assert!(
+            tags["scalars"].get(tag).is_some(),
+            "no scalar {tag}: {tags}"
+        );
+    }
+    assert_eq!(
+        tags["scalars"]["train/loss"]["count"], 8,
+        "one loss per step"
+    );
+    let image = &tags["images"]["val/sample_0"];
+    assert_eq!(
+        (image["width"].as_u64(), image["height"].as_u64()),
+        (Some(3 * 64), Some(64)),
+        "{tags}"
+    );
+}
+
+#[test]
+fn ctrl_c_saves_the_last_checkpoint_and_exits_cleanly() {
+    let f = fixture();
+    let run = f.root.join("ctrl-c");
+    let child = Command::new(FGSTP)
+        .args([
+            "train",
+            "--config",
+            f.config.to_str().unwrap(),
+            "--run-dir",
+            run.to_str().unwrap(),
+        ])
+        .args(["--set", "train.epochs=1000"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let losses = run.join("losses.jsonl");
+    let start = Instant::now();
+    while std::fs::read_to_string(&losses).map_or(0, |t| t.lines().count()) < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "training made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("Ctrl-C"), "{}", stderr(&out));
+    let saved = progress(&run.join("last.safetensors"));
+    assert!(saved["step"].as_u64().unwrap() >= 2, "{saved}");
+}
+
+#[test]
+fn a_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
+    let f = fixture();
+    let run = f.root.join("nan");
+    let out = fgstp(&[
+        "train",
+        "--config",
+        f.config.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--set",
+        "train.lr=1e30",
+        "--set",
+        "train.clip=0",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("the loss became") && err.contains("last good checkpoint"),
+        "{err}"
+    );
+    let last = run.join("last.safetensors");
+    for (key, t) in weights(&last) {
+        assert!(
+            t.isfinite().all().int64_value(&[]) == 1,
+            "{key} is not finite in the kept checkpoint"
+        );
+    }
+}
+
+#[test]
+fn eval_scores_every_frame_and_writes_the_metrics_json() {
+    let f = fixture();
+    let out_dir = f.root.join("eval-out");
+    let json = f.root.join("eval.json");
+    let (config, weights) = (f.run.join("config.toml"), f.run.join("best.safetensors"));
+    let out = ok(fgstp(&[
+        "eval",
+        "--config",
+        config.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--split",
+        "test",
+        "--output",
+        out_dir.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("video"),
+        "prints a table"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    // One test video of 6 frames, every frame scored (the reference would score 4).
+    assert_eq!(
+        (report["frames"].as_u64(), report["videos"].as_u64()),
+        (Some(6), Some(1))
+    );
+    for part in ["overall", "video_mean"] {
+        assert_eq!(
+            report[part].as_object().unwrap().len(),
+            18,
+            "{part}: {}",
+            report[part]
+        );
+    }
+    let video = report["per_video"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    for kind in ["masks", "maps", "overlays"] {
+        assert_eq!(
+            std::fs::read_dir(out_dir.join(kind).join(&video))
+                .unwrap()
+                .count(),
+            6,
+            "{kind}"
+        );
+    }
+    let reference = ok(fgstp(&[
+        "eval",
+        "--config",
+        config.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--split",
+        "test",
+        "--set",
+        "data.protocol=reference",
+        "--json",
+        json.to_str().unwrap(),
+    ]));
+    drop(reference);
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(
+        report["frames"].as_u64(),
+        Some(4),
+        "the reference skips the last two frames"
+    );
+}
+
+#[test]
+fn infer_writes_masks_overlays_and_probabilities_identically_with_and_without_the_cache() {
+    let f = fixture();
+    let (config, weights) = (f.run.join("config.toml"), f.run.join("best.safetensors"));
+    let scene = std::fs::read_dir(f.root.join("data/test"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let frames_only = f.root.join("footage");
+    std::fs::create_dir_all(&frames_only).unwrap();
+    for entry in std::fs::read_dir(scene.join("images")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, frames_only.join(path.file_name().unwrap())).unwrap();
+    }
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "infer",
+            "--config",
+            config.to_str().unwrap(),
+            "--weights",
+            weights.to_str().unwrap(),
+            "--input",
+            frames_only.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--save-prob",
+        ];
+        args.extend_from_slice(extra);
+        ok(fgstp(&args));
+    };
+    let (cached, uncached) = (f.root.join("infer-cached"), f.root.join("infer-uncached"));
+    run(&cached, &[]);
+    run(&uncached, &["--no-feature-cache"]);
+    let names: Vec<_> = std::fs::read_dir(cached.join("prob"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names.len(),
+        6,
+        "a flat folder of 6 frames gives 6 predictions"
+    );
+    for name in &names {
+        let a = std::fs::read(cached.join("prob").join(name)).unwrap();
+        let b = std::fs::read(uncached.join("prob").join(name)).unwrap();
+        assert_eq!(a, b, "{name:?}: cached and uncached probabilities differ");
+        // NumPy header, then 64×64 float32 values in [0, 1].
+        assert!(
+            a.starts_with(b"\x93NUMPY")
+                && String::from_utf8_lossy(&a[..128]).contains("'shape': (64, 64")
+        );
+        let data = &a[a.len() - 64 * 64 * 4..];
+        for v in data
+            .chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        {
+            assert!((0.0..=1.0).contains(&v), "probability {v}");
+        }
+        let stem = Path::new(name).file_stem().unwrap().to_str().unwrap();
+        let mask = image::open(cached.join("masks").join(format!("{stem}.png")))
+            .unwrap()
+            .to_luma8();
+        assert!(
+            mask.pixels().all(|p| p.0[0] == 0 || p.0[0] == 255),
+            "masks are 0/255"
+        );
+        assert!(cached
+            .join("overlays")
+            .join(format!("{stem}.png"))
+            .is_file());
+    }
+}
+
+#[test]
+fn configuration_mistakes_are_named() {
+    let f = fixture();
+    let out = fgstp(&[
+        "train",
+        "--config",
+        f.config.to_str().unwrap(),
+        "--set",
+        "train.epoch=3",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("train.epoch") && stderr(&out).contains("unknown field"),
+        "{}",
+        stderr(&out)
+    );
+    let out = fgstp(&[
+        "train",
+        "--config",
+        f.config.to_str().unwrap(),
+        "--set",
+        "data.train_size=32",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("32"),
+        "too small for the pools: {}",
+        stderr(&out)
+    );
+    let out = fgstp(&["train", "--config", "/nonexistent/run.toml"]);
+    assert!(
+        stderr(&out).contains("/nonexistent/run.toml"),
+        "{}",
+        stderr(&out)
+    );
+}
