@@ -4,6 +4,7 @@ mod data;
 mod info;
 mod metrics;
 mod synth;
+mod weights;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -33,6 +34,8 @@ enum Command {
     Synth(synth::Args),
     /// Score mask folders of any model: S-measure, weighted F, MAE, E, F, IoU, Dice, J&F
     Metrics(metrics::Args),
+    /// Inspect checkpoints (.pth/.pt/.safetensors) and convert between PyTorch and safetensors
+    Weights(weights::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +56,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Data(args) => data::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Metrics(args) => metrics::run(args, cli.threads),
+        Command::Weights(args) => weights::run(args),
     }
 }
 
