@@ -79,11 +79,6 @@ def randomise(model, gen):
         elif ".nonlocals." in name and ".W." in name:  # zero at init: make the block matter
             t.copy_(torch.randn(t.shape, generator=gen) * 0.1)
         # other weights keep the reference's own (random) initialisation
-    # float16-exact values: the checkpoint can be stored in half precision (half the size)
-    # while the reference still runs -- and is compared -- in float32.
-    for t in model.state_dict().values():
-        if t.is_floating_point():
-            t.copy_(t.half().float())
 
 
 def main():
@@ -104,6 +99,13 @@ def main():
     model = build_reference(args.ref_checkout, args.backbone)
     gen = torch.Generator().manual_seed(args.seed + 1)
     randomise(model, gen)
+    if args.half_checkpoint:
+        # float16-exact values: the checkpoint can be stored in half precision (half the size)
+        # while the reference still runs -- and is compared -- in float32.
+        with torch.no_grad():
+            for t in model.state_dict().values():
+                if t.is_floating_point():
+                    t.copy_(t.half().float())
     model.eval()
 
     # float16-exact inputs: the fixture may store them at half size without changing them.
