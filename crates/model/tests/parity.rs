@@ -118,6 +118,45 @@ fn fgstp_b0_matches_the_reference_outputs() {
 }
 
 #[test]
+fn training_mode_matches_the_reference_batchnorm_semantics() {
+    // The reference as it really trains: `model.train()` leaves every BatchNorm, the backbone's
+    // too, on batch statistics -- our `freeze_backbone_bn = false`.
+    let io = reference_io();
+    let mut vs = VarStore::new(Device::Cpu);
+    let cfg = Config {
+        freeze_backbone_bn: false,
+        ..b0_config(ModelKind::Fgstp)
+    };
+    let model = Fgstp::new(&vs.root(), &cfg).unwrap();
+    load_reference_checkpoint(&mut vs, true);
+    let out = tch::no_grad(|| model.forward_t(frames(&io), true)).unwrap();
+    assert_all_close(
+        &[
+            ("train.pair_t1.3", &out.pair_t1[3]),
+            ("train.pair_t2.3", &out.pair_t2[3]),
+            ("train.fused", &out.fused),
+        ],
+        &io,
+    );
+    // Every running mean/var moved exactly as PyTorch moves them (momentum 0.1, unbiased var).
+    let variables = vs.variables();
+    let stats: Vec<(String, &Tensor)> = io
+        .keys()
+        .filter_map(|k| {
+            k.strip_prefix("train.")
+                .filter(|k| k.ends_with("running_mean") || k.ends_with("running_var"))
+        })
+        .map(|k| (format!("train.{k}"), &variables[k]))
+        .collect();
+    assert_eq!(
+        stats.len(),
+        variables.keys().filter(|k| k.contains(".running_")).count()
+    );
+    let stats: Vec<(&str, &Tensor)> = stats.iter().map(|(k, t)| (k.as_str(), *t)).collect();
+    assert_all_close(&stats, &io);
+}
+
+#[test]
 fn single_frame_baseline_matches_the_reference_backbone() {
     let io = reference_io();
     let mut vs = VarStore::new(Device::Cpu);
