@@ -22,6 +22,10 @@ Writes into OUT_DIR:
       sinet.0..3       the backbone alone (encoder + decoder) on frame.0: the single-frame baseline
       probe.*.in/out   PVTv2's first patch embedding [1,3,32,32] → [1,64,C] and first block on an
                        8×8 token map, fed inputs of tiny variance so the LayerNorm epsilons matter
+      train.pair_t1.3, train.pair_t2.3, train.fused
+                       the finest maps and the fused map of a training-mode forward (every
+                       BatchNorm on batch statistics, as the reference's `model.train()` leaves
+                       them), and train.<key> every BatchNorm running_mean/var after it
   fgstp_<backbone>_keys.txt             every state-dict key with its shape (one per line)
 
 Every weight is randomised (incl. LayerNorm/BatchNorm affine parameters, biases and the
@@ -30,6 +34,7 @@ of the network influences the outputs. The model runs in eval mode under no_grad
 """
 
 import argparse
+import copy
 import os
 import sys
 import time
@@ -79,11 +84,6 @@ def randomise(model, gen):
         elif ".nonlocals." in name and ".W." in name:  # zero at init: make the block matter
             t.copy_(torch.randn(t.shape, generator=gen) * 0.1)
         # other weights keep the reference's own (random) initialisation
-    # float16-exact values: the checkpoint can be stored in half precision (half the size)
-    # while the reference still runs -- and is compared -- in float32.
-    for t in model.state_dict().values():
-        if t.is_floating_point():
-            t.copy_(t.half().float())
 
 
 def main():
@@ -104,6 +104,13 @@ def main():
     model = build_reference(args.ref_checkout, args.backbone)
     gen = torch.Generator().manual_seed(args.seed + 1)
     randomise(model, gen)
+    if args.half_checkpoint:
+        # float16-exact values: the checkpoint can be stored in half precision (half the size)
+        # while the reference still runs -- and is compared -- in float32.
+        with torch.no_grad():
+            for t in model.state_dict().values():
+                if t.is_floating_point():
+                    t.copy_(t.half().float())
     model.eval()
 
     # float16-exact inputs: the fixture may store them at half size without changing them.
@@ -123,6 +130,14 @@ def main():
         probe_block = pvt.block1[0](probe_tokens, 8, 8)
     print(f"reference forward: {time.perf_counter() - t0:.2f} s", file=sys.stderr)
 
+    # Training mode as the reference really runs it (`model.train()` puts every BatchNorm,
+    # the backbone's too, in training mode): on a copy, so the checkpoint keeps its statistics.
+    trained = copy.deepcopy(model).train()
+    with torch.no_grad():
+        train_t1, train_t2, train_fused = trained(frames)
+    train_stats = {f"train.{k}": v.clone() for k, v in trained.state_dict().items()
+                   if k.endswith(("running_mean", "running_var"))}
+
     os.makedirs(args.out_dir, exist_ok=True)
     stem = os.path.join(args.out_dir, f"fgstp_{args.backbone}_{args.size}")
     if args.half_checkpoint:
@@ -138,6 +153,9 @@ def main():
     io.update({f"sinet.{i}": t.contiguous() for i, t in enumerate(sinet)})
     io.update({"probe.patch_embed1.in": probe_image, "probe.patch_embed1.out": probe_embed.contiguous(),
                "probe.block1.0.in": probe_tokens, "probe.block1.0.out": probe_block.contiguous()})
+    io.update({"train.pair_t1.3": train_t1[3].contiguous(), "train.pair_t2.3": train_t2[3].contiguous(),
+               "train.fused": train_fused.contiguous()})
+    io.update(train_stats)
     save_file(io, stem + "_io.safetensors")
 
     with open(os.path.join(args.out_dir, f"fgstp_{args.backbone}_keys.txt"), "w") as f:
@@ -147,7 +165,7 @@ def main():
     n_params = sum(p.numel() for p in model.parameters())
     print(f"parameters: {n_params}", file=sys.stderr)
     for name, t in io.items():
-        if not name.startswith("frame"):
+        if not name.startswith(("frame", "train.backbone", "train.ctc", "train.fsp")):
             print(f"{name}: min {t.min().item():.4f} max {t.max().item():.4f} "
                   f"mean {t.mean().item():.4f} std {t.std().item():.4f}", file=sys.stderr)
 

@@ -7,6 +7,7 @@ mod info;
 mod metrics;
 mod synth;
 mod train_cmd;
+mod weights;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -42,6 +43,8 @@ enum Command {
     Synth(synth::Args),
     /// Score mask folders of any model: S-measure, weighted F, MAE, E, F, IoU, Dice, J&F
     Metrics(metrics::Args),
+    /// Inspect checkpoints (.pth/.pt/.safetensors) and convert between PyTorch and safetensors
+    Weights(weights::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -65,6 +68,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Data(args) => data::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Metrics(args) => metrics::run(args, cli.threads),
+        Command::Weights(args) => weights::run(args),
     }
 }
 

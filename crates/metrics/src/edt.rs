@@ -6,17 +6,22 @@
 //! is dropped from the lower envelope only when strictly hidden, and the scan keeps the
 //! earlier candidate when two are equally near.
 
-/// For every pixel, the linear index of its nearest `site` pixel (itself for a site).
-/// Returns `None` when there is no site at all.
-pub(crate) fn nearest_site(site: &[bool], width: usize, height: usize) -> Option<Vec<u32>> {
+/// For every pixel, the linear index of its nearest pixel with `is_site` (itself for a
+/// site). Returns `None` when there is no site at all.
+pub(crate) fn nearest_site<T: Copy>(
+    pixels: &[T],
+    is_site: impl Fn(T) -> bool,
+    width: usize,
+    height: usize,
+) -> Option<Vec<u32>> {
     const NONE: i32 = -1;
     // Pass 1, along each column: the nearest site row, the upper one on a tie.
     let mut column_site = vec![NONE; width * height];
     let mut above = vec![NONE; width];
     for r in 0..height {
-        let row = &site[r * width..(r + 1) * width];
+        let row = &pixels[r * width..(r + 1) * width];
         for c in 0..width {
-            if row[c] {
+            if is_site(row[c]) {
                 above[c] = r as i32;
             }
             column_site[r * width + c] = above[c];
@@ -24,9 +29,9 @@ pub(crate) fn nearest_site(site: &[bool], width: usize, height: usize) -> Option
     }
     let mut below = vec![NONE; width];
     for r in (0..height).rev() {
-        let row = &site[r * width..(r + 1) * width];
+        let row = &pixels[r * width..(r + 1) * width];
         for c in 0..width {
-            if row[c] {
+            if is_site(row[c]) {
                 below[c] = r as i32;
             }
             let i = r * width + c;
@@ -129,7 +134,7 @@ mod tests {
                     (state >> 33) % 100 < density
                 })
                 .collect();
-            let Some(nearest) = nearest_site(&site, w, h) else {
+            let Some(nearest) = nearest_site(&site, |s| s, w, h) else {
                 continue;
             };
             for (i, &j) in nearest.iter().enumerate() {
@@ -145,7 +150,7 @@ mod tests {
 
     #[test]
     fn no_site_gives_none() {
-        assert!(nearest_site(&[false; 12], 4, 3).is_none());
+        assert!(nearest_site(&[false; 12], |s| s, 4, 3).is_none());
     }
 
     #[test]
@@ -156,7 +161,7 @@ mod tests {
         site[0] = true;
         site[4] = true;
         site[22] = true;
-        let nearest = nearest_site(&site, 5, 5).unwrap();
+        let nearest = nearest_site(&site, |s| s, 5, 5).unwrap();
         let centre_row: Vec<u32> = nearest[10..15].to_vec();
         assert_eq!(centre_row, SCIPY_CENTRE_ROW);
     }

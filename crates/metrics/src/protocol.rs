@@ -70,3 +70,34 @@ pub(crate) fn from_probability(probability: &[f32], f: &Frame) -> Option<Jaccard
     }
     from_counts(intersection, predicted, mask)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GrayView;
+
+    #[test]
+    fn probability_maps_are_min_max_normalised_then_thresholded() {
+        // min 0.2, max 0.9: (p - 0.2) / 0.7 > 0.5  <=>  p > 0.55
+        let probability = [0.2f32, 0.5, 0.56, 0.9, 0.3, 0.6];
+        let pred = [0u8; 6];
+        let gt = [0u8, 255, 255, 255, 0, 0];
+        let frame = Frame::new(
+            GrayView::new(&pred, 3, 2).unwrap(),
+            GrayView::new(&gt, 3, 2).unwrap(),
+        )
+        .unwrap();
+        // predicted {2, 3, 5}, mask {1, 2, 3}: intersection 2, union 4
+        let jf = from_probability(&probability, &frame).unwrap();
+        assert_eq!(jf.jaccard, 0.5);
+        let (r, p) = (2.0 / (3.0 + 1e-8), 2.0 / (3.0 + 1e-8));
+        assert_eq!(jf.f1, 2.0 * r * p / (r + p + 1e-8));
+    }
+
+    #[test]
+    fn constant_predictions_predict_nothing_and_empty_masks_are_not_scored() {
+        assert_eq!(from_counts(0, 0, 0), None);
+        let jf = from_counts(0, 0, 10).unwrap();
+        assert_eq!((jf.jaccard, jf.f1), (0.0, 0.0));
+    }
+}

@@ -14,24 +14,25 @@ pub(crate) fn weighted_f_measure(f: &Frame) -> f64 {
         return 0.0;
     }
     let (w, h) = (f.width, f.height);
-    let fg: Vec<bool> = f.gt.iter().map(|&g| g > 128).collect();
-    let nearest = nearest_site(&fg, w, h).expect("a non-empty mask has a nearest foreground");
+    let is_fg = |i: usize| f.gt[i] > 128;
+    let nearest = nearest_site(f.gt, |g| g > 128, w, h)
+        .expect("a non-empty mask has a nearest foreground pixel");
 
     // E = |pred - gt|; Et copies E of the nearest foreground pixel onto the background.
     let error = |i: usize| {
         let v = f.value[f.pred[i] as usize];
-        if fg[i] {
+        if is_fg(i) {
             (v - 1.0).abs()
         } else {
             v
         }
     };
-    let et: Vec<f64> = nearest.iter().map(|&j| error(j as usize)).collect();
+    let et = |i: usize| error(nearest[i] as usize);
 
     // EA = Et convolved with the Gaussian (zero outside the image); only needed on the
     // foreground, so it is computed on the foreground's bounding box, separably.
     let kernel = gaussian_1d();
-    let (r0, r1, c0, c1) = bounding_box(&fg, w, h);
+    let (r0, r1, c0, c1) = bounding_box(f.gt, w, h);
     let (rs, re) = (
         r0.saturating_sub(KERNEL_RADIUS),
         (r1 + KERNEL_RADIUS + 1).min(h),
@@ -39,13 +40,12 @@ pub(crate) fn weighted_f_measure(f: &Frame) -> f64 {
     let bw = c1 + 1 - c0;
     let mut horizontal = vec![0.0; (re - rs) * bw];
     for r in rs..re {
-        let row = &et[r * w..(r + 1) * w];
         for c in c0..=c1 {
             let mut acc = 0.0;
             for (k, &kv) in kernel.iter().enumerate() {
                 let cc = c as isize + k as isize - KERNEL_RADIUS as isize;
                 if cc >= 0 && (cc as usize) < w {
-                    acc += kv * row[cc as usize];
+                    acc += kv * et(r * w + cc as usize);
                 }
             }
             horizontal[(r - rs) * bw + (c - c0)] = acc;
@@ -56,7 +56,7 @@ pub(crate) fn weighted_f_measure(f: &Frame) -> f64 {
     for r in r0..=r1 {
         for c in c0..=c1 {
             let i = r * w + c;
-            if !fg[i] {
+            if !is_fg(i) {
                 continue;
             }
             let mut ea = 0.0;
@@ -72,21 +72,21 @@ pub(crate) fn weighted_f_measure(f: &Frame) -> f64 {
     }
 
     // Background errors weighted by B = 2 - exp(log(0.5) / 5 * distance to the foreground).
-    let decay = 0.5f64.ln() / 5.0;
     let mut bg_sum = 0.0;
-    for (i, (&is_fg, &j)) in fg.iter().zip(&nearest).enumerate() {
-        if is_fg {
-            continue;
+    BACKGROUND_WEIGHT.with_borrow_mut(|weight| {
+        for (i, &j) in nearest.iter().enumerate() {
+            if is_fg(i) {
+                continue;
+            }
+            let e = f.value[f.pred[i] as usize];
+            if e == 0.0 {
+                continue;
+            }
+            let (j, (r, c)) = (j as usize, (i / w, i % w));
+            let (dr, dc) = (r.abs_diff(j / w), c.abs_diff(j % w));
+            bg_sum += e * weight.get(dr * dr + dc * dc);
         }
-        let e = f.value[f.pred[i] as usize];
-        if e == 0.0 {
-            continue;
-        }
-        let (j, (r, c)) = (j as usize, (i / w, i % w));
-        let (dr, dc) = (r.abs_diff(j / w), c.abs_diff(j % w));
-        let distance = ((dr * dr + dc * dc) as f64).sqrt();
-        bg_sum += e * (2.0 - (decay * distance).exp());
-    }
+    });
 
     let tpw = f.fg as f64 - fg_sum;
     let fpw = bg_sum;
@@ -107,12 +107,35 @@ fn gaussian_1d() -> [f64; 2 * KERNEL_RADIUS + 1] {
     k.map(|v| v / sum)
 }
 
-fn bounding_box(fg: &[bool], w: usize, h: usize) -> (usize, usize, usize, usize) {
+/// The background weight `B` by squared distance, computed once per value and kept: the
+/// same float64 operations as computing it per pixel, without an `exp` per pixel.
+struct WeightBySquaredDistance(Vec<f64>);
+
+impl WeightBySquaredDistance {
+    fn get(&mut self, squared_distance: usize) -> f64 {
+        if squared_distance >= self.0.len() {
+            self.0.resize(squared_distance + 1, f64::NAN);
+        }
+        let slot = &mut self.0[squared_distance];
+        if slot.is_nan() {
+            let distance = (squared_distance as f64).sqrt();
+            *slot = 2.0 - (0.5f64.ln() / 5.0 * distance).exp();
+        }
+        *slot
+    }
+}
+
+thread_local! {
+    static BACKGROUND_WEIGHT: std::cell::RefCell<WeightBySquaredDistance> =
+        const { std::cell::RefCell::new(WeightBySquaredDistance(Vec::new())) };
+}
+
+fn bounding_box(gt: &[u8], w: usize, h: usize) -> (usize, usize, usize, usize) {
     let (mut r0, mut r1, mut c0, mut c1) = (h, 0, w, 0);
     for r in 0..h {
-        let row = &fg[r * w..(r + 1) * w];
-        if let Some(first) = row.iter().position(|&x| x) {
-            let last = row.iter().rposition(|&x| x).unwrap_or(first);
+        let row = &gt[r * w..(r + 1) * w];
+        if let Some(first) = row.iter().position(|&g| g > 128) {
+            let last = row.iter().rposition(|&g| g > 128).unwrap_or(first);
             r0 = r0.min(r);
             r1 = r;
             c0 = c0.min(first);

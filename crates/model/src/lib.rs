@@ -14,6 +14,7 @@
 //! ```
 
 pub mod backbone;
+pub mod checkpoint;
 pub mod config;
 pub mod ctc;
 pub mod decoder;
