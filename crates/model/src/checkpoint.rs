@@ -257,7 +257,7 @@ impl StateDict {
         tmp_name.push(".partial");
         let tmp = path.with_file_name(tmp_name);
         let written = if safetensors {
-            safetensors_format::write(&tmp, &self.tensors)
+            safetensors_format::write(&tmp, &self.tensors, HashMap::new())
         } else {
             torch_format::write_zip(&tmp, &self.tensors)
         };
@@ -497,4 +497,22 @@ pub fn load_into(
     })?;
     report.loaded = pairs.into_iter().map(|(_, name)| name).collect();
     Ok(report)
+}
+
+/// Writes `tensors` as `.safetensors` with extra `metadata` entries (strings), atomically
+/// (temporary file, then rename): e.g. a training checkpoint's progress and configuration.
+pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String, String>) -> Result<()> {
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".partial");
+    let tmp = path.with_file_name(tmp_name);
+    let result = safetensors_format::write(&tmp, tensors, metadata).and_then(|()| Ok(std::fs::rename(&tmp, path)?));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("writing {}", path.display()))
+}
+
+/// The string metadata of a `.safetensors` file (its header only is read).
+pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    safetensors_format::read_metadata(path).with_context(|| format!("reading the metadata of {}", path.display()))
 }

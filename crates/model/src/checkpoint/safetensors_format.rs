@@ -48,7 +48,8 @@ pub fn read(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
     Ok(tensors)
 }
 
-pub fn write(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+/// Writes `tensors` with `metadata` (beside the `format = pt` key PyTorch tools expect).
+pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String, String>) -> Result<()> {
     let mut owned = Vec::with_capacity(tensors.len());
     for (key, tensor) in tensors {
         let (dtype, size) = tensor_meta(key, tensor)?;
@@ -64,7 +65,30 @@ pub fn write(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     // The key the `safetensors` Python package writes for PyTorch tensors.
-    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let mut metadata = metadata;
+    metadata.entry("format".to_string()).or_insert_with(|| "pt".to_string());
     safetensors::serialize_to_file(views, Some(metadata), path)?;
     Ok(())
+}
+
+/// The `__metadata__` map of a safetensors file, read from its header alone (training
+/// checkpoints are large; their progress and configuration live there).
+pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let file_len = file.metadata()?.len();
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(|_| anyhow!("too short to be a safetensors file"))?;
+    let header_len = u64::from_le_bytes(len);
+    if header_len.checked_add(8).is_none_or(|end| end > file_len) || header_len > 100_000_000 {
+        return Err(anyhow!("not a valid safetensors file: header length {header_len} does not fit the file"));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header)?;
+    let header: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| anyhow!("not a valid safetensors file: unreadable header ({e})"))?;
+    let metadata = header.get("__metadata__").and_then(|m| m.as_object());
+    Ok(metadata
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default())
 }
