@@ -1,6 +1,7 @@
 //! The library behind the `fgstp` binary: run configurations, the training loop, prediction
 //! and evaluation, usable (and tested) without going through the command line.
 
+pub mod complexity;
 pub mod config;
 pub mod evaluate;
 pub mod fsutil;

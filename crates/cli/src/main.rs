@@ -1,5 +1,6 @@
 //! `fgstp`: train, evaluate and run FGSTP gas-leak video segmentation.
 
+mod bench_cmd;
 mod data;
 mod eval_cmd;
 mod infer_cmd;
@@ -37,6 +38,8 @@ enum Command {
     Eval(eval_cmd::Args),
     /// Segment new footage (a folder of frames or a dataset split): masks, overlays, probabilities
     Infer(infer_cmd::Args),
+    /// Measure parameters, FLOPs, latency, video frames/s (with/without feature cache), train step, data and metrics speed
+    Bench(bench_cmd::Args),
     /// Check a dataset and print its splits, scenes, frames, masks, sizes and bit depths
     Data(data::Args),
     /// Write synthetic infrared gas-leak videos (train/val/test) in the dataset layout
@@ -65,6 +68,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train_cmd::run(args, cli.threads.is_some()),
         Command::Eval(args) => eval_cmd::run(args),
         Command::Infer(args) => infer_cmd::run(args),
+        Command::Bench(args) => bench_cmd::run(args),
         Command::Data(args) => data::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Metrics(args) => metrics::run(args, cli.threads),

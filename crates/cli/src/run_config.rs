@@ -189,3 +189,67 @@ impl RunConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configs() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs")
+    }
+
+    /// Dotted paths of every value in a TOML table.
+    fn keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+        for (k, v) in table {
+            let path = format!("{prefix}{k}");
+            match v {
+                toml::Value::Table(t) if !t.is_empty() && path != "data.sixteen_bit" => {
+                    keys(t, &format!("{path}."), out)
+                }
+                _ => out.push(path),
+            }
+        }
+    }
+
+    #[test]
+    fn shipped_configs_load_and_gasvid_spells_out_every_field() {
+        let quickstart = RunConfig::load(&configs().join("quickstart.toml"), &[]).unwrap();
+        assert!(
+            quickstart.synth.is_some(),
+            "the quickstart generates its data"
+        );
+        let gasvid = RunConfig::load(&configs().join("gasvid.toml"), &[]).unwrap();
+        assert_eq!(
+            (
+                gasvid.train.epochs,
+                gasvid.train.batch_size,
+                gasvid.data.train_size
+            ),
+            (60, 6, 352)
+        );
+        assert_eq!(
+            (
+                gasvid.train.lr,
+                gasvid.train.clip,
+                gasvid.train.lr_decay_every
+            ),
+            (1e-4, 0.5, 45)
+        );
+        assert_eq!((gasvid.train.seed, gasvid.eval.every), (2025, 5));
+
+        let written: toml::Table = std::fs::read_to_string(configs().join("gasvid.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let resolved: toml::Table = toml::to_string(&gasvid).unwrap().parse().unwrap();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        keys(&written, "", &mut a);
+        keys(&resolved, "", &mut b);
+        a.sort();
+        b.sort();
+        assert_eq!(
+            a, b,
+            "configs/gasvid.toml should list every configuration field"
+        );
+    }
+}

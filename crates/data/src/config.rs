@@ -19,7 +19,9 @@ pub struct DataConfig {
     pub test_split: String,
     /// Side of the square model input, pixels (reference: 352).
     pub train_size: u32,
-    /// Training batch size (reference: 6).
+    /// Training batch size (reference: 6). Not a `[data]` key: a run configuration sets it
+    /// from `train.batch_size`.
+    #[serde(skip)]
     pub batch_size: usize,
     /// Evaluation/inference batch size (reference `test.py`: 16).
     pub eval_batch_size: usize,
@@ -35,7 +37,9 @@ pub struct DataConfig {
     pub augment: bool,
     /// Shuffle training samples every epoch.
     pub shuffle: bool,
-    /// Seed of the shuffle and of every augmentation draw (reference: 2025).
+    /// Seed of the shuffle and of every augmentation draw (reference: 2025). Not a `[data]`
+    /// key: a run configuration sets it from `train.seed`.
+    #[serde(skip)]
     pub seed: u64,
 }
 

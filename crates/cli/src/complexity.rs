@@ -1,0 +1,174 @@
+//! Multiply-accumulates of one forward pass, counted from the architecture: convolutions,
+//! linear layers and the attention/correlation matrix products — what PyTorch's
+//! `torch.utils.flop_counter` counts (it reports FLOPs = 2 × MACs). Normalisations,
+//! activations, pooling and resampling are not counted (they are memory-bound and small).
+
+use fgstp_model::{Config, ModelKind};
+
+/// A feature map size.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Hw(i64, i64);
+
+impl Hw {
+    fn n(self) -> i64 {
+        self.0 * self.1
+    }
+    /// Output size of a convolution (square kernel `k`, stride `s`, padding `p`).
+    fn conv(self, k: i64, s: i64, p: i64) -> Hw {
+        Hw((self.0 + 2 * p - k) / s + 1, (self.1 + 2 * p - k) / s + 1)
+    }
+    fn pooled(self, k: i64) -> Hw {
+        Hw(self.0 / k, self.1 / k)
+    }
+}
+
+/// MACs of a (same-size, unless noted) convolution `c_in → c_out` with a `kh × kw` kernel.
+fn conv(hw_out: Hw, c_in: i64, c_out: i64, kh: i64, kw: i64, groups: i64) -> i64 {
+    hw_out.n() * c_out * (c_in / groups) * kh * kw
+}
+
+/// MACs of the PVTv2 encoder on an `hw` input, and the sizes of its four stage outputs.
+fn pvt_v2(cfg: &Config, hw: Hw) -> (i64, [Hw; 4]) {
+    let v = cfg.backbone.config();
+    let mut macs = 0;
+    let mut sizes = [hw; 4];
+    let (mut size, mut c_in) = (hw, 3);
+    for stage in 0..4 {
+        let c = v.embed_dims[stage];
+        let (k, s) = if stage == 0 { (7, 4) } else { (3, 2) };
+        size = size.conv(k, s, k / 2);
+        macs += conv(size, c_in, c, k, k, 1);
+        let n = size.n();
+        let sr = v.sr_ratios[stage];
+        let kv_n = if sr > 1 { size.conv(sr, sr, 0).n() } else { n };
+        let hidden = c * v.mlp_ratios[stage];
+        let block = n * c * c                      // q
+            + if sr > 1 { kv_n * c * c * sr * sr } else { 0 } // spatial reduction conv
+            + kv_n * c * 2 * c                     // kv
+            + 2 * n * kv_n * c                     // q·kᵀ and attn·v over all heads
+            + n * c * c                            // proj
+            + n * c * hidden                       // fc1
+            + n * hidden * 9                       // depth-wise 3×3
+            + n * hidden * c; // fc2
+        macs += block * v.depths[stage] as i64;
+        sizes[stage] = size;
+        c_in = c;
+    }
+    (macs, sizes)
+}
+
+/// RFB (receptive field block) from `c_in` to `c` channels on a map of size `hw`.
+fn rfb(hw: Hw, c_in: i64, c: i64) -> i64 {
+    let branch =
+        |k: i64| conv(hw, c, c, 1, k, 1) + conv(hw, c, c, k, 1, 1) + conv(hw, c, c, 3, 3, 1);
+    5 * conv(hw, c_in, c, 1, 1, 1) // four branch entries + the residual
+        + branch(3) + branch(5) + branch(7)
+        + conv(hw, 4 * c, c, 3, 3, 1)
+}
+
+/// CTC at one scale: the non-local correlation on the 2c-channel concatenation, its output
+/// conv, and the reduction back to c channels.
+fn ctc_scale(hw: Hw, c: i64, pool: i64) -> i64 {
+    let c2 = 2 * c;
+    let m = hw.pooled(pool).n();
+    conv(hw, c2, c, 1, 1, 1)        // g (then max-pooled)
+        + hw.n() * m * c2           // θ·φᵀ
+        + hw.n() * m * c            // softmax(θφᵀ)·g
+        + conv(hw, c, c2, 1, 1, 1)  // W
+        + conv(hw, 2 * c2, c2, 1, 1, 1) // out_conv
+        + conv(hw, c2, c, 3, 3, 1) // conv1..3
+}
+
+/// FSP with `groups` groups of `c / 2` hidden channels.
+fn fsp(hw: Hw, c: i64, groups: i64) -> i64 {
+    let h = c / 2;
+    let interact = conv(hw, h, 3 * h, 3, 3, 1)
+        + (groups - 2) * conv(hw, 2 * h, 3 * h, 3, 3, 1)
+        + conv(hw, 2 * h, 2 * h, 3, 3, 1);
+    conv(hw, c, groups * h, 1, 1, 1) + interact + 2 * groups * h * h // gate (on 1×1)
+        + conv(hw, groups * h, c, 3, 3, 1)
+}
+
+/// Neighbour-connection decoder and the three reverse stages, on RFB maps at 1/8, 1/16, 1/32.
+fn decoder(s8: Hw, s16: Hw, s32: Hw, c: i64) -> i64 {
+    let up16 = Hw(2 * s32.0, 2 * s32.1);
+    let up8 = Hw(2 * up16.0, 2 * up16.1);
+    let ncd = 2 * conv(up16, c, c, 3, 3, 1)     // conv_upsample1, 4
+        + 2 * conv(up8, c, c, 3, 3, 1)          // conv_upsample2, 3
+        + conv(up8, 2 * c, 2 * c, 3, 3, 1)      // conv_upsample5
+        + conv(up16, 2 * c, 2 * c, 3, 3, 1)     // conv_concat2
+        + 2 * conv(up8, 3 * c, 3 * c, 3, 3, 1)  // conv_concat3, conv4
+        + conv(up8, 3 * c, 1, 1, 1, 1); // conv5
+    let reverse_stage = |hw: Hw| {
+        [1, 4, 32]
+            .iter()
+            .map(|g| conv(hw, c + g, c, 3, 3, 1) + conv(hw, c, 1, 3, 3, 1))
+            .sum::<i64>()
+    };
+    ncd + reverse_stage(s32) + reverse_stage(s16) + reverse_stage(s8)
+}
+
+/// MACs per sample of one forward at `height × width`. With `feature_cache`, the per-frame
+/// part (encoder + RFB) is counted once, as in streaming inference; otherwise once per frame
+/// of the triplet, as in training and the reference.
+pub fn forward_macs(cfg: &Config, height: i64, width: i64, feature_cache: bool) -> i64 {
+    let c = cfg.channel;
+    let (encoder, [_, s8, s16, s32]) = pvt_v2(cfg, Hw(height, width));
+    let dims = cfg.backbone.config().embed_dims;
+    let per_frame = encoder + rfb(s8, dims[1], c) + rfb(s16, dims[2], c) + rfb(s32, dims[3], c);
+    match cfg.kind {
+        ModelKind::SinetV2 => per_frame + decoder(s8, s16, s32, c),
+        ModelKind::Fgstp => {
+            let pools = cfg.correlation_pools;
+            let pair = ctc_scale(s8, c, pools[0])
+                + ctc_scale(s16, c, pools[1])
+                + ctc_scale(s32, c, pools[2])
+                + fsp(s8, c, cfg.fsp_groups)
+                + fsp(s16, c, cfg.fsp_groups)
+                + fsp(s32, c, cfg.fsp_groups)
+                + decoder(s8, s16, s32, c);
+            let hw = Hw(height, width);
+            let fusion =
+                conv(hw, 2, c, 3, 3, 1) + conv(hw, c, c, 3, 3, 1) + conv(hw, c, 1, 3, 3, 1);
+            let frames = if feature_cache { 1 } else { 3 };
+            frames * per_frame + 2 * pair + fusion
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fgstp_model::PvtV2Variant;
+
+    /// FLOPs (2 × MACs) of one reference forward, batch 1, three frames each encoded once per
+    /// triplet, from `torch.utils.flop_counter` on the reference model
+    /// (`scripts/count_reference_flops.py REF_CHECKOUT b0:256 b5:352`).
+    #[test]
+    fn counts_what_pytorchs_flop_counter_counts_on_the_reference() {
+        for (variant, size, reference_flops) in [
+            (PvtV2Variant::B0, 256, 8_722_771_968i64),
+            (PvtV2Variant::B5, 352, 190_011_265_920),
+        ] {
+            let cfg = Config {
+                backbone: variant,
+                ..Config::default()
+            };
+            let ours = 2 * forward_macs(&cfg, size, size, false);
+            assert_eq!(
+                ours, reference_flops,
+                "{variant:?} at {size}: ours {ours}, PyTorch's {reference_flops}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_feature_cache_saves_two_encoder_passes() {
+        let cfg = Config::default();
+        let (cached, uncached) = (
+            forward_macs(&cfg, 352, 352, true),
+            forward_macs(&cfg, 352, 352, false),
+        );
+        assert!(uncached > 2 * cached, "{uncached} vs {cached}");
+    }
+}
