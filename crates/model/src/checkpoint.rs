@@ -501,11 +501,16 @@ pub fn load_into(
 
 /// Writes `tensors` as `.safetensors` with extra `metadata` entries (strings), atomically
 /// (temporary file, then rename): e.g. a training checkpoint's progress and configuration.
-pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String, String>) -> Result<()> {
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".partial");
     let tmp = path.with_file_name(tmp_name);
-    let result = safetensors_format::write(&tmp, tensors, metadata).and_then(|()| Ok(std::fs::rename(&tmp, path)?));
+    let result = safetensors_format::write(&tmp, tensors, metadata)
+        .and_then(|()| Ok(std::fs::rename(&tmp, path)?));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -514,5 +519,6 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], metadata: Ha
 
 /// The string metadata of a `.safetensors` file (its header only is read).
 pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>> {
-    safetensors_format::read_metadata(path).with_context(|| format!("reading the metadata of {}", path.display()))
+    safetensors_format::read_metadata(path)
+        .with_context(|| format!("reading the metadata of {}", path.display()))
 }

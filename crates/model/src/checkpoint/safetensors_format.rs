@@ -49,7 +49,11 @@ pub fn read(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
 }
 
 /// Writes `tensors` with `metadata` (beside the `format = pt` key PyTorch tools expect).
-pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String, String>) -> Result<()> {
+pub fn write(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
     let mut owned = Vec::with_capacity(tensors.len());
     for (key, tensor) in tensors {
         let (dtype, size) = tensor_meta(key, tensor)?;
@@ -66,7 +70,9 @@ pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String
         .collect::<Result<Vec<_>>>()?;
     // The key the `safetensors` Python package writes for PyTorch tensors.
     let mut metadata = metadata;
-    metadata.entry("format".to_string()).or_insert_with(|| "pt".to_string());
+    metadata
+        .entry("format".to_string())
+        .or_insert_with(|| "pt".to_string());
     safetensors::serialize_to_file(views, Some(metadata), path)?;
     Ok(())
 }
@@ -78,10 +84,13 @@ pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
     let mut file = std::fs::File::open(path)?;
     let file_len = file.metadata()?.len();
     let mut len = [0u8; 8];
-    file.read_exact(&mut len).map_err(|_| anyhow!("too short to be a safetensors file"))?;
+    file.read_exact(&mut len)
+        .map_err(|_| anyhow!("too short to be a safetensors file"))?;
     let header_len = u64::from_le_bytes(len);
     if header_len.checked_add(8).is_none_or(|end| end > file_len) || header_len > 100_000_000 {
-        return Err(anyhow!("not a valid safetensors file: header length {header_len} does not fit the file"));
+        return Err(anyhow!(
+            "not a valid safetensors file: header length {header_len} does not fit the file"
+        ));
     }
     let mut header = vec![0u8; header_len as usize];
     file.read_exact(&mut header)?;
@@ -89,6 +98,10 @@ pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
         .map_err(|e| anyhow!("not a valid safetensors file: unreadable header ({e})"))?;
     let metadata = header.get("__metadata__").and_then(|m| m.as_object());
     Ok(metadata
-        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
         .unwrap_or_default())
 }
