@@ -24,8 +24,8 @@ pub struct Args {
     /// Random seed (same seed and options: byte-identical output)
     #[arg(long, default_value_t = SynthConfig::default().seed)]
     seed: u64,
-    /// Grey levels the gas changes a pixel by at full opacity (sensor noise is 1–2.5);
-    /// about 3 makes single frames ambiguous so that only motion shows the gas
+    /// Grey levels the gas changes a pixel by at full opacity (sensor noise is 1–2.5 levels);
+    /// 4 or less hides the gas in single frames, so that only its motion shows it
     #[arg(long, default_value_t = SynthConfig::default().contrast)]
     contrast: f32,
     /// 8 (PNG L8) or 16 (PNG L16, raw counts like a thermal camera)

@@ -177,3 +177,44 @@ fn broken_input_is_an_error_naming_the_file() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn inspect_checks_a_reference_fgstp_checkpoint_against_our_model() {
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures/parity/fgstp_b0_256.pth");
+    let json = stdout_of(&["inspect", "--json", reference.to_str().unwrap()]);
+    let info: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(info["layout"], "Fgstp");
+    assert_eq!(info["pvt_v2_variant"], "b0");
+    let check = &info["model_check"];
+    assert_eq!(check["exact"], true, "{check}");
+    assert_eq!(check["missing"], serde_json::json!([]));
+
+    // The same file with one tensor of another shape: the check names it and both shapes.
+    let sd = StateDict::read(&reference).unwrap();
+    let key = "fusion_conv.2.weight";
+    let tensors = sd
+        .iter()
+        .map(|(k, t)| {
+            let t = if k == key {
+                t.narrow(1, 0, 16)
+            } else {
+                t.shallow_clone()
+            };
+            (k.to_string(), t)
+        })
+        .collect();
+    let altered = tempdir().join("altered.safetensors");
+    StateDict::from_tensors(tensors)
+        .unwrap()
+        .write(&altered)
+        .unwrap();
+    let text = stdout_of(&["inspect", altered.to_str().unwrap()]);
+    assert!(
+        text.contains("1 shape mismatches")
+            && text.contains(key)
+            && text.contains("[1, 16, 3, 3]")
+            && text.contains("[1, 32, 3, 3]"),
+        "{text}"
+    );
+}

@@ -11,10 +11,10 @@
 //! The enhancers reproduce Pillow's arithmetic exactly (float32 blends that truncate, the
 //! rounded-mean grey of `Contrast`, the integer luma of `Color`, the 3×3 SMOOTH filter of
 //! `Sharpness` with its untouched border); a test compares them with Pillow's output.
-//! Rotation is a port of Pillow's bicubic affine transform; resizing uses `image`'s bilinear
-//! (triangle) filter and differs from PIL's by a grey level here and there.
+//! Rotation and resizing are ports of Pillow's bicubic affine transform and bilinear resample,
+//! also checked against Pillow's output.
 
-use image::imageops::{self, FilterType};
+use image::imageops;
 use image::{GrayImage, ImageBuffer, Luma, Pixel, Rgb, RgbImage};
 use rand::rngs::ChaCha8Rng;
 use rand::{Rng, RngExt, SeedableRng};
@@ -345,19 +345,113 @@ pub fn salt_and_pepper(mask: &mut GrayImage, seed: u64) {
     }
 }
 
-/// Bilinear resize to `size`×`size` (antialiased when shrinking, like PIL's).
+/// `img.resize((size, size), Image.BILINEAR)` as Pillow computes it (what torchvision's
+/// `Resize` does to a PIL image): separable passes, horizontal then vertical, with the filter
+/// widened when shrinking, coefficients in 22-bit fixed point and 8-bit rounding in between.
 pub fn resize_rgb(img: &RgbImage, size: u32) -> RgbImage {
-    if img.dimensions() == (size, size) {
-        return img.clone();
-    }
-    imageops::resize(img, size, size, FilterType::Triangle)
+    pil_resize(img, size, size)
 }
 
 pub fn resize_mask(mask: &GrayImage, size: u32) -> GrayImage {
-    if mask.dimensions() == (size, size) {
-        return mask.clone();
-    }
-    imageops::resize(mask, size, size, FilterType::Triangle)
+    pil_resize(mask, size, size)
+}
+
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// Per output position: first input index and fixed-point weights (Pillow's
+/// `precompute_coeffs` + `normalize_coeffs_8bpc` for the bilinear filter).
+fn pil_coefficients(in_size: u32, out_size: u32) -> Vec<(usize, Vec<i32>)> {
+    let scale = f64::from(in_size) / f64::from(out_size);
+    let filterscale = scale.max(1.0);
+    let support = filterscale; // the bilinear filter's support is 1
+    let bilinear = |x: f64| {
+        let x = x.abs();
+        if x < 1.0 {
+            1.0 - x
+        } else {
+            0.0
+        }
+    };
+    (0..out_size)
+        .map(|xx| {
+            let center = (f64::from(xx) + 0.5) * scale;
+            let xmin = ((center - support + 0.5) as i64).max(0);
+            let xmax = ((center + support + 0.5) as i64).min(i64::from(in_size)) - xmin;
+            let weights: Vec<f64> = (0..xmax)
+                .map(|x| bilinear((x as f64 + xmin as f64 - center + 0.5) / filterscale))
+                .collect();
+            let total: f64 = weights.iter().sum();
+            let fixed = weights
+                .iter()
+                .map(|&w| {
+                    let w = if total != 0.0 { w / total } else { w };
+                    let v = w * f64::from(1u32 << PRECISION_BITS);
+                    if w < 0.0 {
+                        (-0.5 + v) as i32
+                    } else {
+                        (0.5 + v) as i32
+                    }
+                })
+                .collect();
+            (xmin as usize, fixed)
+        })
+        .collect()
+}
+
+#[inline]
+fn clip8(ss: i32) -> u8 {
+    (ss >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+fn pil_resize<P>(img: &ImageBuffer<P, Vec<u8>>, out_w: u32, out_h: u32) -> ImageBuffer<P, Vec<u8>>
+where
+    P: Pixel<Subpixel = u8>,
+{
+    let (in_w, in_h) = img.dimensions();
+    let c = usize::from(P::CHANNEL_COUNT);
+    let half = 1i32 << (PRECISION_BITS - 1);
+    // Horizontal pass (skipped when the width does not change, as Pillow does).
+    let (row_w, rows): (u32, Vec<u8>) = if out_w != in_w {
+        let coeffs = pil_coefficients(in_w, out_w);
+        let src = img.as_raw();
+        let mut out = vec![0u8; out_w as usize * in_h as usize * c];
+        for y in 0..in_h as usize {
+            let line = &src[y * in_w as usize * c..(y + 1) * in_w as usize * c];
+            let dst = &mut out[y * out_w as usize * c..(y + 1) * out_w as usize * c];
+            for (xx, (xmin, k)) in coeffs.iter().enumerate() {
+                for ch in 0..c {
+                    let mut ss = half;
+                    for (x, &w) in k.iter().enumerate() {
+                        ss += i32::from(line[(xmin + x) * c + ch]) * w;
+                    }
+                    dst[xx * c + ch] = clip8(ss);
+                }
+            }
+        }
+        (out_w, out)
+    } else {
+        (in_w, img.as_raw().clone())
+    };
+    // Vertical pass.
+    let data = if out_h != in_h {
+        let coeffs = pil_coefficients(in_h, out_h);
+        let stride = row_w as usize * c;
+        let mut out = vec![0u8; out_h as usize * stride];
+        for (yy, (ymin, k)) in coeffs.iter().enumerate() {
+            let dst = &mut out[yy * stride..(yy + 1) * stride];
+            for (i, d) in dst.iter_mut().enumerate() {
+                let mut ss = half;
+                for (y, &w) in k.iter().enumerate() {
+                    ss += i32::from(rows[(ymin + y) * stride + i]) * w;
+                }
+                *d = clip8(ss);
+            }
+        }
+        out
+    } else {
+        rows
+    };
+    ImageBuffer::from_raw(row_w, out_h, data).expect("buffer matches its size")
 }
 
 /// `ToTensor` + `Normalize(mean, std)` as torch computes it in float32, as a table per channel.

@@ -11,9 +11,9 @@
 //! a stack (drawn like gas, but not in the mask). The mask of a frame is the gas density above
 //! a threshold, seen through the same camera jitter.
 //!
-//! At the default contrast a plume is visible in a single frame near its source; at low
-//! contrast (`--contrast 3`) it sinks into the noise and texture, and only its motion across
-//! frames gives it away.
+//! At the default contrast (35 grey levels at full opacity) a plume is visible in a single
+//! frame near its source; at low contrast (`--contrast 4`) it sinks into the sensor noise and
+//! the background texture, and only its motion across frames gives it away.
 //!
 //! Output is a pure function of the config: every random draw comes from (seed, scene, frame),
 //! so runs are byte-identical whatever the thread count. Scenes are simulated in parallel and
@@ -44,7 +44,7 @@ pub struct SynthConfig {
     pub height: u32,
     pub seed: u64,
     /// Grey levels (of 255) the gas changes a pixel by at full opacity, before a per-scene
-    /// factor of 0.7–1.3. The sensor noise is 1–2.5 levels, the background texture ~20.
+    /// factor of 0.7–1.3. The sensor noise is 1–2.5 levels, the background texture 12–24.
     pub contrast: f32,
     /// 8 (PNG L8) or 16 (PNG L16 raw counts, as a thermal camera would store).
     pub bit_depth: u8,
@@ -58,7 +58,7 @@ impl Default for SynthConfig {
             width: 128,
             height: 128,
             seed: 2025,
-            contrast: 14.0,
+            contrast: 35.0,
             bit_depth: 8,
         }
     }
@@ -247,7 +247,7 @@ fn simulate(r: &Release, gw: usize, gh: usize, frames: usize) -> Vec<Vec<f32>> {
                 let lap =
                     next[j * gw + il] + next[j * gw + ir] + next[ju * gw + i] + next[jd * gw + i]
                         - 4.0 * c;
-                rho[j * gw + i] = (c + 0.12 * lap) * r.decay;
+                rho[j * gw + i] = (c + 0.08 * lap) * r.decay;
             }
         }
         let (sx, sy) = r.source;
@@ -282,6 +282,8 @@ struct Scene {
     wh: usize,
     background: Vec<f32>,
     clouds: Vec<f32>,
+    /// Clouds are zero from this world row down.
+    cloud_rows: f32,
     cloud_speed: f32,
     /// Fine texture of the gas layer, drifting with the wind.
     grain: Vec<f32>,
@@ -308,7 +310,7 @@ struct Mover {
 
 const MARGIN: usize = 4;
 /// Density above which a pixel is gas in the mask.
-pub const MASK_THRESHOLD: f32 = 0.12;
+pub const MASK_THRESHOLD: f32 = 0.1;
 
 fn build_scene(cfg: &SynthConfig, index: usize) -> Scene {
     let seed = cfg.seed;
@@ -414,12 +416,12 @@ fn build_scene(cfg: &SynthConfig, index: usize) -> Scene {
     let gas_release = Release {
         source,
         radius: rng.random_range(0.02..0.04) * size / cell,
-        wind_speed: rng.random_range(0.25..0.8),
+        wind_speed: rng.random_range(0.4..1.0),
         wind_angle: rng.random_range(0.0..std::f32::consts::TAU),
         wobble: rng.random_range(0.3..1.0),
-        turbulence: rng.random_range(0.3..0.8),
-        buoyancy: rng.random_range(0.0..0.35),
-        decay: rng.random_range(0.975..0.99),
+        turbulence: rng.random_range(0.2..0.5),
+        buoyancy: rng.random_range(0.0..0.25),
+        decay: rng.random_range(0.985..0.995),
         seed: rng.random(),
     };
     let gas = simulate(&gas_release, gw, gh, cfg.frames);
@@ -454,7 +456,8 @@ fn build_scene(cfg: &SynthConfig, index: usize) -> Scene {
         };
         simulate(&release, gw, gh, cfg.frames)
     });
-    let steam_gain = (cfg.contrast * 2.5).max(20.0);
+    // Steam is dense and bright whatever the gas contrast.
+    let steam_gain = rng.random_range(25.0..40.0f32);
 
     let grain_seed: u64 = rng.random();
     let mut grain = vec![0f32; ww * wh];
@@ -474,6 +477,7 @@ fn build_scene(cfg: &SynthConfig, index: usize) -> Scene {
         wh,
         background,
         clouds,
+        cloud_rows: horizon + 1.0,
         cloud_speed,
         grain,
         grain_drift,
@@ -528,8 +532,10 @@ fn render(cfg: &SynthConfig, scene: &Scene, index: usize, t: usize) -> (Vec<f32>
         for x in 0..w {
             let wx = x as f32 + MARGIN as f32 + jx;
             let mut v = bilinear(&scene.background, scene.ww, scene.wh, wx, wy);
-            let cx = (wx + scene.cloud_speed * tf).rem_euclid(scene.ww as f32 - 1.0);
-            v += bilinear(&scene.clouds, scene.ww, scene.wh, cx, wy);
+            if wy < scene.cloud_rows {
+                let cx = (wx + scene.cloud_speed * tf).rem_euclid(scene.ww as f32 - 1.0);
+                v += bilinear(&scene.clouds, scene.ww, scene.wh, cx, wy);
+            }
             if let Some(m) = &scene.object {
                 let (ox, oy) = (m.start.0 + m.velocity.0 * tf, m.start.1 + m.velocity.1 * tf);
                 let d = ((wx - ox) / m.radii.0).powi(2) + ((wy - oy) / m.radii.1).powi(2);
@@ -538,15 +544,20 @@ fn render(cfg: &SynthConfig, scene: &Scene, index: usize, t: usize) -> (Vec<f32>
                 }
             }
             let (gx, gy) = (wx / scene.cell, wy / scene.cell);
-            let gx_grain = (wx - gdx).rem_euclid(scene.ww as f32 - 1.0);
-            let gy_grain = (wy - gdy).rem_euclid(scene.wh as f32 - 1.0);
-            let grain = 1.0 + 0.6 * bilinear(&scene.grain, scene.ww, scene.wh, gx_grain, gy_grain);
-            if let Some(s) = steam {
-                let rho = bilinear(s, scene.gw, scene.gh, gx, gy);
-                v += scene.steam_gain * (1.0 - (-2.5 * rho * grain).exp());
-            }
             let rho = bilinear(gas, scene.gw, scene.gh, gx, gy);
-            v += scene.gas_gain * (1.0 - (-2.0 * rho * grain.max(0.0)).exp());
+            let steam_rho = steam.map_or(0.0, |s| bilinear(s, scene.gw, scene.gh, gx, gy));
+            // Most pixels see neither gas nor steam: skip their texture and opacity.
+            if rho > 1e-4 || steam_rho > 1e-4 {
+                let gx_grain = (wx - gdx).rem_euclid(scene.ww as f32 - 1.0);
+                let gy_grain = (wy - gdy).rem_euclid(scene.wh as f32 - 1.0);
+                let grain = (1.0
+                    + 0.6 * bilinear(&scene.grain, scene.ww, scene.wh, gx_grain, gy_grain))
+                .max(0.0);
+                if steam_rho > 1e-4 {
+                    v += scene.steam_gain * (1.0 - (-2.5 * steam_rho * grain).exp());
+                }
+                v += scene.gas_gain * (1.0 - (-2.0 * rho * grain).exp());
+            }
             v += scene.column_noise[x] + noise.sample(&mut rng);
             pixels[y * w + x] = v;
             mask[y * w + x] = if rho > MASK_THRESHOLD { 255 } else { 0 };

@@ -253,19 +253,14 @@ impl StateDict {
                 path.display()
             ),
         };
-        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-        tmp_name.push(".partial");
-        let tmp = path.with_file_name(tmp_name);
-        let written = if safetensors {
-            safetensors_format::write(&tmp, &self.tensors, HashMap::new())
-        } else {
-            torch_format::write_zip(&tmp, &self.tensors)
-        };
-        let result = written.and_then(|()| Ok(std::fs::rename(&tmp, path)?));
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result.with_context(|| format!("writing checkpoint {}", path.display()))
+        write_atomically(path, |tmp| {
+            if safetensors {
+                safetensors_format::write(tmp, &self.tensors, HashMap::new())
+            } else {
+                torch_format::write_zip(tmp, &self.tensors)
+            }
+        })
+        .with_context(|| format!("writing checkpoint {}", path.display()))
     }
 }
 
@@ -415,20 +410,57 @@ fn name_list(names: &[String]) -> String {
     s
 }
 
-/// Copies matching tensors into the var store (under `no_grad`, converted to each variable's
-/// dtype and device). Everything is checked before anything is copied, so an error leaves the
-/// var store unchanged. A shape mismatch is an error naming the key and both shapes; in
-/// [`LoadMode::Strict`] so is any skipped or missing key. `num_batches_tracked` is ignored.
-pub fn load_into(
-    vs: &mut tch::nn::VarStore,
-    sd: &StateDict,
-    opts: &LoadOptions,
-) -> Result<LoadReport> {
+/// A file tensor whose shape differs from the model variable it maps to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShapeMismatch {
+    pub variable: String,
+    pub file_key: String,
+    pub file_shape: Vec<i64>,
+    pub model_shape: Vec<i64>,
+}
+
+impl std::fmt::Display for ShapeMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.variable)?;
+        if self.file_key != self.variable {
+            write!(f, " (file key {:?})", self.file_key)?;
+        }
+        write!(
+            f,
+            ": the file has {:?}, the model expects {:?}",
+            self.file_shape, self.model_shape
+        )
+    }
+}
+
+/// What [`load_into`] would do, without changing anything: `report.loaded` lists the variables
+/// that would be filled. Shape mismatches are collected instead of failing.
+#[derive(Debug, Clone, Default)]
+pub struct LoadPlan {
+    pub report: LoadReport,
+    /// The file key each entry of `report.loaded` comes from.
+    pub loaded_from: Vec<String>,
+    pub mismatched: Vec<ShapeMismatch>,
+}
+
+impl LoadPlan {
+    /// Every variable comes from the file, every file tensor goes to a variable (BatchNorm
+    /// counters and dropped keys aside), and all shapes agree.
+    pub fn is_exact(&self) -> bool {
+        self.mismatched.is_empty()
+            && self.report.skipped.is_empty()
+            && self.report.missing.is_empty()
+    }
+}
+
+/// Plans a load of `sd` into `vs` (see [`load_into`]); fails only if two file keys map to one
+/// variable.
+pub fn plan_load(vs: &tch::nn::VarStore, sd: &StateDict, opts: &LoadOptions) -> Result<LoadPlan> {
     let variables = vs.variables();
-    let mut report = LoadReport::default();
-    let mut pairs: Vec<(&Tensor, String)> = Vec::new();
+    let mut plan = LoadPlan::default();
     let mut source_of: HashMap<String, &str> = HashMap::new();
     for (key, tensor) in sd.iter() {
+        let report = &mut plan.report;
         if key == NUM_BATCHES_TRACKED || key.ends_with(".num_batches_tracked") {
             report.ignored.push(key.to_string());
             continue;
@@ -446,18 +478,16 @@ pub fn load_into(
             bail!("file keys {previous:?} and {key:?} both map to model variable {mapped:?}");
         }
         if var.size() != tensor.size() {
-            let renamed = if mapped == key {
-                String::new()
-            } else {
-                format!(" (file key {key:?})")
-            };
-            bail!(
-                "shape mismatch for {mapped:?}{renamed}: the file has {:?}, the model expects {:?}",
-                tensor.size(),
-                var.size()
-            );
+            plan.mismatched.push(ShapeMismatch {
+                variable: mapped,
+                file_key: key.to_string(),
+                file_shape: tensor.size(),
+                model_shape: var.size(),
+            });
+            continue;
         }
-        pairs.push((tensor, mapped));
+        report.loaded.push(mapped);
+        plan.loaded_from.push(key.to_string());
     }
     let mut missing: Vec<String> = variables
         .keys()
@@ -465,7 +495,32 @@ pub fn load_into(
         .cloned()
         .collect();
     missing.sort();
-    report.missing = missing;
+    plan.report.missing = missing;
+    Ok(plan)
+}
+
+/// Copies matching tensors into the var store (under `no_grad`, converted to each variable's
+/// dtype and device). Everything is checked before anything is copied, so an error leaves the
+/// var store unchanged. A shape mismatch is an error naming the key and both shapes; in
+/// [`LoadMode::Strict`] so is any skipped or missing key. `num_batches_tracked` is ignored.
+pub fn load_into(
+    vs: &mut tch::nn::VarStore,
+    sd: &StateDict,
+    opts: &LoadOptions,
+) -> Result<LoadReport> {
+    let plan = plan_load(vs, sd, opts)?;
+    if let Some(first) = plan.mismatched.first() {
+        let more = match plan.mismatched.len() {
+            1 => String::new(),
+            n => format!(" (and {} more mismatches)", n - 1),
+        };
+        bail!("shape mismatch for {first}{more}");
+    }
+    let LoadPlan {
+        report,
+        loaded_from,
+        ..
+    } = plan;
     if opts.mode == LoadMode::Strict && (!report.skipped.is_empty() || !report.missing.is_empty()) {
         let mut why = Vec::new();
         if !report.missing.is_empty() {
@@ -487,34 +542,43 @@ pub fn load_into(
             why.join("; ")
         );
     }
+    let variables = vs.variables();
     tch::no_grad(|| -> Result<()> {
-        for (tensor, name) in &pairs {
+        for (name, key) in report.loaded.iter().zip(&loaded_from) {
+            let tensor = sd.get(key).expect("planned from this state dict");
             let mut var = variables[name].shallow_clone();
             var.f_copy_(tensor)
                 .map_err(|e| anyhow!("copying {name:?} into the model: {e}"))?;
         }
         Ok(())
     })?;
-    report.loaded = pairs.into_iter().map(|(_, name)| name).collect();
     Ok(report)
 }
 
-/// Writes `tensors` as `.safetensors` with extra `metadata` entries (strings), atomically
-/// (temporary file, then rename): e.g. a training checkpoint's progress and configuration.
+/// Writes through `write` into `<path>.partial`, then renames it over `path`: a failed or
+/// interrupted write never leaves a half-written checkpoint under the real name.
+fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".partial");
+    let tmp = path.with_file_name(tmp_name);
+    let result = write(&tmp).and_then(|()| Ok(std::fs::rename(&tmp, path)?));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes `tensors` as `.safetensors` with extra `metadata` entries (strings), atomically:
+/// e.g. a training checkpoint's progress and configuration.
 pub fn write_safetensors(
     path: &Path,
     tensors: &[(String, Tensor)],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".partial");
-    let tmp = path.with_file_name(tmp_name);
-    let result = safetensors_format::write(&tmp, tensors, metadata)
-        .and_then(|()| Ok(std::fs::rename(&tmp, path)?));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", path.display()))
+    write_atomically(path, |tmp| {
+        safetensors_format::write(tmp, tensors, metadata)
+    })
+    .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The string metadata of a `.safetensors` file (its header only is read).

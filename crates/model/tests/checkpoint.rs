@@ -574,3 +574,66 @@ fn thousands_of_mutated_checkpoints_never_panic() {
     // Both outcomes occur, so the mutations reach past the first check.
     assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The real thing: a state dict the reference FGSTP wrote (scripts/make_model_fixture.py)
+
+fn reference_fgstp_b0() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/fgstp_b0_256.pth")
+}
+
+#[test]
+fn the_reference_fgstp_state_dict_loads_strictly_into_our_model() {
+    use fgstp_model::{Config, Model, ModelKind, PvtV2Variant};
+    let sd = StateDict::read(&reference_fgstp_b0()).unwrap();
+    let detected = sd.detect_layout();
+    assert_eq!(detected.layout, fgstp_model::checkpoint::ModelLayout::Fgstp);
+    assert_eq!(detected.pvt.as_ref().and_then(|p| p.variant), Some("b0"));
+
+    let mut vs = VarStore::new(Device::Cpu);
+    let cfg = Config {
+        kind: ModelKind::Fgstp,
+        backbone: PvtV2Variant::B0,
+        ..Config::default()
+    };
+    let _model = Model::new(&vs.root(), &cfg).unwrap();
+    let report = load_into(&mut vs, &sd, &LoadOptions::strict()).unwrap();
+    assert!(
+        report.missing.is_empty() && report.skipped.is_empty(),
+        "{}",
+        report.details()
+    );
+    assert_eq!(report.loaded.len() + report.ignored.len(), sd.len());
+    assert!(
+        !report.ignored.is_empty(),
+        "BatchNorm counters are in the file and ignored"
+    );
+    let vars = vs.variables();
+    for key in [
+        "backbone.encoder.pvtv2_en.block3.1.attn.kv.weight",
+        "ctc.nl_layer1.nonlocals.0.W.weight",
+        "backbone.decoder.RS5.strong_gra.score.weight",
+    ] {
+        let want = sd
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} not in the file"));
+        // The file may store another dtype (the fixture is f16): compare in the model's.
+        let want = want.to_kind(vars[key].kind());
+        assert!(
+            bytes(&vars[key]) == bytes(&want),
+            "{key} differs from the file"
+        );
+    }
+
+    // Its backbone into the single-frame model: a partial load, the temporal modules skipped.
+    let mut single = VarStore::new(Device::Cpu);
+    let cfg = Config {
+        kind: ModelKind::SinetV2,
+        ..cfg
+    };
+    let _model = Model::new(&single.root(), &cfg).unwrap();
+    let report = load_into(&mut single, &sd, &LoadOptions::partial()).unwrap();
+    assert!(report.missing.is_empty(), "{}", report.details());
+    assert!(report.skipped.iter().all(|k| !k.starts_with("backbone.")));
+    assert!(report.skipped.iter().any(|k| k.starts_with("fsp1.")));
+}

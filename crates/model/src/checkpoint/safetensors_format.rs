@@ -1,11 +1,13 @@
 //! `.safetensors` files, through the `safetensors` crate (which validates the header, offsets
 //! and sizes against the buffer).
 
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{anyhow, Result};
-use safetensors::tensor::{SafeTensors, TensorView};
+use anyhow::{anyhow, bail, Result};
+use safetensors::tensor::{SafeTensors, View};
 use tch::Tensor;
 
 use super::dtype::DType;
@@ -48,33 +50,70 @@ pub fn read(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
     Ok(tensors)
 }
 
+/// A tensor whose bytes are copied out only when the writer reaches it, so writing needs one
+/// tensor's worth of extra memory instead of a copy of the whole checkpoint.
+struct LazyView<'a> {
+    tensor: Tensor,
+    dtype: DType,
+    shape: Vec<usize>,
+    failed: &'a Cell<Option<String>>,
+    key: &'a str,
+}
+
+impl View for LazyView<'_> {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.dtype.to_safetensors()
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        match tensor_bytes(&self.tensor, self.dtype, &self.shape) {
+            Ok(bytes) => Cow::Owned(bytes),
+            Err(e) => {
+                // `View::data` cannot fail: remember the error, write zeros, fail afterwards.
+                self.failed.set(Some(format!("tensor {:?}: {e}", self.key)));
+                Cow::Owned(vec![0; self.data_len()])
+            }
+        }
+    }
+
+    fn data_len(&self) -> usize {
+        self.shape.iter().product::<usize>() * self.dtype.size()
+    }
+}
+
 /// Writes `tensors` with `metadata` (beside the `format = pt` key PyTorch tools expect).
 pub fn write(
     path: &Path,
     tensors: &[(String, Tensor)],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
-    let mut owned = Vec::with_capacity(tensors.len());
+    let failed = Cell::new(None);
+    let mut views = Vec::with_capacity(tensors.len());
     for (key, tensor) in tensors {
-        let (dtype, size) = tensor_meta(key, tensor)?;
-        let bytes = tensor_bytes(tensor, dtype, &size)?;
-        owned.push((key.as_str(), dtype, size, bytes));
+        let (dtype, shape) = tensor_meta(key, tensor)?;
+        views.push((
+            key.as_str(),
+            LazyView {
+                tensor: tensor.shallow_clone(),
+                dtype,
+                shape,
+                failed: &failed,
+                key,
+            },
+        ));
     }
-    let views = owned
-        .iter()
-        .map(|(key, dtype, size, bytes)| {
-            TensorView::new(dtype.to_safetensors(), size.clone(), bytes)
-                .map(|view| (*key, view))
-                .map_err(|e| anyhow!("tensor {key:?}: {e}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
     // The key the `safetensors` Python package writes for PyTorch tensors.
     let mut metadata = metadata;
-    metadata
-        .entry("format".to_string())
-        .or_insert_with(|| "pt".to_string());
+    metadata.insert("format".to_string(), "pt".to_string());
     safetensors::serialize_to_file(views, Some(metadata), path)?;
-    Ok(())
+    match failed.take() {
+        Some(e) => bail!(e),
+        None => Ok(()),
+    }
 }
 
 /// The `__metadata__` map of a safetensors file, read from its header alone (training
