@@ -213,8 +213,8 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Outcome> {
                         epoch: progress.epoch,
                     });
                 }
-                progress.validated = true;
                 if improved {
+                    progress.validated = true;
                     checkpoint::save(&best_path, &vs, &adam, &progress, &config_toml)?;
                 }
             }
@@ -237,6 +237,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Outcome> {
             b.scalar("train/lr", lr, progress.step);
         }
         let bar = progress_bar(cfg, epoch, batches, progress.batch);
+        let (started, mut loss_sum, mut loss_count) = (std::time::Instant::now(), 0.0, 0usize);
         let mut stream = train_data.epoch_from(epoch as u64, progress.batch);
         while progress.batch < batches {
             if stop_requested(progress.step) {
@@ -272,6 +273,8 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Outcome> {
             progress.batch += 1;
             progress.step += 1;
             progress.validated = false;
+            loss_sum += value;
+            loss_count += 1;
 
             if progress.step % cfg.log.loss_every as u64 == 0 || progress.batch == batches {
                 let mut line = serde_json::json!({ "epoch": epoch, "step": progress.step, "lr": lr, "loss": value });
@@ -290,7 +293,13 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Outcome> {
             bar.set_message(format!("loss {value:.4} lr {lr:.1e}"));
             bar.inc(1);
         }
-        bar.finish();
+        bar.finish_and_clear();
+        eprintln!(
+            "epoch {epoch}/{}: mean loss {:.4} over {loss_count} steps, lr {lr:.1e}, {:.1} s",
+            cfg.train.epochs,
+            loss_sum / loss_count.max(1) as f64,
+            started.elapsed().as_secs_f64()
+        );
         progress.epoch = epoch;
         progress.batch = 0;
         if let Some(b) = board.as_mut() {
