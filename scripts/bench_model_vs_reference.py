@@ -84,7 +84,7 @@ def main():
         sys.exit(f"forward_bench did not start: {ready!r}")
     reference_out, _ = reference_forward()  # warm-up
     print(f"{args.backbone} at {args.size}x{args.size}, batch 1, {args.threads} threads, torch {torch.__version__}; "
-          f"{args.rounds} alternating rounds", file=sys.stderr)
+          f"{args.rounds} alternating rounds; load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
 
     ours, theirs = [], []
     for r in range(args.rounds):
@@ -115,6 +115,8 @@ def main():
     print(f"ratio fgstp / PyTorch = {median_ours / median_theirs:.3f}  (below 1: fgstp is faster)")
     print("max abs diff vs the reference: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
     print(f"max over all outputs: {max(diffs.values()):.3e}")
+    print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other work slows both sides; on a busy "
+          f"machine OMP_WAIT_POLICY=PASSIVE keeps libtorch's threads from spinning)")
 
 
 if __name__ == "__main__":

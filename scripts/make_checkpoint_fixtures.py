@@ -12,6 +12,7 @@ import collections
 import json
 import os
 import sys
+import zipfile
 
 import torch
 from safetensors.torch import save_file
@@ -38,6 +39,24 @@ class SmallNet(torch.nn.Module):
 
     def forward(self, x):
         return self.fc(self.bn(self.conv(x)).mean((2, 3)))
+
+
+def big_endian_copy(src, dst):
+    """Rewrites a little-endian torch.save zip as a big-endian machine would have written it:
+    `byteorder` says "big" and every storage element is byte-swapped. Storage keys follow the
+    order in which tensors first appear, which for one storage per tensor is the key order."""
+    sd = torch.load(src, weights_only=True)
+    sizes = {str(i): t.element_size() for i, t in enumerate(sd.values())}
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            prefix, _, leaf = info.filename.rpartition("/")
+            if leaf == "byteorder":
+                data = b"big"
+            elif prefix.endswith("/data"):
+                n = sizes[leaf]
+                data = b"".join(data[i:i + n][::-1] for i in range(0, len(data), n))
+            zout.writestr(info.filename, data)
 
 
 def small_net():
@@ -99,7 +118,8 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     torch.manual_seed(2025)
 
-    # model.state_dict(): OrderedDict + _metadata + num_batches_tracked.
+    # model.state_dict(): OrderedDict + _metadata + num_batches_tracked. (Its tensors share memory
+    # with the parameters: after the optimizer step below, `sd` holds the updated values.)
     net = small_net()
     sd = net.state_dict()
     assert isinstance(sd, collections.OrderedDict) and hasattr(sd, "_metadata")
@@ -174,6 +194,18 @@ def main():
     pvt = pvt_v2_official_layout([2, 4, 10, 16], [2, 2, 2, 2], [8, 4, 2, 1], [8, 8, 4, 4], 5)
     torch.save(pvt, os.path.join(OUT, "pvt_v2_official_tiny.pth"))
     expected("pvt_v2_official_tiny.pth", pvt)
+
+    # Pickle protocol 4 (FRAME, MEMOIZE, SHORT_BINUNICODE, STACK_GLOBAL) instead of torch's 2.
+    torch.save(sd, os.path.join(OUT, "protocol4.pth"), pickle_protocol=4)
+    expected("protocol4.pth", sd)
+
+    # A big-endian file; PyTorch byte-swaps it on load, and must read the same values.
+    big = os.path.join(OUT, "big_endian.pth")
+    big_endian_copy(os.path.join(OUT, "state_dict.pth"), big)
+    little = torch.load(os.path.join(OUT, "state_dict.pth"), weights_only=True)
+    for k, v in torch.load(big, weights_only=True).items():
+        assert torch.equal(v, little[k]), k
+    expected("big_endian.pth", little)
 
     # The pre-1.6 (non-zip) torch.save format.
     torch.save(sd, os.path.join(OUT, "legacy.pth"), _use_new_zipfile_serialization=False)

@@ -125,12 +125,30 @@ impl Fgstp {
             size(f_t1),
             size(f_t2)
         );
-        let map8 = &expected[0];
+        let (b, h, w) = match expected[0][..] {
+            [b, _, h, w] => (b, h, w),
+            _ => anyhow::bail!("features must be the three 4-D maps Fgstp::encode returns"),
+        };
+        let encoder_shapes: Vec<Vec<i64>> = [1, 2, 4]
+            .iter()
+            .map(|s| vec![b, self.cfg.channel, h / s, w / s])
+            .collect();
         ensure!(
-            map8.len() == 4,
-            "features must be the three 4-D maps Fgstp::encode returns"
+            expected == encoder_shapes,
+            "features have shapes {expected:?}; this model's Fgstp::encode gives [B, {0}, H/8, W/8], \
+             [B, {0}, H/16, W/16], [B, {0}, H/32, W/32]",
+            self.cfg.channel
         );
-        self.cfg.check_input_size(map8[2] * 8, map8[3] * 8)?;
+        let (device, kind) = self.device_kind();
+        for t in f_t.iter().chain(f_t1).chain(f_t2) {
+            ensure!(
+                t.device() == device && t.kind() == kind,
+                "features are {:?} on {:?} but the model is {kind:?} on {device:?}",
+                t.kind(),
+                t.device()
+            );
+        }
+        self.cfg.check_input_size(h * 8, w * 8)?;
         Ok(self.decode(f_t, f_t1, f_t2, train))
     }
 

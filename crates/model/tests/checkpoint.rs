@@ -65,6 +65,8 @@ fn every_torch_save_fixture_reads_to_the_values_pytorch_wrote() {
         "dataparallel.pth",
         "whole_module.pth",
         "legacy.pth",
+        "protocol4.pth",
+        "big_endian.pth",
         "dtypes.pth",
         "views.pth",
         "pvt_v2_official_tiny.pth",
@@ -80,6 +82,8 @@ fn state_dict_keys_keep_file_order_and_the_format_is_told_by_content() {
         ("plain_dict.pt", Format::TorchZip),
         ("whole_module.pth", Format::TorchZip),
         ("legacy.pth", Format::TorchLegacy),
+        ("protocol4.pth", Format::TorchZip),
+        ("big_endian.pth", Format::TorchZip),
     ] {
         let sd = read(name);
         assert_eq!(sd.keys().collect::<Vec<_>>(), SMALL_NET_KEYS, "{name}");

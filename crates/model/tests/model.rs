@@ -240,6 +240,22 @@ fn malformed_inputs_are_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("differ in shape"), "{err}");
+    let [a, b, c] = &f;
+    let narrowed = [a.narrow(1, 0, 16), b.narrow(1, 0, 16), c.narrow(1, 0, 16)];
+    let err = model
+        .forward_features(&narrowed, &narrowed, &narrowed, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Fgstp::encode gives [B, 32, H/8, W/8]"),
+        "{err}"
+    );
+    let doubles = f.each_ref().map(|t| t.to_kind(Kind::Double));
+    let err = model
+        .forward_features(&doubles, &doubles, &doubles, false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Double"), "{err}");
 }
 
 #[test]
