@@ -33,7 +33,7 @@ fn pvt_v2(cfg: &Config, hw: Hw) -> (i64, [Hw; 4]) {
     let mut macs = 0;
     let mut sizes = [hw; 4];
     let (mut size, mut c_in) = (hw, 3);
-    for stage in 0..4 {
+    for (stage, stage_size) in sizes.iter_mut().enumerate() {
         let c = v.embed_dims[stage];
         let (k, s) = if stage == 0 { (7, 4) } else { (3, 2) };
         size = size.conv(k, s, k / 2);
@@ -51,7 +51,7 @@ fn pvt_v2(cfg: &Config, hw: Hw) -> (i64, [Hw; 4]) {
             + n * hidden * 9                       // depth-wise 3×3
             + n * hidden * c; // fc2
         macs += block * v.depths[stage] as i64;
-        sizes[stage] = size;
+        *stage_size = size;
         c_in = c;
     }
     (macs, sizes)

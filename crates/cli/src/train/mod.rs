@@ -170,7 +170,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Outcome> {
 
     let due = |epoch: usize| {
         (epoch == 0 && cfg.eval.at_start)
-            || (epoch > 0 && epoch % cfg.eval.every == 0)
+            || (epoch > 0 && epoch.is_multiple_of(cfg.eval.every))
             || epoch == cfg.train.epochs
     };
     let batches = train_data.batches_per_epoch();
@@ -276,7 +276,8 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Outcome> {
             loss_sum += value;
             loss_count += 1;
 
-            if progress.step % cfg.log.loss_every as u64 == 0 || progress.batch == batches {
+            if progress.step.is_multiple_of(cfg.log.loss_every as u64) || progress.batch == batches
+            {
                 let mut line = serde_json::json!({ "epoch": epoch, "step": progress.step, "lr": lr, "loss": value });
                 for (name, part) in &parts {
                     let v = part.double_value(&[]);
