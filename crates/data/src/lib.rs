@@ -60,5 +60,7 @@ pub use config::{DataConfig, Protocol, SixteenBit};
 pub use error::{DataError, Result};
 pub use layout::{Frame, Masks, Scene, Split};
 pub use sample::SampleRef;
-pub use stream::{Batch, Batches, EvalBatch, EvalLoader, SampleInfo, TrainLoader};
+pub use stream::{
+    Batch, Batches, EvalBatch, EvalLoader, Evaluation, Loader, SampleInfo, TrainLoader, Training,
+};
 pub use synth::{generate, SynthConfig, SynthReport};

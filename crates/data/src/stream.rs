@@ -8,6 +8,7 @@
 //! Dropping the iterator stops the producer: it finishes the batch in hand and exits, and the
 //! drop waits for it, so no thread outlives the iterator.
 
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -256,29 +257,26 @@ fn draw_for(cfg: &DataConfig, epoch: u64, index: usize) -> AugmentDraw {
     }
 }
 
-/// Streams training batches (reference frame set, augmented, shuffled per epoch).
-pub struct TrainLoader {
+/// Streams batches of one split on a thread pool; `Kind` says which samples and what batches.
+pub struct Loader<Kind> {
     src: Arc<Source>,
     pool: Arc<rayon::ThreadPool>,
+    kind: PhantomData<Kind>,
 }
 
-impl TrainLoader {
-    /// Opens `cfg.root / cfg.train_split` and checks it.
-    pub fn open(cfg: &DataConfig) -> Result<Self> {
-        Self::new(
-            Split::open(&cfg.root, &cfg.train_split, Masks::Required)?,
-            cfg,
-        )
-    }
+/// Training: the reference frame set, augmented, shuffled per epoch.
+pub struct Training;
+/// Evaluation and inference: every sample of the protocol, in video order.
+pub struct Evaluation;
 
-    /// A loader over an already opened split (e.g. the validation split, for a loss).
-    pub fn new(split: Split, cfg: &DataConfig) -> Result<Self> {
-        cfg.validate(Path::new("<data config>"))?;
-        let samples = training_samples(&split);
-        if samples.is_empty() {
-            return Err(DataError::NoTrainingSamples { path: split.dir });
-        }
-        Ok(TrainLoader {
+/// Streams training batches (reference frame set, augmented, shuffled per epoch).
+pub type TrainLoader = Loader<Training>;
+/// Streams evaluation / inference batches in video order, every sample of the protocol.
+pub type EvalLoader = Loader<Evaluation>;
+
+impl<Kind> Loader<Kind> {
+    fn with_samples(split: Split, samples: Vec<SampleRef>, cfg: &DataConfig) -> Result<Self> {
+        Ok(Loader {
             pool: build_pool(cfg.resolved_threads())?,
             src: Arc::new(Source {
                 split,
@@ -286,6 +284,7 @@ impl TrainLoader {
                 cfg: cfg.clone(),
                 table: normalisation_table(),
             }),
+            kind: PhantomData,
         })
     }
 
@@ -302,13 +301,33 @@ impl TrainLoader {
         &self.src.samples
     }
 
-    /// Number of samples per epoch.
+    /// Number of samples (per epoch, for training).
     pub fn len(&self) -> usize {
         self.src.samples.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.src.samples.is_empty()
+    }
+}
+
+impl Loader<Training> {
+    /// Opens `cfg.root / cfg.train_split` and checks it.
+    pub fn open(cfg: &DataConfig) -> Result<Self> {
+        Self::new(
+            Split::open(&cfg.root, &cfg.train_split, Masks::Required)?,
+            cfg,
+        )
+    }
+
+    /// A loader over an already opened split (e.g. the validation split, for a loss).
+    pub fn new(split: Split, cfg: &DataConfig) -> Result<Self> {
+        cfg.validate(Path::new("<data config>"))?;
+        let samples = training_samples(&split);
+        if samples.is_empty() {
+            return Err(DataError::NoTrainingSamples { path: split.dir });
+        }
+        Self::with_samples(split, samples, cfg)
     }
 
     /// Batches per epoch (the last one may be smaller, as the reference's `DataLoader`).
@@ -375,13 +394,7 @@ impl TrainLoader {
     }
 }
 
-/// Streams evaluation / inference batches in video order, every sample of the protocol.
-pub struct EvalLoader {
-    src: Arc<Source>,
-    pool: Arc<rayon::ThreadPool>,
-}
-
-impl EvalLoader {
+impl Loader<Evaluation> {
     /// Opens `cfg.root / split` (masks required: evaluation).
     pub fn open(cfg: &DataConfig, split: &str) -> Result<Self> {
         Self::new(Split::open(&cfg.root, split, Masks::Required)?, cfg)
@@ -391,36 +404,7 @@ impl EvalLoader {
     pub fn new(split: Split, cfg: &DataConfig) -> Result<Self> {
         cfg.validate(Path::new("<data config>"))?;
         let samples = evaluation_samples(&split, cfg.protocol);
-        Ok(EvalLoader {
-            pool: build_pool(cfg.resolved_threads())?,
-            src: Arc::new(Source {
-                split,
-                samples,
-                cfg: cfg.clone(),
-                table: normalisation_table(),
-            }),
-        })
-    }
-
-    pub fn split(&self) -> &Split {
-        &self.src.split
-    }
-
-    /// Producer threads of this loader still alive (0 once every iterator is dropped or done).
-    pub fn live_producers(&self) -> usize {
-        Arc::strong_count(&self.src) - 1
-    }
-
-    pub fn samples(&self) -> &[SampleRef] {
-        &self.src.samples
-    }
-
-    pub fn len(&self) -> usize {
-        self.src.samples.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.src.samples.is_empty()
+        Self::with_samples(split, samples, cfg)
     }
 
     /// Frame `frame` of scene `scene` as the model sees it: `[3, S, S]` f32, resized and
