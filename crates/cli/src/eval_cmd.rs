@@ -1,9 +1,9 @@
 //! `fgstp eval`: score a trained model on a dataset split with the paper's metrics.
 
+use crate::model_args::{LoadedModel, ModelArgs};
 use anyhow::{Context, Result};
 use fgstp_cli::evaluate::predict_split;
 use fgstp_cli::outputs::{stem, Outputs};
-use fgstp_cli::run_config::RunConfig;
 use fgstp_data::EvalLoader;
 use fgstp_metrics::MetricRecorder;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -12,12 +12,8 @@ use std::sync::atomic::AtomicBool;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Run configuration (TOML), e.g. the `config.toml` of a training run
-    #[arg(long, short, value_name = "FILE")]
-    config: PathBuf,
-    /// Weights: a training checkpoint, or a .pth/.safetensors state dict
-    #[arg(long, value_name = "FILE")]
-    weights: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Split to score [default: data.test_split]
     #[arg(long)]
     split: Option<String>,
@@ -27,21 +23,16 @@ pub struct Args {
     /// Write the metrics as JSON (overall, per_video, video_mean)
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Override a configuration field, e.g. --set data.protocol=reference (repeatable)
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
-    /// Encode each frame once per triplet, as the reference does (same results, slower)
-    #[arg(long)]
-    no_feature_cache: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let mut cfg = RunConfig::load(&args.config, &args.sets)?;
-    if args.no_feature_cache {
-        cfg.eval.feature_cache = false;
-    }
-    let device = cfg.train.device.resolve()?;
-    let (_vs, model) = fgstp_cli::load_model(&cfg, &args.weights, device)?;
+    // `_vs` owns the weights for as long as the model runs.
+    let LoadedModel {
+        cfg,
+        device,
+        model,
+        vs: _vs,
+    } = args.model.load()?;
     let split = args
         .split
         .clone()

@@ -1,9 +1,9 @@
 //! `fgstp infer`: run a trained model on new footage.
 
+use crate::model_args::{LoadedModel, ModelArgs};
 use anyhow::Result;
 use fgstp_cli::evaluate::predict_split;
 use fgstp_cli::outputs::{stem, Outputs};
-use fgstp_cli::run_config::RunConfig;
 use fgstp_data::layout::Split;
 use fgstp_data::EvalLoader;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -12,12 +12,8 @@ use std::sync::atomic::AtomicBool;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Run configuration (TOML), e.g. the `config.toml` of a training run
-    #[arg(long, short, value_name = "FILE")]
-    config: PathBuf,
-    /// Weights: a training checkpoint, or a .pth/.safetensors state dict
-    #[arg(long, value_name = "FILE")]
-    weights: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// A folder of frames (one video, natural order), a scene folder (images/), or a dataset split
     #[arg(long, value_name = "DIR")]
     input: PathBuf,
@@ -27,21 +23,16 @@ pub struct Args {
     /// Also write prob/<frame>.npy: float32 [H, W] sigmoid probabilities at the frame's size
     #[arg(long)]
     save_prob: bool,
-    /// Encode each frame once per triplet, as the reference does (same results, slower)
-    #[arg(long)]
-    no_feature_cache: bool,
-    /// Override a configuration field (repeatable)
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let mut cfg = RunConfig::load(&args.config, &args.sets)?;
-    if args.no_feature_cache {
-        cfg.eval.feature_cache = false;
-    }
-    let device = cfg.train.device.resolve()?;
-    let (_vs, model) = fgstp_cli::load_model(&cfg, &args.weights, device)?;
+    // `_vs` owns the weights for as long as the model runs.
+    let LoadedModel {
+        cfg,
+        device,
+        model,
+        vs: _vs,
+    } = args.model.load()?;
     let footage = Split::open_footage(&args.input)?;
     // One video given directly: flat outputs; a split: one folder per video.
     let per_video = footage.scenes.iter().any(|scene| scene.dir != args.input);

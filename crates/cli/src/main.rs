@@ -6,6 +6,7 @@ mod eval_cmd;
 mod infer_cmd;
 mod info;
 mod metrics;
+mod model_args;
 mod synth;
 mod train_cmd;
 mod weights;
