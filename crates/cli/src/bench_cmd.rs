@@ -79,6 +79,13 @@ fn time(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "bench: this fgstp is a dev build (debug assertions on): the model stages run at full \
+             speed inside libtorch, the data and metric stages a little slower. For reference \
+             numbers: FGSTP_PROFILE=release scripts/fgstp bench ..."
+        );
+    }
     let cfg = RunConfig::load(&args.config, &args.sets)?;
     let device = cfg.train.device.resolve()?;
     let size = i64::from(cfg.data.train_size);
