@@ -1,14 +1,12 @@
 //! `fgstp eval`: score a trained model on a dataset split with the paper's metrics.
 
-use crate::model_args::{LoadedModel, ModelArgs};
+use crate::model_args::ModelArgs;
 use anyhow::{Context, Result};
-use fgstp_cli::evaluate::predict_split;
 use fgstp_cli::outputs::{stem, Outputs};
 use fgstp_data::EvalLoader;
 use fgstp_metrics::MetricRecorder;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,13 +24,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    // `_vs` owns the weights for as long as the model runs.
-    let LoadedModel {
-        cfg,
-        device,
-        model,
-        vs: _vs,
-    } = args.model.load()?;
+    let loaded = args.model.load()?;
+    let cfg = &loaded.cfg;
     let split = args
         .split
         .clone()
@@ -52,8 +45,7 @@ pub fn run(args: Args) -> Result<()> {
     );
     bar.set_prefix(split.clone());
     let mut recorder = MetricRecorder::new();
-    let never = AtomicBool::new(false);
-    predict_split(&model, device, &loader, &cfg, &never, |frame| {
+    loaded.predict(&loader, |frame| {
         frame.score(&mut recorder)?;
         if let Some(out) = &outputs {
             let name = stem(&frame.scene.frames[frame.frame].image);

@@ -1,14 +1,12 @@
 //! `fgstp infer`: run a trained model on new footage.
 
-use crate::model_args::{LoadedModel, ModelArgs};
+use crate::model_args::ModelArgs;
 use anyhow::Result;
-use fgstp_cli::evaluate::predict_split;
 use fgstp_cli::outputs::{stem, Outputs};
 use fgstp_data::layout::Split;
 use fgstp_data::EvalLoader;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,13 +24,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    // `_vs` owns the weights for as long as the model runs.
-    let LoadedModel {
-        cfg,
-        device,
-        model,
-        vs: _vs,
-    } = args.model.load()?;
+    let loaded = args.model.load()?;
+    let cfg = &loaded.cfg;
     let footage = Split::open_footage(&args.input)?;
     // One video given directly: flat outputs; a split: one folder per video.
     let per_video = footage.scenes.iter().any(|scene| scene.dir != args.input);
@@ -44,8 +37,7 @@ pub fn run(args: Args) -> Result<()> {
             .expect("a valid template")
             .progress_chars("=> "),
     );
-    let never = AtomicBool::new(false);
-    predict_split(&model, device, &loader, &cfg, &never, |frame| {
+    loaded.predict(&loader, |frame| {
         let name = stem(&frame.scene.frames[frame.frame].image);
         let video = per_video.then_some(frame.scene.name.as_str());
         outputs.write(video, &name, &frame.prob, &frame.image()?)?;

@@ -1,9 +1,12 @@
 //! Arguments shared by the commands that run a trained model (`eval`, `infer`).
 
 use anyhow::Result;
+use fgstp_cli::evaluate::{predict_split, FramePrediction};
 use fgstp_cli::run_config::RunConfig;
+use fgstp_data::EvalLoader;
 use fgstp_model::Model;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use tch::{nn::VarStore, Device};
 
 #[derive(clap::Args)]
@@ -27,7 +30,8 @@ pub struct LoadedModel {
     pub cfg: RunConfig,
     pub device: Device,
     pub model: Model,
-    pub vs: VarStore,
+    /// Owns the weights for as long as the model runs.
+    _vs: VarStore,
 }
 
 impl ModelArgs {
@@ -42,7 +46,27 @@ impl ModelArgs {
             cfg,
             device,
             model,
-            vs,
+            _vs: vs,
         })
+    }
+}
+
+impl LoadedModel {
+    /// Predicts every sample of `loader` as configured (feature cache, batch size), in order.
+    pub fn predict(
+        &self,
+        loader: &EvalLoader,
+        on_frame: impl FnMut(&FramePrediction) -> Result<()>,
+    ) -> Result<()> {
+        let never = AtomicBool::new(false);
+        predict_split(
+            &self.model,
+            self.device,
+            loader,
+            &self.cfg,
+            &never,
+            on_frame,
+        )?;
+        Ok(())
     }
 }
