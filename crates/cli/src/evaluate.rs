@@ -1,16 +1,17 @@
-//! Scoring a dataset split: every sample predicted, resized to its frame's original size as
-//! the reference's `test.py` does, and scored with the paper's metrics.
+//! A trained model over a dataset split: every sample predicted (feature cache as configured),
+//! resized to its frame's original size as the reference's `test.py` does, and handed over
+//! frame by frame to be scored with the paper's metrics or written out.
 
 use anyhow::Result;
 use fgstp_data::layout::Scene;
 use fgstp_data::{EvalLoader, SixteenBit};
-use fgstp_metrics::{GrayView, MetricRecorder};
+use fgstp_metrics::{to_gray_map, GrayView, MetricRecorder};
+use fgstp_model::streaming::{predict_video, probability_at};
 use fgstp_model::Model;
 use image::{GrayImage, RgbImage};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tch::Device;
 
-use crate::predict::{predict_video, probability_at, to_gray_map};
 use crate::run_config::RunConfig;
 
 /// One predicted frame, at its original size.
@@ -24,7 +25,7 @@ pub struct FramePrediction<'a> {
     pub height: u32,
     /// Sigmoid probabilities, row-major.
     pub prob: Vec<f32>,
-    /// What the SOD metrics score (see `predict::to_gray_map`).
+    /// What the SOD metrics score (see [`fgstp_metrics::to_gray_map`]).
     pub gray_map: Vec<u8>,
     /// The binarised mask, if the frame is annotated.
     pub mask: Option<GrayImage>,
@@ -34,26 +35,9 @@ pub struct FramePrediction<'a> {
 impl FramePrediction<'_> {
     /// The frame itself (8-bit RGB, original size), decoded on demand.
     pub fn image(&self) -> Result<RgbImage> {
-        Ok(fgstp_data::decode::load_frame(
-            self.scene,
-            self.frame,
-            self.sixteen_bit,
-        )?)
+        Ok(self.scene.load_frame(self.frame, self.sixteen_bit)?)
     }
-}
 
-#[derive(Debug)]
-struct Interrupted;
-
-impl std::fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("interrupted")
-    }
-}
-
-impl std::error::Error for Interrupted {}
-
-impl FramePrediction<'_> {
     /// Scores the frame into `recorder` if it is annotated.
     pub fn score(&self, recorder: &mut MetricRecorder) -> Result<()> {
         if let Some(mask) = &self.mask {
@@ -68,6 +52,17 @@ impl FramePrediction<'_> {
         Ok(())
     }
 }
+
+#[derive(Debug)]
+struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// Predicts every sample of `loader` (video by video, in order) and hands each frame to
 /// `on_frame`. Returns `false` if `stop` was raised before the end.
@@ -84,35 +79,34 @@ pub fn predict_split(
     let mut start = 0;
     while start < samples.len() {
         let scene_index = samples[start].scene;
-        let len = samples[start..]
-            .iter()
-            .take_while(|s| s.scene == scene_index)
-            .count();
+        let video = &samples[start..];
+        let len = video.iter().take_while(|s| s.scene == scene_index).count();
+        let video = &video[..len];
         let scene = &split.scenes[scene_index];
         let source = |frame: usize| Ok(loader.model_input(scene_index, frame)?);
-        let mut sample_index = start;
+        let triplets: Vec<[usize; 3]> = video.iter().map(|s| s.frames).collect();
         let result = tch::no_grad(|| {
             predict_video(
                 model,
                 device,
                 &source,
-                &samples[start..start + len],
+                &triplets,
                 cfg.data.eval_batch_size,
                 cfg.eval.feature_cache,
-                |sample, logits| {
+                |position, logits| {
                     if stop.load(Ordering::Relaxed) {
                         return Err(Interrupted.into());
                     }
                     let (width, height) = (scene.width, scene.height);
                     let prob = probability_at(&logits, width, height)?;
                     let gray_map = to_gray_map(&prob);
-                    let t = sample.frames[0];
+                    let t = video[position].frames[0];
                     let mask = match &scene.frames[t].mask {
                         Some(path) => Some(fgstp_data::decode::load_mask(path)?),
                         None => None,
                     };
-                    let frame = FramePrediction {
-                        sample_index,
+                    on_frame(&FramePrediction {
+                        sample_index: start + position,
                         scene,
                         frame: t,
                         width,
@@ -121,9 +115,7 @@ pub fn predict_split(
                         gray_map,
                         mask,
                         sixteen_bit: cfg.data.sixteen_bit,
-                    };
-                    sample_index += 1;
-                    on_frame(&frame)
+                    })
                 },
             )
         });

@@ -1,18 +1,10 @@
 //! `fgstp`: train, evaluate and run FGSTP gas-leak video segmentation.
 
-mod bench_cmd;
-mod data;
-mod eval_cmd;
-mod infer_cmd;
-mod info;
-mod metrics;
-mod model_args;
-mod synth;
-mod train_cmd;
-mod weights;
+mod commands;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use commands::{bench, data, eval, infer, info, metrics, synth, train, weights};
 
 #[derive(Parser)]
 #[command(
@@ -34,13 +26,13 @@ enum Command {
     /// Show tch/libtorch versions, CUDA and cuDNN, MKL/OpenMP, threads, and the libtorch in use
     Info(info::Args),
     /// Train FGSTP (or the single-frame baseline) from a run configuration, or resume a run
-    Train(train_cmd::Args),
+    Train(train::Args),
     /// Score trained weights on a dataset split (metrics table, JSON, masks and overlays)
-    Eval(eval_cmd::Args),
+    Eval(eval::Args),
     /// Segment new footage (a folder of frames or a dataset split): masks, overlays, probabilities
-    Infer(infer_cmd::Args),
+    Infer(infer::Args),
     /// Measure parameters, FLOPs, latency, video frames/s (with/without feature cache), train step, data and metrics speed
-    Bench(bench_cmd::Args),
+    Bench(bench::Args),
     /// Check a dataset and print its splits, scenes, frames, masks, sizes and bit depths
     Data(data::Args),
     /// Write synthetic infrared gas-leak videos (train/val/test) in the dataset layout
@@ -66,10 +58,10 @@ fn run(cli: Cli) -> Result<()> {
     set_threads(cli.threads)?;
     match cli.command {
         Command::Info(args) => info::run(args),
-        Command::Train(args) => train_cmd::run(args, cli.threads.is_some()),
-        Command::Eval(args) => eval_cmd::run(args),
-        Command::Infer(args) => infer_cmd::run(args),
-        Command::Bench(args) => bench_cmd::run(args),
+        Command::Train(args) => train::run(args, cli.threads.is_some()),
+        Command::Eval(args) => eval::run(args),
+        Command::Infer(args) => infer::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Data(args) => data::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Metrics(args) => metrics::run(args, cli.threads),

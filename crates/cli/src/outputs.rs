@@ -11,7 +11,7 @@ use image::{GrayImage, Rgb, RgbImage};
 use npyz::WriterBuilder;
 use std::path::{Path, PathBuf};
 
-use crate::predict::{to_binary_mask, to_gray_map};
+use fgstp_metrics::{to_binary_mask, to_gray_map};
 
 pub struct Outputs {
     root: PathBuf,

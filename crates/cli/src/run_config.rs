@@ -1,14 +1,16 @@
-//! The run configuration: `[model] [data] [train] [eval] [log]` (and optionally `[synth]`),
-//! one TOML file per experiment. Every field has the reference's value as its default.
+//! The run configuration's schema: `[model] [data] [train] [eval] [log]` (and optionally
+//! `[synth]`), one TOML file per experiment. Every field has the reference's value as its
+//! default. Files are read by the generic [`crate::toml_overrides`].
 
 use anyhow::{ensure, Result};
 use fgstp_data::synth::SynthConfig;
-use fgstp_data::DataConfig;
+use fgstp_data::{DataConfig, TrainSampling};
+use fgstp_metrics::registry;
 use fgstp_model::DeviceSpec;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-use crate::train::loss::BceWeighting;
+use crate::toml_overrides;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -58,11 +60,12 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
+        let sampling = TrainSampling::default();
         Self {
             epochs: 60,
-            batch_size: 6,
+            batch_size: sampling.batch_size,
             lr: 1e-4,
-            seed: 2025,
+            seed: sampling.seed,
             device: DeviceSpec::Auto,
             clip: 0.5,
             lr_decay_rate: 0.1,
@@ -75,11 +78,34 @@ impl Default for TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// What the training stream needs of this table.
+    pub fn sampling(&self) -> TrainSampling {
+        TrainSampling {
+            batch_size: self.batch_size,
+            seed: self.seed,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PretrainedLayout {
     Partial,
     PvtV2Imagenet,
+}
+
+/// How the BCE term of the structure loss is weighted (`train.bce`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BceWeighting {
+    /// What the reference computes. It passes `reduce='none'` to
+    /// `binary_cross_entropy_with_logits`; `reduce` is PyTorch's legacy boolean flag, so the
+    /// call returns the batch mean and the "edge weighting" that follows cancels out.
+    #[default]
+    Reference,
+    /// What the reference meant: per-pixel BCE weighted by the same edge map as the IoU term.
+    EdgeWeighted,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,7 +114,8 @@ pub struct EvalConfig {
     /// Validate every N epochs (reference: 5), at epoch 0 if `at_start`, and after the last.
     pub every: usize,
     pub at_start: bool,
-    /// The metric that picks the `best` checkpoint (higher is better; reference: "jaccard").
+    /// The metric that picks the `best` checkpoint, any key of the metric registry (its
+    /// direction decides whether higher or lower is better; reference: "jaccard").
     pub best_metric: String,
     /// Compute each frame's encoder features once and reuse them for the three triplets
     /// that contain it (same outputs, about 3× fewer encoder passes).
@@ -139,18 +166,10 @@ impl Default for LogConfig {
 impl RunConfig {
     /// Reads a config file with `--set` overrides and checks what serde cannot.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let mut cfg: RunConfig = crate::config::load(path, overrides)?;
-        cfg.sync_data();
+        let cfg: RunConfig = toml_overrides::load(path, overrides)?;
         cfg.validate()
             .map_err(|e| e.context(format!("in config {}", path.display())))?;
         Ok(cfg)
-    }
-
-    /// `train.batch_size` and `train.seed` are the keys users set; the data streams read them
-    /// from their own config.
-    pub fn sync_data(&mut self) {
-        self.data.batch_size = self.train.batch_size;
-        self.data.seed = self.train.seed;
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -181,10 +200,10 @@ impl RunConfig {
             "log.loss_every must be at least 1"
         );
         ensure!(
-            crate::train::BEST_METRICS.contains(&self.eval.best_metric.as_str()),
+            registry::find(&self.eval.best_metric).is_some(),
             "eval.best_metric = {:?}: choose one of {:?}",
             self.eval.best_metric,
-            crate::train::BEST_METRICS
+            registry::keys()
         );
         Ok(())
     }

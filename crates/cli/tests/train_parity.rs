@@ -2,7 +2,8 @@
 //! (`scripts/make_train_fixture.py`, which runs the reference's structure_loss, clip_gradient
 //! and adjust_lr, and torch.optim.Adam).
 
-use fgstp_cli::train::loss::{structure_loss, BceWeighting};
+use fgstp_cli::run_config::BceWeighting;
+use fgstp_cli::train::loss::structure_loss;
 use fgstp_cli::train::optim::{step_lr, Adam, AdamConfig};
 use std::collections::HashMap;
 use tch::{nn::VarStore, Device, Kind, Tensor};

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use fgstp_data::synth::{generate, SynthConfig};
-use fgstp_data::{DataConfig, TrainLoader};
+use fgstp_data::{DataConfig, TrainLoader, TrainSampling};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter()
@@ -57,12 +57,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let cfg = DataConfig {
             root: root.clone(),
             train_size: size,
-            batch_size: batch,
             threads: t,
             prefetch: 2,
             ..Default::default()
         };
-        let loader = TrainLoader::open(&cfg)?;
+        let sampling = TrainSampling {
+            batch_size: batch,
+            ..TrainSampling::default()
+        };
+        let loader = TrainLoader::open(&cfg, sampling)?;
         let mut epoch = 0;
         let mut done = 0usize;
         let mut iter = loader.epoch(epoch);

@@ -19,10 +19,6 @@ pub struct DataConfig {
     pub test_split: String,
     /// Side of the square model input, pixels (reference: 352).
     pub train_size: u32,
-    /// Training batch size (reference: 6). Not a `[data]` key: a run configuration sets it
-    /// from `train.batch_size`.
-    #[serde(skip)]
-    pub batch_size: usize,
     /// Evaluation/inference batch size (reference `test.py`: 16).
     pub eval_batch_size: usize,
     /// Decode/augment threads; 0 = all cores. Batches do not depend on it.
@@ -37,10 +33,26 @@ pub struct DataConfig {
     pub augment: bool,
     /// Shuffle training samples every epoch.
     pub shuffle: bool,
-    /// Seed of the shuffle and of every augmentation draw (reference: 2025). Not a `[data]`
-    /// key: a run configuration sets it from `train.seed`.
-    #[serde(skip)]
+}
+
+/// What a training stream needs beyond [`DataConfig`]: in a run configuration these are
+/// `train.batch_size` and `train.seed`, the only keys for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrainSampling {
+    /// Samples per batch (reference: 6).
+    pub batch_size: usize,
+    /// Seed of the shuffle and of every augmentation draw (reference: 2025).
     pub seed: u64,
+}
+
+impl Default for TrainSampling {
+    /// The reference's `train.py`.
+    fn default() -> Self {
+        TrainSampling {
+            batch_size: 6,
+            seed: 2025,
+        }
+    }
 }
 
 impl Default for DataConfig {
@@ -51,7 +63,6 @@ impl Default for DataConfig {
             val_split: "val".into(),
             test_split: "test".into(),
             train_size: 352,
-            batch_size: 6,
             eval_batch_size: 16,
             threads: 0,
             prefetch: 2,
@@ -59,7 +70,6 @@ impl Default for DataConfig {
             sixteen_bit: SixteenBit::PerVideo,
             augment: true,
             shuffle: true,
-            seed: 2025,
         }
     }
 }
@@ -89,8 +99,8 @@ impl DataConfig {
                 self.train_size
             ));
         }
-        if self.batch_size == 0 || self.eval_batch_size == 0 {
-            return bad("batch_size and eval_batch_size must be at least 1".into());
+        if self.eval_batch_size == 0 {
+            return bad("eval_batch_size must be at least 1".into());
         }
         if self.prefetch == 0 {
             return bad("prefetch must be at least 1 (batches prepared ahead)".into());

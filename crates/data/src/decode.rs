@@ -11,11 +11,8 @@
 use std::path::Path;
 
 use image::{ColorType, DynamicImage, GrayImage, ImageReader, Luma, RgbImage};
-use rayon::prelude::*;
 
-use crate::config::SixteenBit;
 use crate::error::{DataError, Result};
-use crate::layout::{describe_color, Scene};
 
 /// fgstp reads 8- and 16-bit integer pixels; float TIFFs are refused up front.
 pub fn check_supported(path: &Path, color: ColorType) -> Result<()> {
@@ -49,7 +46,7 @@ pub fn load_raw(path: &Path) -> Result<DynamicImage> {
     Ok(img)
 }
 
-fn is_sixteen_bit(img: &DynamicImage) -> bool {
+pub fn is_sixteen_bit(img: &DynamicImage) -> bool {
     matches!(
         img,
         DynamicImage::ImageLuma16(_)
@@ -129,45 +126,6 @@ pub fn to_rgb8(img: &DynamicImage, range: Option<(u16, u16)>) -> RgbImage {
     }
 }
 
-/// Frame `index` of `scene` as 8-bit RGB, 16-bit frames mapped by `mode`.
-pub fn load_frame(scene: &Scene, index: usize, mode: SixteenBit) -> Result<RgbImage> {
-    let frame = &scene.frames[index];
-    let img = load_raw(&frame.image)?;
-    if !is_sixteen_bit(&img) {
-        return Ok(to_rgb8(&img, None));
-    }
-    let range = match mode {
-        SixteenBit::PerFrame => None,
-        SixteenBit::Fixed { min, max } => Some((min, max)),
-        SixteenBit::PerVideo => Some(video_range(scene)?),
-    };
-    Ok(to_rgb8(&img, range))
-}
-
-/// Raw min–max over all 16-bit frames of a scene, computed once and cached.
-pub fn video_range(scene: &Scene) -> Result<(u16, u16)> {
-    if let Some(&r) = scene.video_range.get() {
-        return Ok(r);
-    }
-    let ranges: Vec<Result<Option<(u16, u16)>>> = scene
-        .frames
-        .par_iter()
-        .map(|f| load_raw(&f.image).map(|img| raw_range(&img)))
-        .collect();
-    let mut lo = u16::MAX;
-    let mut hi = u16::MIN;
-    for r in ranges {
-        if let Some((a, b)) = r? {
-            lo = lo.min(a);
-            hi = hi.max(b);
-        }
-    }
-    let range = if lo > hi { (0, u16::MAX) } else { (lo, hi) };
-    // Another thread may have filled it meanwhile, with the same value.
-    let _ = scene.video_range.set(range);
-    Ok(range)
-}
-
 /// PIL's RGB→L: ITU-R 601-2 luma with 16-bit fixed-point weights, rounded.
 #[inline]
 pub fn pil_luma(r: u8, g: u8, b: u8) -> u8 {
@@ -213,4 +171,19 @@ pub fn binarize(img: &DynamicImage) -> GrayImage {
         *o = Luma([if max > 0 && 2 * v > max { 255 } else { 0 }]);
     }
     out
+}
+
+/// A short human description of a pixel format: `8-bit gray`, `16-bit RGB`, ….
+pub fn describe_color(color: ColorType) -> String {
+    let channels = match color.channel_count() {
+        1 => "gray",
+        2 => "gray+alpha",
+        3 => "RGB",
+        _ => "RGBA",
+    };
+    let bits = color.bits_per_pixel() / u16::from(color.channel_count());
+    if matches!(color, ColorType::Rgb32F | ColorType::Rgba32F) {
+        return format!("32-bit float {channels}");
+    }
+    format!("{bits}-bit {channels}")
 }

@@ -84,6 +84,15 @@ pub enum DataError {
 
     #[error("data config {path}: {reason}")]
     Config { path: PathBuf, reason: String },
+
+    #[error("{root} was generated with other [synth] settings than the config's ({record} says {made_with}, the config {wanted}): delete {root} to regenerate it, or point data.root elsewhere")]
+    GeneratedWithOtherSettings {
+        root: PathBuf,
+        record: PathBuf,
+        /// The recorded and the configured settings, as `SynthConfig`'s `Debug` shows them.
+        made_with: String,
+        wanted: String,
+    },
 }
 
 pub type Result<T, E = DataError> = std::result::Result<T, E>;

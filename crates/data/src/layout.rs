@@ -12,9 +12,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use image::{ColorType, ImageDecoder, ImageReader};
+use image::{ColorType, ImageDecoder, ImageReader, RgbImage};
 use rayon::prelude::*;
 
+use crate::config::SixteenBit;
+use crate::decode::{is_sixteen_bit, load_raw, raw_range, to_rgb8};
 use crate::error::{DataError, Result};
 use crate::natural::natural_cmp;
 
@@ -55,6 +57,45 @@ pub struct Scene {
 impl Scene {
     pub fn mask_count(&self) -> usize {
         self.frames.iter().filter(|f| f.mask.is_some()).count()
+    }
+
+    /// Frame `index` as 8-bit RGB, 16-bit frames mapped by `mode`.
+    pub fn load_frame(&self, index: usize, mode: SixteenBit) -> Result<RgbImage> {
+        let frame = &self.frames[index];
+        let img = load_raw(&frame.image)?;
+        if !is_sixteen_bit(&img) {
+            return Ok(to_rgb8(&img, None));
+        }
+        let range = match mode {
+            SixteenBit::PerFrame => None,
+            SixteenBit::Fixed { min, max } => Some((min, max)),
+            SixteenBit::PerVideo => Some(self.video_range()?),
+        };
+        Ok(to_rgb8(&img, range))
+    }
+
+    /// Raw min–max over all 16-bit frames of the scene, computed once and cached.
+    pub fn video_range(&self) -> Result<(u16, u16)> {
+        if let Some(&r) = self.video_range.get() {
+            return Ok(r);
+        }
+        let ranges: Vec<Result<Option<(u16, u16)>>> = self
+            .frames
+            .par_iter()
+            .map(|f| load_raw(&f.image).map(|img| raw_range(&img)))
+            .collect();
+        let mut lo = u16::MAX;
+        let mut hi = u16::MIN;
+        for r in ranges {
+            if let Some((a, b)) = r? {
+                lo = lo.min(a);
+                hi = hi.max(b);
+            }
+        }
+        let range = if lo > hi { (0, u16::MAX) } else { (lo, hi) };
+        // Another thread may have filled it meanwhile, with the same value.
+        let _ = self.video_range.set(range);
+        Ok(range)
     }
 
     /// Distinct pixel formats of the scene's frames, in order of first appearance.
@@ -342,19 +383,4 @@ pub fn read_header(path: &Path) -> Result<(u32, u32, ColorType)> {
     let color = decoder.color_type();
     crate::decode::check_supported(path, color)?;
     Ok((w, h, color))
-}
-
-/// A short human description of a pixel format: `8-bit gray`, `16-bit RGB`, ….
-pub fn describe_color(color: ColorType) -> String {
-    let channels = match color.channel_count() {
-        1 => "gray",
-        2 => "gray+alpha",
-        3 => "RGB",
-        _ => "RGBA",
-    };
-    let bits = color.bits_per_pixel() / u16::from(color.channel_count());
-    if matches!(color, ColorType::Rgb32F | ColorType::Rgba32F) {
-        return format!("32-bit float {channels}");
-    }
-    format!("{bits}-bit {channels}")
 }

@@ -14,10 +14,10 @@
 //!
 //! # Streams
 //! ```no_run
-//! use fgstp_data::{DataConfig, EvalLoader, TrainLoader};
+//! use fgstp_data::{DataConfig, EvalLoader, TrainLoader, TrainSampling};
 //! # fn main() -> Result<(), fgstp_data::DataError> {
 //! let cfg = DataConfig::default();
-//! let train = TrainLoader::open(&cfg)?;
+//! let train = TrainLoader::open(&cfg, TrainSampling::default())?;
 //! for epoch in 0..2 {
 //!     for batch in train.epoch(epoch) {
 //!         let batch = batch?;
@@ -44,19 +44,21 @@
 //! half their maximum ([`decode`]). Training transforms: [`augment`].
 //!
 //! # Synthetic data
-//! [`synth`] writes infrared-looking gas-leak videos in this layout (`fgstp synth`).
+//! [`synth`] writes infrared-looking gas-leak videos in this layout (`fgstp synth`);
+//! [`generated::prepare`] makes one on first use as a run's dataset.
 
 pub mod augment;
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod generated;
 pub mod layout;
 pub mod natural;
 pub mod sample;
 pub mod stream;
 pub mod synth;
 
-pub use config::{DataConfig, Protocol, SixteenBit};
+pub use config::{DataConfig, Protocol, SixteenBit, TrainSampling};
 pub use error::{DataError, Result};
 pub use layout::{Frame, Masks, Scene, Split};
 pub use sample::SampleRef;

@@ -8,7 +8,6 @@
 //! Dropping the iterator stops the producer: it finishes the batch in hand and exits, and the
 //! drop waits for it, so no thread outlives the iterator.
 
-use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -23,8 +22,8 @@ use tch::Tensor;
 use crate::augment::{
     mask_into, normalisation_table, normalise_into, resize_mask, resize_rgb, AugmentDraw,
 };
-use crate::config::DataConfig;
-use crate::decode::{load_frame, load_mask};
+use crate::config::{DataConfig, TrainSampling};
+use crate::decode::load_mask;
 use crate::error::{DataError, Result};
 use crate::layout::{Masks, Split};
 use crate::sample::{evaluation_samples, rng_for, training_samples, SampleRef};
@@ -225,7 +224,7 @@ fn fill_frames(
             let sample = &batch[b].1;
             let scene = &src.split.scenes[sample.scene];
             if slot < 3 {
-                let img = load_frame(scene, sample.frames[slot], src.cfg.sixteen_bit)?;
+                let img = scene.load_frame(sample.frames[slot], src.cfg.sixteen_bit)?;
                 let img = draws[b].frame(img, slot);
                 normalise_into(&resize_rgb(&img, size), &src.table, out);
             } else {
@@ -249,9 +248,9 @@ fn tensors(frames: [Vec<f32>; 3], b: usize, size: u32) -> [Tensor; 3] {
     frames.map(|v| Tensor::from_slice(&v).view([b as i64, 3, s, s]))
 }
 
-fn draw_for(cfg: &DataConfig, epoch: u64, index: usize) -> AugmentDraw {
+fn draw_for(cfg: &DataConfig, seed: u64, epoch: u64, index: usize) -> AugmentDraw {
     if cfg.augment {
-        AugmentDraw::draw(&mut rng_for(cfg.seed, epoch, index as u64))
+        AugmentDraw::draw(&mut rng_for(seed, epoch, index as u64))
     } else {
         AugmentDraw::none()
     }
@@ -261,11 +260,13 @@ fn draw_for(cfg: &DataConfig, epoch: u64, index: usize) -> AugmentDraw {
 pub struct Loader<Kind> {
     src: Arc<Source>,
     pool: Arc<rayon::ThreadPool>,
-    kind: PhantomData<Kind>,
+    kind: Kind,
 }
 
 /// Training: the reference frame set, augmented, shuffled per epoch.
-pub struct Training;
+pub struct Training {
+    sampling: TrainSampling,
+}
 /// Evaluation and inference: every sample of the protocol, in video order.
 pub struct Evaluation;
 
@@ -275,7 +276,12 @@ pub type TrainLoader = Loader<Training>;
 pub type EvalLoader = Loader<Evaluation>;
 
 impl<Kind> Loader<Kind> {
-    fn with_samples(split: Split, samples: Vec<SampleRef>, cfg: &DataConfig) -> Result<Self> {
+    fn with_samples(
+        split: Split,
+        samples: Vec<SampleRef>,
+        cfg: &DataConfig,
+        kind: Kind,
+    ) -> Result<Self> {
         Ok(Loader {
             pool: build_pool(cfg.resolved_threads())?,
             src: Arc::new(Source {
@@ -284,7 +290,7 @@ impl<Kind> Loader<Kind> {
                 cfg: cfg.clone(),
                 table: normalisation_table(),
             }),
-            kind: PhantomData,
+            kind,
         })
     }
 
@@ -313,26 +319,33 @@ impl<Kind> Loader<Kind> {
 
 impl Loader<Training> {
     /// Opens `cfg.root / cfg.train_split` and checks it.
-    pub fn open(cfg: &DataConfig) -> Result<Self> {
+    pub fn open(cfg: &DataConfig, sampling: TrainSampling) -> Result<Self> {
         Self::new(
             Split::open(&cfg.root, &cfg.train_split, Masks::Required)?,
             cfg,
+            sampling,
         )
     }
 
     /// A loader over an already opened split (e.g. the validation split, for a loss).
-    pub fn new(split: Split, cfg: &DataConfig) -> Result<Self> {
+    pub fn new(split: Split, cfg: &DataConfig, sampling: TrainSampling) -> Result<Self> {
         cfg.validate(Path::new("<data config>"))?;
+        if sampling.batch_size == 0 {
+            return Err(DataError::Config {
+                path: PathBuf::from("train.batch_size"),
+                reason: "a training batch needs at least 1 sample".into(),
+            });
+        }
         let samples = training_samples(&split);
         if samples.is_empty() {
             return Err(DataError::NoTrainingSamples { path: split.dir });
         }
-        Self::with_samples(split, samples, cfg)
+        Self::with_samples(split, samples, cfg, Training { sampling })
     }
 
     /// Batches per epoch (the last one may be smaller, as the reference's `DataLoader`).
     pub fn batches_per_epoch(&self) -> usize {
-        self.len().div_ceil(self.src.cfg.batch_size)
+        self.len().div_ceil(self.kind.sampling.batch_size)
     }
 
     /// The sample order of `epoch` (shuffled from the seed when `shuffle` is on).
@@ -340,7 +353,8 @@ impl Loader<Training> {
         let mut order: Vec<usize> = (0..self.len()).collect();
         if self.src.cfg.shuffle {
             // A stream of its own, apart from the per-sample augmentation draws.
-            let mut rng = rng_for(self.src.cfg.seed ^ 0x5348_5546_464c_4521, epoch, 0);
+            let seed = self.kind.sampling.seed;
+            let mut rng = rng_for(seed ^ 0x5348_5546_464c_4521, epoch, 0);
             order.shuffle(&mut rng);
         }
         order
@@ -348,7 +362,7 @@ impl Loader<Training> {
 
     /// The random choices for sample `index` in `epoch`.
     pub fn draw(&self, epoch: u64, index: usize) -> AugmentDraw {
-        draw_for(&self.src.cfg, epoch, index)
+        draw_for(&self.src.cfg, self.kind.sampling.seed, epoch, index)
     }
 
     /// Starts streaming one epoch.
@@ -360,8 +374,9 @@ impl Loader<Training> {
     /// on yet, identical to those of an uninterrupted epoch (nothing before `first` is decoded).
     pub fn epoch_from(&self, epoch: u64, first: usize) -> Batches<Batch> {
         let order = self.order(epoch);
+        let TrainSampling { batch_size, seed } = self.kind.sampling;
         let batches: Vec<Vec<(usize, SampleRef)>> = order
-            .chunks(self.src.cfg.batch_size)
+            .chunks(batch_size)
             .skip(first)
             .map(|c| c.iter().map(|&i| (i, self.src.samples[i])).collect())
             .collect();
@@ -371,7 +386,7 @@ impl Loader<Training> {
             let plane = (size * size) as usize;
             let draws: Vec<AugmentDraw> = batch
                 .iter()
-                .map(|&(i, _)| draw_for(&src.cfg, epoch, i))
+                .map(|&(i, _)| draw_for(&src.cfg, seed, epoch, i))
                 .collect();
             let mut mask = vec![0f32; batch.len() * plane];
             let frames = fill_frames(&src, batch, &draws, Some(&mut mask))?;
@@ -404,7 +419,7 @@ impl Loader<Evaluation> {
     pub fn new(split: Split, cfg: &DataConfig) -> Result<Self> {
         cfg.validate(Path::new("<data config>"))?;
         let samples = evaluation_samples(&split, cfg.protocol);
-        Self::with_samples(split, samples, cfg)
+        Self::with_samples(split, samples, cfg, Evaluation)
     }
 
     /// Frame `frame` of scene `scene` as the model sees it: `[3, S, S]` f32, resized and
@@ -413,7 +428,7 @@ impl Loader<Evaluation> {
     pub fn model_input(&self, scene: usize, frame: usize) -> Result<Tensor> {
         let src = &self.src;
         let size = src.cfg.train_size;
-        let img = load_frame(&src.split.scenes[scene], frame, src.cfg.sixteen_bit)?;
+        let img = src.split.scenes[scene].load_frame(frame, src.cfg.sixteen_bit)?;
         let mut out = vec![0f32; 3 * (size * size) as usize];
         normalise_into(&resize_rgb(&img, size), &src.table, &mut out);
         let s = i64::from(size);

@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use fgstp_data::decode::{load_frame, load_mask};
+use fgstp_data::decode::load_mask;
 use fgstp_data::sample::{evaluation_samples, training_samples};
 use fgstp_data::{DataError, Masks, Protocol, SixteenBit, Split};
 use image::{GrayImage, Luma, Rgb, RgbImage};
@@ -187,22 +187,22 @@ fn sixteen_bit_frames_are_stretched_as_configured() {
     };
     // Per frame: each frame spans 0..255.
     for i in 0..3 {
-        let img = load_frame(scene, i, SixteenBit::PerFrame).unwrap();
+        let img = scene.load_frame(i, SixteenBit::PerFrame).unwrap();
         assert_eq!((px(&img, 0), px(&img, 15)), (0, 255), "frame {i}");
     }
     // Per video: 1000..3000 over the whole scene; 2000 → round(1000·255/2000) = 128.
-    let f0 = load_frame(scene, 0, SixteenBit::PerVideo).unwrap();
+    let f0 = scene.load_frame(0, SixteenBit::PerVideo).unwrap();
     assert_eq!((px(&f0, 0), px(&f0, 15)), (0, 128));
-    let f1 = load_frame(scene, 1, SixteenBit::PerVideo).unwrap();
+    let f1 = scene.load_frame(1, SixteenBit::PerVideo).unwrap();
     assert_eq!((px(&f1, 0), px(&f1, 15)), (64, 255));
     // Fixed: clipped to 1500..1800.
     let fixed = SixteenBit::Fixed {
         min: 1500,
         max: 1800,
     };
-    let f2 = load_frame(scene, 2, fixed).unwrap();
+    let f2 = scene.load_frame(2, fixed).unwrap();
     assert_eq!((px(&f2, 0), px(&f2, 15)), (0, 255));
-    let f0 = load_frame(scene, 0, fixed).unwrap();
+    let f0 = scene.load_frame(0, fixed).unwrap();
     assert_eq!((px(&f0, 0), px(&f0, 15)), (0, 255));
     // Mid value 1650 → 127.5 → 128.
     assert_eq!(fgstp_data::decode::stretch(1650, 1500, 1800), 128);
@@ -226,13 +226,15 @@ fn eight_bit_gray_and_rgba_frames_read_like_pil_convert_rgb() {
     let split = open(tmp.path(), "train").unwrap();
     let scene = &split.scenes[0];
     assert_eq!(
-        *load_frame(scene, 0, SixteenBit::PerVideo)
+        *scene
+            .load_frame(0, SixteenBit::PerVideo)
             .unwrap()
             .get_pixel(0, 0),
         Rgb([77; 3])
     );
     assert_eq!(
-        *load_frame(scene, 1, SixteenBit::PerVideo)
+        *scene
+            .load_frame(1, SixteenBit::PerVideo)
             .unwrap()
             .get_pixel(0, 0),
         Rgb([10, 20, 30]),
@@ -375,7 +377,9 @@ fn truncated_image_fails_on_decode_with_its_path() {
     let err = split.verify_pixels(&|| {}).unwrap_err();
     assert!(matches!(err, DataError::Unreadable { .. }));
     assert_error(err, "0002.png", "truncated or not an image");
-    let err = load_frame(&split.scenes[0], 2, SixteenBit::PerFrame).unwrap_err();
+    let err = split.scenes[0]
+        .load_frame(2, SixteenBit::PerFrame)
+        .unwrap_err();
     assert_error(err, "0002.png", "truncated");
 }
 
@@ -389,7 +393,7 @@ fn split_without_any_mask_has_nothing_to_train_on() {
         root: tmp.path().to_path_buf(),
         ..Default::default()
     };
-    let err = fgstp_data::TrainLoader::open(&cfg)
+    let err = fgstp_data::TrainLoader::open(&cfg, fgstp_data::TrainSampling::default())
         .err()
         .expect("no samples");
     assert!(matches!(err, DataError::NoTrainingSamples { .. }));
@@ -405,7 +409,12 @@ fn data_config_rejects_unknown_keys_and_bad_values() {
     )
     .unwrap();
     assert_eq!(cfg.train_size, 256);
-    assert_eq!(cfg.batch_size, 6, "defaults follow the reference");
+    let sampling = fgstp_data::TrainSampling::default();
+    assert_eq!(
+        (sampling.batch_size, sampling.seed),
+        (6, 2025),
+        "defaults follow the reference"
+    );
     assert_eq!(cfg.sixteen_bit, SixteenBit::Fixed { min: 10, max: 900 });
     assert_eq!(cfg.protocol, Protocol::Reference);
     let err = fgstp_data::DataConfig::from_toml("batchsize = 4", origin).unwrap_err();

@@ -10,8 +10,8 @@ use fgstp_data::augment::{
     mask_into, normalisation_table, normalise_into, resize_mask, resize_rgb, salt_and_pepper,
     AugmentDraw, Enhance,
 };
-use fgstp_data::decode::{load_frame, load_mask};
-use fgstp_data::{DataConfig, DataError, EvalLoader, Masks, Split, TrainLoader};
+use fgstp_data::decode::load_mask;
+use fgstp_data::{DataConfig, DataError, EvalLoader, Masks, Split, TrainLoader, TrainSampling};
 use image::{GrayImage, Luma, RgbImage};
 use rand::SeedableRng;
 use tch::Tensor;
@@ -20,13 +20,18 @@ fn config(root: &std::path::Path, threads: usize) -> DataConfig {
     DataConfig {
         root: root.to_path_buf(),
         train_size: 32,
-        batch_size: 3,
         eval_batch_size: 4,
         threads,
         prefetch: 2,
         ..Default::default()
     }
 }
+
+/// Batches of 3 with the reference's seed.
+const SAMPLING: TrainSampling = TrainSampling {
+    batch_size: 3,
+    seed: 2025,
+};
 
 fn dataset() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
@@ -145,7 +150,7 @@ fn flip_and_salt_and_pepper_keep_a_mask_binary() {
 #[test]
 fn training_batches_have_the_documented_shapes_and_values() {
     let tmp = dataset();
-    let loader = TrainLoader::open(&config(tmp.path(), 2)).unwrap();
+    let loader = TrainLoader::open(&config(tmp.path(), 2), SAMPLING).unwrap();
     assert_eq!(loader.len(), 4 + 3);
     assert_eq!(loader.batches_per_epoch(), 3);
     let batches: Vec<_> = loader.epoch(0).collect::<Result<_, _>>().unwrap();
@@ -196,7 +201,7 @@ fn training_batches_have_the_documented_shapes_and_values() {
 fn batches_apply_each_samples_draw_to_frames_and_mask() {
     let tmp = dataset();
     let cfg = config(tmp.path(), 2);
-    let loader = TrainLoader::open(&cfg).unwrap();
+    let loader = TrainLoader::open(&cfg, SAMPLING).unwrap();
     let table = normalisation_table();
     for epoch in 0..3 {
         for batch in loader.epoch(epoch) {
@@ -210,7 +215,9 @@ fn batches_apply_each_samples_draw_to_frames_and_mask() {
                     .find(|s| s.name == info.scene)
                     .unwrap();
                 for slot in 0..3 {
-                    let img = load_frame(scene, info.frames[slot], cfg.sixteen_bit).unwrap();
+                    let img = scene
+                        .load_frame(info.frames[slot], cfg.sixteen_bit)
+                        .unwrap();
                     let img = resize_rgb(&draw.frame(img, slot), 32);
                     let mut want = vec![0f32; 3 * 32 * 32];
                     normalise_into(&img, &table, &mut want);
@@ -254,12 +261,15 @@ fn same(a: &[(Vec<Tensor>, Vec<usize>)], b: &[(Vec<Tensor>, Vec<usize>)]) -> boo
 #[test]
 fn same_seed_same_batches_for_any_thread_count() {
     let tmp = dataset();
-    let one = TrainLoader::open(&config(tmp.path(), 1)).unwrap();
-    let two = TrainLoader::open(&config(tmp.path(), 2)).unwrap();
-    let three = TrainLoader::open(&DataConfig {
-        prefetch: 1,
-        ..config(tmp.path(), 3)
-    })
+    let one = TrainLoader::open(&config(tmp.path(), 1), SAMPLING).unwrap();
+    let two = TrainLoader::open(&config(tmp.path(), 2), SAMPLING).unwrap();
+    let three = TrainLoader::open(
+        &DataConfig {
+            prefetch: 1,
+            ..config(tmp.path(), 3)
+        },
+        SAMPLING,
+    )
     .unwrap();
     for epoch in [0, 5] {
         let a = epoch_tensors(&one, epoch);
@@ -274,10 +284,13 @@ fn same_seed_same_batches_for_any_thread_count() {
     }
     // And the seed and epoch matter.
     assert!(!same(&epoch_tensors(&one, 0), &epoch_tensors(&one, 1)));
-    let other = TrainLoader::open(&DataConfig {
-        seed: 7,
-        ..config(tmp.path(), 2)
-    })
+    let other = TrainLoader::open(
+        &config(tmp.path(), 2),
+        TrainSampling {
+            seed: 7,
+            ..SAMPLING
+        },
+    )
     .unwrap();
     assert!(!same(&epoch_tensors(&one, 0), &epoch_tensors(&other, 0)));
 }
@@ -290,7 +303,7 @@ fn no_augmentation_and_no_shuffle_give_plain_resized_samples_in_order() {
         shuffle: false,
         ..config(tmp.path(), 2)
     };
-    let loader = TrainLoader::open(&cfg).unwrap();
+    let loader = TrainLoader::open(&cfg, SAMPLING).unwrap();
     let order: Vec<usize> = loader
         .epoch(0)
         .flat_map(|b| {
@@ -348,11 +361,14 @@ fn dropping_the_iterator_stops_the_producer() {
     let tmp = tempfile::tempdir().unwrap();
     write_split(tmp.path(), "train", &[SceneSpec::full("long", 60)]);
     let cfg = DataConfig {
-        batch_size: 1,
         prefetch: 1,
         ..config(tmp.path(), 1)
     };
-    let loader = TrainLoader::open(&cfg).unwrap();
+    let one_per_batch = TrainSampling {
+        batch_size: 1,
+        ..SAMPLING
+    };
+    let loader = TrainLoader::open(&cfg, one_per_batch).unwrap();
     let mut batches = loader.epoch(0);
     batches.next().unwrap().unwrap();
     // The producer is now blocked on the full queue, far from done.
@@ -384,7 +400,7 @@ fn a_truncated_frame_ends_the_stream_with_its_path() {
         shuffle: false,
         ..config(tmp.path(), 2)
     };
-    let loader = TrainLoader::open(&cfg).unwrap();
+    let loader = TrainLoader::open(&cfg, SAMPLING).unwrap();
     let results: Vec<_> = loader.epoch(0).collect();
     // Batch 0 holds samples 0..3, which read frames 0..5: frame 3 is in it.
     assert_eq!(results.len(), 1, "the stream stops at the first error");

@@ -182,7 +182,8 @@ fn sixteen_bit_output_reads_back_as_l16() {
     );
     let split = Split::open(dir.path(), "train", Masks::Required).unwrap();
     assert_eq!(split.scenes[0].frames[0].color, image::ColorType::L16);
-    let img = fgstp_data::decode::load_frame(&split.scenes[0], 0, fgstp_data::SixteenBit::PerVideo)
+    let img = split.scenes[0]
+        .load_frame(0, fgstp_data::SixteenBit::PerVideo)
         .unwrap();
     let (lo, hi) = img
         .pixels()

@@ -10,9 +10,11 @@
 //! let mut recorder = MetricRecorder::new();
 //! recorder.step("video-1", GrayView::new(&pred, w, h)?, GrayView::new(&mask, w, h)?)?;
 //! let report = recorder.results()?;
-//! assert!(report.overall.sm > 0.8);
+//! assert!(report.overall.get("sm").unwrap() > 0.8);
 //! # Ok::<(), fgstp_metrics::MetricsError>(())
 //! ```
+//!
+//! Which metrics exist, their names, directions and aggregation: [`registry`].
 //!
 //! Per-frame work is independent ([`FrameScores::compute`]); score frames on any number of
 //! threads and [`MetricRecorder::add`] or [`MetricRecorder::merge`] the results: the totals
@@ -22,18 +24,22 @@ mod binary;
 mod edt;
 mod emeasure;
 mod frame;
+#[cfg(feature = "io")]
+pub mod io;
 mod mask;
 mod numpy_sum;
 mod protocol;
 mod recorder;
+pub mod registry;
 mod scores;
 mod smeasure;
 mod table;
 mod wfmeasure;
 
 pub use mask::GrayView;
-pub use protocol::JaccardF1;
+pub use protocol::{min_max_normalised, to_binary_mask, to_gray_map, JaccardF1};
 pub use recorder::{MetricRecorder, Report, Scores};
+pub use registry::{Better, Metric, METRICS};
 pub use scores::FrameScores;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -50,20 +50,41 @@ pub(crate) fn from_frame(f: &Frame) -> Option<JaccardF1> {
     from_counts(intersection, predicted, mask)
 }
 
+/// The probability min-max normalised over the frame exactly as `test.py` does it in float32:
+/// `(p - min) / (max - min + 1e-8)`.
+pub fn min_max_normalised(probability: &[f32]) -> impl Iterator<Item = f32> + '_ {
+    let (lo, hi) = probability
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &p| {
+            (lo.min(p), hi.max(p))
+        });
+    let range = hi - lo + 1e-8f32;
+    probability.iter().map(move |&p| (p - lo) / range)
+}
+
+/// The 8-bit map the SOD metrics score and `fgstp eval` saves in `maps/`: the normalised
+/// probability × 255, rounded.
+pub fn to_gray_map(probability: &[f32]) -> Vec<u8> {
+    min_max_normalised(probability)
+        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+        .collect()
+}
+
+/// The binary mask `test.py` scores and saves: normalised probability > 0.5, as 0/255.
+pub fn to_binary_mask(probability: &[f32]) -> Vec<u8> {
+    min_max_normalised(probability)
+        .map(|v| if v > 0.5 { 255 } else { 0 })
+        .collect()
+}
+
 /// With a float probability map (e.g. the sigmoid of a network's logits), in float32 as
 /// `test.py` does: `(res - res.min()) / (res.max() - res.min() + 1e-8) > 0.5`.
 pub(crate) fn from_probability(probability: &[f32], f: &Frame) -> Option<JaccardF1> {
-    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-    for &p in probability {
-        lo = lo.min(p);
-        hi = hi.max(p);
-    }
-    let range = hi - lo + 1e-8f32;
     let mask_max = f.gt.iter().copied().max().unwrap_or(0) as u32;
     let (mut intersection, mut predicted, mut mask) = (0, 0, 0);
-    for (&p, &g) in probability.iter().zip(f.gt) {
+    for (normalised, &g) in min_max_normalised(probability).zip(f.gt) {
         let on_mask = 2 * g as u32 > mask_max;
-        let positive = (p - lo) / range > 0.5;
+        let positive = normalised > 0.5;
         mask += on_mask as u64;
         predicted += positive as u64;
         intersection += (on_mask && positive) as u64;

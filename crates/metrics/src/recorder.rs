@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::registry::{measure_index, metric_index, Aggregate, Metric, Reading, MEASURES, METRICS};
 use crate::{FrameScores, GrayView, MetricsError};
 
 /// A sum of floats that does not depend on the order of additions: each value is rounded
@@ -50,30 +51,34 @@ impl ExactSum {
     }
 }
 
-const SCALARS: usize = 7; // sm, wfm, mae, em_adp, fm_adp, iou_adp, dice_adp
-const CURVES: usize = 4; // em, fm, iou, dice
-
-/// Running totals of one group of frames (one video).
+/// Running totals of one group of frames (one video), one entry per [`MEASURES`] item.
 #[derive(Clone, Debug, PartialEq)]
 struct Totals {
     frames: u64,
-    scalars: [ExactSum; SCALARS],
-    curves: Box<[[ExactSum; 256]; CURVES]>,
-    /// Frames with a non-empty mask: the ones the `test.py` protocol averages over.
-    protocol_frames: u64,
-    jaccard: ExactSum,
-    f1: ExactSum,
+    measures: Vec<MeasureTotal>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum MeasureTotal {
+    Value(ExactSum),
+    Curve(Box<[ExactSum; 256]>),
+    /// The sum over the frames that have the measure, and their count.
+    Annotated(ExactSum, u64),
 }
 
 impl Default for Totals {
     fn default() -> Self {
+        let measures = MEASURES
+            .iter()
+            .map(|m| match m.reading {
+                Reading::Value(_) => MeasureTotal::Value(ExactSum::default()),
+                Reading::Curve(_) => MeasureTotal::Curve(Box::new([ExactSum::default(); 256])),
+                Reading::Annotated(_) => MeasureTotal::Annotated(ExactSum::default(), 0),
+            })
+            .collect();
         Self {
             frames: 0,
-            scalars: [ExactSum::default(); SCALARS],
-            curves: Box::new([[ExactSum::default(); 256]; CURVES]),
-            protocol_frames: 0,
-            jaccard: ExactSum::default(),
-            f1: ExactSum::default(),
+            measures,
         }
     }
 }
@@ -81,166 +86,190 @@ impl Default for Totals {
 impl Totals {
     fn add(&mut self, s: &FrameScores) {
         self.frames += 1;
-        let scalars = [
-            s.sm, s.wfm, s.mae, s.em_adp, s.fm_adp, s.iou_adp, s.dice_adp,
-        ];
-        for (total, x) in self.scalars.iter_mut().zip(scalars) {
-            total.add(x);
-        }
-        let curves = [&s.em_curve, &s.fm_curve, &s.iou_curve, &s.dice_curve];
-        for (total, curve) in self.curves.iter_mut().zip(curves) {
-            for (t, &x) in total.iter_mut().zip(curve.iter()) {
-                t.add(x);
+        for (total, measure) in self.measures.iter_mut().zip(MEASURES) {
+            match (total, measure.reading) {
+                (MeasureTotal::Value(sum), Reading::Value(read)) => sum.add(read(s)),
+                (MeasureTotal::Curve(sums), Reading::Curve(read)) => {
+                    for (t, &x) in sums.iter_mut().zip(read(s).iter()) {
+                        t.add(x);
+                    }
+                }
+                (MeasureTotal::Annotated(sum, count), Reading::Annotated(read)) => {
+                    if let Some(x) = read(s) {
+                        *count += 1;
+                        sum.add(x);
+                    }
+                }
+                _ => unreachable!("totals are built from MEASURES"),
             }
-        }
-        if let Some(jf) = s.jaccard_f1 {
-            self.protocol_frames += 1;
-            self.jaccard.add(jf.jaccard);
-            self.f1.add(jf.f1);
         }
     }
 
     fn merge(&mut self, other: &Totals) {
         self.frames += other.frames;
-        for (a, b) in self.scalars.iter_mut().zip(&other.scalars) {
-            a.merge(b);
-        }
-        for (a, b) in self.curves.iter_mut().zip(other.curves.iter()) {
-            for (x, y) in a.iter_mut().zip(b) {
-                x.merge(y);
+        for (a, b) in self.measures.iter_mut().zip(&other.measures) {
+            match (a, b) {
+                (MeasureTotal::Value(x), MeasureTotal::Value(y)) => x.merge(y),
+                (MeasureTotal::Curve(xs), MeasureTotal::Curve(ys)) => {
+                    for (x, y) in xs.iter_mut().zip(ys.iter()) {
+                        x.merge(y);
+                    }
+                }
+                (MeasureTotal::Annotated(x, n), MeasureTotal::Annotated(y, m)) => {
+                    x.merge(y);
+                    *n += m;
+                }
+                _ => unreachable!("totals are built from MEASURES"),
             }
         }
-        self.protocol_frames += other.protocol_frames;
-        self.jaccard.merge(&other.jaccard);
-        self.f1.merge(&other.f1);
     }
 
     fn means(&self) -> Means {
-        Means {
-            scalars: self.scalars.map(|s| s.mean(self.frames)),
-            curves: Box::new(std::array::from_fn(|k| {
-                self.curves[k].map(|s| s.mean(self.frames))
-            })),
-            jaccard: (self.protocol_frames > 0).then(|| self.jaccard.mean(self.protocol_frames)),
-            f1: (self.protocol_frames > 0).then(|| self.f1.mean(self.protocol_frames)),
-        }
+        Means(
+            self.measures
+                .iter()
+                .map(|total| match total {
+                    MeasureTotal::Value(sum) => MeasureMean::Value(sum.mean(self.frames)),
+                    MeasureTotal::Curve(sums) => {
+                        MeasureMean::Curve(Box::new(sums.map(|s| s.mean(self.frames))))
+                    }
+                    MeasureTotal::Annotated(sum, count) => {
+                        MeasureMean::Annotated((*count > 0).then(|| sum.mean(*count)))
+                    }
+                })
+                .collect(),
+        )
     }
 }
 
-/// Per-frame averages of a group: scalars, and curves averaged threshold by threshold.
-struct Means {
-    scalars: [f64; SCALARS],
-    curves: Box<[[f64; 256]; CURVES]>,
-    jaccard: Option<f64>,
-    f1: Option<f64>,
+/// Per-frame averages of a group, one entry per [`MEASURES`] item: values, curves averaged
+/// threshold by threshold, and annotated-frame averages.
+struct Means(Vec<MeasureMean>);
+
+enum MeasureMean {
+    Value(f64),
+    Curve(Box<[f64; 256]>),
+    Annotated(Option<f64>),
 }
 
 impl Means {
-    /// The mean over groups: scalars averaged, curves averaged threshold by threshold (then
-    /// [`Means::scores`] takes their mean and maximum), `test.py` scores averaged over the
+    /// The mean over groups: values averaged, curves averaged threshold by threshold (then
+    /// [`Means::scores`] takes their mean and maximum), annotated measures averaged over the
     /// groups that have any.
     fn over_groups(groups: &[Means]) -> Means {
         let n = groups.len() as f64;
-        let mut scalars = [0.0; SCALARS];
-        let mut curves = Box::new([[0.0; 256]; CURVES]);
-        for g in groups {
-            for (a, b) in scalars.iter_mut().zip(&g.scalars) {
-                *a += b;
-            }
-            for (a, b) in curves.iter_mut().zip(g.curves.iter()) {
-                for (x, y) in a.iter_mut().zip(b) {
-                    *x += y;
+        let per_measure = (0..MEASURES.len()).map(|k| match MEASURES[k].reading {
+            Reading::Value(_) => {
+                let mut sum = 0.0;
+                for g in groups {
+                    if let MeasureMean::Value(x) = g.0[k] {
+                        sum += x;
+                    }
                 }
+                MeasureMean::Value(sum / n)
             }
-        }
-        let mean_of = |values: Vec<f64>| {
-            (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
-        };
-        Means {
-            scalars: scalars.map(|s| s / n),
-            curves: Box::new(curves.map(|c| c.map(|x| x / n))),
-            jaccard: mean_of(groups.iter().filter_map(|g| g.jaccard).collect()),
-            f1: mean_of(groups.iter().filter_map(|g| g.f1).collect()),
-        }
+            Reading::Curve(_) => {
+                let mut sums = [0.0; 256];
+                for g in groups {
+                    if let MeasureMean::Curve(c) = &g.0[k] {
+                        for (x, y) in sums.iter_mut().zip(c.iter()) {
+                            *x += y;
+                        }
+                    }
+                }
+                MeasureMean::Curve(Box::new(sums.map(|x| x / n)))
+            }
+            Reading::Annotated(_) => {
+                let values: Vec<f64> = groups
+                    .iter()
+                    .filter_map(|g| match g.0[k] {
+                        MeasureMean::Annotated(x) => x,
+                        _ => None,
+                    })
+                    .collect();
+                MeasureMean::Annotated(
+                    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64),
+                )
+            }
+        });
+        Means(per_measure.collect())
     }
 
     fn scores(&self) -> Scores {
-        let mean = |c: &[f64; 256]| c.iter().sum::<f64>() / 256.0;
-        let max = |c: &[f64; 256]| c.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let [sm, wfm, mae, em_adp, fm_adp, iou_adp, dice_adp] = self.scalars;
-        let [em, fm, iou, dice] = &*self.curves;
-        Scores {
-            sm,
-            wfm,
-            mae,
-            em_adp,
-            em_mean: mean(em),
-            em_max: max(em),
-            fm_adp,
-            fm_mean: mean(fm),
-            fm_max: max(fm),
-            iou_adp,
-            iou_mean: mean(iou),
-            iou_max: max(iou),
-            dice_adp,
-            dice_mean: mean(dice),
-            dice_max: max(dice),
-            jaccard: self.jaccard,
-            f1: self.f1,
-            jf: self.jaccard.zip(self.f1).map(|(j, f)| (j + f) / 2.0),
+        let mut values: Vec<Option<f64>> = Vec::with_capacity(METRICS.len());
+        for metric in METRICS {
+            let measure = |key: &str| &self.0[measure_index(key)];
+            let curve = |key: &str| match measure(key) {
+                MeasureMean::Curve(c) => c,
+                _ => unreachable!("the registry test checks measure kinds"),
+            };
+            let value = match metric.aggregate {
+                Aggregate::Mean(key) => match measure(key) {
+                    MeasureMean::Value(x) => Some(*x),
+                    _ => unreachable!("the registry test checks measure kinds"),
+                },
+                Aggregate::CurveMean(key) => Some(curve(key).iter().sum::<f64>() / 256.0),
+                Aggregate::CurveMax(key) => {
+                    Some(curve(key).iter().copied().fold(f64::NEG_INFINITY, f64::max))
+                }
+                Aggregate::AnnotatedMean(key) => match measure(key) {
+                    MeasureMean::Annotated(x) => *x,
+                    _ => unreachable!("the registry test checks measure kinds"),
+                },
+                // Earlier in METRICS (checked by the registry test), so already computed.
+                Aggregate::MeanOf(a, b) => values[metric_index(a)]
+                    .zip(values[metric_index(b)])
+                    .map(|(x, y)| (x + y) / 2.0),
+            };
+            values.push(value);
         }
+        Scores { values }
     }
 }
 
-/// The metrics of a set of frames. `_adp`: at the adaptive threshold (twice the mean
-/// prediction); `_mean`/`_max`: mean and maximum over the 256 thresholds. `jaccard`, `f1`
-/// and `jf` follow the reference `test.py` and are `None` (JSON `null`) when no frame has
-/// a non-empty mask.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// The metrics of a set of frames, one value per [`METRICS`] item (see there for the keys).
+/// `_adp`: at the adaptive threshold (twice the mean prediction); `_mean`/`_max`: mean and
+/// maximum over the 256 thresholds. `jaccard`, `f1` and `jf` follow the reference `test.py`
+/// and are absent (JSON `null`) when no frame has a non-empty mask. Serialises as a JSON
+/// object with the registry's keys, in its order.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Scores {
-    pub sm: f64,
-    pub wfm: f64,
-    pub mae: f64,
-    pub em_adp: f64,
-    pub em_mean: f64,
-    pub em_max: f64,
-    pub fm_adp: f64,
-    pub fm_mean: f64,
-    pub fm_max: f64,
-    pub iou_adp: f64,
-    pub iou_mean: f64,
-    pub iou_max: f64,
-    pub dice_adp: f64,
-    pub dice_mean: f64,
-    pub dice_max: f64,
-    pub jaccard: Option<f64>,
-    pub f1: Option<f64>,
-    pub jf: Option<f64>,
+    values: Vec<Option<f64>>,
 }
 
 impl Scores {
+    /// The value of metric `key`; `None` for an absent value or an unknown key
+    /// ([`registry::find`](crate::registry::find) tells which).
+    pub fn get(&self, key: &str) -> Option<f64> {
+        METRICS
+            .iter()
+            .position(|m| m.key == key)
+            .and_then(|i| self.values[i])
+    }
+
     /// `(key, value)` in the order of the JSON keys.
-    pub fn entries(&self) -> [(&'static str, Option<f64>); 18] {
-        [
-            ("sm", Some(self.sm)),
-            ("wfm", Some(self.wfm)),
-            ("mae", Some(self.mae)),
-            ("em_adp", Some(self.em_adp)),
-            ("em_mean", Some(self.em_mean)),
-            ("em_max", Some(self.em_max)),
-            ("fm_adp", Some(self.fm_adp)),
-            ("fm_mean", Some(self.fm_mean)),
-            ("fm_max", Some(self.fm_max)),
-            ("iou_adp", Some(self.iou_adp)),
-            ("iou_mean", Some(self.iou_mean)),
-            ("iou_max", Some(self.iou_max)),
-            ("dice_adp", Some(self.dice_adp)),
-            ("dice_mean", Some(self.dice_mean)),
-            ("dice_max", Some(self.dice_max)),
-            ("jaccard", self.jaccard),
-            ("f1", self.f1),
-            ("jf", self.jf),
-        ]
+    pub fn entries(&self) -> Vec<(&'static str, Option<f64>)> {
+        METRICS
+            .iter()
+            .zip(&self.values)
+            .map(|(m, v)| (m.key, *v))
+            .collect()
+    }
+
+    /// Every metric with its value, in registry order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static Metric, Option<f64>)> + '_ {
+        METRICS.iter().zip(self.values.iter().copied())
+    }
+}
+
+impl Serialize for Scores {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.values.len()))?;
+        for (metric, value) in self.iter() {
+            map.serialize_entry(metric.key, &value)?;
+        }
+        map.end()
     }
 }
 

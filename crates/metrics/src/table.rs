@@ -2,10 +2,8 @@
 
 use std::fmt::Write;
 
+use crate::registry::{Aggregate, Metric, METRICS};
 use crate::{Report, Scores};
-
-/// A per-video table column: its title and how to read it.
-type Column = (&'static str, fn(&Scores) -> Option<f64>);
 
 fn cell(x: Option<f64>) -> String {
     match x {
@@ -17,7 +15,7 @@ fn cell(x: Option<f64>) -> String {
 
 impl Report {
     /// Every metric for `overall` and `video_mean`, then one line per video with the
-    /// metrics the FGSTP paper reports.
+    /// headline metrics (the paper's and `test.py`'s; see [`Metric::headline`]).
     pub fn table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
@@ -45,17 +43,7 @@ impl Report {
                 cell(video_mean)
             );
         }
-        let columns: [Column; 9] = [
-            ("sm", |s| Some(s.sm)),
-            ("wfm", |s| Some(s.wfm)),
-            ("mae", |s| Some(s.mae)),
-            ("em_mean", |s| Some(s.em_mean)),
-            ("iou_mean", |s| Some(s.iou_mean)),
-            ("dice_mean", |s| Some(s.dice_mean)),
-            ("jaccard", |s| s.jaccard),
-            ("f1", |s| s.f1),
-            ("jf", |s| s.jf),
-        ];
+        let columns: Vec<&Metric> = METRICS.iter().filter(|m| m.headline).collect();
         let name_width = self
             .per_video
             .keys()
@@ -64,17 +52,43 @@ impl Report {
             .unwrap_or(5)
             .max(5);
         let _ = write!(out, "\n{:<name_width$}", "video");
-        for (name, _) in &columns {
-            let _ = write!(out, " {name:>9}");
+        for metric in &columns {
+            let _ = write!(out, " {:>9}", metric.key);
         }
         out.push('\n');
         for (video, scores) in &self.per_video {
             let _ = write!(out, "{video:<name_width$}");
-            for (_, get) in &columns {
-                let _ = write!(out, " {:>9}", cell(get(scores)));
+            for metric in &columns {
+                let _ = write!(out, " {:>9}", cell(scores.get(metric.key)));
             }
             out.push('\n');
         }
         out
     }
+}
+
+impl Scores {
+    /// The headline metrics on one line, `test.py`'s first:
+    /// `jaccard 0.3373 f1 0.4700 J&F 0.4036 | S 0.6470 wF … MAE … E … mIoU … mDice …`.
+    pub fn summary(&self) -> String {
+        let part = |protocol: bool| {
+            self.iter()
+                .filter(|(m, _)| m.headline && is_protocol(m) == protocol)
+                .map(|(m, v)| match v {
+                    Some(v) => format!("{} {v:.4}", m.short),
+                    None => format!("{} n/a", m.short),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        format!("{} | {}", part(true), part(false))
+    }
+}
+
+/// `test.py`'s metrics (only frames with a non-empty mask count).
+fn is_protocol(metric: &Metric) -> bool {
+    matches!(
+        metric.aggregate,
+        Aggregate::AnnotatedMean(_) | Aggregate::MeanOf(..)
+    )
 }

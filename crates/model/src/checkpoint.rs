@@ -20,6 +20,7 @@
 
 pub mod dtype;
 pub mod layout;
+pub mod matching;
 pub mod pickle;
 mod safetensors_format;
 mod torch_format;
@@ -30,6 +31,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tch::Tensor;
+
+use crate::files::write_atomically;
 
 pub use dtype::DType;
 pub use layout::{Detected, ModelLayout, PvtInfo};
@@ -553,19 +556,6 @@ pub fn load_into(
         Ok(())
     })?;
     Ok(report)
-}
-
-/// Writes through `write` into `<path>.partial`, then renames it over `path`: a failed or
-/// interrupted write never leaves a half-written checkpoint under the real name.
-fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".partial");
-    let tmp = path.with_file_name(tmp_name);
-    let result = write(&tmp).and_then(|()| Ok(std::fs::rename(&tmp, path)?));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Writes `tensors` as `.safetensors` with extra `metadata` entries (strings), atomically:

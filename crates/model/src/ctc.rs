@@ -135,11 +135,11 @@ impl Ctc {
         &self,
         current: &[Tensor; 3],
         neighbour: &[Tensor; 3],
-        train: bool,
+        bn_train: bool,
     ) -> [Tensor; 3] {
         std::array::from_fn(|i| {
             let pair = Tensor::cat(&[&current[i], &neighbour[i]], 1);
-            self.convs[i].forward_t(&self.correlations[i].forward(&pair), train)
+            self.convs[i].forward_t(&self.correlations[i].forward(&pair), bn_train)
         })
     }
 }

@@ -38,9 +38,9 @@ impl Decoder {
 
     /// Feature maps at 1/8, 1/16, 1/32 of an H×W input, [B, C, ·, ·] each → four logit maps
     /// [B, 1, H, W]: the NCD map and the RS5, RS4, RS3 refinements (the last is the finest).
-    pub fn forward_t(&self, feats: &[Tensor; 3], train: bool) -> [Tensor; 4] {
+    pub fn forward_t(&self, feats: &[Tensor; 3], bn_train: bool) -> [Tensor; 4] {
         let [x8, x16, x32] = feats;
-        let s_g = self.ncd.forward_t(x32, x16, x8, train); // 1/8
+        let s_g = self.ncd.forward_t(x32, x16, x8, bn_train); // 1/8
         let guidance_g = resize(&s_g, 0.25); // 1/32
         let s_5 = self.rs5.forward(x32, &guidance_g) + &guidance_g;
         let guidance_5 = resize(&s_5, 2.0); // 1/16

@@ -70,8 +70,11 @@ impl Fsp {
     }
 
     /// [B, channel, H, W] → [B, channel, H, W]
-    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let chunks = self.expand_conv.forward_t(xs, train).chunk(self.groups, 1);
+    pub fn forward_t(&self, xs: &Tensor, bn_train: bool) -> Tensor {
+        let chunks = self
+            .expand_conv
+            .forward_t(xs, bn_train)
+            .chunk(self.groups, 1);
         let mut outs = Vec::with_capacity(chunks.len());
         let mut gates = Vec::with_capacity(chunks.len());
         let mut fork: Option<Tensor> = None;
@@ -80,7 +83,7 @@ impl Fsp {
                 Some(fork) => Tensor::cat(&[chunk, fork], 1),
                 None => chunk.shallow_clone(),
             };
-            let ys = block.forward_t(&input, train);
+            let ys = block.forward_t(&input, bn_train);
             let (out, gate) = if i + 1 < chunks.len() {
                 let [out, next_fork, gate]: [Tensor; 3] =
                     ys.chunk(3, 1).try_into().expect("3 chunks");
@@ -102,7 +105,9 @@ impl Fsp {
                     .relu(),
             )
             .softmax(1, None);
-        let out = self.fuse.forward_t(&(Tensor::cat(&outs, 1) * gate), train);
+        let out = self
+            .fuse
+            .forward_t(&(Tensor::cat(&outs, 1) * gate), bn_train);
         (out + xs).relu()
     }
 }

@@ -140,35 +140,6 @@ pub fn batch_norm2d(vs: &nn::Path, c: i64) -> nn::BatchNorm {
     nn::batch_norm2d(vs, c, config)
 }
 
-/// Convolution without bias followed by BatchNorm (the reference's `BasicConv2d`). It defines
-/// a ReLU it never applies, so there is none here.
-#[derive(Debug)]
-pub struct BasicConv2d {
-    conv: nn::Conv2D,
-    bn: nn::BatchNorm,
-}
-
-impl BasicConv2d {
-    pub fn new(vs: &nn::Path, c_in: i64, c_out: i64, spec: ConvSpec) -> Self {
-        let conv = conv2d(
-            &(vs / "conv"),
-            c_in,
-            c_out,
-            spec.no_bias(),
-            ConvInit::TorchDefault,
-        );
-        Self {
-            conv,
-            bn: batch_norm2d(&(vs / "bn"), c_out),
-        }
-    }
-
-    /// `bn_train`: BatchNorm uses (and updates) batch statistics instead of running ones.
-    pub fn forward_t(&self, xs: &Tensor, bn_train: bool) -> Tensor {
-        self.bn.forward_t(&self.conv.forward(xs), bn_train)
-    }
-}
-
 /// Convolution without bias, BatchNorm and an optional ReLU (the reference's `ConvBNReLU`).
 #[derive(Debug)]
 pub struct ConvBnRelu {
@@ -193,6 +164,7 @@ impl ConvBnRelu {
         }
     }
 
+    /// `bn_train`: BatchNorm uses (and updates) batch statistics instead of running ones.
     pub fn forward_t(&self, xs: &Tensor, bn_train: bool) -> Tensor {
         let ys = self.bn.forward_t(&self.conv.forward(xs), bn_train);
         if self.relu {
@@ -200,6 +172,21 @@ impl ConvBnRelu {
         } else {
             ys
         }
+    }
+}
+
+/// Convolution without bias followed by BatchNorm (the reference's `BasicConv2d`). It defines
+/// a ReLU it never applies, so there is none here.
+#[derive(Debug)]
+pub struct BasicConv2d(ConvBnRelu);
+
+impl BasicConv2d {
+    pub fn new(vs: &nn::Path, c_in: i64, c_out: i64, spec: ConvSpec) -> Self {
+        Self(ConvBnRelu::new(vs, c_in, c_out, spec, false))
+    }
+
+    pub fn forward_t(&self, xs: &Tensor, bn_train: bool) -> Tensor {
+        self.0.forward_t(xs, bn_train)
     }
 }
 

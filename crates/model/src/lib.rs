@@ -15,11 +15,13 @@
 
 pub mod backbone;
 pub mod checkpoint;
+pub mod complexity;
 pub mod config;
 pub mod ctc;
 pub mod decoder;
 pub mod device;
 pub mod fgstp;
+pub mod files;
 pub mod fsp;
 pub mod layers;
 pub mod model;
@@ -28,6 +30,7 @@ pub mod pvt_v2;
 pub mod reverse_stage;
 pub mod rfb;
 pub mod sinet_v2;
+pub mod streaming;
 
 pub use backbone::{Backbone, Features};
 pub use config::{Config, ModelKind};

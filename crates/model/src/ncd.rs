@@ -55,20 +55,21 @@ impl Ncd {
         coarse: &Tensor,
         middle: &Tensor,
         fine: &Tensor,
-        train: bool,
+        bn_train: bool,
     ) -> Tensor {
         let [up1, up2_, up3, up4, up5] = &self.conv_upsample;
         let coarse_up = up2(coarse);
-        let middle_1 = up1.forward_t(&coarse_up, train) * middle;
-        let fine_1 =
-            up2_.forward_t(&up2(&middle_1), train) * up3.forward_t(&up2(middle), train) * fine;
+        let middle_1 = up1.forward_t(&coarse_up, bn_train) * middle;
+        let fine_1 = up2_.forward_t(&up2(&middle_1), bn_train)
+            * up3.forward_t(&up2(middle), bn_train)
+            * fine;
 
-        let middle_2 = Tensor::cat(&[middle_1, up4.forward_t(&coarse_up, train)], 1);
-        let middle_2 = self.conv_concat2.forward_t(&middle_2, train);
+        let middle_2 = Tensor::cat(&[middle_1, up4.forward_t(&coarse_up, bn_train)], 1);
+        let middle_2 = self.conv_concat2.forward_t(&middle_2, bn_train);
 
-        let fine_2 = Tensor::cat(&[fine_1, up5.forward_t(&up2(&middle_2), train)], 1);
-        let fine_2 = self.conv_concat3.forward_t(&fine_2, train);
+        let fine_2 = Tensor::cat(&[fine_1, up5.forward_t(&up2(&middle_2), bn_train)], 1);
+        let fine_2 = self.conv_concat3.forward_t(&fine_2, bn_train);
 
-        self.conv5.forward(&self.conv4.forward_t(&fine_2, train))
+        self.conv5.forward(&self.conv4.forward_t(&fine_2, bn_train))
     }
 }

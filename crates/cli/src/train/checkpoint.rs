@@ -7,19 +7,26 @@
 //! `weights convert` skip the `optimizer.*` entries.
 
 use anyhow::{bail, Context, Result};
-use fgstp_model::checkpoint::{self, StateDict};
+use fgstp_model::checkpoint::{self, LoadOptions, StateDict};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 use tch::nn::VarStore;
 
-use super::optim::Adam;
+use super::optim::{Adam, STATE_PREFIX};
 
 /// Metadata key that marks a training checkpoint, and its format version.
 const FORMAT_KEY: &str = "fgstp_training_checkpoint";
 const FORMAT_VERSION: &str = "1";
-/// Prefix of every optimiser entry (see `optim`), dropped when only the weights are wanted.
-pub const OPTIMIZER_PREFIX: &str = "optimizer.";
+
+/// How to load the weights of a file that may be a training checkpoint: strictly (every model
+/// variable must come from it), its optimiser entries skipped.
+pub fn weights_load_options() -> LoadOptions {
+    LoadOptions {
+        drop_prefixes: vec![STATE_PREFIX.to_string()],
+        ..LoadOptions::strict()
+    }
+}
 
 /// Where training stands. Every random draw of training is a function of (seed, epoch, sample),
 /// so this is the whole random state as well.

@@ -1,20 +1,42 @@
 //! The "structure loss" of the reference (as in F3Net / SINet-V2): BCE plus an edge-weighted
 //! IoU, summed over the deep-supervision maps.
 
-use serde::{Deserialize, Serialize};
+use fgstp_model::Output;
 use tch::{Kind, Reduction, Tensor};
 
-/// How the BCE term of the structure loss is weighted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BceWeighting {
-    /// What the reference computes. It passes `reduce='none'` to
-    /// `binary_cross_entropy_with_logits`; `reduce` is PyTorch's legacy boolean flag, so the
-    /// call returns the batch mean and the "edge weighting" that follows cancels out.
-    #[default]
-    Reference,
-    /// What the reference meant: per-pixel BCE weighted by the same edge map as the IoU term.
-    EdgeWeighted,
+use crate::run_config::BceWeighting;
+
+/// The training loss of a forward pass and its parts (for logging): FGSTP's nine supervised
+/// maps as the reference sums them — three of each pair's four maps, then the fused map and
+/// both pairs' last — or SINet-V2's four.
+pub fn total_loss(
+    out: &Output,
+    mask: &Tensor,
+    bce: BceWeighting,
+) -> (Tensor, Vec<(&'static str, Tensor)>) {
+    let sl = |pred: &Tensor| structure_loss(pred, mask, bce);
+    match out {
+        Output::Fgstp(o) => {
+            let pair_t1 = sl(&o.pair_t1[0]) + sl(&o.pair_t1[1]) + sl(&o.pair_t1[2]);
+            let pair_t2 = sl(&o.pair_t2[0]) + sl(&o.pair_t2[1]) + sl(&o.pair_t2[2]);
+            let last = sl(&o.fused) + sl(&o.pair_t1[3]) + sl(&o.pair_t2[3]);
+            let total = &pair_t1 + &pair_t2 + &last;
+            (
+                total,
+                vec![("pair_t1", pair_t1), ("pair_t2", pair_t2), ("final", last)],
+            )
+        }
+        Output::SinetV2(o) => {
+            let total = o
+                .maps
+                .iter()
+                .map(sl)
+                .fold(Tensor::zeros([], (Kind::Float, mask.device())), |a, b| {
+                    a + b
+                });
+            (total, vec![])
+        }
+    }
 }
 
 /// Structure loss of logits `pred` `[B,1,H,W]` against a mask `[B,1,H,W]` in [0, 1]; a scalar.

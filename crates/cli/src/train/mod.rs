@@ -1,5 +1,6 @@
 //! Training: the reference's loss and optimiser, validation with the paper's metrics, and
-//! checkpoints that resume bit for bit.
+//! checkpoints that resume bit for bit. [`Trainer`] holds a run: [`Trainer::new`] sets it up
+//! (or resumes it), [`Trainer::run`] alternates validation (when due) and epochs.
 
 pub mod board;
 pub mod checkpoint;
@@ -9,35 +10,23 @@ pub mod validate;
 
 use anyhow::{bail, Context, Result};
 use fgstp_data::{EvalLoader, TrainLoader};
-use fgstp_model::checkpoint::{load_into, LoadOptions};
-use fgstp_model::{Model, Output};
-use indicatif::{ProgressBar, ProgressStyle};
+use fgstp_metrics::registry;
+use fgstp_metrics::Report;
+use fgstp_model::checkpoint::{load_into, LoadOptions, StateDict};
+use fgstp_model::Model;
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tch::{nn::VarStore, Kind, Tensor};
+use tch::{nn::VarStore, Device, Tensor};
 
 use crate::run_config::{PretrainedLayout, RunConfig};
+use crate::{progress, toml_overrides};
 use board::Board;
-use checkpoint::{Best, Progress};
-use loss::structure_loss;
+use checkpoint::{weights_load_options, Best, Progress};
+use loss::total_loss;
 use optim::{step_lr, Adam, AdamConfig};
-
-/// Metrics that can choose the `best` checkpoint (all: higher is better).
-pub const BEST_METRICS: [&str; 11] = [
-    "jaccard",
-    "f1",
-    "jf",
-    "sm",
-    "wfm",
-    "em_mean",
-    "em_max",
-    "fm_mean",
-    "fm_max",
-    "iou_mean",
-    "dice_mean",
-];
 
 pub struct TrainOptions {
     /// The run directory (created; on resume, the run being continued).
@@ -55,243 +44,244 @@ pub enum Outcome {
     Interrupted { progress: Progress },
 }
 
-/// The nine supervised maps of the reference (three of each pair's four, both pairs' last,
-/// and the fused map) or SINet-V2's four, summed; also the parts, for logging.
-fn total_loss(
-    out: &Output,
-    mask: &Tensor,
-    cfg: &RunConfig,
-) -> (Tensor, Vec<(&'static str, Tensor)>) {
-    let bce = cfg.train.bce;
-    let sl = |pred: &Tensor| structure_loss(pred, mask, bce);
-    match out {
-        Output::Fgstp(o) => {
-            let pair_t1 = sl(&o.pair_t1[0]) + sl(&o.pair_t1[1]) + sl(&o.pair_t1[2]);
-            let pair_t2 = sl(&o.pair_t2[0]) + sl(&o.pair_t2[1]) + sl(&o.pair_t2[2]);
-            let last = sl(&o.fused) + sl(&o.pair_t1[3]) + sl(&o.pair_t2[3]);
-            let total = &pair_t1 + &pair_t2 + &last;
-            (
-                total,
-                vec![("pair_t1", pair_t1), ("pair_t2", pair_t2), ("final", last)],
-            )
-        }
-        Output::SinetV2(o) => {
-            let total = o
-                .maps
-                .iter()
-                .map(sl)
-                .fold(Tensor::zeros([], (Kind::Float, mask.device())), |a, b| {
-                    a + b
-                });
-            (total, vec![])
-        }
-    }
+/// Whether a phase ran to its end or a stop was requested (after `last` was saved).
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stopped,
 }
 
+/// Sets up (or resumes) the run `opts` describes and trains it to the end or to a stop.
 pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Outcome> {
-    let device = cfg.train.device.resolve()?;
-    let config_toml = toml::to_string_pretty(cfg)?;
-    std::fs::create_dir_all(&opts.run_dir)
-        .with_context(|| format!("cannot create the run directory {}", opts.run_dir.display()))?;
-    let last_path = opts.run_dir.join("last.safetensors");
-    let best_path = opts.run_dir.join("best.safetensors");
+    Trainer::new(cfg, opts)?.run()
+}
 
-    crate::prepare_data(cfg)?;
-    let train_data = TrainLoader::open(&cfg.data)?;
-    let val_data = EvalLoader::open(&cfg.data, &cfg.data.val_split)?;
+/// One training run: the model and optimiser, where training stands, the data streams and the
+/// run's logs.
+pub struct Trainer<'a> {
+    cfg: &'a RunConfig,
+    opts: &'a TrainOptions,
+    device: Device,
+    vs: VarStore,
+    model: Model,
+    adam: Adam,
+    progress: Progress,
+    train_data: TrainLoader,
+    val_data: EvalLoader,
+    log: RunLog,
+    /// The resolved configuration, stored in every checkpoint.
+    config_toml: String,
+}
 
-    // Same seed ⇒ same initial weights.
-    tch::manual_seed(cfg.train.seed as i64);
-    let mut vs = VarStore::new(device);
-    let model = Model::new(&vs.root(), &cfg.model)?;
-    let mut adam = Adam::new(
-        &vs,
-        AdamConfig {
-            lr: cfg.train.lr,
-            ..AdamConfig::default()
-        },
-    );
+impl<'a> Trainer<'a> {
+    /// Creates the run directory, prepares the data, builds the model (same seed ⇒ same initial
+    /// weights) and the optimiser, then continues from `last` (`opts.resume`) or loads the
+    /// pretrained weights, and opens the logs.
+    pub fn new(cfg: &'a RunConfig, opts: &'a TrainOptions) -> Result<Self> {
+        let device = cfg.train.device.resolve()?;
+        let config_toml = toml::to_string_pretty(cfg)?;
+        std::fs::create_dir_all(&opts.run_dir).with_context(|| {
+            format!("cannot create the run directory {}", opts.run_dir.display())
+        })?;
 
-    let mut progress = Progress {
-        seed: cfg.train.seed,
-        ..Progress::default()
-    };
-    if opts.resume {
-        let loaded = checkpoint::load(&last_path)?;
-        let options = LoadOptions {
-            drop_prefixes: vec![checkpoint::OPTIMIZER_PREFIX.to_string()],
-            ..LoadOptions::strict()
-        };
-        load_into(&mut vs, &loaded.tensors, &options)
-            .with_context(|| format!("cannot resume from {}", last_path.display()))?;
-        adam.load_state(|key| loaded.tensors.get(key).map(|t| t.to_device(device)))?;
-        progress = loaded.progress;
-        eprintln!(
-            "resuming {} at epoch {}, batch {} (step {})",
-            opts.run_dir.display(),
-            progress.epoch + usize::from(progress.batch > 0),
-            progress.batch,
-            progress.step
+        prepare_data(cfg)?;
+        let train_data = TrainLoader::open(&cfg.data, cfg.train.sampling())?;
+        let val_data = EvalLoader::open(&cfg.data, &cfg.data.val_split)?;
+
+        tch::manual_seed(cfg.train.seed as i64);
+        let mut vs = VarStore::new(device);
+        let model = Model::new(&vs.root(), &cfg.model)?;
+        let mut adam = Adam::new(
+            &vs,
+            AdamConfig {
+                lr: cfg.train.lr,
+                ..AdamConfig::default()
+            },
         );
-    } else if let Some(path) = &cfg.train.pretrained {
-        let options = match cfg.train.pretrained_layout {
-            PretrainedLayout::Partial => LoadOptions::partial(),
-            PretrainedLayout::PvtV2Imagenet => LoadOptions::pvt_v2_imagenet(),
+
+        let mut progress = Progress {
+            seed: cfg.train.seed,
+            ..Progress::default()
         };
-        let weights = fgstp_model::checkpoint::StateDict::read(path)?;
-        let report = load_into(&mut vs, &weights, &options)
-            .with_context(|| format!("cannot load the pretrained weights {}", path.display()))?;
-        eprintln!("pretrained {}: {}", path.display(), report.summary());
+        if opts.resume {
+            let last = last_path(opts);
+            let loaded = checkpoint::load(&last)?;
+            load_into(&mut vs, &loaded.tensors, &weights_load_options())
+                .with_context(|| format!("cannot resume from {}", last.display()))?;
+            adam.load_state(|key| loaded.tensors.get(key).map(|t| t.to_device(device)))?;
+            progress = loaded.progress;
+            eprintln!(
+                "resuming {} at epoch {}, batch {} (step {})",
+                opts.run_dir.display(),
+                progress.epoch + usize::from(progress.batch > 0),
+                progress.batch,
+                progress.step
+            );
+        } else if let Some(path) = &cfg.train.pretrained {
+            let options = match cfg.train.pretrained_layout {
+                PretrainedLayout::Partial => LoadOptions::partial(),
+                PretrainedLayout::PvtV2Imagenet => LoadOptions::pvt_v2_imagenet(),
+            };
+            let weights = StateDict::read(path)?;
+            let report = load_into(&mut vs, &weights, &options).with_context(|| {
+                format!("cannot load the pretrained weights {}", path.display())
+            })?;
+            eprintln!("pretrained {}: {}", path.display(), report.summary());
+        }
+
+        toml_overrides::write(cfg, &opts.run_dir.join("config.toml"))?;
+        let log = RunLog::open(&opts.run_dir, cfg.log.tensorboard)?;
+        Ok(Self {
+            cfg,
+            opts,
+            device,
+            vs,
+            model,
+            adam,
+            progress,
+            train_data,
+            val_data,
+            log,
+            config_toml,
+        })
     }
 
-    crate::config::write(cfg, &opts.run_dir.join("config.toml"))?;
-    let mut board = if cfg.log.tensorboard {
-        Some(Board::create(&opts.run_dir.join("tensorboard"))?)
-    } else {
-        None
-    };
-    let mut jsonl = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(opts.run_dir.join("metrics.jsonl"))
-        .context("cannot open metrics.jsonl")?;
-    let mut losses = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(opts.run_dir.join("losses.jsonl"))
-        .context("cannot open losses.jsonl")?;
-
-    let stop_requested = |step: u64| {
-        opts.stop.load(Ordering::Relaxed) || opts.stop_after_steps.is_some_and(|n| step >= n)
-    };
-    let save_last = |vs: &VarStore, adam: &Adam, progress: &Progress| {
-        checkpoint::save(&last_path, vs, adam, progress, &config_toml)
-    };
-
-    let due = |epoch: usize| {
-        (epoch == 0 && cfg.eval.at_start)
-            || (epoch > 0 && epoch.is_multiple_of(cfg.eval.every))
-            || epoch == cfg.train.epochs
-    };
-    let batches = train_data.batches_per_epoch();
-    loop {
-        // Validation owed for the epoch just completed (or epoch 0).
-        if progress.batch == 0 && !progress.validated {
-            if due(progress.epoch) {
-                let report = validate::run(
-                    &model,
-                    device,
-                    &val_data,
-                    cfg,
-                    &opts.stop,
-                    board.as_mut(),
-                    progress.step,
-                )?;
-                let Some(report) = report else {
-                    save_last(&vs, &adam, &progress)?;
-                    return Ok(Outcome::Interrupted { progress });
-                };
-                let score = validate::metric(&report.overall, &cfg.eval.best_metric);
-                let mut line =
-                    serde_json::json!({ "epoch": progress.epoch, "step": progress.step });
-                for (key, value) in report.overall.entries() {
-                    line[key] = serde_json::json!(value);
-                }
-                line["video_mean"] = serde_json::to_value(&report.video_mean)?;
-                writeln!(jsonl, "{line}")?;
-                eprintln!(
-                    "validation after epoch {}: {}",
-                    progress.epoch,
-                    validate::summary(&report.overall)
-                );
-                let improved =
-                    score.is_some_and(|s| progress.best.as_ref().is_none_or(|b| s > b.value));
-                if improved {
-                    progress.best = Some(Best {
-                        metric: cfg.eval.best_metric.clone(),
-                        value: score.expect("improved implies a score"),
-                        epoch: progress.epoch,
-                    });
-                }
-                if improved {
-                    progress.validated = true;
-                    checkpoint::save(&best_path, &vs, &adam, &progress, &config_toml)?;
-                }
+    /// Validates when due, trains the next epoch, and so on until the last epoch is trained
+    /// and validated, or a stop is requested.
+    pub fn run(mut self) -> Result<Outcome> {
+        loop {
+            if self.validate_if_due()? == Flow::Stopped {
+                return Ok(Outcome::Interrupted {
+                    progress: self.progress,
+                });
             }
-            progress.validated = true;
-            save_last(&vs, &adam, &progress)?;
+            if self.progress.epoch >= self.cfg.train.epochs {
+                return Ok(Outcome::Finished {
+                    progress: self.progress,
+                });
+            }
+            if self.train_epoch()? == Flow::Stopped {
+                return Ok(Outcome::Interrupted {
+                    progress: self.progress,
+                });
+            }
         }
-        if progress.epoch >= cfg.train.epochs {
-            break;
-        }
+    }
 
-        let epoch = progress.epoch + 1;
+    /// Validation is due after epoch 0 (if `eval.at_start`), every `eval.every` epochs and
+    /// after the last.
+    fn is_due(&self, epoch: usize) -> bool {
+        let eval = &self.cfg.eval;
+        (epoch == 0 && eval.at_start)
+            || (epoch > 0 && epoch.is_multiple_of(eval.every))
+            || epoch == self.cfg.train.epochs
+    }
+
+    /// The validation owed for the epoch just completed (or epoch 0), once: scored, logged,
+    /// `best` saved if it improved, then `last`.
+    fn validate_if_due(&mut self) -> Result<Flow> {
+        if self.progress.batch != 0 || self.progress.validated {
+            return Ok(Flow::Continue);
+        }
+        if self.is_due(self.progress.epoch) {
+            let report = validate::run(
+                &self.model,
+                self.device,
+                &self.val_data,
+                self.cfg,
+                &self.opts.stop,
+                self.log.board.as_mut(),
+                self.progress.step,
+            )?;
+            let Some(report) = report else {
+                self.save_last()?;
+                return Ok(Flow::Stopped);
+            };
+            self.log.validation(&self.progress, &report)?;
+            eprintln!(
+                "validation after epoch {}: {}",
+                self.progress.epoch,
+                report.overall.summary()
+            );
+            if self.record_if_best(&report) {
+                self.progress.validated = true;
+                self.save(&best_path(self.opts))?;
+            }
+        }
+        self.progress.validated = true;
+        self.save_last()?;
+        Ok(Flow::Continue)
+    }
+
+    /// Whether `report` beats the best validation so far by `eval.best_metric` (in that
+    /// metric's direction); if so it becomes the best.
+    fn record_if_best(&mut self, report: &Report) -> bool {
+        let key = &self.cfg.eval.best_metric;
+        let Some(metric) = registry::find(key) else {
+            return false; // the configuration was validated against the registry
+        };
+        let Some(value) = report.overall.get(key) else {
+            return false;
+        };
+        let improved = self
+            .progress
+            .best
+            .as_ref()
+            .is_none_or(|b| metric.better.improves(value, b.value));
+        if improved {
+            self.progress.best = Some(Best {
+                metric: key.clone(),
+                value,
+                epoch: self.progress.epoch,
+            });
+        }
+        improved
+    }
+
+    /// Trains epoch `progress.epoch + 1` from batch `progress.batch` on.
+    fn train_epoch(&mut self) -> Result<Flow> {
+        let cfg = self.cfg;
+        let epoch = self.progress.epoch + 1;
         let lr = step_lr(
             cfg.train.lr,
             epoch,
             cfg.train.lr_decay_rate,
             cfg.train.lr_decay_every,
         );
-        adam.set_lr(lr);
-        if let Some(b) = board.as_mut() {
-            b.scalar("train/lr", lr, progress.step);
-        }
-        let bar = progress_bar(cfg, epoch, batches, progress.batch);
+        self.adam.set_lr(lr);
+        self.log.scalar("train/lr", lr, self.progress.step);
+
+        let batches = self.train_data.batches_per_epoch();
+        let bar = if cfg.log.progress {
+            progress::bar(
+                batches as u64,
+                format!("epoch {epoch}/{}", cfg.train.epochs),
+                "",
+            )
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_position(self.progress.batch as u64);
+        bar.reset_eta();
         let (started, mut loss_sum, mut loss_count) = (std::time::Instant::now(), 0.0, 0usize);
-        let mut stream = train_data.epoch_from(epoch as u64, progress.batch);
-        while progress.batch < batches {
-            if stop_requested(progress.step) {
+        let mut stream = self
+            .train_data
+            .epoch_from(epoch as u64, self.progress.batch);
+        while self.progress.batch < batches {
+            if self.stop_requested() {
                 bar.abandon_with_message("interrupted: saving last.safetensors");
-                save_last(&vs, &adam, &progress)?;
-                return Ok(Outcome::Interrupted { progress });
+                self.save_last()?;
+                return Ok(Flow::Stopped);
             }
             let batch = stream.next().context("the data stream ended early")??;
-            let frames: Vec<Tensor> = batch.frames.iter().map(|f| f.to_device(device)).collect();
-            let mask = batch.mask.to_device(device);
-            let refs: Vec<&Tensor> = frames.iter().take(cfg.model.kind.frames()).collect();
-            let out = model.forward_t(&refs, true)?;
-            let (loss, parts) = total_loss(&out, &mask, cfg);
-            let value = loss.double_value(&[]);
-            if !value.is_finite() {
-                bar.abandon();
-                bail!(
-                    "the loss became {value} at epoch {epoch}, batch {} (step {}): training stopped. \
-                     The last good checkpoint is {} — lower train.lr (now {lr}) or check the data, \
-                     then resume with --resume {}",
-                    progress.batch + 1,
-                    progress.step + 1,
-                    last_path.display(),
-                    opts.run_dir.display()
-                );
-            }
-            adam.zero_grad();
-            loss.backward();
-            if cfg.train.clip > 0.0 {
-                adam.clip_grad_value(cfg.train.clip);
-            }
-            adam.step();
-            progress.batch += 1;
-            progress.step += 1;
-            progress.validated = false;
-            loss_sum += value;
+            let (loss, parts) = self.step(&batch.frames, &batch.mask, epoch, lr, &bar)?;
+            loss_sum += loss;
             loss_count += 1;
-
-            if progress.step.is_multiple_of(cfg.log.loss_every as u64) || progress.batch == batches
-            {
-                let mut line = serde_json::json!({ "epoch": epoch, "step": progress.step, "lr": lr, "loss": value });
-                for (name, part) in &parts {
-                    let v = part.double_value(&[]);
-                    line[*name] = serde_json::json!(v);
-                    if let Some(b) = board.as_mut() {
-                        b.scalar(&format!("train/loss_{name}"), v, progress.step);
-                    }
-                }
-                writeln!(losses, "{line}")?;
-                if let Some(b) = board.as_mut() {
-                    b.scalar("train/loss", value, progress.step);
-                }
+            let step = self.progress.step;
+            if step.is_multiple_of(cfg.log.loss_every as u64) || self.progress.batch == batches {
+                self.log.losses(epoch, step, lr, loss, &parts)?;
             }
-            bar.set_message(format!("loss {value:.4} lr {lr:.1e}"));
+            bar.set_message(format!("loss {loss:.4} lr {lr:.1e}"));
             bar.inc(1);
         }
         bar.finish_and_clear();
@@ -301,30 +291,183 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Outcome> {
             loss_sum / loss_count.max(1) as f64,
             started.elapsed().as_secs_f64()
         );
-        progress.epoch = epoch;
-        progress.batch = 0;
-        if let Some(b) = board.as_mut() {
-            b.flush();
-        }
+        self.progress.epoch = epoch;
+        self.progress.batch = 0;
+        self.log.flush();
+        Ok(Flow::Continue)
     }
-    Ok(Outcome::Finished { progress })
+
+    /// One optimiser step on a batch: forward, the loss and its parts, backward, clipping,
+    /// Adam. A non-finite loss stops training with the way back named.
+    fn step(
+        &mut self,
+        frames: &[Tensor; 3],
+        mask: &Tensor,
+        epoch: usize,
+        lr: f64,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<(f64, Vec<(&'static str, Tensor)>)> {
+        let frames: Vec<Tensor> = frames.iter().map(|f| f.to_device(self.device)).collect();
+        let mask = mask.to_device(self.device);
+        let refs: Vec<&Tensor> = frames.iter().take(self.cfg.model.kind.frames()).collect();
+        let out = self.model.forward_t(&refs, true)?;
+        let (loss, parts) = total_loss(&out, &mask, self.cfg.train.bce);
+        let value = loss.double_value(&[]);
+        if !value.is_finite() {
+            bar.abandon();
+            bail!(
+                "the loss became {value} at epoch {epoch}, batch {} (step {}): training stopped. \
+                 The last good checkpoint is {} — lower train.lr (now {lr}) or check the data, \
+                 then resume with --resume {}",
+                self.progress.batch + 1,
+                self.progress.step + 1,
+                last_path(self.opts).display(),
+                self.opts.run_dir.display()
+            );
+        }
+        self.adam.zero_grad();
+        loss.backward();
+        if self.cfg.train.clip > 0.0 {
+            self.adam.clip_grad_value(self.cfg.train.clip);
+        }
+        self.adam.step();
+        self.progress.batch += 1;
+        self.progress.step += 1;
+        self.progress.validated = false;
+        Ok((value, parts))
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.opts.stop.load(Ordering::Relaxed)
+            || self
+                .opts
+                .stop_after_steps
+                .is_some_and(|n| self.progress.step >= n)
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        checkpoint::save(
+            path,
+            &self.vs,
+            &self.adam,
+            &self.progress,
+            &self.config_toml,
+        )
+    }
+
+    fn save_last(&self) -> Result<()> {
+        self.save(&last_path(self.opts))
+    }
 }
 
-fn progress_bar(cfg: &RunConfig, epoch: usize, batches: usize, done: usize) -> ProgressBar {
-    let bar = if cfg.log.progress {
-        ProgressBar::new(batches as u64)
-    } else {
-        ProgressBar::hidden()
+fn last_path(opts: &TrainOptions) -> PathBuf {
+    opts.run_dir.join("last.safetensors")
+}
+
+fn best_path(opts: &TrainOptions) -> PathBuf {
+    opts.run_dir.join("best.safetensors")
+}
+
+/// What a run writes besides checkpoints: `metrics.jsonl`, `losses.jsonl` and TensorBoard
+/// events.
+struct RunLog {
+    board: Option<Board>,
+    metrics: File,
+    losses: File,
+}
+
+impl RunLog {
+    fn open(run_dir: &Path, tensorboard: bool) -> Result<Self> {
+        let append = |name: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(run_dir.join(name))
+                .with_context(|| format!("cannot open {name}"))
+        };
+        Ok(Self {
+            board: if tensorboard {
+                Some(Board::create(&run_dir.join("tensorboard"))?)
+            } else {
+                None
+            },
+            metrics: append("metrics.jsonl")?,
+            losses: append("losses.jsonl")?,
+        })
+    }
+
+    fn scalar(&mut self, tag: &str, value: f64, step: u64) {
+        if let Some(board) = self.board.as_mut() {
+            board.scalar(tag, value, step);
+        }
+    }
+
+    /// One `metrics.jsonl` line: epoch, step, every metric overall, and the video means.
+    fn validation(&mut self, progress: &Progress, report: &Report) -> Result<()> {
+        let mut line = serde_json::json!({ "epoch": progress.epoch, "step": progress.step });
+        for (key, value) in report.overall.entries() {
+            line[key] = serde_json::json!(value);
+        }
+        line["video_mean"] = serde_json::to_value(&report.video_mean)?;
+        writeln!(self.metrics, "{line}")?;
+        Ok(())
+    }
+
+    /// One `losses.jsonl` line, and the loss and its parts as TensorBoard scalars.
+    fn losses(
+        &mut self,
+        epoch: usize,
+        step: u64,
+        lr: f64,
+        loss: f64,
+        parts: &[(&str, Tensor)],
+    ) -> Result<()> {
+        let mut line = serde_json::json!({ "epoch": epoch, "step": step, "lr": lr, "loss": loss });
+        for (name, part) in parts {
+            let value = part.double_value(&[]);
+            line[*name] = serde_json::json!(value);
+            self.scalar(&format!("train/loss_{name}"), value, step);
+        }
+        writeln!(self.losses, "{line}")?;
+        self.scalar("train/loss", loss, step);
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        if let Some(board) = self.board.as_mut() {
+            board.flush();
+        }
+    }
+}
+
+/// Generates the configured synthetic dataset (`[synth]`) at `data.root` on first use, or
+/// checks that the one there was made with the same settings.
+pub fn prepare_data(cfg: &RunConfig) -> Result<()> {
+    let Some(synth) = &cfg.synth else {
+        return Ok(());
     };
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(format!("epoch {epoch}/{}", cfg.train.epochs));
-    bar.set_position(done as u64);
-    bar.reset_eta();
-    bar
+    let root = &cfg.data.root;
+    let bar = std::sync::OnceLock::<indicatif::ProgressBar>::new();
+    fgstp_data::generated::prepare(
+        root,
+        synth,
+        |frames| {
+            eprintln!(
+                "{} does not exist: generating the synthetic dataset there",
+                root.display()
+            );
+            let _ = bar.set(progress::bar(frames, "synthetic data", "frames"));
+        },
+        &|| {
+            if let Some(bar) = bar.get() {
+                bar.inc(1);
+            }
+        },
+    )?;
+    if let Some(bar) = bar.get() {
+        bar.finish();
+    }
+    Ok(())
 }
 
 /// The run directory for a new run: `<log.dir>/<name>-<YYYYmmdd-HHMMSS>`.
@@ -334,6 +477,6 @@ pub fn new_run_dir(cfg: &RunConfig, config_path: &Path) -> PathBuf {
             .file_stem()
             .map_or("run".into(), |s| s.to_string_lossy().into_owned())
     });
-    let stamp = crate::fsutil::timestamp();
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
     cfg.log.dir.join(format!("{name}-{stamp}"))
 }

@@ -41,7 +41,10 @@ pub struct Adam {
     params: Vec<ParamState>,
 }
 
-/// Prefixes of the optimiser's entries in a checkpoint (beside the model's own keys).
+/// Prefix of every optimiser entry in a checkpoint (beside the model's own keys), dropped when
+/// only the weights are wanted.
+pub const STATE_PREFIX: &str = "optimizer.";
+/// Prefixes of the optimiser's entries, each under [`STATE_PREFIX`].
 pub const EXP_AVG: &str = "optimizer.exp_avg.";
 pub const EXP_AVG_SQ: &str = "optimizer.exp_avg_sq.";
 pub const STEP: &str = "optimizer.step.";

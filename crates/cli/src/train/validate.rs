@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use fgstp_data::EvalLoader;
-use fgstp_metrics::{MetricRecorder, Report, Scores};
+use fgstp_metrics::{MetricRecorder, Report};
 use fgstp_model::Model;
 use image::{GrayImage, RgbImage};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,29 +79,4 @@ fn preview(frame: &FramePrediction) -> Result<RgbImage> {
     let map = GrayImage::from_raw(w, h, frame.gray_map.clone()).expect("map has the frame's size");
     image::imageops::replace(&mut out, &gray(&map), 2 * i64::from(w), 0);
     Ok(out)
-}
-
-/// The value of `metric` (one of `BEST_METRICS`) in `scores`.
-pub fn metric(scores: &Scores, metric: &str) -> Option<f64> {
-    scores
-        .entries()
-        .into_iter()
-        .find(|(k, _)| *k == metric)
-        .and_then(|(_, v)| v)
-}
-
-pub fn summary(s: &Scores) -> String {
-    let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
-    format!(
-        "jaccard {} f1 {} J&F {} | S {:.4} wF {:.4} MAE {:.4} E {:.4} mIoU {:.4} mDice {:.4}",
-        opt(s.jaccard),
-        opt(s.f1),
-        opt(s.jf),
-        s.sm,
-        s.wfm,
-        s.mae,
-        s.em_mean,
-        s.iou_mean,
-        s.dice_mean
-    )
 }

@@ -1,11 +1,11 @@
 //! `fgstp infer`: run a trained model on new footage.
 
-use crate::model_args::ModelArgs;
+use super::model_args::ModelArgs;
 use anyhow::Result;
 use fgstp_cli::outputs::{stem, Outputs};
+use fgstp_cli::progress;
 use fgstp_data::layout::Split;
 use fgstp_data::EvalLoader;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -32,11 +32,7 @@ pub fn run(args: Args) -> Result<()> {
     let loader = EvalLoader::new(footage, &cfg.data)?;
     let outputs = Outputs::new(&args.output, false, args.save_prob);
 
-    let bar = ProgressBar::new(loader.len() as u64).with_style(
-        ProgressStyle::with_template("infer [{bar:30}] {pos}/{len} frames {per_sec} ETA {eta}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
+    let bar = progress::bar(loader.len() as u64, "infer", "frames");
     loaded.predict(&loader, |frame| {
         let name = stem(&frame.scene.frames[frame.frame].image);
         let video = per_video.then_some(frame.scene.name.as_str());

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use fgstp_cli::progress;
 use fgstp_data::SynthConfig;
-use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -69,14 +69,7 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let total = (cfg.scenes * cfg.frames) as u64;
-    let bar = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} frames, {per_sec}, eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix("synth");
+    let bar = progress::bar(total, "synth", "frames");
     let start = Instant::now();
     let report = fgstp_data::generate(&cfg, &args.out, &|| bar.inc(1))
         .with_context(|| format!("writing the synthetic dataset to {}", args.out.display()))?;

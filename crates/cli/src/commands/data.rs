@@ -3,11 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use fgstp_data::layout::describe_color;
+use fgstp_cli::progress;
+use fgstp_data::decode::describe_color;
 use fgstp_data::natural::natural_sort;
 use fgstp_data::sample::{evaluation_samples, training_samples};
 use fgstp_data::{Masks, Protocol, Split};
-use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -79,11 +79,7 @@ fn check(args: CheckArgs) -> Result<()> {
     }
     if !args.quick {
         let files: usize = splits.iter().map(Split::file_count).sum();
-        let bar = ProgressBar::new(files as u64).with_style(
-            ProgressStyle::with_template("decoding [{bar:30}] {pos}/{len} files, eta {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
+        let bar = progress::bar(files as u64, "decoding", "files");
         for split in &splits {
             split.verify_pixels(&|| bar.inc(1))?;
         }

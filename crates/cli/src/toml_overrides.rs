@@ -1,5 +1,6 @@
-//! Run configuration files: TOML, with `--set key.path=value` overrides, unknown keys rejected
-//! with their full path, and the resolved result written next to a run.
+//! Configuration files of any serde type: TOML, with `--set key.path=value` overrides, unknown
+//! keys and wrong types reported with their full key path, and the resolved result written back
+//! (e.g. next to a run). The run configuration's schema is [`crate::run_config`].
 
 use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
@@ -72,7 +73,7 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
 /// Writes the configuration as TOML (atomically), e.g. the resolved config of a run.
 pub fn write<T: serde::Serialize>(config: &T, path: &Path) -> Result<()> {
     let text = toml::to_string_pretty(config).context("cannot serialise the configuration")?;
-    crate::fsutil::write_atomic(path, text.as_bytes())
+    fgstp_model::files::write_bytes_atomically(path, text.as_bytes())
 }
 
 #[cfg(test)]

@@ -1,16 +1,16 @@
-//! Running a trained model over videos: the prediction for every requested frame, as logits at
-//! the model's input size, computed with or without the feature cache.
+//! The model's streaming API: predictions for a video's frame-index triplets, as logits at the
+//! model's input size, computed with or without the feature cache.
 //!
 //! With the cache, each frame goes through the encoder once and its features serve all (up to
 //! three) triplets that contain it; the reference encodes every frame of every triplet, three
 //! times per frame. Both paths give the same maps (tested).
 
 use anyhow::{Context, Result};
-use fgstp_data::sample::SampleRef;
-use fgstp_model::{Features, Model};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use tch::{Device, Tensor};
+
+use crate::{Features, Model};
 
 /// Loads frame `index` of the current video as a model input `[3, S, S]` (normalised, CPU).
 /// Called from several threads at once: frames of a batch are decoded in parallel.
@@ -24,26 +24,28 @@ impl<F: Fn(usize) -> Result<Tensor> + Sync> FrameSource for F {
     }
 }
 
-/// Predicts `samples` (all of one video, sorted by frame) in chunks of `batch`, calling
-/// `emit(sample, logits [1, 1, S, S])` in order.
+/// Predicts `triplets` of one video — frame indices (t, first neighbour, second neighbour),
+/// sorted by t — in chunks of `batch`, calling `emit(position in triplets, logits [1, 1, S, S])`
+/// in order. Single-frame models read only t.
 pub fn predict_video(
     model: &Model,
     device: Device,
     frames: &dyn FrameSource,
-    samples: &[SampleRef],
+    triplets: &[[usize; 3]],
     batch: usize,
     feature_cache: bool,
-    mut emit: impl FnMut(&SampleRef, Tensor) -> Result<()>,
+    mut emit: impl FnMut(usize, Tensor) -> Result<()>,
 ) -> Result<()> {
     let batch = batch.max(1);
     match model {
         Model::Fgstp(fgstp) if feature_cache => {
             let mut cache: BTreeMap<usize, Features> = BTreeMap::new();
-            for chunk in samples.chunks(batch) {
+            for (c, chunk) in triplets.chunks(batch).enumerate() {
                 // Encode, in one batch, the frames this chunk needs that are not cached yet.
                 let mut missing: Vec<usize> = chunk
                     .iter()
-                    .flat_map(|s| s.frames)
+                    .flatten()
+                    .copied()
                     .filter(|i| !cache.contains_key(i))
                     .collect();
                 missing.sort_unstable();
@@ -64,34 +66,34 @@ pub fn predict_video(
                 let slot = |k: usize| -> Features {
                     std::array::from_fn(|level| {
                         let parts: Vec<&Tensor> =
-                            chunk.iter().map(|s| &cache[&s.frames[k]][level]).collect();
+                            chunk.iter().map(|s| &cache[&s[k]][level]).collect();
                         Tensor::cat(&parts, 0)
                     })
                 };
                 let out = fgstp.forward_features(&slot(0), &slot(1), &slot(2), false)?;
-                for (row, sample) in chunk.iter().enumerate() {
-                    emit(sample, out.fused.narrow(0, row as i64, 1))?;
+                for row in 0..chunk.len() {
+                    emit(c * batch + row, out.fused.narrow(0, row as i64, 1))?;
                 }
                 // Later samples only look back two frames from their own.
-                let oldest_needed = chunk.last().map_or(0, |s| s.frames[0].saturating_sub(2));
+                let oldest_needed = chunk.last().map_or(0, |s| s[0].saturating_sub(2));
                 cache.retain(|&i, _| i >= oldest_needed);
             }
         }
         _ => {
             let slots = model.config().kind.frames();
-            for chunk in samples.chunks(batch) {
+            for (c, chunk) in triplets.chunks(batch).enumerate() {
                 let mut inputs = Vec::with_capacity(slots);
                 for k in 0..slots {
                     let per_sample = chunk
                         .par_iter()
-                        .map(|s| frames.frame(s.frames[k]))
+                        .map(|s| frames.frame(s[k]))
                         .collect::<Result<Vec<_>>>()?;
                     inputs.push(Tensor::stack(&per_sample, 0).to_device(device));
                 }
                 let refs: Vec<&Tensor> = inputs.iter().collect();
                 let out = model.forward_t(&refs, false)?;
-                for (row, sample) in chunk.iter().enumerate() {
-                    emit(sample, out.prediction().narrow(0, row as i64, 1))?;
+                for row in 0..chunk.len() {
+                    emit(c * batch + row, out.prediction().narrow(0, row as i64, 1))?;
                 }
             }
         }
@@ -106,30 +108,4 @@ pub fn probability_at(logits: &Tensor, width: u32, height: u32) -> Result<Vec<f3
         logits.upsample_bilinear2d([i64::from(height), i64::from(width)], false, None, None);
     let prob = resized.sigmoid().to_device(Device::Cpu).flatten(0, -1);
     Vec::<f32>::try_from(&prob).context("cannot read the prediction back from libtorch")
-}
-
-/// The probability min-max normalised over the frame exactly as `test.py` does it in float32:
-/// `(p - min) / (max - min + 1e-8)`.
-fn min_max_normalised(prob: &[f32]) -> impl Iterator<Item = f32> + '_ {
-    let (lo, hi) = prob
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &p| {
-            (lo.min(p), hi.max(p))
-        });
-    let denom = hi - lo + 1e-8;
-    prob.iter().map(move |&p| (p - lo) / denom)
-}
-
-/// The 8-bit map the SOD metrics score and `maps/` stores: the normalised probability × 255.
-pub fn to_gray_map(prob: &[f32]) -> Vec<u8> {
-    min_max_normalised(prob)
-        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
-        .collect()
-}
-
-/// The binary mask `test.py` scores and saves: normalised probability > 0.5, as 0/255.
-pub fn to_binary_mask(prob: &[f32]) -> Vec<u8> {
-    min_max_normalised(prob)
-        .map(|v| if v > 0.5 { 255 } else { 0 })
-        .collect()
 }

@@ -3,7 +3,7 @@
 //! `torch.utils.flop_counter` counts (it reports FLOPs = 2 × MACs). Normalisations,
 //! activations, pooling and resampling are not counted (they are memory-bound and small).
 
-use fgstp_model::{Config, ModelKind};
+use crate::{Config, ModelKind};
 
 /// A feature map size.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -139,7 +139,7 @@ pub fn forward_macs(cfg: &Config, height: i64, width: i64, feature_cache: bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fgstp_model::PvtV2Variant;
+    use crate::PvtV2Variant;
 
     /// FLOPs (2 × MACs) of one reference forward, batch 1, three frames each encoded once per
     /// triplet, from `torch.utils.flop_counter` on the reference model

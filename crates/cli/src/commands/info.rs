@@ -113,4 +113,4 @@ fn loaded_library_dir(maps: &str, name: &str) -> Option<PathBuf> {
         .and_then(|path| PathBuf::from(path).parent().map(PathBuf::from))
 }
 
-include!("../../libtorch_version.rs");
+include!("../../../libtorch_version.rs");

@@ -1,11 +1,11 @@
 //! `fgstp eval`: score a trained model on a dataset split with the paper's metrics.
 
-use crate::model_args::ModelArgs;
+use super::model_args::ModelArgs;
 use anyhow::{Context, Result};
 use fgstp_cli::outputs::{stem, Outputs};
+use fgstp_cli::progress;
 use fgstp_data::EvalLoader;
 use fgstp_metrics::MetricRecorder;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -36,14 +36,7 @@ pub fn run(args: Args) -> Result<()> {
         .as_deref()
         .map(|dir| Outputs::new(dir, true, false));
 
-    let bar = ProgressBar::new(loader.len() as u64).with_style(
-        ProgressStyle::with_template(
-            "eval {prefix} [{bar:30}] {pos}/{len} frames {per_sec} ETA {eta}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(split.clone());
+    let bar = progress::bar(loader.len() as u64, format!("eval {split}"), "frames");
     let mut recorder = MetricRecorder::new();
     loaded.predict(&loader, |frame| {
         frame.score(&mut recorder)?;
@@ -62,7 +55,7 @@ pub fn run(args: Args) -> Result<()> {
     print!("{}", report.table());
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)? + "\n";
-        fgstp_cli::fsutil::write_atomic(path, text.as_bytes())?;
+        fgstp_model::files::write_bytes_atomically(path, text.as_bytes())?;
         eprintln!("wrote {}", path.display());
     }
     if let Some(dir) = &args.output {

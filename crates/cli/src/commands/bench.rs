@@ -1,0 +1,116 @@
+//! `fgstp bench`: model size and cost, inference and training speed, data-stream and metric
+//! throughput, for one run configuration, measured in one process.
+
+use anyhow::{Context, Result};
+use fgstp_cli::bench::{self, Bench, BenchOptions};
+use fgstp_cli::run_config::RunConfig;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run configuration (TOML): model, input size, batch size, device
+    #[arg(long, short, value_name = "FILE")]
+    config: PathBuf,
+    /// Override a configuration field (repeatable), e.g. --set train.batch_size=2
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Write the results as JSON
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Timed repetitions of each measurement (the median is reported)
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Frames of the synthetic video timed for video frames/s
+    #[arg(long, default_value_t = 12)]
+    video_frames: usize,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "bench: this fgstp is a dev build (debug assertions on): the model stages run at full \
+             speed inside libtorch, the data and metric stages a little slower. For reference \
+             numbers: FGSTP_PROFILE=release scripts/fgstp bench ..."
+        );
+    }
+    let cfg = RunConfig::load(&args.config, &args.sets)?;
+    let options = BenchOptions {
+        repeats: args.repeats,
+        video_frames: args.video_frames,
+    };
+    let bench = bench::run(&cfg, &args.config.display().to_string(), options)?;
+    print_table(&bench);
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&bench)? + "\n";
+        fgstp_model::files::write_bytes_atomically(path, text.as_bytes())
+            .context("cannot write the bench JSON")?;
+    }
+    Ok(())
+}
+
+fn print_table(b: &Bench) {
+    let rows: [(&str, String); 13] = [
+        (
+            "model",
+            format!(
+                "{} ({}), {}×{} px, batch {}",
+                b.model, b.backbone, b.input_size, b.input_size, b.batch_size
+            ),
+        ),
+        ("device", format!("{}, {} threads", b.device, b.threads)),
+        ("parameters", format!("{:.2} M", b.params_m)),
+        (
+            "compute per triplet",
+            format!(
+                "{:.2} GMACs ({:.2} GFLOPs)",
+                b.gmacs_per_triplet, b.gflops_per_triplet
+            ),
+        ),
+        (
+            "compute per video frame",
+            format!(
+                "{:.2} GMACs with the feature cache",
+                b.gmacs_per_frame_cached
+            ),
+        ),
+        (
+            "forward latency",
+            format!("{:.1} ms per triplet", b.forward_ms_per_triplet),
+        ),
+        (
+            "video, feature cache",
+            format!("{:.2} frames/s", b.video_fps_cached),
+        ),
+        (
+            "video, no cache",
+            format!("{:.2} frames/s", b.video_fps_uncached),
+        ),
+        ("cache speed-up", format!("{:.2}×", b.cache_speedup)),
+        (
+            "training step",
+            format!("{:.2} s at batch {}", b.train_step_s, b.batch_size),
+        ),
+        (
+            "data stream",
+            b.data_triplets_per_s
+                .map_or("not measured (no dataset)".into(), |r| {
+                    format!("{r:.1} triplets/s")
+                }),
+        ),
+        (
+            "metric suite",
+            format!(
+                "{:.1} frames/s at {s}×{s}",
+                b.metrics_frames_per_s,
+                s = b.input_size
+            ),
+        ),
+        (
+            "reproduce",
+            format!("fgstp --threads {} bench --config {}", b.threads, b.config),
+        ),
+    ];
+    for (name, value) in rows {
+        println!("{name:<24} {value}");
+    }
+}

@@ -1,0 +1,13 @@
+//! The subcommands, one file each: parse the arguments, call the library (`fgstp_cli` and the
+//! model, data and metrics crates), print.
+
+pub mod bench;
+pub mod data;
+pub mod eval;
+pub mod infer;
+pub mod info;
+pub mod metrics;
+mod model_args;
+pub mod synth;
+pub mod train;
+pub mod weights;

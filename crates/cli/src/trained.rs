@@ -1,0 +1,68 @@
+//! A trained model for `fgstp eval` and `fgstp infer`: a run configuration and weights (a
+//! training checkpoint or any state dict), loaded onto the configured device.
+
+use anyhow::{Context, Result};
+use fgstp_data::EvalLoader;
+use fgstp_model::checkpoint::{load_into, StateDict};
+use fgstp_model::Model;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use tch::{nn::VarStore, Device};
+
+use crate::evaluate::{predict_split, FramePrediction};
+use crate::run_config::RunConfig;
+use crate::train::checkpoint::weights_load_options;
+
+/// A configured model with its weights loaded, on the configured device.
+pub struct LoadedModel {
+    pub cfg: RunConfig,
+    pub device: Device,
+    pub model: Model,
+    /// Owns the weights for as long as the model runs.
+    _vs: VarStore,
+}
+
+impl LoadedModel {
+    /// Builds the configured model on `cfg.train.device` and loads `weights` into it: every
+    /// model variable must come from the file (a training checkpoint's optimiser entries are
+    /// skipped).
+    pub fn load(cfg: RunConfig, weights: &Path) -> Result<Self> {
+        let device = cfg.train.device.resolve()?;
+        let mut vs = VarStore::new(device);
+        let model = Model::new(&vs.root(), &cfg.model)?;
+        let file = StateDict::read(weights)?;
+        let report = load_into(&mut vs, &file, &weights_load_options()).with_context(|| {
+            format!(
+                "{} does not fit the configured model ({:?} with a {:?} encoder): check [model] in the config",
+                weights.display(),
+                cfg.model.kind,
+                cfg.model.backbone
+            )
+        })?;
+        eprintln!("weights {}: {}", weights.display(), report.summary());
+        Ok(Self {
+            cfg,
+            device,
+            model,
+            _vs: vs,
+        })
+    }
+
+    /// Predicts every sample of `loader` as configured (feature cache, batch size), in order.
+    pub fn predict(
+        &self,
+        loader: &EvalLoader,
+        on_frame: impl FnMut(&FramePrediction) -> Result<()>,
+    ) -> Result<()> {
+        let never = AtomicBool::new(false);
+        predict_split(
+            &self.model,
+            self.device,
+            loader,
+            &self.cfg,
+            &never,
+            on_frame,
+        )?;
+        Ok(())
+    }
+}
