@@ -6,9 +6,10 @@ use anyhow::Result;
 use fgstp_data::sample::neighbours;
 use fgstp_data::TrainLoader;
 use fgstp_metrics::{FrameScores, GrayView};
+use fgstp_model::backend::CudaGraph;
 use fgstp_model::complexity::forward_macs;
 use fgstp_model::streaming::predict_video;
-use fgstp_model::Model;
+use fgstp_model::{Model, Precision};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::time::Instant;
@@ -45,6 +46,10 @@ pub struct Bench {
     /// One more frame of a video with the feature cache (encoder once per frame).
     pub gmacs_per_frame_cached: f64,
     pub forward_ms_per_triplet: f64,
+    /// Forward latency per triplet for each numeric mode and computation order, measured in
+    /// alternating rounds in this process, with the largest probability difference from the
+    /// first (fp32-strict, reference order).
+    pub forward_variants: Vec<ForwardVariant>,
     pub video_fps_cached: f64,
     pub video_fps_uncached: f64,
     pub cache_speedup: f64,
@@ -53,26 +58,170 @@ pub struct Bench {
     pub metrics_frames_per_s: f64,
 }
 
+/// One way of running the eval forward.
+#[derive(Serialize, Clone, Debug)]
+pub struct ForwardVariant {
+    /// e.g. `fp32-strict`, `bf16 fused`, `tf32 fused graph`.
+    pub name: String,
+    pub precision: String,
+    pub fused: bool,
+    /// Replayed as a CUDA graph (CUDA only).
+    pub cuda_graph: bool,
+    pub forward_ms: f64,
+    /// Largest |Δ probability| of the fused map against the first variant.
+    pub max_prob_diff: f64,
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
+/// Waits for the GPU's queued work (timings must include it).
+fn synchronize(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
 /// Median wall time of `repeats` runs of `f`, after one untimed warm-up run.
-fn time(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+fn time(repeats: usize, device: Device, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     f()?;
+    synchronize(device);
     let mut times = Vec::with_capacity(repeats);
     for _ in 0..repeats.max(1) {
         let start = Instant::now();
         f()?;
+        synchronize(device);
         times.push(start.elapsed().as_secs_f64());
     }
     Ok(median(times))
 }
 
+/// A model of `cfg`'s kind and weights, run as `variant` says.
+struct Runner {
+    variant: ForwardVariant,
+    model: Model,
+    _vs: VarStore,
+    graph: Option<(CudaGraph, Tensor)>,
+}
+
+/// Times the eval forward on `inputs` in every numeric mode (fp32-strict, tf32 where it
+/// differs — on CUDA —, bf16), in the reference's order and fused, and replayed as a CUDA
+/// graph on CUDA; rounds alternate between variants so that a busy machine slows all alike.
+fn forward_variants(
+    cfg: &RunConfig,
+    weights: &VarStore,
+    device: Device,
+    inputs: &[Tensor],
+    repeats: usize,
+) -> Result<Vec<ForwardVariant>> {
+    let mut modes = vec![Precision::Fp32Strict];
+    if device.is_cuda() {
+        modes.push(Precision::Tf32);
+    }
+    modes.push(Precision::Bf16);
+    let refs: Vec<&Tensor> = inputs.iter().collect();
+    let mut runners = Vec::new();
+    for precision in modes {
+        for (fused, graph) in [(false, false), (true, false), (true, true)] {
+            if graph && !device.is_cuda() {
+                continue;
+            }
+            let model_cfg = fgstp_model::Config {
+                precision,
+                fused,
+                ..cfg.model.clone()
+            };
+            let mut vs = VarStore::new(device);
+            let model = Model::new(&vs.root(), &model_cfg)?;
+            vs.copy(weights)?;
+            let mut name = precision.name().to_string();
+            if fused {
+                name.push_str(" fused");
+            }
+            if graph {
+                name.push_str(" graph");
+            }
+            let mut runner = Runner {
+                variant: ForwardVariant {
+                    name,
+                    precision: precision.name().into(),
+                    fused,
+                    cuda_graph: graph,
+                    forward_ms: 0.0,
+                    max_prob_diff: 0.0,
+                },
+                model,
+                _vs: vs,
+                graph: None,
+            };
+            if graph {
+                precision.set_backend_flags()?;
+                // Warm-up outside the capture (cuDNN's algorithm choice, lazy initialisation).
+                for _ in 0..3 {
+                    let _ = eval_forward(&runner.model, device, &refs)?;
+                }
+                let (graph, out) =
+                    CudaGraph::capture(device, || eval_forward(&runner.model, device, &refs))?;
+                runner.graph = Some((graph, out));
+            }
+            runners.push(runner);
+        }
+    }
+    let run = |runner: &Runner| -> Result<Tensor> {
+        let precision: Precision = runner.variant.precision.parse()?;
+        precision.set_backend_flags()?;
+        match &runner.graph {
+            Some((graph, out)) => {
+                graph.replay()?;
+                Ok(out.shallow_clone())
+            }
+            None => eval_forward(&runner.model, device, &refs),
+        }
+    };
+    let reference = run(&runners[0])?.sigmoid();
+    for runner in &mut runners {
+        let prob = run(runner)?.sigmoid();
+        runner.variant.max_prob_diff = (prob - &reference).abs().max().double_value(&[]);
+    }
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); runners.len()];
+    for _ in 0..repeats.max(1) {
+        for (runner, times) in runners.iter().zip(&mut times) {
+            let start = Instant::now();
+            let out = run(runner)?;
+            let _ = out.sum(Kind::Float).double_value(&[]);
+            synchronize(device);
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    cfg.model.precision.set_backend_flags()?;
+    Ok(runners
+        .into_iter()
+        .zip(times)
+        .map(|(runner, times)| ForwardVariant {
+            forward_ms: median(times) * 1e3,
+            ..runner.variant
+        })
+        .collect())
+}
+
+/// The model's prediction (float32 logits) for one sample, without gradients, in the model's
+/// precision.
+fn eval_forward(model: &Model, device: Device, inputs: &[&Tensor]) -> Result<Tensor> {
+    let out = tch::no_grad(|| {
+        model
+            .config()
+            .precision
+            .run(device, || model.forward_t(inputs, false))
+    })??;
+    Ok(out.prediction().to_kind(Kind::Float))
+}
+
 /// Measures `cfg` (`config` names it in the results), printing each stage as it starts.
 pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
     let device = cfg.train.device.resolve()?;
+    cfg.model.precision.set_backend_flags()?;
     let size = i64::from(cfg.data.train_size);
     let batch = cfg.train.batch_size;
     tch::manual_seed(cfg.train.seed as i64);
@@ -94,11 +243,13 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
         .map(|_| Tensor::randn([1, 3, size, size], (Kind::Float, device)))
         .collect();
     let refs: Vec<&Tensor> = inputs.iter().collect();
-    let forward_s = time(opts.repeats, || {
-        tch::no_grad(|| model.forward_t(&refs, false)).map(|out| {
-            let _ = out.prediction().sum(Kind::Float).double_value(&[]);
+    let forward_s = time(opts.repeats, device, || {
+        eval_forward(&model, device, &refs).map(|out| {
+            let _ = out.sum(Kind::Float).double_value(&[]);
         })
     })?;
+    step("forward latency per numeric mode and computation order");
+    let variants = forward_variants(cfg, &vs, device, &inputs, opts.repeats)?;
 
     step("video frames/s with and without the feature cache");
     let n = opts.video_frames.max(3);
@@ -116,7 +267,7 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
         .collect();
     let mut fps = [0.0; 2];
     for (slot, cache) in [(0, true), (1, false)] {
-        let seconds = time(opts.repeats, || {
+        let seconds = time(opts.repeats, device, || {
             tch::no_grad(|| {
                 predict_video(
                     &model,
@@ -144,9 +295,11 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
         .gt(0.9)
         .to_kind(Kind::Float);
     let train_refs: Vec<&Tensor> = frames.iter().collect();
-    let train_s = time(opts.repeats, || {
-        let out = model.forward_t(&train_refs, true)?;
-        let (loss, _) = total_loss(&out, &mask, cfg.train.bce);
+    let train_s = time(opts.repeats, device, || {
+        let (loss, _) = cfg.model.precision.run(device, || {
+            let out = model.forward_t(&train_refs, true)?;
+            anyhow::Ok(total_loss(&out, &mask, cfg.train.bce))
+        })??;
         adam.zero_grad();
         loss.backward();
         adam.clip_grad_value(cfg.train.clip);
@@ -214,6 +367,7 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
         gflops_per_triplet: 2.0 * macs / 1e9,
         gmacs_per_frame_cached: macs_cached / 1e9,
         forward_ms_per_triplet: forward_s * 1e3,
+        forward_variants: variants,
         video_fps_cached: fps[0],
         video_fps_uncached: fps[1],
         cache_speedup: fps[0] / fps[1],

@@ -28,6 +28,7 @@ impl LoadedModel {
     /// skipped).
     pub fn load(cfg: RunConfig, weights: &Path) -> Result<Self> {
         let device = cfg.train.device.resolve()?;
+        cfg.model.precision.set_backend_flags()?;
         let mut vs = VarStore::new(device);
         let model = Model::new(&vs.root(), &cfg.model)?;
         let file = StateDict::read(weights)?;

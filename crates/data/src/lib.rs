@@ -63,6 +63,7 @@ pub use error::{DataError, Result};
 pub use layout::{Frame, Masks, Scene, Split};
 pub use sample::SampleRef;
 pub use stream::{
-    Batch, Batches, EvalBatch, EvalLoader, Evaluation, Loader, SampleInfo, TrainLoader, Training,
+    Batch, Batches, EvalBatch, EvalLoader, Evaluation, Loader, SampleInfo, Starvation, TrainLoader,
+    Training,
 };
 pub use synth::{generate, SynthConfig, SynthReport};

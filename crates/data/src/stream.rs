@@ -72,13 +72,37 @@ pub struct Batches<T> {
     stop: Arc<AtomicBool>,
     producer: Option<JoinHandle<()>>,
     remaining: usize,
+    starvation: Starvation,
+}
+
+/// How often the consumer found the prefetch queue empty and had to wait for a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Starvation {
+    /// Batches handed out.
+    pub requests: usize,
+    /// Of those, the ones not ready when asked for.
+    pub starved: usize,
+    /// Total time spent waiting for them.
+    pub waited: std::time::Duration,
 }
 
 impl<T> Iterator for Batches<T> {
     type Item = Result<T>;
 
     fn next(&mut self) -> Option<Result<T>> {
-        let item = self.rx.as_ref()?.recv().ok()?;
+        let rx = self.rx.as_ref()?;
+        let item = match rx.try_recv() {
+            Ok(item) => item,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                let started = std::time::Instant::now();
+                let item = rx.recv().ok()?;
+                self.starvation.starved += 1;
+                self.starvation.waited += started.elapsed();
+                item
+            }
+        };
+        self.starvation.requests += 1;
         self.remaining = self.remaining.saturating_sub(1);
         if item.is_err() {
             // The producer stops after an error; so does the iteration.
@@ -107,6 +131,12 @@ impl<T> Batches<T> {
     /// Whether the producer thread has exited (it does after the last batch, or once dropped).
     pub fn producer_finished(&self) -> bool {
         self.producer.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Whether the consumer had to wait for batches so far (a data stream that keeps up
+    /// leaves `starved` at 0 after the first batch).
+    pub fn starvation(&self) -> Starvation {
+        self.starvation
     }
 }
 
@@ -142,6 +172,7 @@ fn spawn_producer<T: Send + 'static>(
             stop,
             producer: Some(handle),
             remaining,
+            starvation: Starvation::default(),
         },
         Err(e) => {
             // No producer: hand the error out as the only item.
@@ -155,6 +186,7 @@ fn spawn_producer<T: Send + 'static>(
                 stop,
                 producer: None,
                 remaining: 1,
+                starvation: Starvation::default(),
             }
         }
     }

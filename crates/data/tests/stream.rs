@@ -357,6 +357,31 @@ fn evaluation_batches_keep_masks_at_original_size() {
 }
 
 #[test]
+fn batches_queued_ahead_are_not_counted_as_waits() {
+    let tmp = dataset();
+    let loader = TrainLoader::open(&config(tmp.path(), 2), SAMPLING).unwrap();
+    let batches = loader.batches_per_epoch();
+    // A queue deep enough for the whole epoch: once the producer is done, nothing is waited for.
+    let cfg = DataConfig {
+        prefetch: batches,
+        ..config(tmp.path(), 2)
+    };
+    let loader = TrainLoader::open(&cfg, SAMPLING).unwrap();
+    let mut stream = loader.epoch(0);
+    let start = Instant::now();
+    while !stream.producer_finished() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "producer never finished"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(stream.by_ref().count(), batches);
+    let s = stream.starvation();
+    assert_eq!((s.requests, s.starved), (batches, 0), "{s:?}");
+}
+
+#[test]
 fn dropping_the_iterator_stops_the_producer() {
     let tmp = tempfile::tempdir().unwrap();
     write_split(tmp.path(), "train", &[SceneSpec::full("long", 60)]);

@@ -36,6 +36,10 @@ impl Encoder {
         &self.pvtv2_en
     }
 
+    pub fn pvt_mut(&mut self) -> &mut PvtV2 {
+        &mut self.pvtv2_en
+    }
+
     /// [B, 3, H, W] → features at 1/8, 1/16, 1/32. `bn_train`: the RFBs' BatchNorms use batch
     /// statistics.
     pub fn forward_t(&self, frame: &Tensor, bn_train: bool) -> Features {

@@ -5,6 +5,7 @@ use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use crate::backend::Precision;
 use crate::pvt_v2::PvtV2Variant;
 
 /// Which network to build.
@@ -49,6 +50,16 @@ pub struct Config {
     /// and not updated). The reference means to do this but its `model.train()` undoes it;
     /// `false` reproduces what it actually does.
     pub freeze_backbone_bn: bool,
+    /// "fp32-strict", "tf32" (libtorch's defaults) or "bf16" (autocast); see
+    /// [`Precision`]. On the CPU, fp32-strict and tf32 are the same.
+    pub precision: Precision,
+    /// A faster order of computation: attention through libtorch's fused
+    /// `scaled_dot_product_attention`; the three frames of a triplet through the encoder as one
+    /// batch wherever its BatchNorms use running statistics (inference, and training with
+    /// `freeze_backbone_bn`); both pairs through correlation, refinement and decoder as one
+    /// batch in inference. Outputs agree with the reference's order to float rounding (about
+    /// 1e-6 in probability), not bit for bit; false keeps the reference's order exactly.
+    pub fused: bool,
 }
 
 impl Default for Config {
@@ -60,6 +71,8 @@ impl Default for Config {
             correlation_pools: [2, 4, 8],
             fsp_groups: 6,
             freeze_backbone_bn: true,
+            precision: Precision::Tf32,
+            fused: false,
         }
     }
 }

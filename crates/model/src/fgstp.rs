@@ -60,8 +60,10 @@ impl Fgstp {
         let fusion_conv = |i: i64, c_in, c_out| {
             conv2d(&(&fusion_vs / i), c_in, c_out, c3, ConvInit::TorchDefault)
         };
+        let mut backbone = Backbone::new(&(vs / "backbone"), cfg.backbone, c);
+        backbone.encoder.pvt_mut().set_fused_attention(cfg.fused);
         Ok(Self {
-            backbone: Backbone::new(&(vs / "backbone"), cfg.backbone, c),
+            backbone,
             ctc: Ctc::new(&(vs / "ctc"), c, cfg.correlation_pools),
             fsp: [fsp(0), fsp(1), fsp(2)],
             fusion: [
@@ -102,8 +104,29 @@ impl Fgstp {
         let (device, kind) = self.device_kind();
         check_frames(&self.cfg, &frames, device, kind)?;
         let bn_train = self.backbone_bn_train(train);
-        let [f_t, f_t1, f_t2] =
-            frames.map(|frame| self.backbone.encoder.forward_t(frame, bn_train));
+        let [f_t, f_t1, f_t2] = if bn_train || !self.cfg.fused {
+            // One encoder call per frame, as the reference (batch statistics are per call).
+            frames.map(|frame| self.backbone.encoder.forward_t(frame, bn_train))
+        } else {
+            // With running statistics every encoder op treats samples independently, so the
+            // three frames can go through as one batch: a third of the kernel launches and
+            // larger matrix products; the values agree to float rounding, not bit for bit
+            // (libtorch's kernels block a batch of 3 differently from 3 batches of 1).
+            let batch = frames[0].size()[0];
+            let all = self
+                .backbone
+                .encoder
+                .forward_t(&Tensor::cat(&frames, 0), false);
+            let [a, b, c] = all.map(|level| level.split(batch, 0));
+            let frame = |k: usize| -> Features {
+                [
+                    a[k].shallow_clone(),
+                    b[k].shallow_clone(),
+                    c[k].shallow_clone(),
+                ]
+            };
+            [frame(0), frame(1), frame(2)]
+        };
         Ok(self.decode(&f_t, &f_t1, &f_t2, train))
     }
 
@@ -141,8 +164,10 @@ impl Fgstp {
         );
         let (device, kind) = self.device_kind();
         for t in f_t.iter().chain(f_t1).chain(f_t2) {
+            // Under autocast the features come out in the autocast dtype.
+            let autocast = matches!(t.kind(), Kind::BFloat16 | Kind::Half);
             ensure!(
-                t.device() == device && t.kind() == kind,
+                t.device() == device && (t.kind() == kind || autocast),
                 "features are {:?} on {:?} but the model is {kind:?} on {device:?}",
                 t.kind(),
                 t.device()
@@ -153,14 +178,36 @@ impl Fgstp {
     }
 
     fn decode(&self, f_t: &Features, f_t1: &Features, f_t2: &Features, train: bool) -> FgstpOutput {
-        let refine = |corr: [Tensor; 3]| -> Features {
-            std::array::from_fn(|i| self.fsp[i].forward_t(&(&corr[i] + &f_t[i]), train))
+        let (pair_t1, pair_t2) = if train || !self.cfg.fused {
+            // One pass per pair, as the reference (batch statistics are per pair).
+            let refine = |corr: [Tensor; 3]| -> Features {
+                std::array::from_fn(|i| self.fsp[i].forward_t(&(&corr[i] + &f_t[i]), train))
+            };
+            let pair_t1 = refine(self.ctc.forward_t(f_t, f_t1, train));
+            let pair_t2 = refine(self.ctc.forward_t(f_t, f_t2, train));
+            let bn_train = self.backbone_bn_train(train);
+            (
+                self.backbone.decoder.forward_t(&pair_t1, bn_train),
+                self.backbone.decoder.forward_t(&pair_t2, bn_train),
+            )
+        } else {
+            // Both pairs share CTC, FSP and the decoder: one pass over a double batch (eval
+            // statistics, so each sample is computed on its own).
+            let batch = f_t[0].size()[0];
+            let both = |a: &Features, b: &Features| -> Features {
+                std::array::from_fn(|i| Tensor::cat(&[&a[i], &b[i]], 0))
+            };
+            let current = both(f_t, f_t);
+            let corr = self.ctc.forward_t(&current, &both(f_t1, f_t2), false);
+            let refined: Features =
+                std::array::from_fn(|i| self.fsp[i].forward_t(&(&corr[i] + &current[i]), false));
+            let maps = self.backbone.decoder.forward_t(&refined, false);
+            let [m0, m1, m2, m3] = maps.map(|m| m.split(batch, 0));
+            let pair = |k: usize| -> [Tensor; 4] {
+                [&m0[k], &m1[k], &m2[k], &m3[k]].map(Tensor::shallow_clone)
+            };
+            (pair(0), pair(1))
         };
-        let pair_t1 = refine(self.ctc.forward_t(f_t, f_t1, train));
-        let pair_t2 = refine(self.ctc.forward_t(f_t, f_t2, train));
-        let bn_train = self.backbone_bn_train(train);
-        let pair_t1 = self.backbone.decoder.forward_t(&pair_t1, bn_train);
-        let pair_t2 = self.backbone.decoder.forward_t(&pair_t2, bn_train);
         let fused = self
             .fusion
             .iter()

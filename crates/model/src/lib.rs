@@ -14,6 +14,7 @@
 //! ```
 
 pub mod backbone;
+pub mod backend;
 pub mod checkpoint;
 pub mod complexity;
 pub mod config;
@@ -33,6 +34,7 @@ pub mod sinet_v2;
 pub mod streaming;
 
 pub use backbone::{Backbone, Features};
+pub use backend::Precision;
 pub use config::{Config, ModelKind};
 pub use device::DeviceSpec;
 pub use fgstp::{Fgstp, FgstpOutput};

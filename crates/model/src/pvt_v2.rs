@@ -132,8 +132,9 @@ impl Attention {
         }
     }
 
-    /// [B, N=H·W, C] → [B, N, C]
-    fn forward(&self, xs: &Tensor, h: i64, w: i64) -> Tensor {
+    /// [B, N=H·W, C] → [B, N, C]; `fused`: scaled_dot_product_attention instead of the
+    /// reference's explicit product, softmax and product.
+    fn forward(&self, xs: &Tensor, h: i64, w: i64, fused: bool) -> Tensor {
         let (b, n, c) = xs.size3().expect("tokens are 3-D");
         let head_dim = c / self.num_heads;
         // [B, heads, N, head_dim]
@@ -156,9 +157,23 @@ impl Attention {
             .reshape([b, -1, 2, self.num_heads, head_dim])
             .permute([2, 0, 3, 1, 4]);
         let (k, v) = (kv.get(0), kv.get(1));
-        let attn = (q.matmul(&k.transpose(-2, -1)) * self.scale).softmax(-1, None);
-        let out = attn.matmul(&v).transpose(1, 2).reshape([b, n, c]);
-        self.proj.forward(&out)
+        let out = if fused {
+            // One kernel for softmax(q·kᵀ·scale)·v: the same maths, rounded differently.
+            Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                None::<Tensor>,
+                0.0,
+                false,
+                self.scale,
+                false,
+            )
+        } else {
+            let attn = (q.matmul(&k.transpose(-2, -1)) * self.scale).softmax(-1, None);
+            attn.matmul(&v)
+        };
+        self.proj.forward(&out.transpose(1, 2).reshape([b, n, c]))
     }
 }
 
@@ -213,8 +228,8 @@ impl Block {
         }
     }
 
-    fn forward(&self, xs: &Tensor, h: i64, w: i64) -> Tensor {
-        let xs = xs + self.attn.forward(&self.norm1.forward(xs), h, w);
+    fn forward(&self, xs: &Tensor, h: i64, w: i64, fused: bool) -> Tensor {
+        let xs = xs + self.attn.forward(&self.norm1.forward(xs), h, w, fused);
         &xs + self.mlp.forward(&self.norm2.forward(&xs), h, w)
     }
 }
@@ -231,6 +246,8 @@ struct Stage {
 #[derive(Debug)]
 pub struct PvtV2 {
     stages: Vec<Stage>,
+    /// Attention through `scaled_dot_product_attention` (see [`PvtV2::set_fused_attention`]).
+    fused_attention: bool,
 }
 
 impl PvtV2 {
@@ -266,7 +283,16 @@ impl PvtV2 {
                 }
             })
             .collect();
-        Self { stages }
+        Self {
+            stages,
+            fused_attention: false,
+        }
+    }
+
+    /// Computes attention with libtorch's fused `scaled_dot_product_attention` (one kernel;
+    /// equal to the reference's three ops to float rounding, not bit for bit).
+    pub fn set_fused_attention(&mut self, fused: bool) {
+        self.fused_attention = fused;
     }
 
     /// Stage `stage` (0-based)'s overlapping patch embedding: a map [B, C_in, H_in, W_in] →
@@ -277,7 +303,7 @@ impl PvtV2 {
 
     /// Block `index` of stage `stage` (both 0-based) on the tokens [B, H·W, C] of an H×W map.
     pub fn block(&self, stage: usize, index: usize, tokens: &Tensor, h: i64, w: i64) -> Tensor {
-        self.stages[stage].blocks[index].forward(tokens, h, w)
+        self.stages[stage].blocks[index].forward(tokens, h, w, self.fused_attention)
     }
 
     /// [B, 3, H, W] → four maps [B, C_i, H/s_i, W/s_i] for s = 4, 8, 16, 32 (C_i = embed_dims).
@@ -288,7 +314,7 @@ impl PvtV2 {
         for stage in &self.stages {
             let (mut tokens, h, w) = stage.patch_embed.forward(&x);
             for block in &stage.blocks {
-                tokens = block.forward(&tokens, h, w);
+                tokens = block.forward(&tokens, h, w, self.fused_attention);
             }
             x = stage
                 .norm

@@ -36,8 +36,10 @@ impl SinetV2 {
             "SinetV2::new needs model.kind = \"sinet-v2\", got {:?}",
             cfg.kind
         );
+        let mut backbone = Backbone::new(&(vs / "backbone"), cfg.backbone, cfg.channel);
+        backbone.encoder.pvt_mut().set_fused_attention(cfg.fused);
         Ok(Self {
-            backbone: Backbone::new(&(vs / "backbone"), cfg.backbone, cfg.channel),
+            backbone,
             cfg: cfg.clone(),
         })
     }

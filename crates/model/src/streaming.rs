@@ -8,7 +8,7 @@
 use anyhow::{Context, Result};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::{Features, Model};
 
@@ -37,6 +37,9 @@ pub fn predict_video(
     mut emit: impl FnMut(usize, Tensor) -> Result<()>,
 ) -> Result<()> {
     let batch = batch.max(1);
+    let precision = model.config().precision;
+    // Under bf16 autocast the maps come out in bfloat16; what is emitted is float32.
+    let float = |t: Tensor| t.to_kind(Kind::Float);
     match model {
         Model::Fgstp(fgstp) if feature_cache => {
             let mut cache: BTreeMap<usize, Features> = BTreeMap::new();
@@ -56,7 +59,7 @@ pub fn predict_video(
                         .map(|&i| frames.frame(i))
                         .collect::<Result<Vec<_>>>()?;
                     let stacked = Tensor::stack(&inputs, 0).to_device(device);
-                    let features = fgstp.encode(&stacked, false)?;
+                    let features = precision.run(device, || fgstp.encode(&stacked, false))??;
                     for (row, &index) in missing.iter().enumerate() {
                         let row = row as i64;
                         cache.insert(index, features.each_ref().map(|f| f.narrow(0, row, 1)));
@@ -70,9 +73,12 @@ pub fn predict_video(
                         Tensor::cat(&parts, 0)
                     })
                 };
-                let out = fgstp.forward_features(&slot(0), &slot(1), &slot(2), false)?;
+                let out = precision.run(device, || {
+                    fgstp.forward_features(&slot(0), &slot(1), &slot(2), false)
+                })??;
+                let fused = float(out.fused);
                 for row in 0..chunk.len() {
-                    emit(c * batch + row, out.fused.narrow(0, row as i64, 1))?;
+                    emit(c * batch + row, fused.narrow(0, row as i64, 1))?;
                 }
                 // Later samples only look back two frames from their own.
                 let oldest_needed = chunk.last().map_or(0, |s| s[0].saturating_sub(2));
@@ -91,9 +97,10 @@ pub fn predict_video(
                     inputs.push(Tensor::stack(&per_sample, 0).to_device(device));
                 }
                 let refs: Vec<&Tensor> = inputs.iter().collect();
-                let out = model.forward_t(&refs, false)?;
+                let out = precision.run(device, || model.forward_t(&refs, false))??;
+                let prediction = float(out.prediction().shallow_clone());
                 for row in 0..chunk.len() {
-                    emit(c * batch + row, out.prediction().narrow(0, row as i64, 1))?;
+                    emit(c * batch + row, prediction.narrow(0, row as i64, 1))?;
                 }
             }
         }

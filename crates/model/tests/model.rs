@@ -473,3 +473,47 @@ fn model_follows_the_var_store_device_and_rejects_other_devices() {
         assert!(out.maps().iter().all(|m| m.device() == Device::Cuda(0)));
     }
 }
+
+/// bf16 autocast is another precision, not a parity mode: the same weights give probabilities
+/// near the float32 ones, the maps come out in bfloat16, and streaming works under it.
+#[test]
+fn bf16_autocast_stays_near_float32_and_streams() {
+    let mut vs32 = VarStore::new(Device::Cpu);
+    let fp32 = Fgstp::new(&vs32.root(), &tiny(ModelKind::Fgstp)).unwrap();
+    let mut vs16 = VarStore::new(Device::Cpu);
+    let cfg = Config {
+        precision: fgstp_model::Precision::Bf16,
+        ..tiny(ModelKind::Fgstp)
+    };
+    let bf16 = Fgstp::new(&vs16.root(), &cfg).unwrap();
+    vs16.copy(&vs32).unwrap();
+    let _ = &mut vs32;
+    // The smallest input the tiny configuration takes: bf16 has no fast kernels on CPUs
+    // without AVX512-BF16/AMX.
+    let x = frames(1, 32, 21);
+    let reference = tch::no_grad(|| fp32.forward_t(refs(&x), false)).unwrap();
+    let out = cfg
+        .precision
+        .run(Device::Cpu, || {
+            tch::no_grad(|| bf16.forward_t(refs(&x), false))
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.fused.kind(), Kind::BFloat16, "autocast was on");
+    let diff = (out.fused.to_kind(Kind::Float).sigmoid() - reference.fused.sigmoid())
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(diff < 0.05, "bf16 probabilities differ by {diff}");
+    let streamed = cfg
+        .precision
+        .run(Device::Cpu, || {
+            tch::no_grad(|| {
+                let [a, b, c] = refs(&x).map(|f| bf16.encode(f, false).unwrap());
+                bf16.forward_features(&a, &b, &c, false)
+            })
+        })
+        .unwrap()
+        .unwrap();
+    assert!(streamed.fused.equal(&out.fused), "streaming under bf16");
+}

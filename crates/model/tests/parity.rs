@@ -117,6 +117,39 @@ fn fgstp_b0_matches_the_reference_outputs() {
     }
 }
 
+/// The fused order of computation (fused attention, a triplet as one encoder batch, both
+/// pairs as one decoder batch) against the reference's own outputs, and streaming with it.
+#[test]
+fn fused_fgstp_matches_the_reference_within_the_tolerance() {
+    let io = reference_io();
+    let mut vs = VarStore::new(Device::Cpu);
+    let cfg = Config {
+        fused: true,
+        ..b0_config(ModelKind::Fgstp)
+    };
+    let model = Fgstp::new(&vs.root(), &cfg).unwrap();
+    load_reference_checkpoint(&mut vs, true);
+    let out = tch::no_grad(|| model.forward_t(frames(&io), false)).unwrap();
+    let names: Vec<String> = (0..4)
+        .map(|i| format!("pair_t1.{i}"))
+        .chain((0..4).map(|i| format!("pair_t2.{i}")))
+        .chain(["fused".to_string()])
+        .collect();
+    let ours: Vec<(&str, &Tensor)> = names.iter().map(String::as_str).zip(out.maps()).collect();
+    assert_all_close(&ours, &io);
+    let streamed = tch::no_grad(|| {
+        let [f_t, f_t1, f_t2] = frames(&io).map(|f| model.encode(f, false).unwrap());
+        model.forward_features(&f_t, &f_t1, &f_t2, false)
+    })
+    .unwrap();
+    let streamed: Vec<(&str, &Tensor)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(streamed.maps())
+        .collect();
+    assert_all_close(&streamed, &io);
+}
+
 #[test]
 fn training_mode_matches_the_reference_batchnorm_semantics() {
     // The reference as it really trains: `model.train()` leaves every BatchNorm, the backbone's

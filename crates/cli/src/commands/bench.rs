@@ -113,4 +113,14 @@ fn print_table(b: &Bench) {
     for (name, value) in rows {
         println!("{name:<24} {value}");
     }
+    println!("forward per triplet, alternating rounds (Δp: largest probability difference from the first):");
+    for v in &b.forward_variants {
+        println!(
+            "  {:<22} {:>9.1} ms  {:>5.2}×  Δp {:.1e}",
+            v.name,
+            v.forward_ms,
+            v.forward_ms / b.forward_variants[0].forward_ms,
+            v.max_prob_diff
+        );
+    }
 }

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use fgstp_cli::run_config::RunConfig;
 use fgstp_cli::trained::LoadedModel;
+use fgstp_model::Precision;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -19,6 +20,9 @@ pub struct ModelArgs {
     /// Encode each frame once per triplet, as the reference does (same results, slower)
     #[arg(long)]
     pub no_feature_cache: bool,
+    /// fp32-strict, tf32 or bf16 [default: model.precision, tf32]
+    #[arg(long, value_name = "MODE")]
+    pub precision: Option<Precision>,
 }
 
 impl ModelArgs {
@@ -27,6 +31,9 @@ impl ModelArgs {
         let mut cfg = RunConfig::load(&self.config, &self.sets)?;
         if self.no_feature_cache {
             cfg.eval.feature_cache = false;
+        }
+        if let Some(precision) = self.precision {
+            cfg.model.precision = precision;
         }
         LoadedModel::load(cfg, &self.weights)
     }

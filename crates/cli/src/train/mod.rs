@@ -79,6 +79,7 @@ impl<'a> Trainer<'a> {
     /// pretrained weights, and opens the logs.
     pub fn new(cfg: &'a RunConfig, opts: &'a TrainOptions) -> Result<Self> {
         let device = cfg.train.device.resolve()?;
+        cfg.model.precision.set_backend_flags()?;
         let config_toml = toml::to_string_pretty(cfg)?;
         std::fs::create_dir_all(&opts.run_dir).with_context(|| {
             format!("cannot create the run directory {}", opts.run_dir.display())
@@ -285,11 +286,18 @@ impl<'a> Trainer<'a> {
             bar.inc(1);
         }
         bar.finish_and_clear();
+        // The first batch of an epoch is always waited for; later waits mean the data stream
+        // (decode + augmentation on `data.threads`) did not keep up with the model.
+        let data = stream.starvation();
         eprintln!(
-            "epoch {epoch}/{}: mean loss {:.4} over {loss_count} steps, lr {lr:.1e}, {:.1} s",
+            "epoch {epoch}/{}: mean loss {:.4} over {loss_count} steps, lr {lr:.1e}, {:.1} s; \
+             data stream: {} of {} steps waited for a batch ({:.1} s)",
             cfg.train.epochs,
             loss_sum / loss_count.max(1) as f64,
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            data.starved,
+            data.requests,
+            data.waited.as_secs_f64()
         );
         self.progress.epoch = epoch;
         self.progress.batch = 0;
@@ -310,8 +318,10 @@ impl<'a> Trainer<'a> {
         let frames: Vec<Tensor> = frames.iter().map(|f| f.to_device(self.device)).collect();
         let mask = mask.to_device(self.device);
         let refs: Vec<&Tensor> = frames.iter().take(self.cfg.model.kind.frames()).collect();
-        let out = self.model.forward_t(&refs, true)?;
-        let (loss, parts) = total_loss(&out, &mask, self.cfg.train.bce);
+        let (loss, parts) = self.cfg.model.precision.run(self.device, || {
+            let out = self.model.forward_t(&refs, true)?;
+            anyhow::Ok(total_loss(&out, &mask, self.cfg.train.bce))
+        })??;
         let value = loss.double_value(&[]);
         if !value.is_finite() {
             bar.abandon();

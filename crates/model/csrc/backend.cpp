@@ -1,0 +1,141 @@
+// libtorch settings and CUDA graphs that tch does not expose: TF32 on cuDNN and cuBLAS,
+// autocast on a given device with a given dtype, and capturing/replaying a CUDA graph.
+// Every function catches C++ exceptions and reports them through fgstp_last_error().
+
+#include <ATen/Context.h>
+#include <ATen/autocast_mode.h>
+
+#include <cstring>
+#include <exception>
+#include <string>
+
+#ifdef FGSTP_WITH_CUDA
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAStream.h>
+#include <optional>
+#endif
+
+namespace {
+thread_local std::string last_error;
+
+template <typename F>
+int guarded(F&& f) {
+  try {
+    f();
+    return 0;
+  } catch (const std::exception& e) {
+    last_error = e.what();
+  } catch (...) {
+    last_error = "unknown C++ exception";
+  }
+  return 1;
+}
+}  // namespace
+
+extern "C" {
+
+const char* fgstp_last_error() { return last_error.c_str(); }
+
+// TF32 for cuDNN convolutions and cuBLAS matrix products (PyTorch's
+// torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32).
+int fgstp_set_tf32(int cudnn, int cublas) {
+  return guarded([&] {
+    at::globalContext().setAllowTF32CuDNN(cudnn != 0);
+    at::globalContext().setAllowTF32CuBLAS(cublas != 0);
+  });
+}
+
+int fgstp_get_tf32(int* cudnn, int* cublas) {
+  return guarded([&] {
+    *cudnn = at::globalContext().allowTF32CuDNN() ? 1 : 0;
+    *cublas = at::globalContext().allowTF32CuBLAS() ? 1 : 0;
+  });
+}
+
+// Autocast on the CPU (device 0) or CUDA (device 1) with bfloat16 (dtype 0) or float16 (1).
+int fgstp_set_autocast(int device, int enabled, int dtype) {
+  return guarded([&] {
+    auto type = device == 1 ? at::kCUDA : at::kCPU;
+    at::autocast::set_autocast_dtype(type, dtype == 1 ? at::kHalf : at::kBFloat16);
+    at::autocast::set_autocast_enabled(type, enabled != 0);
+    if (enabled == 0) {
+      at::autocast::clear_cache();
+    }
+  });
+}
+
+int fgstp_cuda_graphs_available() {
+#ifdef FGSTP_WITH_CUDA
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+#ifdef FGSTP_WITH_CUDA
+// A graph, and the stream that was current before its capture switched to a side stream
+// (capture needs a non-default stream). Only functions exported by libc10_cuda are used for
+// the switch, so that nothing here calls the CUDA runtime directly (the binary then needs no
+// link to libcudart of its own).
+struct FgstpGraph {
+  at::cuda::CUDAGraph graph;
+  std::optional<c10::cuda::CUDAStream> previous;
+};
+
+int fgstp_cuda_graph_new(void** out) {
+  return guarded([&] { *out = new FgstpGraph(); });
+}
+
+int fgstp_cuda_graph_capture_begin(void* g, int device) {
+  return guarded([&] {
+    auto* graph = static_cast<FgstpGraph*>(g);
+    auto stream = c10::cuda::getStreamFromPool(false, static_cast<c10::DeviceIndex>(device));
+    // Work queued on the current stream must finish before the side stream starts (as
+    // torch.cuda.graph does).
+    c10::cuda::device_synchronize();
+    graph->previous.emplace(c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device)));
+    c10::cuda::setCurrentCUDAStream(stream);
+    graph->graph.capture_begin();
+  });
+}
+
+int fgstp_cuda_graph_capture_end(void* g) {
+  return guarded([&] {
+    auto* graph = static_cast<FgstpGraph*>(g);
+    auto restore = [graph] {
+      if (graph->previous) {
+        c10::cuda::setCurrentCUDAStream(*graph->previous);
+        graph->previous.reset();
+      }
+    };
+    try {
+      graph->graph.capture_end();
+      c10::cuda::device_synchronize();
+    } catch (...) {
+      restore();
+      throw;
+    }
+    restore();
+  });
+}
+
+// Replays on the current stream; later work on that stream sees the results.
+int fgstp_cuda_graph_replay(void* g) {
+  return guarded([&] { static_cast<FgstpGraph*>(g)->graph.replay(); });
+}
+
+void fgstp_cuda_graph_free(void* g) { delete static_cast<FgstpGraph*>(g); }
+#else
+int fgstp_cuda_graph_new(void** out) {
+  *out = nullptr;
+  last_error = "this fgstp was built without CUDA headers: CUDA graphs are not available";
+  return 1;
+}
+int fgstp_cuda_graph_capture_begin(void*, int) { return fgstp_cuda_graph_new(nullptr); }
+int fgstp_cuda_graph_capture_end(void*) { return fgstp_cuda_graph_new(nullptr); }
+int fgstp_cuda_graph_replay(void*) { return fgstp_cuda_graph_new(nullptr); }
+void fgstp_cuda_graph_free(void*) {}
+#endif
+
+}  // extern "C"
