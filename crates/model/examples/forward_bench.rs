@@ -4,6 +4,7 @@
 //!
 //! Options: --backbone b0..b5 (b5)  --size N (352)  --batch N (1)  --runs N (5)
 //!          --threads N (libtorch default)  --device cpu|cuda|cuda:N|auto (cpu)
+//!          --precision fp32-strict|tf32|bf16 (tf32)  --fused (the fused computation order)
 //!          --weights FILE (.pth/.safetensors; default: the model's own initialisation)
 //!          --frames FILE (safetensors with frame.0..2; default: random)
 //!          --compare FILE (safetensors with the reference's pair_t1.0..3, pair_t2.0..3, fused,
@@ -18,7 +19,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use fgstp_model::checkpoint::{load_into, LoadOptions, StateDict};
-use fgstp_model::{Config, DeviceSpec, Fgstp, FgstpOutput, PvtV2Variant};
+use fgstp_model::{Config, DeviceSpec, Fgstp, FgstpOutput, Precision, PvtV2Variant};
 use tch::{Kind, Tensor};
 
 struct Args {
@@ -32,6 +33,8 @@ struct Args {
     frames: Option<PathBuf>,
     compare: Option<PathBuf>,
     serve: bool,
+    precision: Precision,
+    fused: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -46,6 +49,8 @@ fn parse_args() -> Result<Args> {
         frames: None,
         compare: None,
         serve: false,
+        precision: Precision::Tf32,
+        fused: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -67,6 +72,8 @@ fn parse_args() -> Result<Args> {
             "--frames" => args.frames = Some(value()?.into()),
             "--compare" => args.compare = Some(value()?.into()),
             "--serve" => args.serve = true,
+            "--precision" => args.precision = value()?.parse()?,
+            "--fused" => args.fused = true,
             other => {
                 bail!("unknown option {other:?} (see the header of examples/forward_bench.rs)")
             }
@@ -106,8 +113,11 @@ fn main() -> Result<()> {
     let device = args.device.resolve()?;
     let cfg = Config {
         backbone: args.backbone,
+        precision: args.precision,
+        fused: args.fused,
         ..Config::default()
     };
+    cfg.precision.set_backend_flags()?;
     let mut vs = tch::nn::VarStore::new(device);
     let model = Fgstp::new(&vs.root(), &cfg)?;
     if let Some(path) = &args.weights {
@@ -141,7 +151,9 @@ fn main() -> Result<()> {
     };
     let forward = || -> Result<(FgstpOutput, f64)> {
         let start = Instant::now();
-        let out = tch::no_grad(|| model.forward_t([&frames[0], &frames[1], &frames[2]], false))?;
+        let out = cfg.precision.run(device, || {
+            tch::no_grad(|| model.forward_t([&frames[0], &frames[1], &frames[2]], false))
+        })??;
         if let tch::Device::Cuda(i) = device {
             tch::Cuda::synchronize(i as i64);
         }
@@ -185,7 +197,8 @@ fn main() -> Result<()> {
                 .find(|(n, _)| n == name)
                 .with_context(|| format!("{name} missing"))?
                 .1;
-            let diff = (ours.to_device(tch::Device::Cpu) - theirs.to_kind(Kind::Float))
+            let diff = (ours.to_device(tch::Device::Cpu).to_kind(Kind::Float)
+                - theirs.to_kind(Kind::Float))
                 .abs()
                 .max()
                 .double_value(&[]);
