@@ -16,6 +16,10 @@ pub enum ModelKind {
     /// The single-frame baseline (the paper's SINet-V2 row): FGSTP's own encoder and decoder on
     /// frame t alone, same `backbone.*` parameters.
     SinetV2,
+    /// ZoomNeXt's image model (lartpang/ZoomNeXt): one frame at three zoom scales → one map.
+    Zoomnext,
+    /// ZoomNeXt's video model: clips of 5 frames, each at three zoom scales → one map per frame.
+    ZoomnextVideo,
 }
 
 impl ModelKind {
@@ -23,8 +27,23 @@ impl ModelKind {
     pub fn frames(self) -> usize {
         match self {
             Self::Fgstp => 3,
-            Self::SinetV2 => 1,
+            Self::SinetV2 | Self::Zoomnext => 1,
+            Self::ZoomnextVideo => crate::zoomnext::VIDEO_CLIP_FRAMES as usize,
         }
+    }
+
+    /// Input tensors of one `Model::forward_t`: the frames for FGSTP and SINet-V2; for ZoomNeXt the
+    /// three zoom scales (small, medium, large) of the sample's frames, each [B·frames, 3, h, w].
+    pub fn inputs(self) -> usize {
+        match self {
+            Self::Zoomnext | Self::ZoomnextVideo => 3,
+            other => other.frames(),
+        }
+    }
+
+    /// ZoomNeXt, image or video.
+    pub fn is_zoomnext(self) -> bool {
+        matches!(self, Self::Zoomnext | Self::ZoomnextVideo)
     }
 }
 
@@ -43,7 +62,8 @@ pub struct Config {
     /// inputs for quick CPU runs).
     pub correlation_pools: [i64; 3],
     /// Groups of each FSP module (reference: 6 — its constructor passes the value under a
-    /// misspelled keyword, so the default of 6 applies).
+    /// misspelled keyword, so the default of 6 applies). For ZoomNeXt: the groups of its RGPUs
+    /// (`hmu_groups`, the same module; reference: 6).
     pub fsp_groups: i64,
     /// Keep the backbone's BatchNorms in eval mode while training (running statistics are used
     /// and not updated). The reference means to do this but its `model.train()` undoes it;
@@ -105,6 +125,11 @@ impl Config {
 
     /// Checks that `height`×`width` frames can go through the network.
     pub fn check_input_size(&self, height: i64, width: i64) -> Result<()> {
+        if self.kind.is_zoomnext() {
+            // Any size runs (the reference trains and tests at 384); zoomnext::ZoomNext checks its
+            // three scales itself.
+            return Ok(());
+        }
         if height % 32 != 0 || width % 32 != 0 {
             bail!(
                 "input {height}×{width}: height and width must be multiples of 32 (the encoder \
@@ -131,7 +156,7 @@ impl Config {
                         i + 1
                     )
                 }
-                ModelKind::SinetV2 => String::new(),
+                _ => String::new(),
             };
             bail!(
                 "input {height}×{width} is too small for this model{detail}; the minimum is {min}×{min} \

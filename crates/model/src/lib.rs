@@ -28,6 +28,7 @@ pub mod pvt_v2;
 pub mod reverse_stage;
 pub mod rfb;
 pub mod sinet_v2;
+pub mod zoomnext;
 
 pub use backbone::{Backbone, Features};
 pub use config::{Config, ModelKind};
@@ -36,3 +37,4 @@ pub use fgstp::{Fgstp, FgstpOutput};
 pub use model::{Model, Output};
 pub use pvt_v2::{PvtV2Config, PvtV2Variant};
 pub use sinet_v2::{SinetV2, SinetV2Output};
+pub use zoomnext::{ZoomNext, ZoomNextConfig};
