@@ -53,6 +53,7 @@ The base size is given as HxW (default 64x96: the 0.5x scale is 32x48, whose 1/3
 """
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -194,8 +195,13 @@ def write_keys(path, model):
 
 
 def flops(model, data):
+    """torch.utils.flop_counter's count of one eval forward, on the meta device (shapes only). There
+    the attention's scaled_dot_product_attention decomposes into matrix products, which the counter
+    counts; on CPU tensors it runs a fused CPU kernel the counter does not know and counts 0."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    model = copy.deepcopy(model).to("meta").eval()
+    data = {k: v.to("meta") for k, v in data.items()}
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(data=data)
     return counter.get_total_flops()
@@ -312,7 +318,8 @@ def main():
         "temporal_effect_max_abs_logit": (video_logits - no_temporal_logits).abs().max().item(),
         "no_temporal_vs_image_max_abs_logit": (no_temporal_logits - image_logits).abs().max().item(),
         "forward_seconds": {"image": image_seconds, "video": video_seconds},
-        # torch.utils.flop_counter: matrix products and convolutions only, FLOPs = 2 x MACs.
+        # torch.utils.flop_counter on the meta device: matrix products and convolutions only,
+        # FLOPs = 2 x MACs.
         "flop_counter": {
             "image_batch10": flops(image_model, data),
             "video_2x5": flops(video_model, data),
@@ -325,13 +332,12 @@ def main():
         write_keys(os.path.join(args.out_dir, "zoomnext_keys_video_b5.txt"), b5_video)
         meta["parameters"]["b5_image"] = sum(p.numel() for p in b5_image.parameters())
         meta["parameters"]["b5_video"] = sum(p.numel() for p in b5_video.parameters())
-        # One 384x384 sample (the authors' train/test size) at each scale, counted on the meta device
-        # (shapes only, nothing is computed).
+        # One 384x384 sample (the authors' train/test size) at each scale.
         one = {f"image_{k}": torch.empty(1, 3, int(384 * s), int(384 * s), device="meta")
                for k, s in (("s", 0.5), ("m", 1.0), ("l", 1.5))}
         clip = {k: torch.empty(FRAMES_PER_CLIP, *v.shape[1:], device="meta") for k, v in one.items()}
-        meta["flop_counter"]["b5_image_384"] = flops(b5_image.to("meta").eval(), one)
-        meta["flop_counter"]["b5_video_clip5_384"] = flops(b5_video.to("meta").eval(), clip)
+        meta["flop_counter"]["b5_image_384"] = flops(b5_image, one)
+        meta["flop_counter"]["b5_video_clip5_384"] = flops(b5_video, clip)
     with open(os.path.join(args.out_dir, "zoomnext_meta.json"), "w") as f:
         json.dump(meta, f, indent=2)
         f.write("\n")

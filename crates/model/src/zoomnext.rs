@@ -19,6 +19,7 @@
 
 pub mod clips;
 pub mod difference_aware;
+pub mod macs;
 pub mod mhsiu;
 pub mod pyramid;
 pub mod simple_aspp;

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use fgstp_model::checkpoint::layout::{detect, ModelLayout};
 use fgstp_model::checkpoint::{load_into, LoadOptions, StateDict};
 use fgstp_model::zoomnext::{
-    is_temporal_key, load_checkpoint, plan_clips, resize_linear_u8, zoom_pyramid, zoom_sizes,
+    is_temporal_key, load_checkpoint, macs::frame_macs, plan_clips, resize_linear_u8, zoom_pyramid,
+    zoom_sizes,
 };
 use fgstp_model::{Config, Model, ModelKind, PvtV2Config, PvtV2Variant, ZoomNext, ZoomNextConfig};
 use tch::nn::VarStore;
@@ -381,4 +382,38 @@ fn model_entry_point_takes_the_three_scales() {
         "{message}"
     );
     assert!(message.contains("base size of at least 58 px"), "{message}");
+}
+
+#[test]
+fn macs_are_what_pytorchs_flop_counter_counts_on_the_reference() {
+    let path = fixture("zoomnext_meta.json");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let reference = |key: &str| meta["flop_counter"][key].as_i64().unwrap();
+    let fixture_scales = zoom_sizes(64, 96).map(|(h, w)| (h as i64, w as i64));
+    let paper_scales = zoom_sizes(384, 384).map(|(h, w)| (h as i64, w as i64));
+    for (key, cfg, scales, frames) in [
+        ("image_batch10", fixture_config(1), fixture_scales, 10),
+        ("video_2x5", fixture_config(FRAMES), fixture_scales, 10),
+        (
+            "b5_image_384",
+            ZoomNextConfig::image(PvtV2Variant::B5),
+            paper_scales,
+            1,
+        ),
+        (
+            "b5_video_clip5_384",
+            ZoomNextConfig::video(PvtV2Variant::B5),
+            paper_scales,
+            5,
+        ),
+    ] {
+        let ours = 2 * frames * frame_macs(&cfg, scales);
+        assert_eq!(
+            ours,
+            reference(key),
+            "{key}: ours {ours}, PyTorch's {}",
+            reference(key)
+        );
+    }
 }
