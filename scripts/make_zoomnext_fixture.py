@@ -50,6 +50,15 @@ Writes into OUT_DIR:
                            model exactly) and as randomised here
 
 The base size is given as HxW (default 64x96: the 0.5x scale is 32x48, whose 1/32 map is 1x2).
+
+With --full-size DIR, it writes instead (into DIR; hundreds of MB, not for the repository) the
+full-size check: the authors' PvtV2B5_ZoomNeXt and videoPvtV2B5_ZoomNeXt at their train/test size
+(384x384), randomised the same way, one frame and one 5-frame clip:
+  zoomnext_b5_image.pth, zoomnext_b5_video.pth   torch.save(model.state_dict()), float16 storage
+  zoomnext_b5_io.safetensors                     the uint8 scales and both models' logits
+  zoomnext_b5_meta.json                          reference forward times (--threads) and statistics
+crates/model/tests/zoomnext.rs's ignored test `full_size_b5_matches_the_reference` reads DIR from
+ZOOMNEXT_FULL_SIZE_DIR.
 """
 
 import argparse
@@ -212,6 +221,53 @@ def stats(t):
     return {"min": t.min().item(), "max": t.max().item(), "mean": t.mean().item(), "std": t.std().item()}
 
 
+def full_size_check(args, pvt, zoomnext, ref_io, ref_ops, out_dir):
+    """b5 at 384: one frame through the image model, one 5-frame clip through the video model."""
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    rng = np.random.default_rng(args.seed + 2)
+    frames = make_frames(rng, FRAMES_PER_CLIP, (480, 640))
+    scales = [ref_ops.ms_resize(f, scales=(0.5, 1.0, 1.5), base_h=384, base_w=384) for f in frames]
+    pyramid_u8 = {name: np.stack([s[i] for s in scales]) for i, name in enumerate(("image_s", "image_m", "image_l"))}
+    clip = {name: torch.from_numpy(a).div(255).permute(0, 3, 1, 2) for name, a in pyramid_u8.items()}
+    one = {name: t[:1] for name, t in clip.items()}
+    os.makedirs(out_dir, exist_ok=True)
+    io = {f"{name}.u8": torch.from_numpy(a) for name, a in pyramid_u8.items()}
+    meta = {"threads": torch.get_num_threads(), "forward_seconds": {}}
+    for kind, model, data in [
+        ("image", zoomnext.PvtV2B5_ZoomNeXt(pretrained=False, num_frames=1), one),
+        ("video", zoomnext.videoPvtV2B5_ZoomNeXt(pretrained=False, num_frames=FRAMES_PER_CLIP), clip),
+    ]:
+        model.eval()
+        randomise(model, gen)
+        randomise_temporal(model, gen, args.temporal_scale)
+        with torch.no_grad():
+            raw = model(data=data)
+            head = model.predictor[2]
+            factor = args.logit_std / raw.std().item()
+            head.weight.mul_(factor)
+            head.bias.mul_(factor).sub_(raw.mean().item() * factor)
+            half_exact_(head.weight)
+            half_exact_(head.bias)
+            times = []
+            for _ in range(2):
+                t0 = time.perf_counter()
+                logits = model(data=data)
+                times.append(time.perf_counter() - t0)
+        meta["forward_seconds"][kind] = min(times)
+        meta[f"{kind}_logits"] = stats(logits)
+        io[f"{kind}.logits"] = logits.contiguous()
+        torch.save(model.half().state_dict(), os.path.join(out_dir, f"zoomnext_b5_{kind}.pth"))
+        print(kind, meta["forward_seconds"][kind], file=sys.stderr)
+    from safetensors.torch import save_file
+
+    save_file(io, os.path.join(out_dir, "zoomnext_b5_io.safetensors"))
+    with open(os.path.join(out_dir, "zoomnext_b5_meta.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+    print(json.dumps(meta, indent=2), file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("ref_checkout")
@@ -225,12 +281,17 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
     ap.add_argument("--b5-keys", action=argparse.BooleanOptionalAction, default=True,
                     help="also write the key lists of the authors' PvtV2B5_ZoomNeXt")
+    ap.add_argument("--full-size", metavar="DIR",
+                    help="write the b5 at 384x384 check into DIR instead of the fixture (see above)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     base_h, base_w = (int(v) for v in args.size.lower().split("x"))
 
     pvt, zoomnext, ref_io, ref_ops = import_reference(args.ref_checkout)
+    if args.full_size:
+        full_size_check(args, pvt, zoomnext, ref_io, ref_ops, args.full_size)
+        return
     import cv2
 
     Small = small_model_class(pvt, zoomnext)

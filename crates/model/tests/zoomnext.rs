@@ -417,3 +417,51 @@ fn macs_are_what_pytorchs_flop_counter_counts_on_the_reference() {
         );
     }
 }
+
+/// The full-size check: the authors' b5 models at their 384×384 size, randomised weights, one
+/// frame (image model) and one 5-frame clip (video model). Too big for the repository: make it with
+///   scripts/pytools scripts/make_zoomnext_fixture.py REF_CHECKOUT unused --full-size DIR --threads N
+/// and run
+///   ZOOMNEXT_FULL_SIZE_DIR=DIR cargo test -p fgstp-model --test zoomnext -- --ignored --nocapture
+/// (set the same thread count, e.g. with `taskset`, to compare the printed forward times with the
+/// reference's in DIR/zoomnext_b5_meta.json).
+#[test]
+#[ignore = "needs ZOOMNEXT_FULL_SIZE_DIR (scripts/make_zoomnext_fixture.py --full-size)"]
+fn full_size_b5_matches_the_reference() {
+    let dir =
+        PathBuf::from(std::env::var("ZOOMNEXT_FULL_SIZE_DIR").expect("ZOOMNEXT_FULL_SIZE_DIR"));
+    let io: BTreeMap<String, Tensor> =
+        Tensor::read_safetensors(dir.join("zoomnext_b5_io.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    let scales = ["image_s.u8", "image_m.u8", "image_l.u8"].map(|k| to_model_input(&io[k]));
+    for (kind, cfg, frames) in [
+        ("image", ZoomNextConfig::image(PvtV2Variant::B5), 1),
+        ("video", ZoomNextConfig::video(PvtV2Variant::B5), FRAMES),
+    ] {
+        let mut vs = VarStore::new(Device::Cpu);
+        let model = ZoomNext::new(&vs.root(), &cfg).unwrap();
+        let sd = StateDict::read(&dir.join(format!("zoomnext_b5_{kind}.pth"))).unwrap();
+        let report = load_checkpoint(&mut vs, &sd, &model).unwrap();
+        println!("{kind}: {}", report.summary());
+        let input = scales.each_ref().map(|t| t.narrow(0, 0, frames));
+        let mut times = Vec::new();
+        let mut logits = None;
+        for _ in 0..2 {
+            let start = std::time::Instant::now();
+            logits = Some(tch::no_grad(|| model.forward_t(input.each_ref(), false)).unwrap());
+            times.push(start.elapsed().as_secs_f64());
+        }
+        println!(
+            "{kind}: forward {:.2} s ({} threads)",
+            times.iter().cloned().fold(f64::INFINITY, f64::min),
+            tch::get_num_threads()
+        );
+        assert_close(
+            &format!("b5 {kind} logits"),
+            &logits.unwrap(),
+            &io[&format!("{kind}.logits")],
+        );
+    }
+}
