@@ -155,7 +155,9 @@ impl PixelNormalizer {
 }
 
 /// Per-frame features: the four MHSIU outputs (1/32, 1/16, 1/8, 1/4 of the medium scale), each
-/// [N, 64, h, w]. They depend on the frame alone, so overlapping clips can share them.
+/// [N, 64, h, w]. They depend on the frame alone, so overlapping clips can share them — equal to
+/// float rounding only when computed in a batch of other frames (libtorch's kernels sum in a
+/// batch-size dependent order), which moves the logits by ~3e-5.
 pub type ScaleFeatures = [Tensor; 4];
 
 #[derive(Debug)]
@@ -285,6 +287,10 @@ impl ZoomNext {
     /// any N frames → the MHSIU outputs of the four levels.
     pub fn scale_features(&self, scales: [&Tensor; 3], bn_train: bool) -> Result<ScaleFeatures> {
         self.check_scales(scales, false, bn_train)?;
+        Ok(self.per_frame(scales, bn_train))
+    }
+
+    fn per_frame(&self, scales: [&Tensor; 3], bn_train: bool) -> ScaleFeatures {
         let [small, medium, large] =
             scales.map(|x| self.encoder.forward(&self.normalizer.forward(x)));
         // Level 5 (1/32) goes through SimpleASPP, levels 4..2 through a 3×3 conv block.
@@ -292,11 +298,11 @@ impl ZoomNext {
             0 => self.aspp.forward_t(x, bn_train),
             _ => self.tra[level - 1].forward_t(x, bn_train),
         };
-        Ok(std::array::from_fn(|level| {
+        std::array::from_fn(|level| {
             let stage = 3 - level; // encoder maps are ordered 1/4 … 1/32
             let [l, m, s] = [&large, &medium, &small].map(|maps| transit(level, &maps[stage]));
             self.siu[level].forward_t(&l, &m, &s, bn_train)
-        }))
+        })
     }
 
     /// The clip part: per-frame features (N a multiple of the clip length) → logits [N, 1, H, W].
@@ -328,13 +334,12 @@ impl ZoomNext {
     /// no BatchNorm).
     pub fn forward_t(&self, scales: [&Tensor; 3], bn_train: bool) -> Result<Tensor> {
         self.check_scales(scales, true, bn_train)?;
-        let features = self.scale_features(scales, bn_train)?;
-        self.decode(&features, bn_train)
+        self.decode(&self.per_frame(scales, bn_train), bn_train)
     }
 }
 
 /// Side of the map after a convolution (PyTorch's floor rule).
-fn conv_out(side: i64, kernel: i64, stride: i64, padding: i64) -> i64 {
+pub(crate) fn conv_out(side: i64, kernel: i64, stride: i64, padding: i64) -> i64 {
     (side + 2 * padding - kernel) / stride + 1
 }
 

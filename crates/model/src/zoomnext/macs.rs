@@ -6,7 +6,7 @@
 //!
 //! The PVTv2 part follows the same rules as the CLI's FGSTP count (crates/cli/src/complexity.rs).
 
-use super::{ZoomNextConfig, MID_DIM};
+use super::{conv_out, ZoomNextConfig, MID_DIM};
 use crate::pvt_v2::PvtV2Config;
 
 /// A map size (height, width).
@@ -18,7 +18,7 @@ fn area((h, w): Hw) -> i64 {
 
 /// Output size of a convolution (square kernel `k`, stride `s`, padding `p`).
 fn conv_size((h, w): Hw, k: i64, s: i64, p: i64) -> Hw {
-    ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1)
+    (conv_out(h, k, s, p), conv_out(w, k, s, p))
 }
 
 /// MACs of a convolution `c_in → c_out`, `k × k` kernel, producing an `out`-sized map.
