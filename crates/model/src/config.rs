@@ -112,6 +112,9 @@ impl Config {
     /// The smallest input side this configuration accepts: a multiple of 32 large enough that
     /// each correlation pool fits in its feature map.
     pub fn min_input_size(&self) -> i64 {
+        if self.kind.is_zoomnext() {
+            return crate::zoomnext::min_base_size(&self.backbone.config());
+        }
         let mut multiple = 1;
         if self.kind == ModelKind::Fgstp {
             for (pool, stride) in self.correlation_pools.iter().zip(FEATURE_STRIDES) {
@@ -126,8 +129,15 @@ impl Config {
     /// Checks that `height`×`width` frames can go through the network.
     pub fn check_input_size(&self, height: i64, width: i64) -> Result<()> {
         if self.kind.is_zoomnext() {
-            // Any size runs (the reference trains and tests at 384); zoomnext::ZoomNext checks its
-            // three scales itself.
+            // No multiple-of-32 rule: ZoomNeXt resizes its inputs to three scales itself.
+            let min = self.min_input_size();
+            ensure!(
+                height >= min && width >= min,
+                "input {height}×{width} is too small for ZoomNeXt: its 0.5× zoom scale must be at least \
+                 {} px for the encoder, so the minimum base size is {min}×{min} (the reference uses \
+                 384×384)",
+                min / 2
+            );
             return Ok(());
         }
         if height % 32 != 0 || width % 32 != 0 {

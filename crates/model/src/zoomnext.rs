@@ -258,7 +258,7 @@ impl ZoomNext {
                          needs at least {} px, i.e. a base size of at least {} px",
                         4 << stage,
                         min_encoder_side(&self.cfg.encoder),
-                        2 * min_encoder_side(&self.cfg.encoder)
+                        min_base_size(&self.cfg.encoder)
                     );
                 }
             }
@@ -361,6 +361,12 @@ fn min_encoder_side(encoder: &PvtV2Config) -> i64 {
     (1..)
         .find(|&side| too_small_for_encoder(encoder, side).is_none())
         .expect("some side fits")
+}
+
+/// The smallest base size (the 1× scale's side) whose 0.5× scale the encoder still takes: 58 px
+/// for the released PVTv2s (the reference trains and tests at 384).
+pub fn min_base_size(encoder: &PvtV2Config) -> i64 {
+    2 * min_encoder_side(encoder)
 }
 
 /// Whether a state-dict key belongs to an RGPU's temporal branch (`hmu_*.fuse.0.temperal_proj*`),

@@ -353,6 +353,13 @@ fn model_entry_point_takes_the_three_scales() {
         ..Config::default()
     };
     assert_eq!((cfg.kind.frames(), cfg.kind.inputs()), (5, 3));
+    assert_eq!(cfg.min_input_size(), 58);
+    assert!(cfg.check_input_size(58, 100).is_ok());
+    assert!(cfg
+        .check_input_size(57, 100)
+        .unwrap_err()
+        .to_string()
+        .contains("58×58"));
     let vs = VarStore::new(Device::Cpu);
     let model = Model::new(&vs.root(), &cfg).unwrap();
     let input = |n: i64, h: i64, w: i64| Tensor::rand([n, 3, h, w], (Kind::Float, Device::Cpu));
