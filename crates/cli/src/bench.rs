@@ -234,8 +234,8 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
         .map(Tensor::numel)
         .map(|n| n as i64)
         .sum();
-    let macs = forward_macs(&cfg.model, size, size, false) as f64;
-    let macs_cached = forward_macs(&cfg.model, size, size, true) as f64;
+    let macs = forward_macs(&cfg.model, size, size, false)? as f64;
+    let macs_cached = forward_macs(&cfg.model, size, size, true)? as f64;
     let step = |what: &str| eprintln!("bench: {what}");
 
     step("forward latency per triplet");
@@ -298,7 +298,8 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
     let train_s = time(opts.repeats, device, || {
         let (loss, _) = cfg.model.precision.run(device, || {
             let out = model.forward_t(&train_refs, true)?;
-            anyhow::Ok(total_loss(&out, &mask, cfg.train.bce))
+            // Mid-training (ZoomNeXt's uncertainty ramp at half weight).
+            anyhow::Ok(total_loss(&out, &mask, cfg.train.bce, 0.5))
         })??;
         adam.zero_grad();
         loss.backward();

@@ -199,9 +199,9 @@ fn main() -> Result<()> {
                 .1;
             let diff = (ours.to_device(tch::Device::Cpu).to_kind(Kind::Float)
                 - theirs.to_kind(Kind::Float))
-                .abs()
-                .max()
-                .double_value(&[]);
+            .abs()
+            .max()
+            .double_value(&[]);
             worst = worst.max(diff);
             println!("{name}: max abs diff {diff:.3e}");
         }

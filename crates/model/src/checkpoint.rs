@@ -20,7 +20,6 @@
 
 pub mod dtype;
 pub mod layout;
-pub mod matching;
 pub mod pickle;
 mod safetensors_format;
 mod torch_format;

@@ -3,6 +3,12 @@
 //! `torch.utils.flop_counter` counts (it reports FLOPs = 2 × MACs). Normalisations,
 //! activations, pooling and resampling are not counted (they are memory-bound and small).
 
+use anyhow::Result;
+
+use crate::pvt_v2::PvtV2Config;
+use crate::zoomnext::macs::frame_macs;
+use crate::zoomnext::pyramid::zoom_sizes;
+use crate::zoomnext::ZoomNextConfig;
 use crate::{Config, ModelKind};
 
 /// A feature map size.
@@ -12,10 +18,6 @@ struct Hw(i64, i64);
 impl Hw {
     fn n(self) -> i64 {
         self.0 * self.1
-    }
-    /// Output size of a convolution (square kernel `k`, stride `s`, padding `p`).
-    fn conv(self, k: i64, s: i64, p: i64) -> Hw {
-        Hw((self.0 + 2 * p - k) / s + 1, (self.1 + 2 * p - k) / s + 1)
     }
     fn pooled(self, k: i64) -> Hw {
         Hw(self.0 / k, self.1 / k)
@@ -27,34 +29,10 @@ fn conv(hw_out: Hw, c_in: i64, c_out: i64, kh: i64, kw: i64, groups: i64) -> i64
     hw_out.n() * c_out * (c_in / groups) * kh * kw
 }
 
-/// MACs of the PVTv2 encoder on an `hw` input, and the sizes of its four stage outputs.
-fn pvt_v2(cfg: &Config, hw: Hw) -> (i64, [Hw; 4]) {
-    let v = cfg.backbone.config();
-    let mut macs = 0;
-    let mut sizes = [hw; 4];
-    let (mut size, mut c_in) = (hw, 3);
-    for (stage, stage_size) in sizes.iter_mut().enumerate() {
-        let c = v.embed_dims[stage];
-        let (k, s) = if stage == 0 { (7, 4) } else { (3, 2) };
-        size = size.conv(k, s, k / 2);
-        macs += conv(size, c_in, c, k, k, 1);
-        let n = size.n();
-        let sr = v.sr_ratios[stage];
-        let kv_n = if sr > 1 { size.conv(sr, sr, 0).n() } else { n };
-        let hidden = c * v.mlp_ratios[stage];
-        let block = n * c * c                      // q
-            + if sr > 1 { kv_n * c * c * sr * sr } else { 0 } // spatial reduction conv
-            + kv_n * c * 2 * c                     // kv
-            + 2 * n * kv_n * c                     // q·kᵀ and attn·v over all heads
-            + n * c * c                            // proj
-            + n * c * hidden                       // fc1
-            + n * hidden * 9                       // depth-wise 3×3
-            + n * hidden * c; // fc2
-        macs += block * v.depths[stage] as i64;
-        *stage_size = size;
-        c_in = c;
-    }
-    (macs, sizes)
+/// MACs of the PVTv2 encoder on an `hw` input ([`PvtV2Config::macs`]), and its stage sizes.
+fn pvt_v2(v: &PvtV2Config, hw: Hw) -> (i64, [Hw; 4]) {
+    let (macs, sizes) = v.macs((hw.0, hw.1));
+    (macs, sizes.map(|(h, w)| Hw(h, w)))
 }
 
 /// RFB (receptive field block) from `c_in` to `c` channels on a map of size `hw`.
@@ -110,15 +88,24 @@ fn decoder(s8: Hw, s16: Hw, s32: Hw, c: i64) -> i64 {
 
 /// MACs per sample of one forward at `height × width`. With `feature_cache`, the per-frame
 /// part (encoder + RFB) is counted once, as in streaming inference; otherwise once per frame
-/// of the triplet, as in training and the reference.
-pub fn forward_macs(cfg: &Config, height: i64, width: i64, feature_cache: bool) -> i64 {
+/// of the triplet, as in training and the reference. A ZoomNeXt sample is one frame (image)
+/// or one clip (video) at its three zoom scales.
+pub fn forward_macs(cfg: &Config, height: i64, width: i64, feature_cache: bool) -> Result<i64> {
     let c = cfg.channel;
-    let (encoder, [_, s8, s16, s32]) = pvt_v2(cfg, Hw(height, width));
-    let dims = cfg.backbone.config().embed_dims;
-    let per_frame = encoder + rfb(s8, dims[1], c) + rfb(s16, dims[2], c) + rfb(s32, dims[3], c);
-    match cfg.kind {
-        ModelKind::SinetV2 => per_frame + decoder(s8, s16, s32, c),
+    // Encoder + RFBs of one frame, and the RFB map sizes at 1/8, 1/16, 1/32.
+    let per_frame = || {
+        let (encoder, [_, s8, s16, s32]) = pvt_v2(&cfg.backbone.config(), Hw(height, width));
+        let dims = cfg.backbone.config().embed_dims;
+        let macs = encoder + rfb(s8, dims[1], c) + rfb(s16, dims[2], c) + rfb(s32, dims[3], c);
+        (macs, [s8, s16, s32])
+    };
+    Ok(match cfg.kind {
+        ModelKind::SinetV2 => {
+            let (frame, [s8, s16, s32]) = per_frame();
+            frame + decoder(s8, s16, s32, c)
+        }
         ModelKind::Fgstp => {
+            let (frame, [s8, s16, s32]) = per_frame();
             let pools = cfg.correlation_pools;
             let pair = ctc_scale(s8, c, pools[0])
                 + ctc_scale(s16, c, pools[1])
@@ -131,9 +118,15 @@ pub fn forward_macs(cfg: &Config, height: i64, width: i64, feature_cache: bool) 
             let fusion =
                 conv(hw, 2, c, 3, 3, 1) + conv(hw, c, c, 3, 3, 1) + conv(hw, c, 1, 3, 3, 1);
             let frames = if feature_cache { 1 } else { 3 };
-            frames * per_frame + 2 * pair + fusion
+            frames * frame + 2 * pair + fusion
         }
-    }
+        ModelKind::Zoomnext | ModelKind::ZoomnextVideo => {
+            let zoom = ZoomNextConfig::from_model_config(cfg)?;
+            let scales =
+                zoom_sizes(height as usize, width as usize).map(|(h, w)| (h as i64, w as i64));
+            frame_macs(&zoom, scales) * cfg.kind.frames() as i64
+        }
+    })
 }
 
 #[cfg(test)]
@@ -154,7 +147,7 @@ mod tests {
                 backbone: variant,
                 ..Config::default()
             };
-            let ours = 2 * forward_macs(&cfg, size, size, false);
+            let ours = 2 * forward_macs(&cfg, size, size, false).unwrap();
             assert_eq!(
                 ours, reference_flops,
                 "{variant:?} at {size}: ours {ours}, PyTorch's {reference_flops}"
@@ -166,8 +159,8 @@ mod tests {
     fn the_feature_cache_saves_two_encoder_passes() {
         let cfg = Config::default();
         let (cached, uncached) = (
-            forward_macs(&cfg, 352, 352, true),
-            forward_macs(&cfg, 352, 352, false),
+            forward_macs(&cfg, 352, 352, true).unwrap(),
+            forward_macs(&cfg, 352, 352, false).unwrap(),
         );
         assert!(uncached > 2 * cached, "{uncached} vs {cached}");
     }

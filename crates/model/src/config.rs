@@ -8,6 +8,10 @@ use tch::{Device, Kind, Tensor};
 use crate::backend::Precision;
 use crate::pvt_v2::PvtV2Variant;
 
+/// Frames per clip of ZoomNeXt's video model (the authors' `configs/vcod_finetune.py`:
+/// `num_frames = 5`).
+pub const ZOOMNEXT_CLIP_FRAMES: i64 = 5;
+
 /// Which network to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -17,6 +21,10 @@ pub enum ModelKind {
     /// The single-frame baseline (the paper's SINet-V2 row): FGSTP's own encoder and decoder on
     /// frame t alone, same `backbone.*` parameters.
     SinetV2,
+    /// ZoomNeXt's image model (lartpang/ZoomNeXt): one frame at three zoom scales → one map.
+    Zoomnext,
+    /// ZoomNeXt's video model: clips of 5 frames, each at three zoom scales → one map per frame.
+    ZoomnextVideo,
 }
 
 impl ModelKind {
@@ -24,8 +32,23 @@ impl ModelKind {
     pub fn frames(self) -> usize {
         match self {
             Self::Fgstp => 3,
-            Self::SinetV2 => 1,
+            Self::SinetV2 | Self::Zoomnext => 1,
+            Self::ZoomnextVideo => ZOOMNEXT_CLIP_FRAMES as usize,
         }
+    }
+
+    /// Input tensors of one `Model::forward_t`: the frames for FGSTP and SINet-V2; for ZoomNeXt the
+    /// three zoom scales (small, medium, large) of the sample's frames, each [B·frames, 3, h, w].
+    pub fn inputs(self) -> usize {
+        match self {
+            Self::Zoomnext | Self::ZoomnextVideo => 3,
+            other => other.frames(),
+        }
+    }
+
+    /// ZoomNeXt, image or video.
+    pub fn is_zoomnext(self) -> bool {
+        matches!(self, Self::Zoomnext | Self::ZoomnextVideo)
     }
 }
 
@@ -44,7 +67,8 @@ pub struct Config {
     /// inputs for quick CPU runs).
     pub correlation_pools: [i64; 3],
     /// Groups of each FSP module (reference: 6 — its constructor passes the value under a
-    /// misspelled keyword, so the default of 6 applies).
+    /// misspelled keyword, so the default of 6 applies). For ZoomNeXt: the groups of its RGPUs
+    /// (`hmu_groups`, the same module; reference: 6).
     pub fsp_groups: i64,
     /// Keep the backbone's BatchNorms in eval mode while training (running statistics are used
     /// and not updated). The reference means to do this but its `model.train()` undoes it;
@@ -105,6 +129,10 @@ impl Config {
     /// The smallest input side this configuration accepts: a multiple of 32 large enough that
     /// each correlation pool fits in its feature map.
     pub fn min_input_size(&self) -> i64 {
+        if self.kind.is_zoomnext() {
+            // The 0.5× zoom scale must fit the encoder.
+            return 2 * self.backbone.config().min_input_side();
+        }
         let mut multiple = 1;
         if self.kind == ModelKind::Fgstp {
             for (pool, stride) in self.correlation_pools.iter().zip(FEATURE_STRIDES) {
@@ -118,6 +146,18 @@ impl Config {
 
     /// Checks that `height`×`width` frames can go through the network.
     pub fn check_input_size(&self, height: i64, width: i64) -> Result<()> {
+        if self.kind.is_zoomnext() {
+            // No multiple-of-32 rule: ZoomNeXt resizes its inputs to three scales itself.
+            let min = self.min_input_size();
+            ensure!(
+                height >= min && width >= min,
+                "input {height}×{width} is too small for ZoomNeXt: its 0.5× zoom scale must be at least \
+                 {} px for the encoder, so the minimum base size is {min}×{min} (the reference uses \
+                 384×384)",
+                min / 2
+            );
+            return Ok(());
+        }
         if height % 32 != 0 || width % 32 != 0 {
             bail!(
                 "input {height}×{width}: height and width must be multiples of 32 (the encoder \
@@ -144,7 +184,7 @@ impl Config {
                         i + 1
                     )
                 }
-                ModelKind::SinetV2 => String::new(),
+                _ => String::new(),
             };
             bail!(
                 "input {height}×{width} is too small for this model{detail}; the minimum is {min}×{min} \

@@ -3,10 +3,14 @@
 //! each passing a "fork" to the next and emitting an output and a gate; the gates, pooled and
 //! turned into a channel softmax, weight the concatenated outputs; a 3×3 conv + BN maps back to
 //! `channel` and a ReLU closes the residual.
+//!
+//! ZoomNeXt's RGPU is the same module with, before that last conv, its difference-aware temporal
+//! operation ([`Fsp::rgpu`]); its conv + BN is named `fuse.1` instead of `BNReLU`.
 
 use tch::nn::{self, Module};
 use tch::Tensor;
 
+use crate::difference_aware::DifferenceAware;
 use crate::layers::{conv2d, ConvBnRelu, ConvInit, ConvSpec};
 
 #[derive(Debug)]
@@ -18,6 +22,8 @@ pub struct Fsp {
     /// fork; the last emits only an output and a gate.
     interact: Vec<ConvBnRelu>,
     fuse: ConvBnRelu,
+    /// ZoomNeXt's RGPU only (`fuse.0`).
+    temporal: Option<DifferenceAware>,
     groups: i64,
 }
 
@@ -25,6 +31,24 @@ impl Fsp {
     /// `groups` ≥ 2. The reference's FGSTP asks for 6 with a misspelled keyword and so gets the
     /// default, which is also 6.
     pub fn new(vs: &nn::Path, channel: i64, groups: i64) -> Self {
+        Self::with_fuse(vs, channel, groups, &(vs / "BNReLU"), None)
+    }
+
+    /// ZoomNeXt's RGPU (`hmu_*`) for clips of `frames` frames (1: the image model, whose temporal
+    /// operation is the identity but still has its tensors). Reference: `groups` 6.
+    pub fn rgpu(vs: &nn::Path, channel: i64, groups: i64, frames: i64) -> Self {
+        let fuse_vs = vs / "fuse";
+        let temporal = DifferenceAware::new(&(&fuse_vs / 0), frames);
+        Self::with_fuse(vs, channel, groups, &(&fuse_vs / 1), Some(temporal))
+    }
+
+    fn with_fuse(
+        vs: &nn::Path,
+        channel: i64,
+        groups: i64,
+        fuse_vs: &nn::Path,
+        temporal: Option<DifferenceAware>,
+    ) -> Self {
         let hidden = channel / 2;
         let expanded = hidden * groups;
         let conv3 = ConvSpec::square(3).padding(1);
@@ -64,7 +88,8 @@ impl Fsp {
                 ConvInit::TorchDefault,
             ),
             interact,
-            fuse: ConvBnRelu::new(&(vs / "BNReLU"), expanded, channel, conv3, false),
+            fuse: ConvBnRelu::new(fuse_vs, expanded, channel, conv3, false),
+            temporal,
             groups,
         }
     }
@@ -105,9 +130,12 @@ impl Fsp {
                     .relu(),
             )
             .softmax(1, None);
-        let out = self
-            .fuse
-            .forward_t(&(Tensor::cat(&outs, 1) * gate), bn_train);
+        let mixed = Tensor::cat(&outs, 1) * gate;
+        let mixed = match &self.temporal {
+            Some(temporal) => temporal.forward(&mixed),
+            None => mixed,
+        };
+        let out = self.fuse.forward_t(&mixed, bn_train);
         (out + xs).relu()
     }
 }

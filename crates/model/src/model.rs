@@ -7,17 +7,22 @@ use tch::Tensor;
 use crate::config::{Config, ModelKind};
 use crate::fgstp::{Fgstp, FgstpOutput};
 use crate::sinet_v2::{SinetV2, SinetV2Output};
+use crate::zoomnext::{ZoomNext, ZoomNextConfig};
 
 #[derive(Debug)]
 pub enum Model {
     Fgstp(Box<Fgstp>),
     SinetV2(Box<SinetV2>),
+    /// ZoomNeXt, image or video (`model.kind` "zoomnext" / "zoomnext-video").
+    ZoomNext(Box<ZoomNext>, Config),
 }
 
 #[derive(Debug)]
 pub enum Output {
     Fgstp(FgstpOutput),
     SinetV2(SinetV2Output),
+    /// ZoomNeXt's one logit map per frame, [B·frames, 1, H, W].
+    ZoomNext(Tensor),
 }
 
 impl Output {
@@ -26,6 +31,7 @@ impl Output {
         match self {
             Self::Fgstp(out) => &out.fused,
             Self::SinetV2(out) => out.prediction(),
+            Self::ZoomNext(logits) => logits,
         }
     }
 
@@ -34,6 +40,7 @@ impl Output {
         match self {
             Self::Fgstp(out) => out.maps(),
             Self::SinetV2(out) => out.maps.iter().collect(),
+            Self::ZoomNext(logits) => vec![logits],
         }
     }
 }
@@ -44,6 +51,10 @@ impl Model {
         Ok(match cfg.kind {
             ModelKind::Fgstp => Self::Fgstp(Box::new(Fgstp::new(vs, cfg)?)),
             ModelKind::SinetV2 => Self::SinetV2(Box::new(SinetV2::new(vs, cfg)?)),
+            ModelKind::Zoomnext | ModelKind::ZoomnextVideo => {
+                let zoomnext_cfg = ZoomNextConfig::from_model_config(cfg)?;
+                Self::ZoomNext(Box::new(ZoomNext::new(vs, &zoomnext_cfg)?), cfg.clone())
+            }
         })
     }
 
@@ -51,12 +62,14 @@ impl Model {
         match self {
             Self::Fgstp(m) => m.config(),
             Self::SinetV2(m) => m.config(),
+            Self::ZoomNext(_, cfg) => cfg,
         }
     }
 
-    /// `frames`: t, t+1, t+2 for FGSTP, t alone for SINet-V2 (see `ModelKind::frames`).
+    /// `frames`: t, t+1, t+2 for FGSTP, t alone for SINet-V2; for ZoomNeXt the small, medium and
+    /// large zoom scales (see `ModelKind::inputs`, `zoomnext::zoom_pyramid`).
     pub fn forward_t(&self, frames: &[&Tensor], train: bool) -> Result<Output> {
-        let needed = self.config().kind.frames();
+        let needed = self.config().kind.inputs();
         ensure!(
             frames.len() == needed,
             "this model takes {needed} frame(s) per sample, got {}",
@@ -65,6 +78,9 @@ impl Model {
         Ok(match self {
             Self::Fgstp(m) => Output::Fgstp(m.forward_t([frames[0], frames[1], frames[2]], train)?),
             Self::SinetV2(m) => Output::SinetV2(m.forward_t(frames[0], train)?),
+            Self::ZoomNext(m, _) => {
+                Output::ZoomNext(m.forward_t([frames[0], frames[1], frames[2]], train)?)
+            }
         })
     }
 }

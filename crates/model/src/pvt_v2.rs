@@ -78,6 +78,70 @@ pub struct PvtV2Config {
     pub sr_ratios: [i64; 4],
 }
 
+/// Side of a map after a convolution (PyTorch's floor rule).
+fn conv_out(side: i64, kernel: i64, stride: i64, padding: i64) -> i64 {
+    (side + 2 * padding - kernel) / stride + 1
+}
+
+impl PvtV2Config {
+    /// The first stage (0-based) whose map along a `side`-pixel input axis is smaller than its
+    /// attention's spatial-reduction kernel, with that map's side and the kernel; `None` if the
+    /// input fits every stage.
+    pub fn too_small_for(&self, side: i64) -> Option<(usize, i64, i64)> {
+        let mut map = conv_out(side, 7, 4, 3);
+        for (stage, &sr) in self.sr_ratios.iter().enumerate() {
+            if map < sr.max(1) {
+                return Some((stage, map, sr));
+            }
+            map = conv_out(map, 3, 2, 1);
+        }
+        None
+    }
+
+    /// The smallest input side every stage fits (29 px for the released PVTv2s).
+    pub fn min_input_side(&self) -> i64 {
+        (1..)
+            .find(|&side| self.too_small_for(side).is_none())
+            .expect("some side fits")
+    }
+
+    /// Multiply-accumulates of the encoder on a `(height, width)` input, counted as PyTorch's
+    /// `torch.utils.flop_counter` counts them (convolutions, linear layers, the attention's
+    /// matrix products), and the sizes of its four stage outputs (1/4 … 1/32).
+    pub fn macs(&self, (height, width): (i64, i64)) -> (i64, [(i64, i64); 4]) {
+        let mut macs = 0;
+        let mut sizes = [(height, width); 4];
+        let (mut size, mut c_in) = ((height, width), 3);
+        let conv_size = |(h, w): (i64, i64), k, s, p| (conv_out(h, k, s, p), conv_out(w, k, s, p));
+        for (stage, stage_size) in sizes.iter_mut().enumerate() {
+            let c = self.embed_dims[stage];
+            let (k, s) = if stage == 0 { (7, 4) } else { (3, 2) };
+            size = conv_size(size, k, s, k / 2);
+            let n = size.0 * size.1;
+            macs += n * c * c_in * k * k;
+            let sr = self.sr_ratios[stage];
+            let kv_n = if sr > 1 {
+                let (h, w) = conv_size(size, sr, sr, 0);
+                h * w
+            } else {
+                n
+            };
+            let hidden = c * self.mlp_ratios[stage];
+            let block = n * c * c                                  // q
+                + if sr > 1 { kv_n * c * c * sr * sr } else { 0 }  // spatial reduction conv
+                + kv_n * c * 2 * c                                 // kv
+                + 2 * n * kv_n * c                                 // q·kᵀ and attn·v, all heads
+                + n * c * c                                        // proj
+                + 2 * n * c * hidden                               // fc1, fc2
+                + n * hidden * 9; // depth-wise 3×3
+            macs += block * self.depths[stage] as i64;
+            *stage_size = size;
+            c_in = c;
+        }
+        (macs, sizes)
+    }
+}
+
 #[derive(Debug)]
 struct OverlapPatchEmbed {
     proj: nn::Conv2D,

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Subcommand;
-use fgstp_model::checkpoint::matching::{check_against_model, describe, load_hint};
 use fgstp_model::checkpoint::{DType, StateDict};
+use fgstp_model::matching::{check_against_model, describe, load_hint};
 
 #[derive(clap::Args)]
 pub struct Args {

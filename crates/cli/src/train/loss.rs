@@ -8,14 +8,20 @@ use crate::run_config::BceWeighting;
 
 /// The training loss of a forward pass and its parts (for logging): FGSTP's nine supervised
 /// maps as the reference sums them — three of each pair's four maps, then the fused map and
-/// both pairs' last — or SINet-V2's four.
+/// both pairs' last —, SINet-V2's four, or ZoomNeXt's BCE with its uncertainty-aware term.
+/// `progress`: the fraction of training done, in [0, 1] (ZoomNeXt's ramp reads it).
 pub fn total_loss(
     out: &Output,
     mask: &Tensor,
     bce: BceWeighting,
+    progress: f64,
 ) -> (Tensor, Vec<(&'static str, Tensor)>) {
     let sl = |pred: &Tensor| structure_loss(pred, mask, bce);
     match out {
+        Output::ZoomNext(logits) => {
+            let (bce, ual) = zoomnext_loss(logits, mask, progress);
+            (&bce + &ual, vec![("bce", bce), ("uncertainty", ual)])
+        }
         Output::Fgstp(o) => {
             let pair_t1 = sl(&o.pair_t1[0]) + sl(&o.pair_t1[1]) + sl(&o.pair_t1[2]);
             let pair_t2 = sl(&o.pair_t2[0]) + sl(&o.pair_t2[1]) + sl(&o.pair_t2[2]);
@@ -64,4 +70,15 @@ pub fn structure_loss(pred: &Tensor, mask: &Tensor, bce: BceWeighting) -> Tensor
     let union = per_image((prob + mask) * &weight);
     let wiou: Tensor = 1.0 - (&inter + 1.0) / (union - inter + 1.0);
     (wbce + wiou).mean(Kind::Float)
+}
+
+/// ZoomNeXt's loss: mean BCE with logits, plus its uncertainty-aware term
+/// `mean(1 − (2σ(x) − 1)²)` weighted by a cosine ramp from 0 (first step) to 1 (last),
+/// `(1 − cos(π·progress)) / 2`. Returns the two terms (the second already weighted).
+pub fn zoomnext_loss(logits: &Tensor, mask: &Tensor, progress: f64) -> (Tensor, Tensor) {
+    let bce = logits.binary_cross_entropy_with_logits::<Tensor>(mask, None, None, Reduction::Mean);
+    let certainty = (logits.sigmoid() * 2.0 - 1.0).pow_tensor_scalar(2);
+    let ramp = (1.0 - (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos()) / 2.0;
+    let ual = (-certainty + 1.0).mean(Kind::Float) * ramp;
+    (bce, ual)
 }

@@ -318,9 +318,12 @@ impl<'a> Trainer<'a> {
         let frames: Vec<Tensor> = frames.iter().map(|f| f.to_device(self.device)).collect();
         let mask = mask.to_device(self.device);
         let refs: Vec<&Tensor> = frames.iter().take(self.cfg.model.kind.frames()).collect();
+        // Steps done before this one over all steps of the run (0 for the first).
+        let total_steps = self.cfg.train.epochs * self.train_data.batches_per_epoch();
+        let done = self.progress.step as f64 / total_steps.max(1) as f64;
         let (loss, parts) = self.cfg.model.precision.run(self.device, || {
             let out = self.model.forward_t(&refs, true)?;
-            anyhow::Ok(total_loss(&out, &mask, self.cfg.train.bce))
+            anyhow::Ok(total_loss(&out, &mask, self.cfg.train.bce, done))
         })??;
         let value = loss.double_value(&[]);
         if !value.is_finite() {

@@ -4,6 +4,10 @@ use std::collections::{BTreeSet, HashMap};
 
 /// Key prefix of the PVTv2 encoder inside FGSTP and the single-frame model.
 pub const PVT_PREFIX: &str = "backbone.encoder.pvtv2_en.";
+/// Key prefix of the PVTv2 encoder inside ZoomNeXt.
+pub const ZOOMNEXT_PVT_PREFIX: &str = "encoder.";
+/// A ZoomNeXt RGPU temporal tensor whose shape, [2T, T], gives the clip length T.
+const ZOOMNEXT_CLIP_KEY: &str = "hmu_5.fuse.0.temperal_proj_kv.weight";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelLayout {
@@ -14,6 +18,12 @@ pub enum ModelLayout {
     SingleFrame,
     /// Only `backbone.encoder.*` (an encoder-only export).
     EncoderOnly,
+    /// ZoomNeXt (lartpang/ZoomNeXt): `encoder.*`, `tra_*`, `siu_*`, `hmu_*`, `normalizer.*`,
+    /// `predictor.*`. `frames`: the clip length its temporal branch was built for (1: an image
+    /// model, whose temporal tensors the image model does not use; 5: the video model).
+    ZoomNext {
+        frames: Option<i64>,
+    },
     /// The official PVTv2 ImageNet release: no prefix, `patch_embed1.*`, `block1.*`, `head.*`.
     PvtV2Official {
         has_head: bool,
@@ -63,6 +73,26 @@ impl Detected {
                  backbone.decoder, SINet-V2 layout); {encoder}"
             ),
             ModelLayout::EncoderOnly => format!("encoder only (backbone.encoder.*); {encoder}"),
+            ModelLayout::ZoomNext { frames } => {
+                let model = match frames {
+                    Some(1) => "ZoomNeXt image model (model.kind = \"zoomnext\"; it carries T = 1 \
+                                temporal-branch tensors hmu_*.fuse.0.temperal_proj*, which the image \
+                                model loads and does not use)"
+                        .to_string(),
+                    Some(t) => format!(
+                        "ZoomNeXt video model, {t} frames per clip (model.kind = \"zoomnext-video\")"
+                    ),
+                    None => "ZoomNeXt (no temporal branch found)".to_string(),
+                };
+                if self.pvt.is_some() {
+                    format!("{model}; {encoder}")
+                } else {
+                    format!(
+                        "{model} with a non-PVTv2 encoder (ResNet/EfficientNet variants are not \
+                         supported)"
+                    )
+                }
+            }
             ModelLayout::PvtV2Official { has_head } => format!(
                 "official PVTv2 ImageNet checkpoint ({}); {encoder}",
                 if *has_head {
@@ -164,6 +194,11 @@ pub fn detect<'a>(entries: impl IntoIterator<Item = (&'a str, &'a [i64])>) -> De
         (ModelLayout::SingleFrame, Some(PVT_PREFIX))
     } else if has("backbone.encoder.") {
         (ModelLayout::EncoderOnly, Some(PVT_PREFIX))
+    } else if has("siu_5.") && has("hmu_5.") && has("predictor.") {
+        let frames = shapes
+            .get(ZOOMNEXT_CLIP_KEY)
+            .and_then(|s| (s.len() == 2 && s[0] == 2 * s[1]).then_some(s[1]));
+        (ModelLayout::ZoomNext { frames }, Some(ZOOMNEXT_PVT_PREFIX))
     } else if has("patch_embed1.") && has("block1.") {
         (
             ModelLayout::PvtV2Official {

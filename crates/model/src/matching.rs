@@ -1,11 +1,11 @@
-//! Which model a checkpoint fits: the layout detected from its keys ([`super::layout`]) is
+//! Which model a checkpoint fits: the layout detected from its keys ([`crate::checkpoint::layout`]) is
 //! confirmed by building that model (kind and PVTv2 variant) and planning a load into it, key by
 //! key and shape by shape.
 
 use anyhow::Result;
 
-use super::layout::PVT_PREFIX;
-use super::{plan_load, Detected, LoadOptions, LoadPlan, ModelLayout, StateDict};
+use crate::checkpoint::layout::PVT_PREFIX;
+use crate::checkpoint::{plan_load, Detected, LoadOptions, LoadPlan, ModelLayout, StateDict};
 use crate::{Config, Model, ModelKind, PvtV2Variant};
 
 /// How to load a file of this layout, for the inspect output.
@@ -19,6 +19,11 @@ pub fn load_hint(detected: &Detected) -> Option<&'static str> {
         L::EncoderOnly => "loads partially into an FGSTP or single-frame model",
         L::PvtV2Official { .. } => {
             "loads partially into the encoder: keys prefixed backbone.encoder.pvtv2_en., head.* dropped"
+        }
+        L::ZoomNext { .. } => {
+            "loads strictly into a ZoomNeXt model of this kind and encoder variant (an image \
+             checkpoint into the video model: its T = 1 temporal tensors are skipped, as the \
+             authors load it)"
         }
         L::Unknown => return None,
     })
@@ -47,6 +52,14 @@ pub fn check_against_model(sd: &StateDict, detected: &Detected) -> Result<Option
             LoadOptions::pvt_v2_imagenet(),
             "the encoder of the FGSTP/single-frame",
         ),
+        ModelLayout::ZoomNext { frames } => match frames {
+            Some(t) if t > 1 => (
+                ModelKind::ZoomnextVideo,
+                LoadOptions::strict(),
+                "ZoomNeXt video",
+            ),
+            _ => (ModelKind::Zoomnext, LoadOptions::strict(), "ZoomNeXt image"),
+        },
         ModelLayout::EncoderOnly | ModelLayout::Unknown => return Ok(None),
     };
     let cfg = Config {
