@@ -32,7 +32,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use tch::Tensor;
 
 pub use dtype::DType;
-pub use layout::{Detected, ModelLayout, PvtInfo};
+pub use layout::{Detected, ModelLayout, PvtInfo, SltNetStage};
 
 /// The container a checkpoint came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

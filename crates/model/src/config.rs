@@ -16,15 +16,27 @@ pub enum ModelKind {
     /// The single-frame baseline (the paper's SINet-V2 row): FGSTP's own encoder and decoder on
     /// frame t alone, same `backbone.*` parameters.
     SinetV2,
+    /// SLT-Net's short-term model: frames (t, t+1, t+2) → 4 + 4 maps and the fused map, with
+    /// SLT-Net's own state-dict keys (see `slt_net`).
+    SltNet,
+    /// SLT-Net's long-term model: RGB + the short-term prediction → 4 maps, 256×448 only (see
+    /// `slt_net_long`). Runs one frame per sample, as the reference's test script does.
+    SltNetLong,
 }
 
 impl ModelKind {
-    /// Frames per sample: 3 for FGSTP, 1 for the single-frame baseline.
+    /// Frames per sample: 3 for FGSTP and SLT-Net, 1 for the single-frame baseline and the
+    /// long-term SLT-Net (each frame with its short-term prediction, as its test script runs it).
     pub fn frames(self) -> usize {
         match self {
-            Self::Fgstp => 3,
-            Self::SinetV2 => 1,
+            Self::Fgstp | Self::SltNet => 3,
+            Self::SinetV2 | Self::SltNetLong => 1,
         }
+    }
+
+    /// Whether the model has the correlation pyramid, whose pools bound the input size.
+    fn has_correlation(self) -> bool {
+        matches!(self, Self::Fgstp | Self::SltNet)
     }
 }
 
@@ -32,7 +44,7 @@ impl ModelKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// "fgstp" or "sinet-v2".
+    /// "fgstp", "sinet-v2", "slt-net" or "slt-net-long".
     pub kind: ModelKind,
     /// PVTv2 encoder size, "b0" … "b5" (the paper: b5).
     pub backbone: PvtV2Variant,
@@ -93,7 +105,7 @@ impl Config {
     /// each correlation pool fits in its feature map.
     pub fn min_input_size(&self) -> i64 {
         let mut multiple = 1;
-        if self.kind == ModelKind::Fgstp {
+        if self.kind.has_correlation() {
             for (pool, stride) in self.correlation_pools.iter().zip(FEATURE_STRIDES) {
                 // smallest k with 32k/stride ≥ pool
                 let k = (pool * stride + 31) / 32;
@@ -105,6 +117,17 @@ impl Config {
 
     /// Checks that `height`×`width` frames can go through the network.
     pub fn check_input_size(&self, height: i64, width: i64) -> Result<()> {
+        if self.kind == ModelKind::SltNetLong {
+            let (h, w) = crate::slt_net_long::INPUT_SIZE;
+            ensure!(
+                (height, width) == (h, w),
+                "input {height}×{width}: the long-term SLT-Net takes {h}×{w} (height × width) frames \
+                 only — its NS blocks' LayerNorm has the fixed shape {:?}, the 1/16 feature map of \
+                 a {h}×{w} frame; resize the frames to {h}×{w} as the reference's loader does",
+                crate::ns_block::NORM_SHAPE
+            );
+            return Ok(());
+        }
         if height % 32 != 0 || width % 32 != 0 {
             bail!(
                 "input {height}×{width}: height and width must be multiples of 32 (the encoder \
@@ -115,7 +138,7 @@ impl Config {
         let min = self.min_input_size();
         if height < min || width < min {
             let detail = match self.kind {
-                ModelKind::Fgstp => {
+                ModelKind::Fgstp | ModelKind::SltNet => {
                     let (i, pool, stride) = self
                         .correlation_pools
                         .iter()
@@ -131,12 +154,12 @@ impl Config {
                         i + 1
                     )
                 }
-                ModelKind::SinetV2 => String::new(),
+                ModelKind::SinetV2 | ModelKind::SltNetLong => String::new(),
             };
             bail!(
                 "input {height}×{width} is too small for this model{detail}; the minimum is {min}×{min} \
                  (use larger frames{})",
-                if self.kind == ModelKind::Fgstp { " or smaller model.correlation_pools" } else { "" }
+                if self.kind.has_correlation() { " or smaller model.correlation_pools" } else { "" }
             );
         }
         Ok(())

@@ -7,17 +7,23 @@ use tch::Tensor;
 use crate::config::{Config, ModelKind};
 use crate::fgstp::{Fgstp, FgstpOutput};
 use crate::sinet_v2::{SinetV2, SinetV2Output};
+use crate::slt_net::{SltNet, SltNetOutput};
+use crate::slt_net_long::{SltNetLong, SltNetLongOutput};
 
 #[derive(Debug)]
 pub enum Model {
     Fgstp(Box<Fgstp>),
     SinetV2(Box<SinetV2>),
+    SltNet(Box<SltNet>),
+    SltNetLong(Box<SltNetLong>),
 }
 
 #[derive(Debug)]
 pub enum Output {
     Fgstp(FgstpOutput),
     SinetV2(SinetV2Output),
+    SltNet(SltNetOutput),
+    SltNetLong(SltNetLongOutput),
 }
 
 impl Output {
@@ -26,14 +32,19 @@ impl Output {
         match self {
             Self::Fgstp(out) => &out.fused,
             Self::SinetV2(out) => out.prediction(),
+            Self::SltNet(out) => &out.fused,
+            Self::SltNetLong(out) => out.prediction(),
         }
     }
 
-    /// Every output map (FGSTP: pair (t, t+1) ×4, pair (t, t+2) ×4, fused; SINet-V2: 4).
+    /// Every output map (FGSTP and SLT-Net: pair (t, t+1) ×4, pair (t, t+2) ×4, fused;
+    /// SINet-V2 and the long-term SLT-Net: 4).
     pub fn maps(&self) -> Vec<&Tensor> {
         match self {
             Self::Fgstp(out) => out.maps(),
             Self::SinetV2(out) => out.maps.iter().collect(),
+            Self::SltNet(out) => out.maps(),
+            Self::SltNetLong(out) => out.maps.iter().collect(),
         }
     }
 }
@@ -44,6 +55,8 @@ impl Model {
         Ok(match cfg.kind {
             ModelKind::Fgstp => Self::Fgstp(Box::new(Fgstp::new(vs, cfg)?)),
             ModelKind::SinetV2 => Self::SinetV2(Box::new(SinetV2::new(vs, cfg)?)),
+            ModelKind::SltNet => Self::SltNet(Box::new(SltNet::new(vs, cfg)?)),
+            ModelKind::SltNetLong => Self::SltNetLong(Box::new(SltNetLong::new(vs, cfg)?)),
         })
     }
 
@@ -51,10 +64,14 @@ impl Model {
         match self {
             Self::Fgstp(m) => m.config(),
             Self::SinetV2(m) => m.config(),
+            Self::SltNet(m) => m.config(),
+            Self::SltNetLong(m) => m.config(),
         }
     }
 
-    /// `frames`: t, t+1, t+2 for FGSTP, t alone for SINet-V2 (see `ModelKind::frames`).
+    /// `frames`: t, t+1, t+2 for FGSTP and SLT-Net, t alone for SINet-V2; for the long-term
+    /// SLT-Net frame t as [B, 4, 256, 448] (RGB + its short-term prediction), run as a clip of one
+    /// frame like the reference's test script does (see `ModelKind::frames`).
     pub fn forward_t(&self, frames: &[&Tensor], train: bool) -> Result<Output> {
         let needed = self.config().kind.frames();
         ensure!(
@@ -65,6 +82,10 @@ impl Model {
         Ok(match self {
             Self::Fgstp(m) => Output::Fgstp(m.forward_t([frames[0], frames[1], frames[2]], train)?),
             Self::SinetV2(m) => Output::SinetV2(m.forward_t(frames[0], train)?),
+            Self::SltNet(m) => {
+                Output::SltNet(m.forward_t([frames[0], frames[1], frames[2]], train)?)
+            }
+            Self::SltNetLong(m) => Output::SltNetLong(m.forward_t(&frames[0].unsqueeze(1), train)?),
         })
     }
 }

@@ -4,6 +4,20 @@ use std::collections::{BTreeSet, HashMap};
 
 /// Key prefix of the PVTv2 encoder inside FGSTP and the single-frame model.
 pub const PVT_PREFIX: &str = "backbone.encoder.pvtv2_en.";
+/// Key prefix of the PVTv2 encoder inside every SLT-Net model.
+pub const SLT_NET_PVT_PREFIX: &str = "backbone.feat_net.pvtv2_en.";
+
+/// Which of SLT-Net's networks a state dict holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SltNetStage {
+    /// The single-frame network (`backbone.feat_net.*` + `backbone.decoder.*`), e.g. its
+    /// COD10K-pretrained `Net_epoch_cod10k.pth`.
+    Image,
+    /// The short-term model: `backbone.*`, `nlnet.nl_layer1..3.*`, `fusion_conv.*`.
+    ShortTerm,
+    /// The long-term model: `backbone.*`, `nlnet.NSB_1/2.*`, `first_conv.*`.
+    LongTerm,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelLayout {
@@ -17,6 +31,10 @@ pub enum ModelLayout {
     /// The official PVTv2 ImageNet release: no prefix, `patch_embed1.*`, `block1.*`, `head.*`.
     PvtV2Official {
         has_head: bool,
+    },
+    /// SLT-Net (Cheng et al., CVPR 2022): its encoder is `backbone.feat_net.*`.
+    SltNet {
+        stage: SltNetStage,
     },
     Unknown,
 }
@@ -71,7 +89,21 @@ impl Detected {
                     "no head"
                 }
             ),
-            ModelLayout::Unknown => "not an FGSTP, single-frame or PVTv2 layout".to_string(),
+            ModelLayout::SltNet { stage } => {
+                let what = match stage {
+                    SltNetStage::Image => {
+                        "SLT-Net single-frame network (backbone.feat_net + backbone.decoder)"
+                    }
+                    SltNetStage::ShortTerm => "SLT-Net short-term model (model.kind = \"slt-net\")",
+                    SltNetStage::LongTerm => {
+                        "SLT-Net long-term model (model.kind = \"slt-net-long\")"
+                    }
+                };
+                format!("{what}; {encoder}")
+            }
+            ModelLayout::Unknown => {
+                "not an FGSTP, SLT-Net, single-frame or PVTv2 layout".to_string()
+            }
         }
     }
 }
@@ -158,7 +190,21 @@ pub fn detect<'a>(entries: impl IntoIterator<Item = (&'a str, &'a [i64])>) -> De
     let shapes: HashMap<&str, &[i64]> = entries.into_iter().collect();
     let has = |prefix: &str| shapes.keys().any(|k| k.starts_with(prefix));
     let temporal = has("ctc.") && has("fsp1.") && has("fusion_conv.");
-    let (layout, pvt_prefix) = if temporal && has("backbone.") {
+    let slt_net_stage = if has("nlnet.NSB_1.") || has("first_conv.") {
+        SltNetStage::LongTerm
+    } else if has("nlnet.nl_layer1.") {
+        SltNetStage::ShortTerm
+    } else {
+        SltNetStage::Image
+    };
+    let (layout, pvt_prefix) = if has("backbone.feat_net.") {
+        (
+            ModelLayout::SltNet {
+                stage: slt_net_stage,
+            },
+            Some(SLT_NET_PVT_PREFIX),
+        )
+    } else if temporal && has("backbone.") {
         (ModelLayout::Fgstp, Some(PVT_PREFIX))
     } else if has("backbone.encoder.") && has("backbone.decoder.") {
         (ModelLayout::SingleFrame, Some(PVT_PREFIX))
