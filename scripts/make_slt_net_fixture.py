@@ -3,7 +3,7 @@
 Usage (from the repo root):
     scripts/pytools scripts/make_slt_net_fixture.py REF_CHECKOUT OUT_DIR \
         [--backbone tiny|b0|...|b5] [--seed 2022] [--ns-backend auto|reference-cpp|port]
-        [--flops]
+        [--short-size H W] [--flops]
 
 REF_CHECKOUT is your own checkout of https://github.com/XuelianCheng/SLT-Net (nothing of it is
 copied here). The published code needs a GPU and a few packages that play no part in the forward
@@ -36,11 +36,14 @@ Writes into OUT_DIR:
                                     value is float16-exact; the forward ran in float32)
   slt_net_long_<backbone>.pth       long-term model as train_video_long_term.py saves it: the model
                                     wrapped in nn.DataParallel, so every key starts with `module.`
-  slt_net_<backbone>_nested.pth     {"state_dict": short-term state dict, "epoch": 1} (the nested
-                                    layout of training checkpoints; utils/pyt_utils.py unwraps it)
+  slt_net_<backbone>_nested.data.pkl  the pickle of torch.save({"state_dict": short-term state
+                                    dict, "epoch": 1}) (the nested layout of training checkpoints,
+                                    which utils/pyt_utils.py unwraps); the rest of that zip is the
+                                    plain checkpoint's storages, byte for byte (checked here), so
+                                    the test re-packs it from slt_net_<backbone>.pth
   slt_net_<backbone>_io.safetensors inputs and outputs (see GRID below), metadata: the settings,
                                     the NS backend, and with --flops the reference's FLOP counts
-      short.frame.0..2 uint8 [1,3,256,320]; the model input is (x/255 - mean)/std per channel with
+      short.frame.0..2 uint8 [1,3,256,320] (--short-size); the model input is (x/255 - mean)/std per channel with
                        ImageNet mean/std (the reference's ToTensor + Normalize)
       short.out12.0..3, short.out13.0..3, short.fused   the nine output maps
       long.clip        uint8 [1,2,4,256,448]: RGB + the short-term prediction as 4th channel; the
@@ -48,21 +51,27 @@ Writes into OUT_DIR:
       long.out.0..3    the four maps [2,1,256,448] of the clip (B=1, T=2: the NS blocks relate the
                        two frames), long.frames.out.0..3: the same two frames fed as the test script
                        feeds a clip, [T,1,4,H,W] (each frame alone in the NS blocks)
+  All maps are stored on a GRID (below).
       ns.*             an NS block's relevance and aggregation on random tensors (reference.cpp)
   slt_net_<backbone>_keys.txt, slt_net_long_<backbone>_keys.txt   every key with its shape
   slt_net_b5_keys.txt, slt_net_long_b5_keys.txt                   the same for PVTv2-b5
 
-GRID: the maps are stored at rows and columns 0, 3, 6, ... (`[..., ::3, ::3]`) to keep the fixture
-small, except the two predictions (short.fused, long.out.3), which are stored whole. 256 and 448
-are 1 mod 3, so the grid includes the first and last row and column, and 3 is coprime with the
-decoder's upsampling factors (8, 16, 32), so every interpolation phase is compared.
+GRID: the maps are stored at rows and columns 0, 3, 6, ... (`[..., ::3, ::3]`), a ninth of their
+pixels, to keep the fixture small. 256 and 448 are 1 mod 3, so the grid includes the first and
+last row and column, and 3 is coprime with the decoder's upsampling factors (8, 16, 32), so every
+interpolation phase is compared.
 
 Every weight is randomised (LayerNorm/BatchNorm affine parameters, biases, the correlation blocks'
-zero-initialised `W`, the NS blocks' LayerNorm), as are the BatchNorm running statistics; the model
-runs in eval mode under no_grad.
+zero-initialised `W`, the NS blocks' LayerNorm), as are the BatchNorm running statistics, and the
+output convs and the NS blocks' query/key convs are scaled up (SPREAD) so that every path, the
+NS blocks' gate and the relation between frames included, moves the outputs far above the
+tolerance; the models run in eval mode under no_grad. The metadata records how far each known NS
+mistake (-inf off the map, softmax in the aggregation, a per-head gate, no dilation, no prior)
+would move long.out.3.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -85,6 +94,9 @@ SHORT_SIZE = (256, 320)
 LONG_SIZE = (256, 448)  # fixed by the NS blocks' LayerNorm([8, 16, 28])
 TINY = dict(embed_dims=[16, 32, 80, 128], num_heads=[1, 2, 5, 8], mlp_ratios=[8, 8, 4, 4],
             depths=[2, 1, 1, 1], sr_ratios=[8, 4, 2, 1])
+# Weight multipliers applied after randomisation (see `randomise`).
+SPREAD = {"NCD.conv5.weight": 32, "_gra.score.weight": 4, "fusion_conv.2.weight": 8,
+          "query_conv.weight": 2, "key_conv.weight": 2}
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
@@ -153,24 +165,31 @@ def build_reference_cpp(ref_dir):
         return None
     from torch.utils import cpp_extension
     src = os.path.join(ref_dir, "lib/ref_video/PNS/PNS_Module/reference.cpp")
-    build = tempfile.mkdtemp(prefix="sltnet-refcpp-")
-    binding = os.path.join(build, "binding.cpp")
-    with open(binding, "w") as f:
-        f.write(BINDING)
+    with open(src, "rb") as f:
+        digest = hashlib.sha256(f.read() + BINDING.encode() + torch.__version__.encode()).hexdigest()
+    cache = os.environ.get("FGSTP_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fgstp")
+    build = os.path.join(cache, f"sltnet-reference-cpp-{digest[:16]}")
     lib = os.path.join(build, "sltnet_reference_cpp.so")
-    includes = cpp_extension.include_paths() + [sysconfig.get_paths()["include"]]
-    libdirs = cpp_extension.library_paths()
-    cmd = [cxx, "-shared", "-fPIC", "-O2", "-std=c++20", "-D_GLIBCXX_USE_CXX11_ABI=1",
-           "-DTORCH_EXTENSION_NAME=sltnet_reference_cpp", src, binding, "-o", lib]
-    cmd += [f"-I{p}" for p in includes]
-    cmd += [f"-L{p}" for p in libdirs] + [f"-Wl,-rpath,{p}" for p in libdirs]
-    cmd += ["-lc10", "-ltorch", "-ltorch_cpu"]
-    t0 = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"compiling reference.cpp failed:\n{done.stderr[-5000:]}")
+    if not os.path.exists(lib):  # compiling takes minutes: once per reference.cpp and torch
+        os.makedirs(build, exist_ok=True)
+        binding = os.path.join(build, "binding.cpp")
+        with open(binding, "w") as f:
+            f.write(BINDING)
+        includes = cpp_extension.include_paths() + [sysconfig.get_paths()["include"]]
+        libdirs = cpp_extension.library_paths()
+        cmd = [cxx, "-shared", "-fPIC", "-O2", "-std=c++20", "-D_GLIBCXX_USE_CXX11_ABI=1",
+               "-DTORCH_EXTENSION_NAME=sltnet_reference_cpp", src, binding, "-o", lib + ".tmp"]
+        cmd += [f"-I{p}" for p in includes]
+        cmd += [f"-L{p}" for p in libdirs] + [f"-Wl,-rpath,{p}" for p in libdirs]
+        cmd += ["-lc10", "-ltorch", "-ltorch_cpu"]
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"compiling reference.cpp failed:\n{done.stderr[-5000:]}")
+        os.replace(lib + ".tmp", lib)
+        print(f"compiled reference.cpp in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     torch.ops.load_library(lib)
-    print(f"compiled reference.cpp in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return torch.ops.sltnet_reference_cpp
 
 
@@ -243,7 +262,7 @@ def fit_rfbs(after_tem, model):
 
 
 @torch.no_grad()
-def randomise(model, gen):
+def randomise(model, gen, spread=None):
     """Moves every tensor away from its structured initial value (ones, zeros)."""
     for module in model.modules():
         if isinstance(module, (nn.BatchNorm2d, nn.LayerNorm)):
@@ -257,9 +276,33 @@ def randomise(model, gen):
                 module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.05)
             if not module.weight.any():  # the non-local blocks' W starts at zero: make it matter
                 module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * 0.1)
-    for t in model.state_dict().values():  # float16-exact, so the .pth can be float16
-        if t.is_floating_point():
+    for name, t in model.state_dict().items():
+        # At initialisation the output convs barely move their maps (std ~0.01 logits) and the
+        # NS gate is ~1/(T*49): spread them so that every path moves the outputs well above the
+        # tolerance. Powers of two keep the values float16-exact.
+        for suffix, factor in (SPREAD if spread is None else spread).items():
+            if name.endswith(suffix):
+                t.mul_(factor)
+        if t.is_floating_point():  # float16-exact, so the .pth can be float16
             t.copy_(t.half().float())
+
+
+def write_nested_pickle(state_dict, plain_path, out_path):
+    """torch.save({"state_dict": ..., "epoch": 1}) differs from the plain checkpoint only in its
+    pickle (data.pkl; the tensor storages are the same files): keep just that pickle, from which
+    the test re-packs the nested checkpoint."""
+    import zipfile
+    with tempfile.TemporaryDirectory() as tmp:
+        nested_path = os.path.join(tmp, "nested.pth")
+        torch.save({"state_dict": state_dict, "epoch": 1}, nested_path)
+        plain, nested = zipfile.ZipFile(plain_path), zipfile.ZipFile(nested_path)
+        strip = lambda names: {n.split("/", 1)[1]: n for n in names}  # noqa: E731
+        plain_names, nested_names = strip(plain.namelist()), strip(nested.namelist())
+        assert plain_names.keys() == nested_names.keys()
+        differ = [n for n in plain_names if plain.read(plain_names[n]) != nested.read(nested_names[n])]
+        assert sorted(differ) == [".data/serialization_id", "data.pkl"], differ
+        with open(out_path, "wb") as f:
+            f.write(nested.read(nested_names["data.pkl"]))
 
 
 def write_keys(path, state_dict):
@@ -278,6 +321,8 @@ def main():
     ap.add_argument("out_dir")
     ap.add_argument("--backbone", default="tiny", choices=["tiny"] + [f"b{i}" for i in range(6)])
     ap.add_argument("--seed", type=int, default=2022)
+    ap.add_argument("--short-size", type=int, nargs=2, default=list(SHORT_SIZE), metavar=("H", "W"),
+                    help="the short-term model's input size (the paper's: 352 352)")
     ap.add_argument("--ns-backend", default="auto", choices=["auto", "reference-cpp", "port"])
     ap.add_argument("--flops", action="store_true",
                     help="count the b5 models' FLOPs with torch.utils.flop_counter (slow: b5 forwards)")
@@ -329,7 +374,7 @@ def main():
     fit_rfbs(after_tem, short)
     randomise(short, gen)
     short.eval()
-    h, w = SHORT_SIZE
+    h, w = args.short_size
     frames_u8 = [torch.randint(0, 256, (1, 3, h, w), generator=gen, dtype=torch.uint8) for _ in range(3)]
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -341,7 +386,7 @@ def main():
     io.update({f"short.frame.{i}": f for i, f in enumerate(frames_u8)})
     io.update({f"short.out12.{i}": grid(t) for i, t in enumerate(out12)})
     io.update({f"short.out13.{i}": grid(t) for i, t in enumerate(out13)})
-    io["short.fused"] = fused.contiguous()
+    io["short.fused"] = grid(fused)
 
     # --- long-term model ----------------------------------------------------------------------
     opt = types.SimpleNamespace(trainsize=352, short_pretrained=None, pvtv2_pretrained=False)
@@ -368,7 +413,7 @@ def main():
         print(f"long-term outputs, port vs reference.cpp: max abs diff {diff:.3e}", file=sys.stderr)
         meta["long_port_vs_reference_cpp"] = f"{diff:.3e}"
     io["long.clip"] = clip_u8
-    io.update({f"long.out.{i}": (t.contiguous() if i == 3 else grid(t)) for i, t in enumerate(long_out)})
+    io.update({f"long.out.{i}": grid(t) for i, t in enumerate(long_out)})
     io.update({f"long.frames.out.{i}": grid(t) for i, t in enumerate(frames_out)})
 
     # How much the NS traps move the outputs here (so the parity test can see them).
@@ -380,7 +425,7 @@ def main():
     short.half()
     sd = short.state_dict()
     torch.save(sd, stem(f"slt_net_{args.backbone}.pth"))
-    torch.save({"state_dict": sd, "epoch": 1}, stem(f"slt_net_{args.backbone}_nested.pth"))
+    write_nested_pickle(sd, stem(f"slt_net_{args.backbone}.pth"), stem(f"slt_net_{args.backbone}_nested.data.pkl"))
     write_keys(stem(f"slt_net_{args.backbone}_keys.txt"), sd)
     parallel = nn.DataParallel(long_model.half())  # as train_video_long_term.py saves it
     torch.save(parallel.state_dict(), stem(f"slt_net_long_{args.backbone}.pth"))

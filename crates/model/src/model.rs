@@ -85,7 +85,15 @@ impl Model {
             Self::SltNet(m) => {
                 Output::SltNet(m.forward_t([frames[0], frames[1], frames[2]], train)?)
             }
-            Self::SltNetLong(m) => Output::SltNetLong(m.forward_t(&frames[0].unsqueeze(1), train)?),
+            Self::SltNetLong(m) => {
+                let size = frames[0].size();
+                ensure!(
+                    size.len() == 4,
+                    "the long-term SLT-Net takes frame t as [batch, 4, 256, 448] (RGB + its \
+                     short-term prediction), got shape {size:?}"
+                );
+                Output::SltNetLong(m.forward_t(&frames[0].unsqueeze(1), train)?)
+            }
         })
     }
 }

@@ -328,6 +328,39 @@ mod tests {
     }
 
     #[test]
+    fn slt_net_layouts_are_told_apart_and_their_encoder_read() {
+        let with = |extra: &[&str]| {
+            let mut keys = pvt_shapes(
+                SLT_NET_PVT_PREFIX,
+                [64, 128, 320, 512],
+                [3, 6, 40, 3],
+                [4, 4, 4, 4],
+                false,
+            );
+            keys.push((
+                "backbone.decoder.NCD.conv5.weight".into(),
+                vec![1, 96, 1, 1],
+            ));
+            keys.extend(extra.iter().map(|k| (k.to_string(), vec![1])));
+            detect_owned(&keys)
+        };
+        let short = with(&["nlnet.nl_layer1.out_conv.weight", "fusion_conv.0.weight"]);
+        let long = with(&["nlnet.NSB_1.query_conv.weight", "first_conv.weight"]);
+        let image = with(&[]);
+        for (d, stage) in [
+            (&short, SltNetStage::ShortTerm),
+            (&long, SltNetStage::LongTerm),
+            (&image, SltNetStage::Image),
+        ] {
+            assert_eq!(d.layout, ModelLayout::SltNet { stage });
+            assert_eq!(d.pvt_prefix, Some(SLT_NET_PVT_PREFIX));
+            assert_eq!(d.pvt.as_ref().and_then(|p| p.variant), Some("b5"));
+        }
+        assert!(short.describe().contains("\"slt-net\""));
+        assert!(long.describe().contains("\"slt-net-long\""));
+    }
+
+    #[test]
     fn non_standard_widths_are_described_without_a_variant() {
         let d = detect_owned(&pvt_shapes(
             "",
