@@ -605,7 +605,7 @@ fn slt_net_layouts_and_their_encoder_are_detected() {
     let pvt = detected.pvt.unwrap();
     let widths = tiny_pvt().embed_dims.map(|w| w as usize);
     assert_eq!(pvt.widths, widths);
-    let variant = (backbone() != "tiny").then(|| backbone());
+    let variant = (backbone() != "tiny").then(backbone);
     assert_eq!(pvt.variant.map(str::to_string), variant);
     let detected = read_checkpoint("slt_net_long").detect_layout();
     assert_eq!(
