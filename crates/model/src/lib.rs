@@ -1,4 +1,6 @@
-//! FGSTP model: PVTv2 encoder, RFB, CTC correlation, FSP, NCD + reverse-stage decoder.
+//! FGSTP model: PVTv2 encoder, RFB, CTC correlation, FSP, NCD + reverse-stage decoder. The same
+//! modules also build the comparison systems SLT-Net short-term ([`slt_net`]) and long-term
+//! ([`slt_net_long`], with its NS blocks in [`ns_block`]).
 //!
 //! Variable names in the VarStore are the reference PyTorch implementation's state-dict keys
 //! (e.g. `backbone.encoder.pvtv2_en.block3.12.attn.kv.weight`), so its checkpoints load as is.
