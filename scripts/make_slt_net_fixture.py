@@ -26,8 +26,9 @@ pass; this script patches, in memory only:
     which is in any case checked against reference.cpp on random tensors and against the forward
     run when reference.cpp is available.
 
-The fixture's sizes: PVTv2-b0 alone is 3.4 M parameters (7 MB in float16), which would make each
-fixture several MB; `--backbone tiny` (the default) is the reference's own PyramidVisionTransformerV2
+The fixture's sizes: with PVTv2-b0 each checkpoint is 8.8 MB in float16 (the encoder alone is
+3.4 M parameters); `--backbone tiny` (the default; 2.9 MB per checkpoint, of which the 32-channel
+RFBs and decoder the reference hard-codes are 1.1 MB) is the reference's own PyramidVisionTransformerV2
 with stage widths 16/32/80/128, heads 1/2/5/8 (head width 16 as in every released variant), mlp
 ratios 8/8/4/4, depths 2/1/1/1, spatial-reduction ratios 8/4/2/1: every op of every released variant.
 
@@ -51,15 +52,16 @@ Writes into OUT_DIR:
       long.out.0..3    the four maps [2,1,256,448] of the clip (B=1, T=2: the NS blocks relate the
                        two frames), long.frames.out.0..3: the same two frames fed as the test script
                        feeds a clip, [T,1,4,H,W] (each frame alone in the NS blocks)
-  All maps are stored on a GRID (below).
       ns.*             an NS block's relevance and aggregation on random tensors (reference.cpp)
+  All maps are stored on a GRID (below).
   slt_net_<backbone>_keys.txt, slt_net_long_<backbone>_keys.txt   every key with its shape
   slt_net_b5_keys.txt, slt_net_long_b5_keys.txt                   the same for PVTv2-b5
 
 GRID: the maps are stored at rows and columns 0, 3, 6, ... (`[..., ::3, ::3]`), a ninth of their
-pixels, to keep the fixture small. 256 and 448 are 1 mod 3, so the grid includes the first and
-last row and column, and 3 is coprime with the decoder's upsampling factors (8, 16, 32), so every
-interpolation phase is compared.
+pixels, to keep the fixture small. 3 is coprime with the decoder's upsampling factors (8, 16, 32),
+so every interpolation phase is compared, and the grid includes the first row and column and,
+where the side is 1 mod 3 (256, 448, 352), the last (at the default 256x320 short-term size the
+last column compared is 318 of 0..319).
 
 Every weight is randomised (LayerNorm/BatchNorm affine parameters, biases, the correlation blocks'
 zero-initialised `W`, the NS blocks' LayerNorm), as are the BatchNorm running statistics, and the
