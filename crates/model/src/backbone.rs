@@ -5,7 +5,7 @@ use tch::nn;
 use tch::Tensor;
 
 use crate::decoder::Decoder;
-use crate::pvt_v2::{PvtV2, PvtV2Variant};
+use crate::pvt_v2::{PvtV2, PvtV2Config, PvtV2Variant};
 use crate::rfb::Rfb;
 
 /// One frame's encoder features: RFB maps [B, channel, H/s, W/s] for s = 8, 16, 32.
@@ -22,10 +22,14 @@ pub struct Encoder {
 impl Encoder {
     /// The RFB input widths follow the variant's stage widths (b0: 64/160/256, else 128/320/512).
     pub fn new(vs: &nn::Path, variant: PvtV2Variant, channel: i64) -> Self {
-        let pvt_cfg = variant.config();
+        Self::from_config(vs, &variant.config(), channel)
+    }
+
+    /// As [`Encoder::new`] for any PVTv2 configuration (e.g. a smaller one for tests).
+    pub fn from_config(vs: &nn::Path, pvt_cfg: &PvtV2Config, channel: i64) -> Self {
         let [_, c8, c16, c32] = pvt_cfg.embed_dims;
         Self {
-            pvtv2_en: PvtV2::new(&(vs / "pvtv2_en"), &pvt_cfg),
+            pvtv2_en: PvtV2::new(&(vs / "pvtv2_en"), pvt_cfg),
             rfb2_1: Rfb::new(&(vs / "rfb2_1"), c8, channel),
             rfb3_1: Rfb::new(&(vs / "rfb3_1"), c16, channel),
             rfb4_1: Rfb::new(&(vs / "rfb4_1"), c32, channel),
@@ -60,8 +64,19 @@ pub struct Backbone {
 
 impl Backbone {
     pub fn new(vs: &nn::Path, variant: PvtV2Variant, channel: i64) -> Self {
+        Self::with_encoder_name(vs, "encoder", &variant.config(), channel)
+    }
+
+    /// The same network with the encoder under `vs/<encoder_name>`: SLT-Net's checkpoints name
+    /// it `feat_net` where FGSTP's say `encoder`.
+    pub fn with_encoder_name(
+        vs: &nn::Path,
+        encoder_name: &str,
+        pvt_cfg: &PvtV2Config,
+        channel: i64,
+    ) -> Self {
         Self {
-            encoder: Encoder::new(&(vs / "encoder"), variant, channel),
+            encoder: Encoder::from_config(&(vs / encoder_name), pvt_cfg, channel),
             decoder: Decoder::new(&(vs / "decoder"), channel),
         }
     }

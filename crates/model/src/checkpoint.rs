@@ -34,7 +34,7 @@ use tch::Tensor;
 use crate::files::write_atomically;
 
 pub use dtype::DType;
-pub use layout::{Detected, ModelLayout, PvtInfo};
+pub use layout::{Detected, ModelLayout, PvtInfo, SltNetStage};
 
 /// The container a checkpoint came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

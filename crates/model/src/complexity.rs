@@ -104,21 +104,36 @@ pub fn forward_macs(cfg: &Config, height: i64, width: i64, feature_cache: bool) 
             let (frame, [s8, s16, s32]) = per_frame();
             frame + decoder(s8, s16, s32, c)
         }
-        ModelKind::Fgstp => {
+        ModelKind::Fgstp | ModelKind::SltNet => {
             let (frame, [s8, s16, s32]) = per_frame();
             let pools = cfg.correlation_pools;
+            let refinement = if cfg.kind == ModelKind::Fgstp {
+                fsp(s8, c, cfg.fsp_groups)
+                    + fsp(s16, c, cfg.fsp_groups)
+                    + fsp(s32, c, cfg.fsp_groups)
+            } else {
+                0 // SLT-Net decodes the correlation maps directly
+            };
             let pair = ctc_scale(s8, c, pools[0])
                 + ctc_scale(s16, c, pools[1])
                 + ctc_scale(s32, c, pools[2])
-                + fsp(s8, c, cfg.fsp_groups)
-                + fsp(s16, c, cfg.fsp_groups)
-                + fsp(s32, c, cfg.fsp_groups)
+                + refinement
                 + decoder(s8, s16, s32, c);
             let hw = Hw(height, width);
             let fusion =
                 conv(hw, 2, c, 3, 3, 1) + conv(hw, c, c, 3, 3, 1) + conv(hw, c, 1, 3, 3, 1);
             let frames = if feature_cache { 1 } else { 3 };
             frames * frame + 2 * pair + fusion
+        }
+        ModelKind::SltNetLong => {
+            // One frame per sample (a clip of one, as the reference's test script runs it):
+            // first_conv (RGB + prior → 3 channels), the single-frame network, and the two NS
+            // blocks on the 1/16 map: query/key/value/output 1×1 convs and, per head, relevance
+            // and aggregation over the T·49 neighbours of a 7×7 window.
+            let (frame, [s8, s16, s32]) = per_frame();
+            let (t, heads, head_dim) = (1, 4, c / 4);
+            let ns_block = 4 * t * s16.n() * c * c + 2 * heads * t * t * 49 * s16.n() * head_dim;
+            conv(Hw(height, width), 4, 3, 1, 1, 1) + frame + decoder(s8, s16, s32, c) + 2 * ns_block
         }
         ModelKind::Zoomnext | ModelKind::ZoomnextVideo => {
             let zoom = ZoomNextConfig::from_model_config(cfg)?;
@@ -153,6 +168,29 @@ mod tests {
                 "{variant:?} at {size}: ours {ours}, PyTorch's {reference_flops}"
             );
         }
+    }
+
+    /// SLT-Net's short- and long-term models at full size, as `torch.utils.flop_counter` counted
+    /// them on the reference (scripts/make_slt_net_fixture.py --flops; the NS ops through its
+    /// PyTorch port, since the counter cannot see the CUDA extension).
+    #[test]
+    fn counts_what_pytorchs_flop_counter_counts_on_slt_net() {
+        let short = Config {
+            kind: ModelKind::SltNet,
+            ..Config::default()
+        };
+        assert_eq!(
+            2 * forward_macs(&short, 352, 352, false).unwrap(),
+            188_973_037_440
+        );
+        let long = Config {
+            kind: ModelKind::SltNetLong,
+            ..Config::default()
+        };
+        assert_eq!(
+            2 * forward_macs(&long, 256, 448, false).unwrap(),
+            57_372_499_968
+        );
     }
 
     #[test]

@@ -12,6 +12,10 @@ use crate::pvt_v2::PvtV2Variant;
 /// `num_frames = 5`).
 pub const ZOOMNEXT_CLIP_FRAMES: i64 = 5;
 
+/// The only input size (height, width) the long-term SLT-Net accepts: its NS blocks' LayerNorm
+/// fixes the 1/16 feature map at 16×28.
+pub const SLT_NET_LONG_INPUT: (i64, i64) = (256, 448);
+
 /// Which network to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -25,20 +29,28 @@ pub enum ModelKind {
     Zoomnext,
     /// ZoomNeXt's video model: clips of 5 frames, each at three zoom scales → one map per frame.
     ZoomnextVideo,
+    /// SLT-Net's short-term model: frames (t, t+1, t+2) → 4 + 4 maps and the fused map, with
+    /// SLT-Net's own state-dict keys (see `slt_net`).
+    SltNet,
+    /// SLT-Net's long-term model: RGB + the short-term prediction → 4 maps, 256×448 only (see
+    /// `slt_net_long`). Runs one frame per sample, as the reference's test script does.
+    SltNetLong,
 }
 
 impl ModelKind {
-    /// Frames per sample: 3 for FGSTP, 1 for the single-frame baseline.
+    /// Frames per sample: 3 for FGSTP and SLT-Net, 1 for the single-frame baseline and the
+    /// long-term SLT-Net (each frame with its short-term prediction, as its test script runs it).
     pub fn frames(self) -> usize {
         match self {
-            Self::Fgstp => 3,
-            Self::SinetV2 | Self::Zoomnext => 1,
+            Self::Fgstp | Self::SltNet => 3,
+            Self::SinetV2 | Self::SltNetLong | Self::Zoomnext => 1,
             Self::ZoomnextVideo => ZOOMNEXT_CLIP_FRAMES as usize,
         }
     }
 
-    /// Input tensors of one `Model::forward_t`: the frames for FGSTP and SINet-V2; for ZoomNeXt the
-    /// three zoom scales (small, medium, large) of the sample's frames, each [B·frames, 3, h, w].
+    /// Input tensors of one `Model::forward_t`: the frames for FGSTP, SINet-V2 and SLT-Net; for
+    /// ZoomNeXt the three zoom scales (small, medium, large) of the sample's frames, each
+    /// [B·frames, 3, h, w].
     pub fn inputs(self) -> usize {
         match self {
             Self::Zoomnext | Self::ZoomnextVideo => 3,
@@ -50,13 +62,18 @@ impl ModelKind {
     pub fn is_zoomnext(self) -> bool {
         matches!(self, Self::Zoomnext | Self::ZoomnextVideo)
     }
+
+    /// Whether the model has the correlation pyramid, whose pools bound the input size.
+    fn has_correlation(self) -> bool {
+        matches!(self, Self::Fgstp | Self::SltNet)
+    }
 }
 
 /// Model hyper-parameters. Every field has the reference's value as its default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// "fgstp" or "sinet-v2".
+    /// "fgstp", "sinet-v2", "slt-net" or "slt-net-long".
     pub kind: ModelKind,
     /// PVTv2 encoder size, "b0" … "b5" (the paper: b5).
     pub backbone: PvtV2Variant,
@@ -134,7 +151,7 @@ impl Config {
             return 2 * self.backbone.config().min_input_side();
         }
         let mut multiple = 1;
-        if self.kind == ModelKind::Fgstp {
+        if self.kind.has_correlation() {
             for (pool, stride) in self.correlation_pools.iter().zip(FEATURE_STRIDES) {
                 // smallest k with 32k/stride ≥ pool
                 let k = (pool * stride + 31) / 32;
@@ -158,6 +175,17 @@ impl Config {
             );
             return Ok(());
         }
+        if self.kind == ModelKind::SltNetLong {
+            let (h, w) = SLT_NET_LONG_INPUT;
+            ensure!(
+                (height, width) == (h, w),
+                "input {height}×{width}: the long-term SLT-Net takes {h}×{w} (height × width) frames \
+                 only — its NS blocks' LayerNorm has the fixed shape {:?}, the 1/16 feature map of \
+                 a {h}×{w} frame; resize the frames to {h}×{w} as the reference's loader does",
+                crate::ns_block::NORM_SHAPE
+            );
+            return Ok(());
+        }
         if height % 32 != 0 || width % 32 != 0 {
             bail!(
                 "input {height}×{width}: height and width must be multiples of 32 (the encoder \
@@ -168,7 +196,7 @@ impl Config {
         let min = self.min_input_size();
         if height < min || width < min {
             let detail = match self.kind {
-                ModelKind::Fgstp => {
+                ModelKind::Fgstp | ModelKind::SltNet => {
                     let (i, pool, stride) = self
                         .correlation_pools
                         .iter()
@@ -189,7 +217,7 @@ impl Config {
             bail!(
                 "input {height}×{width} is too small for this model{detail}; the minimum is {min}×{min} \
                  (use larger frames{})",
-                if self.kind == ModelKind::Fgstp { " or smaller model.correlation_pools" } else { "" }
+                if self.kind.has_correlation() { " or smaller model.correlation_pools" } else { "" }
             );
         }
         Ok(())

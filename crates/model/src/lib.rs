@@ -1,4 +1,6 @@
-//! FGSTP model: PVTv2 encoder, RFB, CTC correlation, FSP, NCD + reverse-stage decoder.
+//! FGSTP model: PVTv2 encoder, RFB, CTC correlation, FSP, NCD + reverse-stage decoder. The same
+//! modules also build the comparison systems SLT-Net short-term ([`slt_net`]) and long-term
+//! ([`slt_net_long`], with its NS blocks in [`ns_block`]).
 //!
 //! Variable names in the VarStore are the reference PyTorch implementation's state-dict keys
 //! (e.g. `backbone.encoder.pvtv2_en.block3.12.attn.kv.weight`), so its checkpoints load as is.
@@ -29,10 +31,13 @@ pub mod layers;
 pub mod matching;
 pub mod model;
 pub mod ncd;
+pub mod ns_block;
 pub mod pvt_v2;
 pub mod reverse_stage;
 pub mod rfb;
 pub mod sinet_v2;
+pub mod slt_net;
+pub mod slt_net_long;
 pub mod streaming;
 pub mod zoomnext;
 
@@ -44,4 +49,6 @@ pub use fgstp::{Fgstp, FgstpOutput};
 pub use model::{Model, Output};
 pub use pvt_v2::{PvtV2Config, PvtV2Variant};
 pub use sinet_v2::{SinetV2, SinetV2Output};
+pub use slt_net::{SltNet, SltNetOutput};
+pub use slt_net_long::{SltNetLong, SltNetLongOutput};
 pub use zoomnext::{ZoomNext, ZoomNextConfig};

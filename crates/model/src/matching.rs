@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 
-use crate::checkpoint::layout::PVT_PREFIX;
+use crate::checkpoint::layout::{SltNetStage, PVT_PREFIX};
 use crate::checkpoint::{plan_load, Detected, LoadOptions, LoadPlan, ModelLayout, StateDict};
 use crate::{Config, Model, ModelKind, PvtV2Variant};
 
@@ -20,6 +20,15 @@ pub fn load_hint(detected: &Detected) -> Option<&'static str> {
         L::PvtV2Official { .. } => {
             "loads partially into the encoder: keys prefixed backbone.encoder.pvtv2_en., head.* dropped"
         }
+        L::SltNet {
+            stage: SltNetStage::ShortTerm,
+        } => "loads strictly into a short-term SLT-Net (model.kind = \"slt-net\") of this encoder variant",
+        L::SltNet {
+            stage: SltNetStage::LongTerm,
+        } => "loads strictly into a long-term SLT-Net (model.kind = \"slt-net-long\")",
+        L::SltNet {
+            stage: SltNetStage::Image,
+        } => "loads partially into SLT-Net's backbone (as its --pretrained_cod10k does)",
         L::ZoomNext { .. } => {
             "loads strictly into a ZoomNeXt model of this kind and encoder variant (an image \
              checkpoint into the video model: its T = 1 temporal tensors are skipped, as the \
@@ -52,6 +61,23 @@ pub fn check_against_model(sd: &StateDict, detected: &Detected) -> Result<Option
             LoadOptions::pvt_v2_imagenet(),
             "the encoder of the FGSTP/single-frame",
         ),
+        ModelLayout::SltNet { stage } => match stage {
+            SltNetStage::ShortTerm => (
+                ModelKind::SltNet,
+                LoadOptions::strict(),
+                "short-term SLT-Net",
+            ),
+            SltNetStage::LongTerm => (
+                ModelKind::SltNetLong,
+                LoadOptions::strict(),
+                "long-term SLT-Net",
+            ),
+            SltNetStage::Image => (
+                ModelKind::SltNet,
+                LoadOptions::partial(),
+                "the backbone of the short-term SLT-Net",
+            ),
+        },
         ModelLayout::ZoomNext { frames } => match frames {
             Some(t) if t > 1 => (
                 ModelKind::ZoomnextVideo,
@@ -70,9 +96,16 @@ pub fn check_against_model(sd: &StateDict, detected: &Detected) -> Result<Option
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     tch::no_grad(|| Model::new(&vs.root(), &cfg))?;
     let mut plan = plan_load(&vs, sd, &opts)?;
-    if let ModelLayout::PvtV2Official { .. } = detected.layout {
+    match detected.layout {
         // Only the encoder can come from an ImageNet checkpoint.
-        plan.report.missing.retain(|k| k.starts_with(PVT_PREFIX));
+        ModelLayout::PvtV2Official { .. } => {
+            plan.report.missing.retain(|k| k.starts_with(PVT_PREFIX))
+        }
+        // SLT-Net's single-frame network is its short-term model's backbone.
+        ModelLayout::SltNet {
+            stage: SltNetStage::Image,
+        } => plan.report.missing.retain(|k| k.starts_with("backbone.")),
+        _ => {}
     }
     Ok(Some(ModelCheck {
         model: format!("{model} model with PVTv2-{variant}"),

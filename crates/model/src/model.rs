@@ -7,6 +7,8 @@ use tch::Tensor;
 use crate::config::{Config, ModelKind};
 use crate::fgstp::{Fgstp, FgstpOutput};
 use crate::sinet_v2::{SinetV2, SinetV2Output};
+use crate::slt_net::{SltNet, SltNetOutput};
+use crate::slt_net_long::{SltNetLong, SltNetLongOutput};
 use crate::zoomnext::{ZoomNext, ZoomNextConfig};
 
 #[derive(Debug)]
@@ -15,6 +17,8 @@ pub enum Model {
     SinetV2(Box<SinetV2>),
     /// ZoomNeXt, image or video (`model.kind` "zoomnext" / "zoomnext-video").
     ZoomNext(Box<ZoomNext>, Config),
+    SltNet(Box<SltNet>),
+    SltNetLong(Box<SltNetLong>),
 }
 
 #[derive(Debug)]
@@ -23,6 +27,8 @@ pub enum Output {
     SinetV2(SinetV2Output),
     /// ZoomNeXt's one logit map per frame, [B·frames, 1, H, W].
     ZoomNext(Tensor),
+    SltNet(SltNetOutput),
+    SltNetLong(SltNetLongOutput),
 }
 
 impl Output {
@@ -32,15 +38,20 @@ impl Output {
             Self::Fgstp(out) => &out.fused,
             Self::SinetV2(out) => out.prediction(),
             Self::ZoomNext(logits) => logits,
+            Self::SltNet(out) => &out.fused,
+            Self::SltNetLong(out) => out.prediction(),
         }
     }
 
-    /// Every output map (FGSTP: pair (t, t+1) ×4, pair (t, t+2) ×4, fused; SINet-V2: 4).
+    /// Every output map (FGSTP and SLT-Net: pair (t, t+1) ×4, pair (t, t+2) ×4, fused;
+    /// SINet-V2 and the long-term SLT-Net: 4).
     pub fn maps(&self) -> Vec<&Tensor> {
         match self {
             Self::Fgstp(out) => out.maps(),
             Self::SinetV2(out) => out.maps.iter().collect(),
             Self::ZoomNext(logits) => vec![logits],
+            Self::SltNet(out) => out.maps(),
+            Self::SltNetLong(out) => out.maps.iter().collect(),
         }
     }
 }
@@ -55,6 +66,8 @@ impl Model {
                 let zoomnext_cfg = ZoomNextConfig::from_model_config(cfg)?;
                 Self::ZoomNext(Box::new(ZoomNext::new(vs, &zoomnext_cfg)?), cfg.clone())
             }
+            ModelKind::SltNet => Self::SltNet(Box::new(SltNet::new(vs, cfg)?)),
+            ModelKind::SltNetLong => Self::SltNetLong(Box::new(SltNetLong::new(vs, cfg)?)),
         })
     }
 
@@ -63,11 +76,15 @@ impl Model {
             Self::Fgstp(m) => m.config(),
             Self::SinetV2(m) => m.config(),
             Self::ZoomNext(_, cfg) => cfg,
+            Self::SltNet(m) => m.config(),
+            Self::SltNetLong(m) => m.config(),
         }
     }
 
-    /// `frames`: t, t+1, t+2 for FGSTP, t alone for SINet-V2; for ZoomNeXt the small, medium and
-    /// large zoom scales (see `ModelKind::inputs`, `zoomnext::zoom_pyramid`).
+    /// `frames`: t, t+1, t+2 for FGSTP and SLT-Net, t alone for SINet-V2; for the long-term
+    /// SLT-Net frame t as [B, 4, 256, 448] (RGB + its short-term prediction), run as a clip of one
+    /// frame like the reference's test script does (see `ModelKind::frames`); for ZoomNeXt the
+    /// small, medium and large zoom scales (see `ModelKind::inputs`, `zoomnext::zoom_pyramid`).
     pub fn forward_t(&self, frames: &[&Tensor], train: bool) -> Result<Output> {
         let needed = self.config().kind.inputs();
         ensure!(
@@ -80,6 +97,18 @@ impl Model {
             Self::SinetV2(m) => Output::SinetV2(m.forward_t(frames[0], train)?),
             Self::ZoomNext(m, _) => {
                 Output::ZoomNext(m.forward_t([frames[0], frames[1], frames[2]], train)?)
+            }
+            Self::SltNet(m) => {
+                Output::SltNet(m.forward_t([frames[0], frames[1], frames[2]], train)?)
+            }
+            Self::SltNetLong(m) => {
+                let size = frames[0].size();
+                ensure!(
+                    size.len() == 4,
+                    "the long-term SLT-Net takes frame t as [batch, 4, 256, 448] (RGB + its \
+                     short-term prediction), got shape {size:?}"
+                );
+                Output::SltNetLong(m.forward_t(&frames[0].unsqueeze(1), train)?)
             }
         })
     }

@@ -40,8 +40,22 @@ pub fn predict_video(
     let precision = model.config().precision;
     // Under bf16 autocast the maps come out in bfloat16; what is emitted is float32.
     let float = |t: Tensor| t.to_kind(Kind::Float);
-    match model {
-        Model::Fgstp(fgstp) if feature_cache => {
+    // Models that can encode a frame once and decode triplets from its features.
+    type Encode<'a> = Box<dyn Fn(&Tensor) -> Result<Features> + 'a>;
+    type Decode<'a> = Box<dyn Fn(&Features, &Features, &Features) -> Result<Tensor> + 'a>;
+    let streaming: Option<(Encode, Decode)> = match model {
+        Model::Fgstp(m) => Some((
+            Box::new(|x| m.encode(x, false)),
+            Box::new(|a, b, c| Ok(m.forward_features(a, b, c, false)?.fused)),
+        )),
+        Model::SltNet(m) => Some((
+            Box::new(|x| m.encode(x, false)),
+            Box::new(|a, b, c| Ok(m.forward_features(a, b, c, false)?.fused)),
+        )),
+        _ => None,
+    };
+    match streaming {
+        Some((encode, decode)) if feature_cache => {
             let mut cache: BTreeMap<usize, Features> = BTreeMap::new();
             for (c, chunk) in triplets.chunks(batch).enumerate() {
                 // Encode, in one batch, the frames this chunk needs that are not cached yet.
@@ -59,7 +73,7 @@ pub fn predict_video(
                         .map(|&i| frames.frame(i))
                         .collect::<Result<Vec<_>>>()?;
                     let stacked = Tensor::stack(&inputs, 0).to_device(device);
-                    let features = precision.run(device, || fgstp.encode(&stacked, false))??;
+                    let features = precision.run(device, || encode(&stacked))??;
                     for (row, &index) in missing.iter().enumerate() {
                         let row = row as i64;
                         cache.insert(index, features.each_ref().map(|f| f.narrow(0, row, 1)));
@@ -73,10 +87,8 @@ pub fn predict_video(
                         Tensor::cat(&parts, 0)
                     })
                 };
-                let out = precision.run(device, || {
-                    fgstp.forward_features(&slot(0), &slot(1), &slot(2), false)
-                })??;
-                let fused = float(out.fused);
+                let fused = precision.run(device, || decode(&slot(0), &slot(1), &slot(2)))??;
+                let fused = float(fused);
                 for row in 0..chunk.len() {
                     emit(c * batch + row, fused.narrow(0, row as i64, 1))?;
                 }

@@ -22,15 +22,19 @@ pub fn total_loss(
             let (bce, ual) = zoomnext_loss(logits, mask, progress);
             (&bce + &ual, vec![("bce", bce), ("uncertainty", ual)])
         }
-        Output::Fgstp(o) => {
-            let pair_t1 = sl(&o.pair_t1[0]) + sl(&o.pair_t1[1]) + sl(&o.pair_t1[2]);
-            let pair_t2 = sl(&o.pair_t2[0]) + sl(&o.pair_t2[1]) + sl(&o.pair_t2[2]);
-            let last = sl(&o.fused) + sl(&o.pair_t1[3]) + sl(&o.pair_t2[3]);
-            let total = &pair_t1 + &pair_t2 + &last;
-            (
-                total,
-                vec![("pair_t1", pair_t1), ("pair_t2", pair_t2), ("final", last)],
-            )
+        Output::Fgstp(o) => nine_maps(&o.pair_t1, &o.pair_t2, &o.fused, sl),
+        // SLT-Net's short-term model is trained exactly so (its train_video.py).
+        Output::SltNet(o) => nine_maps(&o.out12, &o.out13, &o.fused, sl),
+        // Its long-term model: the hybrid E-loss on each of the four maps.
+        Output::SltNetLong(o) => {
+            let total = o
+                .maps
+                .iter()
+                .map(|m| hybrid_e_loss(m, mask, bce))
+                .fold(Tensor::zeros([], (Kind::Float, mask.device())), |a, b| {
+                    a + b
+                });
+            (total, vec![])
         }
         Output::SinetV2(o) => {
             let total = o
@@ -70,6 +74,61 @@ pub fn structure_loss(pred: &Tensor, mask: &Tensor, bce: BceWeighting) -> Tensor
     let union = per_image((prob + mask) * &weight);
     let wiou: Tensor = 1.0 - (&inter + 1.0) / (union - inter + 1.0);
     (wbce + wiou).mean(Kind::Float)
+}
+
+/// The reference's nine supervised maps: three of each pair's four, then the fused map and both
+/// pairs' last; the parts are logged.
+fn nine_maps(
+    pair_t1: &[Tensor; 4],
+    pair_t2: &[Tensor; 4],
+    fused: &Tensor,
+    sl: impl Fn(&Tensor) -> Tensor,
+) -> (Tensor, Vec<(&'static str, Tensor)>) {
+    let first = sl(&pair_t1[0]) + sl(&pair_t1[1]) + sl(&pair_t1[2]);
+    let second = sl(&pair_t2[0]) + sl(&pair_t2[1]) + sl(&pair_t2[2]);
+    let last = sl(fused) + sl(&pair_t1[3]) + sl(&pair_t2[3]);
+    let total = &first + &second + &last;
+    (
+        total,
+        vec![("pair_t1", first), ("pair_t2", second), ("final", last)],
+    )
+}
+
+/// SLT-Net's long-term "hybrid E-loss" of logits `pred` against a soft mask, both [B,1,H,W]: the
+/// structure loss's edge-weighted BCE (with the same `reduce='none'` quirk, see
+/// [`BceWeighting`]) and IoU, each with 1e-8 in numerator and denominator, plus an enhanced-
+/// alignment term `1 − mean((1 + E)² / 4)` with `E = (2·φp·φg + 1e-8) / (φp² + φg² + 1e-8)` and
+/// φ the map minus its per-image mean; averaged over the batch.
+pub fn hybrid_e_loss(pred: &Tensor, mask: &Tensor, bce: BceWeighting) -> Tensor {
+    let local_mean = mask.avg_pool2d([31, 31], [1, 1], [15, 15], false, true, None::<i64>);
+    let weight = (local_mean - mask).abs() * 5.0 + 1.0;
+    let per_image = |t: Tensor| t.sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Float);
+    let mean_per_image = |t: &Tensor| {
+        t.mean_dim([2i64, 3].as_slice(), true, Kind::Float)
+            .expand_as(t)
+    };
+    let bce_map = match bce {
+        BceWeighting::Reference => {
+            pred.binary_cross_entropy_with_logits::<Tensor>(mask, None, None, Reduction::Mean)
+        }
+        BceWeighting::EdgeWeighted => {
+            pred.binary_cross_entropy_with_logits::<Tensor>(mask, None, None, Reduction::None)
+        }
+    };
+    let wbce = (per_image(&weight * bce_map) + 1e-8) / (per_image(weight.shallow_clone()) + 1e-8);
+
+    let prob = pred.sigmoid();
+    let phi_pred = &prob - mean_per_image(&prob);
+    let phi_mask = mask - mean_per_image(mask);
+    let alignment = (&phi_pred * &phi_mask * 2.0 + 1e-8)
+        / (&phi_pred * &phi_pred + &phi_mask * &phi_mask + 1e-8);
+    let enhanced = (&alignment + 1.0) * (&alignment + 1.0) / 4.0;
+    let eloss: Tensor = 1.0 - enhanced.mean_dim([2i64, 3].as_slice(), false, Kind::Float);
+
+    let inter = per_image(&prob * mask * &weight);
+    let union = per_image((&prob + mask) * &weight);
+    let wiou: Tensor = 1.0 - (&inter + 1.0 + 1e-8) / (union - inter + 1.0 + 1e-8);
+    (wbce + eloss + wiou).mean(Kind::Float)
 }
 
 /// ZoomNeXt's loss: mean BCE with logits, plus its uncertainty-aware term

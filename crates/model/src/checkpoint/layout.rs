@@ -8,6 +8,20 @@ pub const PVT_PREFIX: &str = "backbone.encoder.pvtv2_en.";
 pub const ZOOMNEXT_PVT_PREFIX: &str = "encoder.";
 /// A ZoomNeXt RGPU temporal tensor whose shape, [2T, T], gives the clip length T.
 const ZOOMNEXT_CLIP_KEY: &str = "hmu_5.fuse.0.temperal_proj_kv.weight";
+/// Key prefix of the PVTv2 encoder inside every SLT-Net model.
+pub const SLT_NET_PVT_PREFIX: &str = "backbone.feat_net.pvtv2_en.";
+
+/// Which of SLT-Net's networks a state dict holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SltNetStage {
+    /// The single-frame network (`backbone.feat_net.*` + `backbone.decoder.*`), e.g. its
+    /// COD10K-pretrained `Net_epoch_cod10k.pth`.
+    Image,
+    /// The short-term model: `backbone.*`, `nlnet.nl_layer1..3.*`, `fusion_conv.*`.
+    ShortTerm,
+    /// The long-term model: `backbone.*`, `nlnet.NSB_1/2.*`, `first_conv.*`.
+    LongTerm,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelLayout {
@@ -27,6 +41,10 @@ pub enum ModelLayout {
     /// The official PVTv2 ImageNet release: no prefix, `patch_embed1.*`, `block1.*`, `head.*`.
     PvtV2Official {
         has_head: bool,
+    },
+    /// SLT-Net (Cheng et al., CVPR 2022): its encoder is `backbone.feat_net.*`.
+    SltNet {
+        stage: SltNetStage,
     },
     Unknown,
 }
@@ -101,7 +119,21 @@ impl Detected {
                     "no head"
                 }
             ),
-            ModelLayout::Unknown => "not an FGSTP, single-frame or PVTv2 layout".to_string(),
+            ModelLayout::SltNet { stage } => {
+                let what = match stage {
+                    SltNetStage::Image => {
+                        "SLT-Net single-frame network (backbone.feat_net + backbone.decoder)"
+                    }
+                    SltNetStage::ShortTerm => "SLT-Net short-term model (model.kind = \"slt-net\")",
+                    SltNetStage::LongTerm => {
+                        "SLT-Net long-term model (model.kind = \"slt-net-long\")"
+                    }
+                };
+                format!("{what}; {encoder}")
+            }
+            ModelLayout::Unknown => {
+                "not an FGSTP, SLT-Net, single-frame or PVTv2 layout".to_string()
+            }
         }
     }
 }
@@ -188,7 +220,21 @@ pub fn detect<'a>(entries: impl IntoIterator<Item = (&'a str, &'a [i64])>) -> De
     let shapes: HashMap<&str, &[i64]> = entries.into_iter().collect();
     let has = |prefix: &str| shapes.keys().any(|k| k.starts_with(prefix));
     let temporal = has("ctc.") && has("fsp1.") && has("fusion_conv.");
-    let (layout, pvt_prefix) = if temporal && has("backbone.") {
+    let slt_net_stage = if has("nlnet.NSB_1.") || has("first_conv.") {
+        SltNetStage::LongTerm
+    } else if has("nlnet.nl_layer1.") {
+        SltNetStage::ShortTerm
+    } else {
+        SltNetStage::Image
+    };
+    let (layout, pvt_prefix) = if has("backbone.feat_net.") {
+        (
+            ModelLayout::SltNet {
+                stage: slt_net_stage,
+            },
+            Some(SLT_NET_PVT_PREFIX),
+        )
+    } else if temporal && has("backbone.") {
         (ModelLayout::Fgstp, Some(PVT_PREFIX))
     } else if has("backbone.encoder.") && has("backbone.decoder.") {
         (ModelLayout::SingleFrame, Some(PVT_PREFIX))
@@ -314,6 +360,39 @@ mod tests {
         let other = vec![("conv.weight".to_string(), vec![4, 3, 3, 3])];
         let d = detect_owned(&other);
         assert_eq!((d.layout, d.pvt), (ModelLayout::Unknown, None));
+    }
+
+    #[test]
+    fn slt_net_layouts_are_told_apart_and_their_encoder_read() {
+        let with = |extra: &[&str]| {
+            let mut keys = pvt_shapes(
+                SLT_NET_PVT_PREFIX,
+                [64, 128, 320, 512],
+                [3, 6, 40, 3],
+                [4, 4, 4, 4],
+                false,
+            );
+            keys.push((
+                "backbone.decoder.NCD.conv5.weight".into(),
+                vec![1, 96, 1, 1],
+            ));
+            keys.extend(extra.iter().map(|k| (k.to_string(), vec![1])));
+            detect_owned(&keys)
+        };
+        let short = with(&["nlnet.nl_layer1.out_conv.weight", "fusion_conv.0.weight"]);
+        let long = with(&["nlnet.NSB_1.query_conv.weight", "first_conv.weight"]);
+        let image = with(&[]);
+        for (d, stage) in [
+            (&short, SltNetStage::ShortTerm),
+            (&long, SltNetStage::LongTerm),
+            (&image, SltNetStage::Image),
+        ] {
+            assert_eq!(d.layout, ModelLayout::SltNet { stage });
+            assert_eq!(d.pvt_prefix, Some(SLT_NET_PVT_PREFIX));
+            assert_eq!(d.pvt.as_ref().and_then(|p| p.variant), Some("b5"));
+        }
+        assert!(short.describe().contains("\"slt-net\""));
+        assert!(long.describe().contains("\"slt-net-long\""));
     }
 
     #[test]
