@@ -2,10 +2,13 @@
 //!
 //! MP4 stores H.264 as length-prefixed NAL units with the parameter sets (SPS/PPS) in the
 //! `avcC` box; OpenH264 wants Annex B (start codes, parameter sets in-band). [`Decoder`] tags
-//! each access unit with a number and drains every picture OpenH264 has ready after each
-//! one, so pictures come out with the tag of the sample they belong to, in decode order; the
-//! caller puts them in display order from the container's composition times. (OpenH264's own
-//! reordering guesses from POC LSBs and can hold pictures back; we do not rely on it.)
+//! each access unit with a number, and every picture comes out with the tag of the access
+//! unit it was decoded from, so the caller places it by the container's composition time
+//! whatever order OpenH264 releases pictures in (its reordering guesses from POC LSBs).
+//! Pictures OpenH264 still holds at the end of the stream are taken with [`Decoder::drain`].
+//! (Draining after every access unit would be simpler but leaks picture buffers: OpenH264
+//! 2.6's `FlushFrame` does not release a flushed picture's reference in single-threaded
+//! mode, and decoding stops with "out of memory" after a few B-frames.)
 
 use std::ffi::c_void;
 use std::ptr::null_mut;
@@ -374,7 +377,7 @@ impl Decoder {
                 return Err("OpenH264 could not initialise a decoder".into());
             }
             let set = vt.SetOption.ok_or("OpenH264 decoder has no SetOption")?;
-            let mut quiet = WELS_LOG_QUIET as i32;
+            let mut quiet = if std::env::var_os("FGSTP_H264_DEBUG").is_some() { 7 } else { WELS_LOG_QUIET as i32 };
             set(raw, DECODER_OPTION_TRACE_LEVEL, (&raw mut quiet).cast::<c_void>());
             let mut no_concealment = ERROR_CON_DISABLE as i32;
             set(
@@ -386,8 +389,8 @@ impl Decoder {
         }
     }
 
-    /// Decodes one access unit (Annex B) tagged `tag` (> 0) and appends every picture that is
-    /// ready, in decode order. Returns OpenH264's error bits when it reports a problem.
+    /// Decodes one access unit (Annex B) tagged `tag` (> 0) and appends the picture OpenH264
+    /// releases, if any. Returns OpenH264's error bits when it reports a problem.
     pub fn decode(&mut self, annex_b: &[u8], tag: u64, out: &mut Vec<Picture>) -> Result<(), i32> {
         let mut dst: [*mut u8; 3] = [null_mut(); 3];
         let mut info = SBufferInfo {
@@ -410,14 +413,14 @@ impl Decoder {
         if info.iBufferStatus == 1 {
             out.push(copy_picture(&dst, &info));
         }
-        self.drain(out);
         if state != 0 {
             return Err(state);
         }
         Ok(())
     }
 
-    /// Takes every picture OpenH264 still buffers for reordering.
+    /// Takes every picture OpenH264 still holds back; only at the end of the stream (see the
+    /// module docs).
     pub fn drain(&mut self, out: &mut Vec<Picture>) {
         // SAFETY: as in `decode`.
         unsafe {

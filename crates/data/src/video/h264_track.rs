@@ -36,6 +36,8 @@ pub(crate) struct H264Track {
     decoder: Option<Decoder>,
     /// Next sample (decode order) to feed.
     next_sample: usize,
+    /// The decoder was drained after the last sample.
+    drained: bool,
     /// Decoded pictures by display index, waiting to be asked for.
     pending: BTreeMap<usize, Arc<Yuv420>>,
     /// Display indices below this are never kept (already handed out or skipped).
@@ -123,6 +125,7 @@ impl H264Track {
             height: sps.height,
             decoder: None,
             next_sample: 0,
+            drained: false,
             pending: BTreeMap::new(),
             keep_from: 0,
             broken: None,
@@ -171,6 +174,13 @@ impl H264Track {
             if let Some(pic) = self.take(index) {
                 return Ok(pic);
             }
+            if self.next_sample >= self.samples.len() && !self.drained {
+                self.drained = true;
+                let decoder = self.decoder.as_mut().expect("restart() made a decoder");
+                decoder.drain(&mut self.outputs);
+                self.take_outputs();
+                continue;
+            }
             if self.next_sample >= self.samples.len() {
                 let decoded = self.first_missing_from(self.samples.len());
                 let reason = "the decoder produced no picture for it (a damaged or missing frame)";
@@ -179,7 +189,11 @@ impl H264Track {
             }
             if let Err((failed, reason)) = self.feed_next() {
                 // Frames from the failing sample on (in display order) are lost; what was
-                // decoded before it is still handed out.
+                // decoded before it (some still held by the decoder) is still handed out.
+                if let Some(decoder) = self.decoder.as_mut() {
+                    decoder.drain(&mut self.outputs);
+                }
+                self.take_outputs();
                 let decoded = self.first_missing_from(failed);
                 self.broken = Some((decoded, reason.clone()));
                 if let Some(pic) = self.take(index) {
@@ -236,6 +250,7 @@ impl H264Track {
         let decoder = Decoder::new().map_err(|r| self.truncated(0, &r))?;
         self.decoder = Some(decoder);
         self.next_sample = sample;
+        self.drained = false;
         self.pending.clear();
         self.keep_from = self.display_of[sample];
         // Parameter sets go in front of the first access unit.
@@ -268,6 +283,12 @@ impl H264Track {
         let decoder = self.decoder.as_mut().expect("restart() made a decoder");
         let result = decoder.decode(&self.annex_b, s as u64 + 1, &mut self.outputs);
         self.annex_b.clear();
+        self.take_outputs();
+        result.map_err(|state| (s, h264::describe_state(state)))
+    }
+
+    /// Moves decoded pictures to `pending` under their display index.
+    fn take_outputs(&mut self) {
         for pic in self.outputs.drain(..) {
             let Some(sample) = (pic.tag as usize).checked_sub(1) else {
                 continue;
@@ -279,6 +300,5 @@ impl H264Track {
                 self.pending.insert(display, Arc::new(pic.yuv));
             }
         }
-        result.map_err(|state| (s, h264::describe_state(state)))
     }
 }

@@ -343,8 +343,8 @@ fn parse_track(mdia: &[u8]) -> Result<Mp4Video, String> {
         .ok_or("the video track's sample description is empty")??;
     // VisualSampleEntry: 6 reserved, data_reference_index, 16 bytes predefined/reserved,
     // width, height, resolutions, reserved, frame_count, compressorname[32], depth, -1
-    // (78 bytes with the box header), then codec boxes. The size comes from the SPS.
-    let avcc = match entry.get(78 - 8..) {
+    // (78 bytes after the box header), then codec boxes. The size comes from the SPS.
+    let avcc = match entry.get(78..) {
         Some(children) => find(children, b"avcC").ok().flatten().map(<[u8]>::to_vec),
         None => None,
     };

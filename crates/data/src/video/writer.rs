@@ -25,7 +25,7 @@ use std::ptr::null_mut;
 
 use image::{GrayImage, RgbImage};
 use openh264_sys2::{
-    source::APILoader, ISVCEncoder, SEncParamExt, SFrameBSInfo, SSourcePicture, CAMERA_VIDEO_NON_REAL_TIME,
+    source::APILoader, ISVCEncoder, SEncParamExt, SFrameBSInfo, SSourcePicture, CAMERA_VIDEO_REAL_TIME,
     CONSTANT_ID, ENCODER_OPTION_DATAFORMAT, ENCODER_OPTION_TRACE_LEVEL, MEDIUM_COMPLEXITY, PRO_BASELINE,
     RC_OFF_MODE, SM_SINGLE_SLICE, WELS_LOG_QUIET, videoFormatI420, videoFrameTypeIDR, videoFrameTypeInvalid,
     videoFrameTypeSkip,
@@ -112,7 +112,13 @@ impl VideoWriter {
         let name = path.file_name().map_or_else(|| "video.mp4".into(), |n| n.to_string_lossy().into_owned());
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let spool_path = dir.join(format!(".{name}.{}.frames.tmp", std::process::id()));
-        let spool = File::create(&spool_path).map_err(|e| fail(format!("cannot create {}: {e}", spool_path.display())))?;
+        let spool = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&spool_path)
+            .map_err(|e| fail(format!("cannot create {}: {e}", spool_path.display())))?;
         Ok(Self {
             path,
             width,
@@ -502,11 +508,11 @@ impl Encoder {
             let encoder = Self { raw, info: Box::default(), width, height };
             let vt = &**raw;
             let set = vt.SetOption.ok_or("OpenH264 encoder has no SetOption")?;
-            let mut quiet = WELS_LOG_QUIET as i32;
+            let mut quiet = if std::env::var_os("FGSTP_H264_DEBUG").is_some() { 7 } else { WELS_LOG_QUIET as i32 };
             set(raw, ENCODER_OPTION_TRACE_LEVEL, (&raw mut quiet).cast::<c_void>());
             let mut p = SEncParamExt::default();
             (vt.GetDefaultParams.ok_or("OpenH264 encoder has no GetDefaultParams")?)(raw, &mut p);
-            p.iUsageType = CAMERA_VIDEO_NON_REAL_TIME;
+            p.iUsageType = CAMERA_VIDEO_REAL_TIME;
             p.iPicWidth = width as i32;
             p.iPicHeight = height as i32;
             p.iRCMode = RC_OFF_MODE;
