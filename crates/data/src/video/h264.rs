@@ -377,7 +377,7 @@ impl Decoder {
                 return Err("OpenH264 could not initialise a decoder".into());
             }
             let set = vt.SetOption.ok_or("OpenH264 decoder has no SetOption")?;
-            let mut quiet = if std::env::var_os("FGSTP_H264_DEBUG").is_some() { 7 } else { WELS_LOG_QUIET as i32 };
+            let mut quiet = if std::env::var_os("FGSTP_H264_DEBUG").is_some() { 15 } else { WELS_LOG_QUIET as i32 };
             set(raw, DECODER_OPTION_TRACE_LEVEL, (&raw mut quiet).cast::<c_void>());
             let mut no_concealment = ERROR_CON_DISABLE as i32;
             set(

@@ -91,9 +91,9 @@ impl VideoWriter {
         if !(fps.is_finite() && fps > 0.0 && fps <= 1000.0) {
             return Err(fail(format!("the frame rate {fps} is not between 0 and 1000 frames per second")));
         }
-        if width == 0 || height == 0 || width.max(height) > 3840 || width.min(height) > 2160 {
+        if width < 16 || height < 16 || width.max(height) > 3840 || width.min(height) > 2160 {
             return Err(fail(format!(
-                "{width}x{height} frames cannot be encoded: OpenH264 takes 2x2 up to 3840x2160 (or 2160x3840)"
+                "{width}x{height} frames cannot be encoded: OpenH264 takes 16x16 up to 3840x2160 (or 2160x3840)"
             )));
         }
         if options.qp > 51 {
@@ -508,7 +508,7 @@ impl Encoder {
             let encoder = Self { raw, info: Box::default(), width, height };
             let vt = &**raw;
             let set = vt.SetOption.ok_or("OpenH264 encoder has no SetOption")?;
-            let mut quiet = if std::env::var_os("FGSTP_H264_DEBUG").is_some() { 7 } else { WELS_LOG_QUIET as i32 };
+            let mut quiet = if std::env::var_os("FGSTP_H264_DEBUG").is_some() { 15 } else { WELS_LOG_QUIET as i32 };
             set(raw, ENCODER_OPTION_TRACE_LEVEL, (&raw mut quiet).cast::<c_void>());
             let mut p = SEncParamExt::default();
             (vt.GetDefaultParams.ok_or("OpenH264 encoder has no GetDefaultParams")?)(raw, &mut p);
