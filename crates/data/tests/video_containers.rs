@@ -81,7 +81,10 @@ fn build_avi(spec: &AviSpec) -> Vec<u8> {
     for c in &spec.palette {
         strf.extend(c);
     }
-    let strl = list(b"strl", &[chunk(b"strh", &strh), chunk(b"strf", &strf)].concat());
+    let strl = list(
+        b"strl",
+        &[chunk(b"strh", &strh), chunk(b"strf", &strf)].concat(),
+    );
     let hdrl = list(b"hdrl", &[chunk(b"avih", &avih), strl].concat());
     let mut movi_body = Vec::new();
     let mut idx = Vec::new();
@@ -132,18 +135,41 @@ fn grey8_avi_with_and_without_index() {
     let dir = tempfile::tempdir().unwrap();
     // Y800: packed rows, top-down.
     let frames: Vec<Vec<u8>> = (0..4)
-        .map(|t| (0..3).flat_map(|y| (0..5).map(move |x| value(t, x, y))).collect())
+        .map(|t| {
+            (0..3)
+                .flat_map(|y| (0..5).map(move |x| value(t, x, y)))
+                .collect()
+        })
         .collect();
     for idx1 in [true, false] {
-        let path = write(dir.path(), &format!("grey{idx1}.avi"), &build_avi(&AviSpec { idx1, ..spec(&frames) }));
+        let path = write(
+            dir.path(),
+            &format!("grey{idx1}.avi"),
+            &build_avi(&AviSpec {
+                idx1,
+                ..spec(&frames)
+            }),
+        );
         let info = probe(&path).unwrap();
-        assert_eq!((info.container, info.codec, info.bit_depth), (Container::Avi, Codec::Gray8, 8));
-        assert_eq!((info.width, info.height, info.frames, info.fps), (5, 3, 4, 15.0));
+        assert_eq!(
+            (info.container, info.codec, info.bit_depth),
+            (Container::Avi, Codec::Gray8, 8)
+        );
+        assert_eq!(
+            (info.width, info.height, info.frames, info.fps),
+            (5, 3, 4, 15.0)
+        );
         let mut video = VideoReader::open(&path).unwrap();
         for t in [0, 3, 1, 2] {
-            let DynamicImage::ImageLuma8(g) = video.frame(t).unwrap() else { panic!("not Luma8") };
+            let DynamicImage::ImageLuma8(g) = video.frame(t).unwrap() else {
+                panic!("not Luma8")
+            };
             for (x, y, p) in g.enumerate_pixels() {
-                assert_eq!(p[0], value(t, x as usize, y as usize), "idx1 {idx1} frame {t} ({x},{y})");
+                assert_eq!(
+                    p[0],
+                    value(t, x as usize, y as usize),
+                    "idx1 {idx1} frame {t} ({x},{y})"
+                );
             }
         }
     }
@@ -169,13 +195,22 @@ fn bgr24_bottom_up_padded_rows_and_palette() {
     let path = write(
         dir.path(),
         "bgr.avi",
-        &build_avi(&AviSpec { bit_count: 24, compression: [0; 4], ..spec(&frames) }),
+        &build_avi(&AviSpec {
+            bit_count: 24,
+            compression: [0; 4],
+            ..spec(&frames)
+        }),
     );
     let info = probe(&path).unwrap();
-    assert_eq!((info.codec, info.bit_depth, info.frames), (Codec::Bgr, 8, 3));
+    assert_eq!(
+        (info.codec, info.bit_depth, info.frames),
+        (Codec::Bgr, 8, 3)
+    );
     let mut video = VideoReader::open(&path).unwrap();
     for t in 0..3 {
-        let DynamicImage::ImageRgb8(img) = video.frame(t).unwrap() else { panic!("not Rgb8") };
+        let DynamicImage::ImageRgb8(img) = video.frame(t).unwrap() else {
+            panic!("not Rgb8")
+        };
         for (x, y, p) in img.enumerate_pixels() {
             let v = value(t, x as usize, y as usize);
             assert_eq!(p.0, [255 - v, v, v / 2], "frame {t} ({x},{y})");
@@ -185,16 +220,27 @@ fn bgr24_bottom_up_padded_rows_and_palette() {
     // 8-bit BI_RGB with a colour palette (top-down: negative height), rows padded 5 -> 8.
     let palette: Vec<[u8; 4]> = (0..=255u8).map(|i| [i, 0, 255 - i, 0]).collect();
     let frames: Vec<Vec<u8>> = (0..2)
-        .map(|t| (0..3).flat_map(|y| (0..8).map(move |x| if x < 5 { value(t, x, y) } else { 0 })).collect())
+        .map(|t| {
+            (0..3)
+                .flat_map(|y| (0..8).map(move |x| if x < 5 { value(t, x, y) } else { 0 }))
+                .collect()
+        })
         .collect();
     let path = write(
         dir.path(),
         "pal.avi",
-        &build_avi(&AviSpec { height: -3, compression: [0; 4], palette, ..spec(&frames) }),
+        &build_avi(&AviSpec {
+            height: -3,
+            compression: [0; 4],
+            palette,
+            ..spec(&frames)
+        }),
     );
     let mut video = VideoReader::open(&path).unwrap();
     assert_eq!(video.info().codec, Codec::Bgr);
-    let DynamicImage::ImageRgb8(img) = video.frame(1).unwrap() else { panic!("not Rgb8") };
+    let DynamicImage::ImageRgb8(img) = video.frame(1).unwrap() else {
+        panic!("not Rgb8")
+    };
     for (x, y, p) in img.enumerate_pixels() {
         let v = value(1, x as usize, y as usize);
         assert_eq!(p.0, [255 - v, 0, v], "({x},{y})");
@@ -206,19 +252,29 @@ fn sixteen_bit_grey_avi_little_endian_fourccs() {
     let dir = tempfile::tempdir().unwrap();
     let pixel = |t: usize, x: usize, y: usize| (40000 + t * 1000 + y * 300 + x * 7) as u16;
     let frames: Vec<Vec<u8>> = (0..3)
-        .map(|t| (0..3).flat_map(|y| (0..5).flat_map(move |x| pixel(t, x, y).to_le_bytes())).collect())
+        .map(|t| {
+            (0..3)
+                .flat_map(|y| (0..5).flat_map(move |x| pixel(t, x, y).to_le_bytes()))
+                .collect()
+        })
         .collect();
     for fourcc in [*b"Y16 ", *b"Y1\0\x10"] {
         let path = write(
             dir.path(),
             "g16.avi",
-            &build_avi(&AviSpec { bit_count: 16, compression: fourcc, ..spec(&frames) }),
+            &build_avi(&AviSpec {
+                bit_count: 16,
+                compression: fourcc,
+                ..spec(&frames)
+            }),
         );
         let info = probe(&path).unwrap();
         assert_eq!((info.codec, info.bit_depth), (Codec::Gray16, 16));
         let mut video = VideoReader::open(&path).unwrap();
         for t in 0..3 {
-            let DynamicImage::ImageLuma16(g) = video.frame(t).unwrap() else { panic!("not Luma16") };
+            let DynamicImage::ImageLuma16(g) = video.frame(t).unwrap() else {
+                panic!("not Luma16")
+            };
             for (x, y, p) in g.enumerate_pixels() {
                 assert_eq!(p[0], pixel(t, x as usize, y as usize));
             }
@@ -230,12 +286,28 @@ fn sixteen_bit_grey_avi_little_endian_fourccs() {
 fn avi_errors_name_the_codec_and_count_frames_of_a_cut_file() {
     let dir = tempfile::tempdir().unwrap();
     let frames: Vec<Vec<u8>> = (0..4).map(|t| vec![t as u8; 15]).collect();
-    let xvid = write(dir.path(), "xvid.avi", &build_avi(&AviSpec { bit_count: 12, compression: *b"XVID", ..spec(&frames) }));
+    let xvid = write(
+        dir.path(),
+        "xvid.avi",
+        &build_avi(&AviSpec {
+            bit_count: 12,
+            compression: *b"XVID",
+            ..spec(&frames)
+        }),
+    );
     let message = probe(&xvid).err().unwrap().to_string();
-    assert!(message.contains("xvid.avi") && message.contains("MPEG-4 Part 2") && message.contains("ffmpeg -i"), "{message}");
+    assert!(
+        message.contains("xvid.avi")
+            && message.contains("MPEG-4 Part 2")
+            && message.contains("ffmpeg -i"),
+        "{message}"
+    );
 
     // Written without an index and cut inside the third frame; the header says 4 frames.
-    let bytes = build_avi(&AviSpec { idx1: false, ..spec(&frames) });
+    let bytes = build_avi(&AviSpec {
+        idx1: false,
+        ..spec(&frames)
+    });
     let movi = bytes.windows(4).position(|w| w == b"movi").unwrap();
     let cut = movi + 4 + 2 * (8 + 16) + 10;
     let path = write(dir.path(), "cut.avi", &bytes[..cut]);
@@ -243,7 +315,10 @@ fn avi_errors_name_the_codec_and_count_frames_of_a_cut_file() {
     assert_eq!(video.info().frames, 4);
     assert_eq!(video.frame(1).unwrap().to_luma8().get_pixel(0, 0)[0], 1);
     let message = video.frame(2).err().unwrap().to_string();
-    assert!(message.contains("2 of 4 frames") && message.contains("cut.avi"), "{message}");
+    assert!(
+        message.contains("2 of 4 frames") && message.contains("cut.avi"),
+        "{message}"
+    );
 }
 
 // ---------------------------------------------------------------- FLIR SEQ builder
@@ -258,10 +333,18 @@ enum Pixels {
 }
 
 fn put16(buf: &mut [u8], at: usize, v: u16, big: bool) {
-    buf[at..at + 2].copy_from_slice(&if big { v.to_be_bytes() } else { v.to_le_bytes() });
+    buf[at..at + 2].copy_from_slice(&if big {
+        v.to_be_bytes()
+    } else {
+        v.to_le_bytes()
+    });
 }
 fn put32(buf: &mut [u8], at: usize, v: u32, big: bool) {
-    buf[at..at + 4].copy_from_slice(&if big { v.to_be_bytes() } else { v.to_le_bytes() });
+    buf[at..at + 4].copy_from_slice(&if big {
+        v.to_be_bytes()
+    } else {
+        v.to_le_bytes()
+    });
 }
 
 fn thermal(t: usize, w: usize, h: usize) -> Vec<u16> {
@@ -283,9 +366,16 @@ fn fff_record(values: &[u16], w: u16, h: u16, pixels: Pixels, frame_rate: u16) -
         Pixels::PngSwapped | Pixels::PngPlain => {
             let stored: Vec<u16> = values
                 .iter()
-                .map(|v| if matches!(pixels, Pixels::PngSwapped) { v.swap_bytes() } else { *v })
+                .map(|v| {
+                    if matches!(pixels, Pixels::PngSwapped) {
+                        v.swap_bytes()
+                    } else {
+                        *v
+                    }
+                })
                 .collect();
-            let img: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_raw(w as u32, h as u32, stored).unwrap();
+            let img: ImageBuffer<Luma<u16>, Vec<u16>> =
+                ImageBuffer::from_raw(w as u32, h as u32, stored).unwrap();
             let mut png = std::io::Cursor::new(Vec::new());
             img.write_to(&mut png, image::ImageFormat::Png).unwrap();
             png.into_inner()
@@ -307,7 +397,13 @@ fn fff_record(values: &[u16], w: u16, h: u16, pixels: Pixels, frame_rate: u16) -
     put32(&mut rec, 0x14, 100, big);
     put32(&mut rec, 0x18, dir_at as u32, big);
     put32(&mut rec, 0x1c, 2, big);
-    for (i, (kind, sub, at, len)) in [(1u16, subtype, raw_at, raw_len), (0x20, 1, camera_at, camera_len)].into_iter().enumerate() {
+    for (i, (kind, sub, at, len)) in [
+        (1u16, subtype, raw_at, raw_len),
+        (0x20, 1, camera_at, camera_len),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let e = dir_at + i * 0x20;
         put16(&mut rec, e, kind, big);
         put16(&mut rec, e + 2, sub, big);
@@ -327,7 +423,15 @@ fn fff_record(values: &[u16], w: u16, h: u16, pixels: Pixels, frame_rate: u16) -
 
 fn build_seq(frames: usize, w: u16, h: u16, pixels: Pixels, frame_rate: u16) -> Vec<u8> {
     (0..frames)
-        .flat_map(|t| fff_record(&thermal(t, w as usize, h as usize), w, h, pixels, frame_rate))
+        .flat_map(|t| {
+            fff_record(
+                &thermal(t, w as usize, h as usize),
+                w,
+                h,
+                pixels,
+                frame_rate,
+            )
+        })
         .collect()
 }
 
@@ -343,13 +447,27 @@ fn flir_seq_raw_both_byte_orders_and_png_either_way() {
     ] {
         let path = write(dir.path(), name, &build_seq(5, w, h, pixels, 30));
         let info = probe(&path).unwrap();
-        assert_eq!((info.container, info.codec, info.bit_depth), (Container::FlirSeq, codec, 16), "{name}");
-        assert_eq!((info.width, info.height, info.frames, info.fps), (12, 9, 5, 30.0), "{name}");
+        assert_eq!(
+            (info.container, info.codec, info.bit_depth),
+            (Container::FlirSeq, codec, 16),
+            "{name}"
+        );
+        assert_eq!(
+            (info.width, info.height, info.frames, info.fps),
+            (12, 9, 5, 30.0),
+            "{name}"
+        );
         let mut video = VideoReader::open(&path).unwrap();
         // Random order first: the PNG byte order is decided from frame 0 whatever is read first.
         for t in [3, 0, 4, 1, 2] {
-            let DynamicImage::ImageLuma16(g) = video.frame(t).unwrap() else { panic!("{name}: not Luma16") };
-            assert_eq!(g.as_raw(), &thermal(t, w as usize, h as usize), "{name} frame {t}");
+            let DynamicImage::ImageLuma16(g) = video.frame(t).unwrap() else {
+                panic!("{name}: not Luma16")
+            };
+            assert_eq!(
+                g.as_raw(),
+                &thermal(t, w as usize, h as usize),
+                "{name} frame {t}"
+            );
         }
     }
 }
@@ -362,12 +480,19 @@ fn flir_seq_cut_off_gives_n_of_m_and_csq_is_refused() {
     // Cut inside the last frame's pixels.
     let path = write(dir.path(), "cut.seq", &bytes[..3 * record + 0x80 + 40]);
     let mut video = VideoReader::open(&path).unwrap();
-    assert_eq!((video.info().frames, video.info().fps), (4, 0.0), "no frame rate in the file: 0");
+    assert_eq!(
+        (video.info().frames, video.info().fps),
+        (4, 0.0),
+        "no frame rate in the file: 0"
+    );
     let results: Vec<_> = video.frames().collect();
     assert_eq!(results.len(), 4);
     assert!(results[..3].iter().all(Result::is_ok));
     let message = results[3].as_ref().err().unwrap().to_string();
-    assert!(message.contains("3 of 4 frames") && message.contains("cut.seq"), "{message}");
+    assert!(
+        message.contains("3 of 4 frames") && message.contains("cut.seq"),
+        "{message}"
+    );
 
     // JPEG-LS frames: a .csq recording.
     let mut csq = fff_record(&thermal(0, 12, 9), 12, 9, Pixels::RawLittle, 30);
@@ -375,5 +500,8 @@ fn flir_seq_cut_off_gives_n_of_m_and_csq_is_refused() {
     csq[pixels_at..pixels_at + 4].copy_from_slice(&[0xFF, 0xD8, 0xFF, 0xF7]);
     let path = write(dir.path(), "rec.csq", &csq);
     let message = probe(&path).err().unwrap().to_string();
-    assert!(message.contains("JPEG-LS") && message.contains(".csq") && message.contains("rec.csq"), "{message}");
+    assert!(
+        message.contains("JPEG-LS") && message.contains(".csq") && message.contains("rec.csq"),
+        "{message}"
+    );
 }

@@ -62,7 +62,13 @@ fn le32(b: &[u8], at: usize) -> u32 {
 
 fn fourcc_text(t: &[u8]) -> String {
     t.iter()
-        .map(|&c| if c.is_ascii_graphic() || c == b' ' { c as char } else { '?' })
+        .map(|&c| {
+            if c.is_ascii_graphic() || c == b' ' {
+                c as char
+            } else {
+                '?'
+            }
+        })
         .collect::<String>()
         .trim_end()
         .to_string()
@@ -126,7 +132,9 @@ impl Avi {
             }
             riff_pos = riff_end + (riff_end & 1);
         }
-        let hdrl = hdrl.ok_or_else(|| corrupt("it has no header list ('hdrl'): the file is truncated or not an AVI".into()))?;
+        let hdrl = hdrl.ok_or_else(|| {
+            corrupt("it has no header list ('hdrl'): the file is truncated or not an AVI".into())
+        })?;
 
         // Streams.
         let mut streams = Vec::new();
@@ -164,17 +172,25 @@ impl Avi {
             .iter()
             .enumerate()
             .find(|(_, s)| &s.kind == b"vids")
-            .ok_or_else(|| corrupt(format!("it has no video stream ({} other streams)", streams.len())))?;
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "it has no video stream ({} other streams)",
+                    streams.len()
+                ))
+            })?;
         let bmp = &video.format;
         if bmp.len() < 40 {
-            return Err(corrupt("its video format ('strf') is not a BITMAPINFOHEADER".into()));
+            return Err(corrupt(
+                "its video format ('strf') is not a BITMAPINFOHEADER".into(),
+            ));
         }
         let width = le32(bmp, 4) as i32;
         let raw_height = le32(bmp, 8) as i32;
         let bit_count = le16(bmp, 14);
         let compression: [u8; 4] = bmp[16..20].try_into().unwrap();
         let colors_used = le32(bmp, 32) as usize;
-        let is_rgb = compression == [0; 4] || compression == *b"RGB " || compression == [3, 0, 0, 0];
+        let is_rgb =
+            compression == [0; 4] || compression == *b"RGB " || compression == [3, 0, 0, 0];
         let pixels = match (&compression, bit_count) {
             (b"MJPG" | b"mjpg" | b"AVRn" | b"LJPG" | b"JPEG" | b"jpeg" | b"dmb1" | b"MJLS", _) => {
                 if &compression == b"MJLS" {
@@ -186,7 +202,11 @@ impl Avi {
             (b"Y16 " | b"Y1\0\x10", 16) => Pixels::Gray16 { big_endian: false },
             (b"\x10\x001Y" | b"b16g", 16) => Pixels::Gray16 { big_endian: true },
             (_, 8) if is_rgb => {
-                let n = if colors_used == 0 { 256 } else { colors_used.min(256) };
+                let n = if colors_used == 0 {
+                    256
+                } else {
+                    colors_used.min(256)
+                };
                 let header_len = le32(bmp, 0) as usize;
                 let table = bmp.get(header_len..).unwrap_or(&[]);
                 let palette: Vec<[u8; 3]> = table
@@ -195,7 +215,9 @@ impl Avi {
                     .map(|c| [c[2], c[1], c[0]])
                     .collect();
                 let grey = palette.is_empty()
-                    || palette.iter().enumerate().all(|(i, c)| c[0] as usize == i && c[1] as usize == i && c[2] as usize == i);
+                    || palette.iter().enumerate().all(|(i, c)| {
+                        c[0] as usize == i && c[1] as usize == i && c[2] as usize == i
+                    });
                 if grey {
                     Pixels::Gray8
                 } else {
@@ -223,17 +245,27 @@ impl Avi {
             }
         };
         if width <= 0 || raw_height == 0 || width > 1 << 16 || raw_height.unsigned_abs() > 1 << 16 {
-            return Err(corrupt(format!("its frame size {width}x{raw_height} is impossible")));
+            return Err(corrupt(format!(
+                "its frame size {width}x{raw_height} is impossible"
+            )));
         }
         let rgb_layout = matches!(pixels, Pixels::Bgr24 | Pixels::Bgrx32 | Pixels::Palette(_))
             || (matches!(pixels, Pixels::Gray8) && is_rgb);
         let bottom_up = rgb_layout && raw_height > 0;
-        let fps = if video.scale > 0 { video.rate as f64 / video.scale as f64 } else { 0.0 };
+        let fps = if video.scale > 0 {
+            video.rate as f64 / video.scale as f64
+        } else {
+            0.0
+        };
         let _ = video.handler;
 
         // Index: idx1 for a single-piece file, otherwise walk the movi lists.
         let tag = format!("{stream_no:02}");
-        let is_frame = |id: &[u8]| id.len() == 4 && &id[0..2] == tag.as_bytes() && (&id[2..4] == b"dc" || &id[2..4] == b"db");
+        let is_frame = |id: &[u8]| {
+            id.len() == 4
+                && &id[0..2] == tag.as_bytes()
+                && (&id[2..4] == b"dc" || &id[2..4] == b"db")
+        };
         let mut index = Vec::new();
         let mut cut_off = None;
         let mut used_idx1 = false;
@@ -249,10 +281,15 @@ impl Avi {
                 let relative = movi[0].0 - 4;
                 let base = [relative, 0].into_iter().find(|&base| {
                     let mut probe = [0u8; 4];
-                    file.seek(SeekFrom::Start(base + first)).is_ok() && file.read_exact(&mut probe).is_ok() && probe == id
+                    file.seek(SeekFrom::Start(base + first)).is_ok()
+                        && file.read_exact(&mut probe).is_ok()
+                        && probe == id
                 });
                 if let Some(base) = base {
-                    index = entries.iter().map(|&(_, off, size)| (base + off + 8, size)).collect();
+                    index = entries
+                        .iter()
+                        .map(|&(_, off, size)| (base + off + 8, size))
+                        .collect();
                     used_idx1 = true;
                 }
             } else {
@@ -261,8 +298,16 @@ impl Avi {
         }
         if !used_idx1 {
             for &(start, end) in &movi {
-                walk_movi(&mut file, start, end, file_len, &is_frame, &mut index, &mut cut_off)
-                    .map_err(|e| VideoError::io(path, e))?;
+                walk_movi(
+                    &mut file,
+                    start,
+                    end,
+                    file_len,
+                    &is_frame,
+                    &mut index,
+                    &mut cut_off,
+                )
+                .map_err(|e| VideoError::io(path, e))?;
                 if cut_off.is_some() {
                     break;
                 }
@@ -296,7 +341,11 @@ impl Avi {
     }
 
     pub fn bit_depth(&self) -> u8 {
-        if matches!(self.pixels, Pixels::Gray16 { .. }) { 16 } else { 8 }
+        if matches!(self.pixels, Pixels::Gray16 { .. }) {
+            16
+        } else {
+            8
+        }
     }
 
     /// The frame count: the headers' when they announce more than the index holds (a cut-off
@@ -320,17 +369,28 @@ impl Avi {
     pub fn frame(&mut self, index: usize) -> Result<DynamicImage, VideoError> {
         if index >= self.index.len() {
             let reason = self.cut_off.clone().unwrap_or_else(|| {
-                format!("the headers announce {} frames but the file holds {}", self.len(), self.index.len())
+                format!(
+                    "the headers announce {} frames but the file holds {}",
+                    self.len(),
+                    self.index.len()
+                )
             });
             return Err(self.truncated(reason));
         }
         // A zero-size chunk repeats the last frame with data.
         let Some(source) = (0..=index).rev().find(|&i| self.index[i].1 > 0) else {
-            return Err(VideoError::corrupt(&self.path, "AVI", format!("frame {} and all before it are empty", index + 1)));
+            return Err(VideoError::corrupt(
+                &self.path,
+                "AVI",
+                format!("frame {} and all before it are empty", index + 1),
+            ));
         };
         let (offset, size) = self.index[source];
         if offset + size as u64 > self.file_len {
-            let reason = format!("frame {} ({size} bytes at byte {offset}) lies past the end of the file", source + 1);
+            let reason = format!(
+                "frame {} ({size} bytes at byte {offset}) lies past the end of the file",
+                source + 1
+            );
             let mut e = self.truncated(reason);
             if let VideoError::Truncated { decoded, .. } = &mut e {
                 *decoded = source;
@@ -368,14 +428,25 @@ impl Avi {
                 (false, _) => tight,
             };
             if data.len() < stride * (h - 1) + tight {
-                return Err(bad(format!("{} bytes where a {w}x{h} frame needs {}", data.len(), tight * h)));
+                return Err(bad(format!(
+                    "{} bytes where a {w}x{h} frame needs {}",
+                    data.len(),
+                    tight * h
+                )));
             }
             Ok((stride, tight))
         };
-        let row_start = |y: usize, stride: usize| if self.bottom_up { (h - 1 - y) * stride } else { y * stride };
+        let row_start = |y: usize, stride: usize| {
+            if self.bottom_up {
+                (h - 1 - y) * stride
+            } else {
+                y * stride
+            }
+        };
         Ok(match &self.pixels {
             Pixels::Mjpeg => {
-                let img = image::load_from_memory_with_format(data, ImageFormat::Jpeg).map_err(|e| bad(e.to_string()))?;
+                let img = image::load_from_memory_with_format(data, ImageFormat::Jpeg)
+                    .map_err(|e| bad(e.to_string()))?;
                 match img {
                     DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_) => img,
                     other => DynamicImage::ImageRgb8(other.to_rgb8()),
@@ -426,7 +497,8 @@ impl Avi {
                         }
                     }));
                 }
-                let img: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_raw(self.width, self.height, out).unwrap();
+                let img: ImageBuffer<Luma<u16>, Vec<u16>> =
+                    ImageBuffer::from_raw(self.width, self.height, out).unwrap();
                 DynamicImage::ImageLuma16(img)
             }
         })
@@ -439,7 +511,9 @@ fn chunks(mut data: &[u8]) -> Vec<([u8; 4], &[u8])> {
     while data.len() >= 8 {
         let id: [u8; 4] = data[0..4].try_into().unwrap();
         let size = le32(data, 4) as usize;
-        let Some(body) = data.get(8..8 + size) else { break };
+        let Some(body) = data.get(8..8 + size) else {
+            break;
+        };
         out.push((id, body));
         let next = 8 + size + (size & 1);
         data = data.get(next..).unwrap_or(&[]);
@@ -468,7 +542,15 @@ fn walk_movi(
         let size = le32(&head, 4) as u64;
         let data = pos + 8;
         if &head[0..4] == b"LIST" {
-            walk_movi(file, data + 4, (data + size).min(end), file_len, is_frame, index, cut_off)?;
+            walk_movi(
+                file,
+                data + 4,
+                (data + size).min(end),
+                file_len,
+                is_frame,
+                index,
+                cut_off,
+            )?;
             if cut_off.is_some() {
                 return Ok(());
             }

@@ -38,14 +38,17 @@ impl AvcConfig {
         }
         let length_size = (b[4] & 3) as usize + 1;
         if length_size == 3 {
-            return Err("its 'avcC' box gives 3-byte NAL lengths, which H.264 does not allow".into());
+            return Err(
+                "its 'avcC' box gives 3-byte NAL lengths, which H.264 does not allow".into(),
+            );
         }
         let mut pos = 5;
         let read_sets = |count: usize, pos: &mut usize| -> Result<Vec<Vec<u8>>, String> {
             let mut sets = Vec::with_capacity(count);
             for _ in 0..count {
-                let len = u16::from_be_bytes(b.get(*pos..*pos + 2).ok_or_else(short)?.try_into().unwrap())
-                    as usize;
+                let len = u16::from_be_bytes(
+                    b.get(*pos..*pos + 2).ok_or_else(short)?.try_into().unwrap(),
+                ) as usize;
                 *pos += 2;
                 sets.push(b.get(*pos..*pos + len).ok_or_else(short)?.to_vec());
                 *pos += len;
@@ -90,7 +93,9 @@ pub(crate) fn length_prefixed_to_annex_b(
                 sample.len()
             ));
         };
-        let len = prefix.iter().fold(0usize, |acc, &b| (acc << 8) | b as usize);
+        let len = prefix
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | b as usize);
         pos += length_size;
         let Some(nal) = sample.get(pos..pos + len) else {
             return Err(format!(
@@ -321,7 +326,9 @@ impl Sps {
                 2 => "4:2:2",
                 _ => "4:4:4",
             };
-            return Some(format!("{profile} with {chroma} chroma; fgstp decodes 4:2:0 only"));
+            return Some(format!(
+                "{profile} with {chroma} chroma; fgstp decodes 4:2:0 only"
+            ));
         }
         if self.bit_depth_luma != 8 || self.bit_depth_chroma != 8 {
             return Some(format!(
@@ -377,9 +384,17 @@ impl Decoder {
                 return Err("OpenH264 could not initialise a decoder".into());
             }
             let set = vt.SetOption.ok_or("OpenH264 decoder has no SetOption")?;
-            let mut quiet = if std::env::var_os("FGSTP_H264_DEBUG").is_some() { 15 } else { WELS_LOG_QUIET as i32 };
-            set(raw, DECODER_OPTION_TRACE_LEVEL, (&raw mut quiet).cast::<c_void>());
-            let mut no_concealment = ERROR_CON_DISABLE as i32;
+            let mut quiet = if std::env::var_os("FGSTP_H264_DEBUG").is_some() {
+                15
+            } else {
+                WELS_LOG_QUIET
+            };
+            set(
+                raw,
+                DECODER_OPTION_TRACE_LEVEL,
+                (&raw mut quiet).cast::<c_void>(),
+            );
+            let mut no_concealment = ERROR_CON_DISABLE;
             set(
                 raw,
                 DECODER_OPTION_ERROR_CON_IDC,
@@ -401,7 +416,9 @@ impl Decoder {
         // returned plane pointers are read (copied) before the next call into the decoder.
         let state = unsafe {
             let vt = &**self.raw;
-            let decode = vt.DecodeFrameNoDelay.expect("OpenH264 vtable has DecodeFrameNoDelay");
+            let decode = vt
+                .DecodeFrameNoDelay
+                .expect("OpenH264 vtable has DecodeFrameNoDelay");
             decode(
                 self.raw,
                 annex_b.as_ptr(),
@@ -524,7 +541,8 @@ mod tests {
     #[test]
     fn annex_b_conversion_and_cut_short_units() {
         let mut out = Vec::new();
-        length_prefixed_to_annex_b(&[0, 0, 0, 2, 0x65, 0xAA, 0, 0, 0, 1, 0x41], 4, &mut out).unwrap();
+        length_prefixed_to_annex_b(&[0, 0, 0, 2, 0x65, 0xAA, 0, 0, 0, 1, 0x41], 4, &mut out)
+            .unwrap();
         assert_eq!(out, [0, 0, 0, 1, 0x65, 0xAA, 0, 0, 0, 1, 0x41]);
         assert!(length_prefixed_to_annex_b(&[0, 0, 0, 9, 0x65], 4, &mut out).is_err());
     }
@@ -534,7 +552,12 @@ mod tests {
         // 1 -> 0, 010 -> 1, 011 -> 2, 00100 -> 3
         let mut r = Bits::new(&[0b1010_0110, 0b0100_0000]);
         assert_eq!(
-            (r.ue().unwrap(), r.ue().unwrap(), r.ue().unwrap(), r.ue().unwrap()),
+            (
+                r.ue().unwrap(),
+                r.ue().unwrap(),
+                r.ue().unwrap(),
+                r.ue().unwrap()
+            ),
             (0, 1, 2, 3)
         );
     }

@@ -61,7 +61,8 @@ pub(crate) fn check(path: &Path, video: &Mp4Video) -> Result<(AvcConfig, Sps), V
     if !matches!(&video.fourcc, b"avc1" | b"avc3") {
         let mut detail = String::new();
         if matches!(&video.fourcc, b"hvc1" | b"hev1") {
-            detail = "(FLIR and phone cameras record HEVC when set to H.265/'high efficiency')".into();
+            detail =
+                "(FLIR and phone cameras record HEVC when set to H.265/'high efficiency')".into();
         }
         return Err(VideoError::unsupported(
             path,
@@ -70,13 +71,20 @@ pub(crate) fn check(path: &Path, video: &Mp4Video) -> Result<(AvcConfig, Sps), V
             detail,
         ));
     }
-    let avcc = video
-        .avcc
-        .as_deref()
-        .ok_or_else(|| VideoError::corrupt(path, container, "its H.264 track has no 'avcC' box (parameter sets)"))?;
+    let avcc = video.avcc.as_deref().ok_or_else(|| {
+        VideoError::corrupt(
+            path,
+            container,
+            "its H.264 track has no 'avcC' box (parameter sets)",
+        )
+    })?;
     let config = AvcConfig::parse(avcc).map_err(|r| VideoError::corrupt(path, container, r))?;
     let first = config.sps.first().ok_or_else(|| {
-        VideoError::corrupt(path, container, "its 'avcC' box holds no SPS (H.264 sequence parameter set)")
+        VideoError::corrupt(
+            path,
+            container,
+            "its 'avcC' box holds no SPS (H.264 sequence parameter set)",
+        )
     })?;
     let sps = Sps::parse(first).map_err(|r| VideoError::corrupt(path, container, r))?;
     if let Some(reason) = sps.unsupported_reason() {
@@ -277,8 +285,12 @@ impl H264Track {
             .seek(SeekFrom::Start(sample.offset))
             .and_then(|_| self.file.read_exact(&mut self.sample_buf))
             .map_err(|e| (s, format!("cannot read frame data: {e}")))?;
-        h264::length_prefixed_to_annex_b(&self.sample_buf, self.config.length_size, &mut self.annex_b)
-            .map_err(|r| (s, r))?;
+        h264::length_prefixed_to_annex_b(
+            &self.sample_buf,
+            self.config.length_size,
+            &mut self.annex_b,
+        )
+        .map_err(|r| (s, r))?;
         self.next_sample += 1;
         let decoder = self.decoder.as_mut().expect("restart() made a decoder");
         let result = decoder.decode(&self.annex_b, s as u64 + 1, &mut self.outputs);

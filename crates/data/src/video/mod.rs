@@ -215,7 +215,10 @@ impl VideoReader {
             Sniffed::Mp4 => {
                 let video = mp4::open(path)?;
                 let fps = video.fps;
-                (Source::H264(Box::new(h264_track::H264Track::open(path, video)?)), fps)
+                (
+                    Source::H264(Box::new(h264_track::H264Track::open(path, video)?)),
+                    fps,
+                )
             }
             Sniffed::Avi => {
                 let avi = avi::Avi::open(path)?;
@@ -308,7 +311,11 @@ impl VideoReader {
 
     /// Every frame in display order; stops after the first error (which it yields).
     pub fn frames(&mut self) -> Frames<'_> {
-        Frames { reader: self, next: 0, failed: false }
+        Frames {
+            reader: self,
+            next: 0,
+            failed: false,
+        }
     }
 }
 

@@ -74,10 +74,7 @@ impl<'a> Iterator for Boxes<'a> {
                     self.data = &[];
                     return Some(Err(format!("box '{}' is cut short", fourcc_text(&kind))));
                 }
-                (
-                    16,
-                    u64::from_be_bytes(self.data[8..16].try_into().unwrap()),
-                )
+                (16, u64::from_be_bytes(self.data[8..16].try_into().unwrap()))
             }
             n => (8, n),
         };
@@ -131,9 +128,6 @@ impl<'a> Be<'a> {
     fn u8(&mut self) -> Result<u8, String> {
         Ok(self.bytes(1)?[0])
     }
-    fn u16(&mut self) -> Result<u16, String> {
-        Ok(u16::from_be_bytes(self.bytes(2)?.try_into().unwrap()))
-    }
     fn u32(&mut self) -> Result<u32, String> {
         Ok(u32::from_be_bytes(self.bytes(4)?.try_into().unwrap()))
     }
@@ -162,10 +156,7 @@ impl<'a> Be<'a> {
 /// Reads the file's box structure and the first video track's sample table.
 pub(crate) fn open(path: &Path) -> Result<Mp4Video, VideoError> {
     let mut file = File::open(path).map_err(|e| VideoError::io(path, e))?;
-    let file_len = file
-        .metadata()
-        .map_err(|e| VideoError::io(path, e))?
-        .len();
+    let file_len = file.metadata().map_err(|e| VideoError::io(path, e))?.len();
     let mut pos = 0u64;
     let mut container = "MP4";
     let mut moov: Option<Vec<u8>> = None;
@@ -182,7 +173,12 @@ pub(crate) fn open(path: &Path) -> Result<Mp4Video, VideoError> {
         let (header, size) = match size32 {
             0 => (8, file_len - pos),
             1 if got >= 16 => (16, u64::from_be_bytes(head[8..16].try_into().unwrap())),
-            1 => return Err(corrupt(format!("box '{}' is cut short", fourcc_text(&kind)))),
+            1 => {
+                return Err(corrupt(format!(
+                    "box '{}' is cut short",
+                    fourcc_text(&kind)
+                )))
+            }
             n => (8, n),
         };
         if size < header {
@@ -192,11 +188,7 @@ pub(crate) fn open(path: &Path) -> Result<Mp4Video, VideoError> {
             )));
         }
         match &kind {
-            b"ftyp" => {
-                if got >= 12 && &head[8..12] == b"qt  " {
-                    container = "QuickTime MOV";
-                }
-            }
+            b"ftyp" if got >= 12 && &head[8..12] == b"qt  " => container = "QuickTime MOV",
             b"moov" => {
                 if pos + size > file_len {
                     return Err(corrupt(format!(

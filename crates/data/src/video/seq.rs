@@ -86,11 +86,19 @@ struct Record {
 
 fn u16_at(b: &[u8], at: usize, big: bool) -> u16 {
     let v = [b[at], b[at + 1]];
-    if big { u16::from_be_bytes(v) } else { u16::from_le_bytes(v) }
+    if big {
+        u16::from_be_bytes(v)
+    } else {
+        u16::from_le_bytes(v)
+    }
 }
 fn u32_at(b: &[u8], at: usize, big: bool) -> u32 {
     let v = b[at..at + 4].try_into().unwrap();
-    if big { u32::from_be_bytes(v) } else { u32::from_le_bytes(v) }
+    if big {
+        u32::from_be_bytes(v)
+    } else {
+        u32::from_le_bytes(v)
+    }
 }
 
 fn read_at(file: &mut File, at: u64, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -106,7 +114,11 @@ fn read_at(file: &mut File, at: u64, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// Reads the record header and directory at `pos`. `Ok(None)`: no valid record there.
-fn read_record(file: &mut File, pos: u64, file_len: u64) -> std::io::Result<Option<Result<Record, String>>> {
+fn read_record(
+    file: &mut File,
+    pos: u64,
+    file_len: u64,
+) -> std::io::Result<Option<Result<Record, String>>> {
     let mut head = [0u8; 0x40];
     if read_at(file, pos, &mut head)? < 0x40 || &head[0..4] != b"FFF\0" {
         return Ok(None);
@@ -119,7 +131,9 @@ fn read_record(file: &mut File, pos: u64, file_len: u64) -> std::io::Result<Opti
     let dir_offset = u32_at(&head, 0x18, big) as u64;
     let entries = u32_at(&head, 0x1c, big) as u64;
     if entries > 4096 {
-        return Ok(Some(Err(format!("the record at byte {pos} lists {entries} entries"))));
+        return Ok(Some(Err(format!(
+            "the record at byte {pos} lists {entries} entries"
+        ))));
     }
     let dir_end = pos + dir_offset + entries * 0x20;
     if dir_end > file_len {
@@ -129,7 +143,11 @@ fn read_record(file: &mut File, pos: u64, file_len: u64) -> std::io::Result<Opti
     }
     let mut dir = vec![0u8; (entries * 0x20) as usize];
     read_at(file, pos + dir_offset, &mut dir)?;
-    let mut record = Record { end: dir_end.max(pos + 0x40), raw: None, camera_info: None };
+    let mut record = Record {
+        end: dir_end.max(pos + 0x40),
+        raw: None,
+        camera_info: None,
+    };
     for e in dir.chunks_exact(0x20) {
         let kind = u16_at(e, 0, big);
         if kind == 0 {
@@ -222,11 +240,16 @@ impl Seq {
                     len - 32
                 )));
             };
-            frames.push(FrameRef { offset: offset + 32, len: len - 32, width, height, encoding });
+            frames.push(FrameRef {
+                offset: offset + 32,
+                len: len - 32,
+                width,
+                height,
+                encoding,
+            });
+            // The first and the latest camera-info records (frame rate, capture times).
             if let Some(ci) = record.camera_info {
-                if camera_infos.is_empty() {
-                    camera_infos.push(ci);
-                } else if camera_infos.len() == 1 {
+                if camera_infos.len() < 2 {
                     camera_infos.push(ci);
                 } else {
                     camera_infos[1] = ci;
@@ -235,9 +258,17 @@ impl Seq {
             pos = record.end;
         }
         let first = *frames.first().ok_or_else(|| {
-            corrupt(cut_off.clone().unwrap_or_else(|| "it holds no thermal frame (no raw-data record)".into()))
+            corrupt(
+                cut_off
+                    .clone()
+                    .unwrap_or_else(|| "it holds no thermal frame (no raw-data record)".into()),
+            )
         })?;
-        if let Some((i, f)) = frames.iter().enumerate().find(|(_, f)| (f.width, f.height) != (first.width, first.height)) {
+        if let Some((i, f)) = frames
+            .iter()
+            .enumerate()
+            .find(|(_, f)| (f.width, f.height) != (first.width, first.height))
+        {
             return Err(corrupt(format!(
                 "frame {} is {}x{} but frame 1 is {}x{}",
                 i + 1,
@@ -263,7 +294,11 @@ impl Seq {
     }
 
     pub fn codec(&self) -> Codec {
-        if self.png { Codec::FlirPng } else { Codec::FlirRaw }
+        if self.png {
+            Codec::FlirPng
+        } else {
+            Codec::FlirRaw
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -286,7 +321,11 @@ impl Seq {
             let swapped = match self.png_swapped {
                 Some(s) => s,
                 None => {
-                    let first = if index == 0 { pixels.clone() } else { self.read_pixels(0, self.frames[0])? };
+                    let first = if index == 0 {
+                        pixels.clone()
+                    } else {
+                        self.read_pixels(0, self.frames[0])?
+                    };
                     let s = swapped_is_smoother(&first, self.width as usize);
                     self.png_swapped = Some(s);
                     s
@@ -296,8 +335,9 @@ impl Seq {
                 pixels.iter_mut().for_each(|v| *v = v.swap_bytes());
             }
         }
-        let img: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_raw(self.width, self.height, pixels)
-            .expect("pixel count checked when read");
+        let img: ImageBuffer<Luma<u16>, Vec<u16>> =
+            ImageBuffer::from_raw(self.width, self.height, pixels)
+                .expect("pixel count checked when read");
         Ok(DynamicImage::ImageLuma16(img))
     }
 
@@ -319,7 +359,13 @@ impl Seq {
             Encoding::Raw { big_endian } => Ok(self
                 .buf
                 .chunks_exact(2)
-                .map(|c| if big_endian { u16::from_be_bytes([c[0], c[1]]) } else { u16::from_le_bytes([c[0], c[1]]) })
+                .map(|c| {
+                    if big_endian {
+                        u16::from_be_bytes([c[0], c[1]])
+                    } else {
+                        u16::from_le_bytes([c[0], c[1]])
+                    }
+                })
                 .collect()),
             Encoding::Png => {
                 let img = image::load_from_memory_with_format(&self.buf, ImageFormat::Png)
@@ -350,7 +396,11 @@ fn swapped_is_smoother(pixels: &[u16], width: usize) -> bool {
             .map(|row| {
                 row.windows(2)
                     .map(|p| {
-                        let (a, b) = if swap { (p[0].swap_bytes(), p[1].swap_bytes()) } else { (p[0], p[1]) };
+                        let (a, b) = if swap {
+                            (p[0].swap_bytes(), p[1].swap_bytes())
+                        } else {
+                            (p[0], p[1])
+                        };
                         a.abs_diff(b) as u64
                     })
                     .sum::<u64>()
@@ -403,7 +453,9 @@ fn frame_rate(file: &mut File, infos: &[(u64, u32)], frames: usize) -> std::io::
         Some(i) => read_info(i)?,
         None => None,
     };
-    let Some((rate, t0)) = first else { return Ok(0.0) };
+    let Some((rate, t0)) = first else {
+        return Ok(0.0);
+    };
     if rate > 0 {
         return Ok(rate as f64);
     }

@@ -87,7 +87,11 @@ pub(crate) fn sniff(b: &[u8]) -> Sniffed {
     if at(0, &[0, 0, 0, 1]) || at(0, &[0, 0, 1]) {
         return Sniffed::Other("a raw H.264/H.265 elementary stream (no container)");
     }
-    if at(0, b"\x89PNG\r\n\x1a\n") || at(0, &[0xFF, 0xD8, 0xFF]) || at(0, b"II*\0") || at(0, b"MM\0*") {
+    if at(0, b"\x89PNG\r\n\x1a\n")
+        || at(0, &[0xFF, 0xD8, 0xFF])
+        || at(0, b"II*\0")
+        || at(0, b"MM\0*")
+    {
         return Sniffed::Other("a single still image (PNG/JPEG/TIFF), not a video");
     }
     if at(0, b"GIF8") {
@@ -146,7 +150,9 @@ mod tests {
         assert_eq!(sniff(b"\0\0\0\x20ftypisom"), Sniffed::Mp4);
         assert_eq!(sniff(b"RIFF\0\0\0\0AVI LIST"), Sniffed::Avi);
         assert_eq!(sniff(b"FFF\0CAMCTRL"), Sniffed::FlirFff);
-        assert!(matches!(sniff(&[0x1A, 0x45, 0xDF, 0xA3, 0x9F]), Sniffed::Other(m) if m.contains("Matroska")));
+        assert!(
+            matches!(sniff(&[0x1A, 0x45, 0xDF, 0xA3, 0x9F]), Sniffed::Other(m) if m.contains("Matroska"))
+        );
         assert_eq!(sniff(b"hello world!"), Sniffed::Unknown);
         assert_eq!(sniff(b""), Sniffed::Unknown);
     }

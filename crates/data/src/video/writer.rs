@@ -25,10 +25,10 @@ use std::ptr::null_mut;
 
 use image::{GrayImage, RgbImage};
 use openh264_sys2::{
-    source::APILoader, ISVCEncoder, SEncParamExt, SFrameBSInfo, SSourcePicture, CAMERA_VIDEO_REAL_TIME,
-    CONSTANT_ID, ENCODER_OPTION_DATAFORMAT, ENCODER_OPTION_TRACE_LEVEL, MEDIUM_COMPLEXITY, PRO_BASELINE,
-    RC_OFF_MODE, SM_SINGLE_SLICE, WELS_LOG_QUIET, videoFormatI420, videoFrameTypeIDR, videoFrameTypeInvalid,
-    videoFrameTypeSkip,
+    source::APILoader, videoFormatI420, videoFrameTypeIDR, videoFrameTypeInvalid,
+    videoFrameTypeSkip, ISVCEncoder, SEncParamExt, SFrameBSInfo, SSourcePicture,
+    CAMERA_VIDEO_REAL_TIME, CONSTANT_ID, ENCODER_OPTION_DATAFORMAT, ENCODER_OPTION_TRACE_LEVEL,
+    MEDIUM_COMPLEXITY, PRO_BASELINE, RC_OFF_MODE, SM_SINGLE_SLICE, WELS_LOG_QUIET,
 };
 
 use super::error::VideoError;
@@ -46,7 +46,10 @@ pub struct WriterOptions {
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        Self { qp: 20, keyframe_interval: None }
+        Self {
+            qp: 20,
+            keyframe_interval: None,
+        }
     }
 }
 
@@ -75,7 +78,12 @@ pub struct VideoWriter {
 impl VideoWriter {
     /// Starts `path` (written on [`finish`](Self::finish)) for `width` x `height` frames at
     /// `fps` frames per second, with the default [`WriterOptions`].
-    pub fn create(path: impl AsRef<Path>, width: u32, height: u32, fps: f64) -> Result<Self, VideoError> {
+    pub fn create(
+        path: impl AsRef<Path>,
+        width: u32,
+        height: u32,
+        fps: f64,
+    ) -> Result<Self, VideoError> {
         Self::create_with(path, width, height, fps, WriterOptions::default())
     }
 
@@ -87,9 +95,14 @@ impl VideoWriter {
         options: WriterOptions,
     ) -> Result<Self, VideoError> {
         let path = path.as_ref().to_path_buf();
-        let fail = |reason: String| VideoError::Write { path: path.clone(), reason };
+        let fail = |reason: String| VideoError::Write {
+            path: path.clone(),
+            reason,
+        };
         if !(fps.is_finite() && fps > 0.0 && fps <= 1000.0) {
-            return Err(fail(format!("the frame rate {fps} is not between 0 and 1000 frames per second")));
+            return Err(fail(format!(
+                "the frame rate {fps} is not between 0 and 1000 frames per second"
+            )));
         }
         if width < 16 || height < 16 || width.max(height) > 3840 || width.min(height) > 2160 {
             return Err(fail(format!(
@@ -97,7 +110,10 @@ impl VideoWriter {
             )));
         }
         if options.qp > 51 {
-            return Err(fail(format!("QP {} is above H.264's maximum of 51", options.qp)));
+            return Err(fail(format!(
+                "QP {} is above H.264's maximum of 51",
+                options.qp
+            )));
         }
         let (num, den) = rational(fps);
         let scale = 1000u32.div_ceil(num).max(1);
@@ -108,9 +124,21 @@ impl VideoWriter {
             .keyframe_interval
             .unwrap_or_else(|| (2.0 * fps).round().clamp(1.0, 600.0) as u32)
             .max(1);
-        let encoder = Encoder::new(coded_width, coded_height, fps, options.qp, keyframe_interval).map_err(fail)?;
-        let name = path.file_name().map_or_else(|| "video.mp4".into(), |n| n.to_string_lossy().into_owned());
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let encoder = Encoder::new(
+            coded_width,
+            coded_height,
+            fps,
+            options.qp,
+            keyframe_interval,
+        )
+        .map_err(fail)?;
+        let name = path
+            .file_name()
+            .map_or_else(|| "video.mp4".into(), |n| n.to_string_lossy().into_owned());
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let spool_path = dir.join(format!(".{name}.{}.frames.tmp", std::process::id()));
         let spool = std::fs::OpenOptions::new()
             .read(true)
@@ -204,7 +232,9 @@ impl VideoWriter {
                 _ => {}
             }
             let len = nal.len() as u32;
-            let io = spool.write_all(&len.to_be_bytes()).and_then(|_| spool.write_all(&nal));
+            let io = spool
+                .write_all(&len.to_be_bytes())
+                .and_then(|_| spool.write_all(&nal));
             io.map_err(|e| VideoError::Write {
                 path: self.path.clone(),
                 reason: format!("cannot write {}: {e}", self.spool_path.display()),
@@ -212,7 +242,10 @@ impl VideoWriter {
             size += 4 + len;
         }
         if size == 0 {
-            return Err(self.write_error(format!("the encoder produced no picture for frame {}", index + 1)));
+            return Err(self.write_error(format!(
+                "the encoder produced no picture for frame {}",
+                index + 1
+            )));
         }
         if idr {
             self.sync.push(index as u32 + 1);
@@ -223,7 +256,10 @@ impl VideoWriter {
     }
 
     fn write_error(&self, reason: String) -> VideoError {
-        VideoError::Write { path: self.path.clone(), reason }
+        VideoError::Write {
+            path: self.path.clone(),
+            reason,
+        }
     }
 
     /// Writes the MP4 (moov before mdat) and moves it into place.
@@ -236,14 +272,20 @@ impl VideoWriter {
 
     fn write_file(&mut self) -> Result<(), VideoError> {
         if self.sizes.is_empty() {
-            return Err(self.write_error("no frames were pushed; a video needs at least one".into()));
+            return Err(
+                self.write_error("no frames were pushed; a video needs at least one".into())
+            );
         }
         let (Some(sps), Some(pps)) = (self.sps.clone(), self.pps.clone()) else {
             return Err(self.write_error("the encoder produced no parameter sets (SPS/PPS)".into()));
         };
         let mut spool = self.spool.take().expect("spool open until finish");
-        spool.flush().map_err(|e| self.write_error(format!("cannot write {}: {e}", self.spool_path.display())))?;
-        let mut spool = spool.into_inner().map_err(|e| self.write_error(e.to_string()))?;
+        spool.flush().map_err(|e| {
+            self.write_error(format!("cannot write {}: {e}", self.spool_path.display()))
+        })?;
+        let mut spool = spool
+            .into_inner()
+            .map_err(|e| self.write_error(e.to_string()))?;
 
         let ftyp = ftyp_box();
         let large_mdat = self.spool_len + 8 > u32::MAX as u64;
@@ -255,8 +297,15 @@ impl VideoWriter {
         let moov = self.moov_box(&sps, &pps, data_start);
         debug_assert_eq!(moov.len() as u64, moov_len);
 
-        let name = self.path.file_name().map_or_else(|| "video.mp4".into(), |n| n.to_string_lossy().into_owned());
-        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = self
+            .path
+            .file_name()
+            .map_or_else(|| "video.mp4".into(), |n| n.to_string_lossy().into_owned());
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let partial = dir.join(format!(".{name}.{}.partial", std::process::id()));
         let mut write = || -> std::io::Result<()> {
             let mut out = BufWriter::new(File::create(&partial)?);
@@ -273,7 +322,9 @@ impl VideoWriter {
             spool.seek(SeekFrom::Start(0))?;
             let copied = std::io::copy(&mut (&mut spool).take(self.spool_len), &mut out)?;
             if copied != self.spool_len {
-                return Err(std::io::Error::other("the frame spool is shorter than written"));
+                return Err(std::io::Error::other(
+                    "the frame spool is shorter than written",
+                ));
             }
             let file = out.into_inner().map_err(|e| e.into_error())?;
             file.sync_all()?;
@@ -290,8 +341,8 @@ impl VideoWriter {
         let n = self.sizes.len() as u32;
         let media_duration = n as u64 * self.frame_duration as u64;
         const MOVIE_TIMESCALE: u32 = 1000;
-        let movie_duration =
-            (media_duration as u128 * MOVIE_TIMESCALE as u128).div_ceil(self.timescale as u128) as u64;
+        let movie_duration = (media_duration as u128 * MOVIE_TIMESCALE as u128)
+            .div_ceil(self.timescale as u128) as u64;
         let (w, h) = (self.coded_width, self.coded_height);
 
         let mut mvhd = full(0, 0);
@@ -419,9 +470,17 @@ impl VideoWriter {
         ]
         .concat();
         let minf = [boxed(b"vmhd", vmhd), dinf, boxed(b"stbl", stbl)].concat();
-        let mdia = [boxed(b"mdhd", mdhd), boxed(b"hdlr", hdlr), boxed(b"minf", minf)].concat();
+        let mdia = [
+            boxed(b"mdhd", mdhd),
+            boxed(b"hdlr", hdlr),
+            boxed(b"minf", minf),
+        ]
+        .concat();
         let trak = [boxed(b"tkhd", tkhd), boxed(b"mdia", mdia)].concat();
-        boxed(b"moov", [boxed(b"mvhd", mvhd), boxed(b"trak", trak)].concat())
+        boxed(
+            b"moov",
+            [boxed(b"mvhd", mvhd), boxed(b"trak", trak)].concat(),
+        )
     }
 }
 
@@ -497,7 +556,13 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn new(width: u32, height: u32, fps: f64, qp: u8, keyframe_interval: u32) -> Result<Self, String> {
+    fn new(
+        width: u32,
+        height: u32,
+        fps: f64,
+        qp: u8,
+        keyframe_interval: u32,
+    ) -> Result<Self, String> {
         let mut raw: *mut ISVCEncoder = null_mut();
         // SAFETY: WelsCreateSVCEncoder writes a fresh encoder (or fails); it is owned by the
         // returned handle and released in Drop.
@@ -505,13 +570,27 @@ impl Encoder {
             if APILoader::WelsCreateSVCEncoder(&mut raw) != 0 || raw.is_null() {
                 return Err("OpenH264 could not create an encoder".into());
             }
-            let encoder = Self { raw, info: Box::default(), width, height };
+            let encoder = Self {
+                raw,
+                info: Box::default(),
+                width,
+                height,
+            };
             let vt = &**raw;
             let set = vt.SetOption.ok_or("OpenH264 encoder has no SetOption")?;
-            let mut quiet = if std::env::var_os("FGSTP_H264_DEBUG").is_some() { 15 } else { WELS_LOG_QUIET as i32 };
-            set(raw, ENCODER_OPTION_TRACE_LEVEL, (&raw mut quiet).cast::<c_void>());
+            let mut quiet = if std::env::var_os("FGSTP_H264_DEBUG").is_some() {
+                15
+            } else {
+                WELS_LOG_QUIET
+            };
+            set(
+                raw,
+                ENCODER_OPTION_TRACE_LEVEL,
+                (&raw mut quiet).cast::<c_void>(),
+            );
             let mut p = SEncParamExt::default();
-            (vt.GetDefaultParams.ok_or("OpenH264 encoder has no GetDefaultParams")?)(raw, &mut p);
+            (vt.GetDefaultParams
+                .ok_or("OpenH264 encoder has no GetDefaultParams")?)(raw, &mut p);
             p.iUsageType = CAMERA_VIDEO_REAL_TIME;
             p.iPicWidth = width as i32;
             p.iPicHeight = height as i32;
@@ -550,12 +629,20 @@ impl Encoder {
             layer.uiColorPrimaries = 2; // unspecified
             layer.uiTransferCharacteristics = 2; // unspecified
             layer.uiColorMatrix = 6; // BT.601 (SMPTE 170M)
-            let init = vt.InitializeExt.ok_or("OpenH264 encoder has no InitializeExt")?;
+            let init = vt
+                .InitializeExt
+                .ok_or("OpenH264 encoder has no InitializeExt")?;
             if init(raw, &p) != 0 {
-                return Err(format!("OpenH264 refused the encoder settings for {width}x{height} at {fps} fps"));
+                return Err(format!(
+                    "OpenH264 refused the encoder settings for {width}x{height} at {fps} fps"
+                ));
             }
-            let mut format = videoFormatI420 as i32;
-            set(raw, ENCODER_OPTION_DATAFORMAT, (&raw mut format).cast::<c_void>());
+            let mut format = videoFormatI420;
+            set(
+                raw,
+                ENCODER_OPTION_DATAFORMAT,
+                (&raw mut format).cast::<c_void>(),
+            );
             Ok(encoder)
         }
     }
@@ -565,7 +652,7 @@ impl Encoder {
         debug_assert_eq!((yuv.width, yuv.height), (self.width, self.height));
         let cw = yuv.width.div_ceil(2) as i32;
         let src = SSourcePicture {
-            iColorFormat: videoFormatI420 as i32,
+            iColorFormat: videoFormatI420,
             iStride: [yuv.width as i32, cw, cw, 0],
             pData: [
                 yuv.y.as_ptr().cast_mut(),
@@ -581,7 +668,9 @@ impl Encoder {
         // SAFETY: the planes outlive the call and OpenH264 only reads them; info is ours.
         unsafe {
             let vt = &**self.raw;
-            let encode = vt.EncodeFrame.ok_or("OpenH264 encoder has no EncodeFrame")?;
+            let encode = vt
+                .EncodeFrame
+                .ok_or("OpenH264 encoder has no EncodeFrame")?;
             let rc = encode(self.raw, &src, &mut *self.info);
             if rc != 0 {
                 return Err(format!("OpenH264 failed to encode (error {rc})"));

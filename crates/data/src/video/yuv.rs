@@ -222,12 +222,7 @@ mod tests {
     #[test]
     fn grey_and_primaries_survive_a_round_trip() {
         let mut img = RgbImage::new(4, 2);
-        let colors = [
-            [0, 0, 0],
-            [255, 255, 255],
-            [128, 128, 128],
-            [200, 200, 200],
-        ];
+        let colors = [[0, 0, 0], [255, 255, 255], [128, 128, 128], [200, 200, 200]];
         for (x, c) in colors.iter().enumerate() {
             img.put_pixel(x as u32, 0, image::Rgb(*c));
             img.put_pixel(x as u32, 1, image::Rgb(*c));
