@@ -82,7 +82,17 @@ fn h264_high_profile_with_b_frames_matches_ffmpeg_bit_for_bit_in_display_order()
     // Forward, then jumps backwards and forwards across the two GOPs, then look-backs.
     for i in 0..info.frames {
         check(&mut video, i);
+        // A triplet window looks back two frames: no re-decoding.
+        if i >= 2 {
+            check(&mut video, i - 2);
+            check(&mut video, i - 1);
+        }
     }
+    assert_eq!(
+        video.decode_count(),
+        12,
+        "reading forward decodes each frame once"
+    );
     for i in [7, 2, 11, 0, 6, 5, 9, 8, 1] {
         check(&mut video, i);
     }
@@ -438,6 +448,7 @@ fn round_trip(w: u32, h: u32, fps: f64, n: usize) -> (PathBuf, tempfile::TempDir
         count += 1;
     }
     assert_eq!(count, n);
+    assert_eq!(video.decode_count(), n);
     (path, dir)
 }
 
@@ -572,4 +583,11 @@ print(json.dumps({"frames": len(sums), "width": s.codec_context.width, "height":
             "frame {i}"
         );
     }
+}
+
+#[test]
+fn readers_and_writers_can_move_to_other_threads() {
+    fn is_send<T: Send>() {}
+    is_send::<VideoReader>();
+    is_send::<VideoWriter>();
 }

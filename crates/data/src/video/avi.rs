@@ -114,7 +114,7 @@ impl Avi {
                 let id = &ck[0..4];
                 let size = le32(&ck, 4) as u64;
                 let data = pos + 8;
-                if id == b"LIST" && ck.len() >= 12 {
+                if id == b"LIST" && ck.len() >= 12 && size >= 4 {
                     let kind = &ck[8..12];
                     let end = (data + size).min(file_len);
                     if kind == b"hdrl" {
@@ -292,8 +292,6 @@ impl Avi {
                         .collect();
                     used_idx1 = true;
                 }
-            } else {
-                used_idx1 = true;
             }
         }
         if !used_idx1 {

@@ -254,6 +254,11 @@ impl Sps {
         r.flag()?; // gaps allowed
         let width_mbs = r.ue()? + 1;
         let height_map_units = r.ue()? + 1;
+        if width_mbs > 1024 || height_map_units > 1024 {
+            return Err(format!(
+                "its SPS gives an impossible size of {width_mbs}x{height_map_units} macroblocks"
+            ));
+        }
         let frame_mbs_only = r.flag()?;
         if !frame_mbs_only {
             r.flag()?; // mb_adaptive_frame_field

@@ -38,6 +38,8 @@ pub(crate) struct H264Track {
     next_sample: usize,
     /// The decoder was drained after the last sample.
     drained: bool,
+    /// Samples fed to a decoder so far (re-decodes after a seek count again).
+    pub decoded: usize,
     /// Decoded pictures by display index, waiting to be asked for.
     pending: BTreeMap<usize, Arc<Yuv420>>,
     /// Display indices below this are never kept (already handed out or skipped).
@@ -134,6 +136,7 @@ impl H264Track {
             decoder: None,
             next_sample: 0,
             drained: false,
+            decoded: 0,
             pending: BTreeMap::new(),
             keep_from: 0,
             broken: None,
@@ -168,12 +171,13 @@ impl H264Track {
         if let Some(pic) = self.take(index) {
             return Ok(pic);
         }
-        let target_sample = self.sample_of[index];
+        // Every picture shown at or after `keep_from` is either pending, still held by the
+        // decoder (B-frame reordering: its sample may already have been fed) or not decoded
+        // yet, so going on forward finds it; restart only to go back, or to skip ahead when a
+        // later key frame is closer.
         let restart = self.restart_point(index);
-        let continue_forward = self.decoder.is_some()
-            && target_sample >= self.next_sample
-            && restart <= self.next_sample
-            && index >= self.keep_from;
+        let continue_forward =
+            self.decoder.is_some() && index >= self.keep_from && restart <= self.next_sample;
         if !continue_forward {
             self.restart(restart)?;
         }
@@ -292,6 +296,7 @@ impl H264Track {
         )
         .map_err(|r| (s, r))?;
         self.next_sample += 1;
+        self.decoded += 1;
         let decoder = self.decoder.as_mut().expect("restart() made a decoder");
         let result = decoder.decode(&self.annex_b, s as u64 + 1, &mut self.outputs);
         self.annex_b.clear();

@@ -37,6 +37,14 @@
 //! # Writing
 //! [`VideoWriter`] writes H.264 (Constrained Baseline) in MP4 with the index first, exact
 //! frame rates and even sizes (see [`writer`] for the choices).
+//!
+//! # Limits worth knowing
+//! - MP4: the first video track is read; edit lists and the track's rotation matrix are
+//!   ignored (every coded frame is a frame, pixels as coded); fragmented MP4 is refused.
+//! - H.264 decoding is OpenH264's: 8-bit progressive 4:2:0 (interlaced, 4:2:2/4:4:4 and
+//!   10-bit streams are refused with the conversion command).
+//! - MJPEG frames without Huffman tables decode when they carry the usual `AVI1` marker.
+//! - `FGSTP_H264_DEBUG=1` makes OpenH264 print its log to stderr.
 
 mod avi;
 mod error;
@@ -203,6 +211,8 @@ enum Decoded {
 pub struct VideoReader {
     path: PathBuf,
     info: VideoInfo,
+    /// Frames read from the file (AVI, SEQ) or fed to the decoder (H.264), re-reads included.
+    decoded: usize,
     source: Source,
     color: ColorSpace,
     ring: VecDeque<(usize, Decoded)>,
@@ -241,6 +251,7 @@ impl VideoReader {
         Ok(Self {
             path: path.to_path_buf(),
             info,
+            decoded: 0,
             source,
             color,
             ring: VecDeque::with_capacity(RING + 1),
@@ -281,6 +292,13 @@ impl VideoReader {
         })
     }
 
+    /// How many coded frames were decoded so far, re-decodes after a seek included: reading
+    /// forward (with small look-backs) decodes each frame once, so this stays at the number of
+    /// frames read.
+    pub fn decode_count(&self) -> usize {
+        self.decoded
+    }
+
     /// The colour conversion used for H.264 frames (from the stream's VUI, else BT.601 limited).
     pub fn color_space(&self) -> ColorSpace {
         self.color
@@ -298,9 +316,19 @@ impl VideoReader {
             return Ok(d.clone());
         }
         let decoded = match &mut self.source {
-            Source::H264(t) => Decoded::Yuv(t.frame(index)?),
-            Source::Avi(a) => Decoded::Image(Arc::new(a.frame(index)?)),
-            Source::Seq(s) => Decoded::Image(Arc::new(s.frame(index)?)),
+            Source::H264(t) => {
+                let frame = t.frame(index);
+                self.decoded = t.decoded;
+                Decoded::Yuv(frame?)
+            }
+            Source::Avi(a) => {
+                self.decoded += 1;
+                Decoded::Image(Arc::new(a.frame(index)?))
+            }
+            Source::Seq(s) => {
+                self.decoded += 1;
+                Decoded::Image(Arc::new(s.frame(index)?))
+            }
         };
         if self.ring.len() == RING {
             self.ring.pop_front();

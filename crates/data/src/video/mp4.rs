@@ -348,7 +348,7 @@ fn parse_track(mdia: &[u8]) -> Result<Mp4Video, String> {
         let fixed = r.u32()?;
         if fixed != 0 {
             let n = r.u32()? as usize;
-            if n > 100_000_000 {
+            if n > 20_000_000 {
                 return Err(format!("'stsz' lists {n} samples"));
             }
             vec![fixed; n]

@@ -694,6 +694,10 @@ impl Encoder {
     }
 }
 
+// The encoder is heap state owned by this handle (single-threaded encoding), so the writer
+// may move to another thread.
+unsafe impl Send for Encoder {}
+
 fn strip_start_code(nal: &[u8]) -> &[u8] {
     if nal.starts_with(&[0, 0, 0, 1]) {
         &nal[4..]

@@ -61,16 +61,34 @@ impl Yuv420 {
         let cw = w.div_ceil(2);
         let k = Coefficients::new(color);
         let mut out = vec![0u8; w * h * 3];
+        let pairs = w / 2;
         for (row, rgb_row) in out.chunks_exact_mut(w * 3).enumerate() {
             let y_row = &self.y[row * w..(row + 1) * w];
             let c = (row / 2) * cw;
-            let u_row = &self.u[c..c + cw];
-            let v_row = &self.v[c..c + cw];
-            for (x, px) in rgb_row.chunks_exact_mut(3).enumerate() {
-                let (r, g, b) = k.apply(y_row[x], u_row[x / 2], v_row[x / 2]);
-                px[0] = r;
-                px[1] = g;
-                px[2] = b;
+            let (u_row, v_row) = (&self.u[c..c + cw], &self.v[c..c + cw]);
+            let (rgb_pairs, rgb_tail) = rgb_row.split_at_mut(pairs * 6);
+            // Two luma samples share one chroma sample: its terms are computed once.
+            for (((ys, &u), &v), px) in y_row
+                .chunks_exact(2)
+                .zip(u_row)
+                .zip(v_row)
+                .zip(rgb_pairs.chunks_exact_mut(6))
+            {
+                let (r, g, b) = k.chroma(u, v);
+                let (l0, l1) = (k.luma(ys[0]), k.luma(ys[1]));
+                px[0] = clamp_shift(l0 + r);
+                px[1] = clamp_shift(l0 + g);
+                px[2] = clamp_shift(l0 + b);
+                px[3] = clamp_shift(l1 + r);
+                px[4] = clamp_shift(l1 + g);
+                px[5] = clamp_shift(l1 + b);
+            }
+            if w % 2 == 1 {
+                let (r, g, b) = k.chroma(u_row[pairs], v_row[pairs]);
+                let l = k.luma(y_row[w - 1]);
+                rgb_tail[0] = clamp_shift(l + r);
+                rgb_tail[1] = clamp_shift(l + g);
+                rgb_tail[2] = clamp_shift(l + b);
             }
         }
         RgbImage::from_raw(self.width, self.height, out).expect("rgb buffer has w*h*3 bytes")
@@ -165,14 +183,12 @@ fn luma_601(r: u8, g: u8, b: u8) -> u8 {
     y.clamp(0, 255) as u8
 }
 
-/// YCbCr -> RGB in 16.16 fixed point.
+/// YCbCr -> RGB in 16.16 fixed point, as per-sample-value tables (no multiplies per pixel).
 struct Coefficients {
-    y_scale: i32,
-    y_offset: i32,
-    r_v: i32,
-    g_u: i32,
-    g_v: i32,
-    b_u: i32,
+    luma: [i32; 256],
+    r_v: [i32; 256],
+    g_uv: [[i32; 256]; 2],
+    b_u: [i32; 256],
 }
 
 impl Coefficients {
@@ -189,30 +205,41 @@ impl Coefficients {
             (255.0 / 219.0, 255.0 / 224.0, 16)
         };
         let fixed = |v: f64| (v * 65536.0).round() as i32;
+        let (y_scale, r_v, g_u, g_v, b_u) = (
+            fixed(ys),
+            fixed(2.0 * (1.0 - kr) * cs),
+            fixed(-2.0 * (1.0 - kb) * kb / kg * cs),
+            fixed(-2.0 * (1.0 - kr) * kr / kg * cs),
+            fixed(2.0 * (1.0 - kb) * cs),
+        );
+        let table = |f: &dyn Fn(i32) -> i32| std::array::from_fn(|i| f(i as i32));
         Self {
-            y_scale: fixed(ys),
-            y_offset: yo,
-            r_v: fixed(2.0 * (1.0 - kr) * cs),
-            g_u: fixed(-2.0 * (1.0 - kb) * kb / kg * cs),
-            g_v: fixed(-2.0 * (1.0 - kr) * kr / kg * cs),
-            b_u: fixed(2.0 * (1.0 - kb) * cs),
+            luma: table(&|y| (y - yo) * y_scale + (1 << 15)),
+            r_v: table(&|v| r_v * (v - 128)),
+            g_uv: [table(&|u| g_u * (u - 128)), table(&|v| g_v * (v - 128))],
+            b_u: table(&|u| b_u * (u - 128)),
         }
     }
 
     #[inline(always)]
-    fn apply(&self, y: u8, u: u8, v: u8) -> (u8, u8, u8) {
-        let l = (y as i32 - self.y_offset) * self.y_scale + (1 << 15);
-        let u = u as i32 - 128;
-        let v = v as i32 - 128;
-        let r = (l + self.r_v * v) >> 16;
-        let g = (l + self.g_u * u + self.g_v * v) >> 16;
-        let b = (l + self.b_u * u) >> 16;
+    fn luma(&self, y: u8) -> i32 {
+        self.luma[y as usize]
+    }
+
+    /// The red, green and blue chroma terms.
+    #[inline(always)]
+    fn chroma(&self, u: u8, v: u8) -> (i32, i32, i32) {
         (
-            r.clamp(0, 255) as u8,
-            g.clamp(0, 255) as u8,
-            b.clamp(0, 255) as u8,
+            self.r_v[v as usize],
+            self.g_uv[0][u as usize] + self.g_uv[1][v as usize],
+            self.b_u[u as usize],
         )
     }
+}
+
+#[inline(always)]
+fn clamp_shift(v: i32) -> u8 {
+    (v >> 16).clamp(0, 255) as u8
 }
 
 #[cfg(test)]
