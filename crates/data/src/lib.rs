@@ -57,6 +57,7 @@ pub mod natural;
 pub mod sample;
 pub mod stream;
 pub mod synth;
+pub mod video;
 
 pub use config::{DataConfig, Protocol, SixteenBit, TrainSampling};
 pub use error::{DataError, Result};
