@@ -303,8 +303,8 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
         })??;
         adam.zero_grad();
         loss.backward();
-        adam.clip_grad_value(cfg.train.clip);
-        adam.step();
+        adam.clip_grad_value(cfg.train.clip)?;
+        adam.step()?;
         Ok(())
     })?;
 

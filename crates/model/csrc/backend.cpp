@@ -4,7 +4,11 @@
 
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/core/grad_mode.h>
 
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <string>
@@ -61,6 +65,52 @@ int fgstp_set_autocast(int device, int enabled, int dtype) {
     at::autocast::set_autocast_enabled(type, enabled != 0);
     if (enabled == 0) {
       at::autocast::clear_cache();
+    }
+  });
+}
+
+// One Adam step for each parameter with a gradient, exactly as torch.optim.Adam's
+// single-tensor path (its CPU default) computes it: the same ATen calls in the same order, with
+// the `value` arguments tch cannot pass (without them each step needs three more temporaries the
+// size of the model). `steps` counts per parameter, as PyTorch does.
+int fgstp_adam_step(at::Tensor** params, at::Tensor** exp_avgs, at::Tensor** exp_avg_sqs,
+                    int64_t* steps, int64_t n, double lr, double beta1, double beta2, double eps,
+                    double weight_decay) {
+  return guarded([&] {
+    at::NoGradGuard no_grad;
+    for (int64_t i = 0; i < n; ++i) {
+      at::Tensor& param = *params[i];
+      at::Tensor grad = param.grad();
+      if (!grad.defined()) {
+        continue;
+      }
+      if (weight_decay != 0) {
+        grad = grad.add(param, weight_decay);
+      }
+      steps[i] += 1;
+      const double step = static_cast<double>(steps[i]);
+      exp_avgs[i]->lerp_(grad, 1 - beta1);
+      exp_avg_sqs[i]->mul_(beta2).addcmul_(grad, grad.conj(), 1 - beta2);
+      const double bias_correction1 = 1 - std::pow(beta1, step);
+      const double bias_correction2 = 1 - std::pow(beta2, step);
+      const double step_size = lr / bias_correction1;
+      const double bias_correction2_sqrt = std::sqrt(bias_correction2);
+      // (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps), dividing the fresh sqrt in place.
+      at::Tensor denom = exp_avg_sqs[i]->sqrt().div_(bias_correction2_sqrt).add_(eps);
+      param.addcdiv_(*exp_avgs[i], denom, -step_size);
+    }
+  });
+}
+
+// Clamps every defined gradient to [-max, max] in place (the reference's clip_gradient).
+int fgstp_clamp_grads(at::Tensor** params, int64_t n, double max) {
+  return guarded([&] {
+    at::NoGradGuard no_grad;
+    for (int64_t i = 0; i < n; ++i) {
+      at::Tensor grad = params[i]->grad();
+      if (grad.defined()) {
+        grad.clamp_(-max, max);
+      }
     }
   });
 }

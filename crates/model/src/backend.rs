@@ -12,13 +12,26 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
-use tch::Device;
+use tch::{Device, Tensor};
 
 extern "C" {
     fn fgstp_last_error() -> *const c_char;
     fn fgstp_set_tf32(cudnn: c_int, cublas: c_int) -> c_int;
     fn fgstp_get_tf32(cudnn: *mut c_int, cublas: *mut c_int) -> c_int;
     fn fgstp_set_autocast(device: c_int, enabled: c_int, dtype: c_int) -> c_int;
+    fn fgstp_adam_step(
+        params: *const *mut c_void,
+        exp_avgs: *const *mut c_void,
+        exp_avg_sqs: *const *mut c_void,
+        steps: *mut i64,
+        n: i64,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+    ) -> c_int;
+    fn fgstp_clamp_grads(params: *const *mut c_void, n: i64, max: f64) -> c_int;
     fn fgstp_cuda_graphs_available() -> c_int;
     fn fgstp_cuda_graph_new(out: *mut *mut c_void) -> c_int;
     fn fgstp_cuda_graph_capture_begin(graph: *mut c_void, device: c_int) -> c_int;
@@ -130,6 +143,72 @@ pub fn tf32_flags() -> Result<(bool, bool)> {
     Ok((cudnn != 0, cublas != 0))
 }
 
+/// Adam's hyper-parameters, as `torch.optim.Adam` takes them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamHyper {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+fn raw(tensors: &[&Tensor]) -> Vec<*mut c_void> {
+    tensors.iter().map(|t| t.as_ptr() as *mut c_void).collect()
+}
+
+/// One `torch.optim.Adam` step (its single-tensor path, PyTorch's CPU default) for every
+/// parameter with a gradient: the same ATen calls in the same order, so the result is bit for
+/// bit PyTorch's, without the temporaries tch's API would need. `steps` are per parameter and
+/// advanced here. All slices have one entry per parameter.
+pub fn adam_step(
+    params: &[&Tensor],
+    exp_avgs: &[&Tensor],
+    exp_avg_sqs: &[&Tensor],
+    steps: &mut [i64],
+    hyper: AdamHyper,
+) -> Result<()> {
+    let n = params.len();
+    if exp_avgs.len() != n || exp_avg_sqs.len() != n || steps.len() != n {
+        bail!(
+            "adam_step: {n} parameters but {} / {} / {} states",
+            exp_avgs.len(),
+            exp_avg_sqs.len(),
+            steps.len()
+        );
+    }
+    let (p, m, v) = (raw(params), raw(exp_avgs), raw(exp_avg_sqs));
+    // SAFETY: the pointers are live tch tensors (at::Tensor*) for the duration of the call; the
+    // shim only calls in-place ATen methods on them.
+    check(
+        unsafe {
+            fgstp_adam_step(
+                p.as_ptr(),
+                m.as_ptr(),
+                v.as_ptr(),
+                steps.as_mut_ptr(),
+                n as i64,
+                hyper.lr,
+                hyper.beta1,
+                hyper.beta2,
+                hyper.eps,
+                hyper.weight_decay,
+            )
+        },
+        "Adam step",
+    )
+}
+
+/// Clamps every defined gradient of `params` to [-max, max], in place.
+pub fn clamp_grads(params: &[&Tensor], max: f64) -> Result<()> {
+    let p = raw(params);
+    // SAFETY: as in adam_step.
+    check(
+        unsafe { fgstp_clamp_grads(p.as_ptr(), p.len() as i64, max) },
+        "clipping gradients",
+    )
+}
+
 /// Whether this build can capture CUDA graphs (it was compiled with the CUDA runtime headers);
 /// a GPU is needed as well.
 pub fn cuda_graphs_built() -> bool {
@@ -202,7 +281,7 @@ impl Drop for CudaGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{Kind, Tensor};
+    use tch::Kind;
 
     #[test]
     fn precision_names_round_trip_and_flags_follow_the_mode() {

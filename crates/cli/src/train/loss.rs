@@ -16,7 +16,8 @@ pub fn total_loss(
     bce: BceWeighting,
     progress: f64,
 ) -> (Tensor, Vec<(&'static str, Tensor)>) {
-    let sl = |pred: &Tensor| structure_loss(pred, mask, bce);
+    let weights = EdgeWeights::new(mask);
+    let sl = |pred: &Tensor| structure_loss_weighted(pred, mask, &weights, bce);
     match out {
         Output::ZoomNext(logits) => {
             let (bce, ual) = zoomnext_loss(logits, mask, progress);
@@ -30,7 +31,7 @@ pub fn total_loss(
             let total = o
                 .maps
                 .iter()
-                .map(|m| hybrid_e_loss(m, mask, bce))
+                .map(|m| hybrid_e_loss_weighted(m, mask, &weights, bce))
                 .fold(Tensor::zeros([], (Kind::Float, mask.device())), |a, b| {
                     a + b
                 });
@@ -49,29 +50,56 @@ pub fn total_loss(
     }
 }
 
+/// The structure loss's edge weights of a mask, `1 + 5·|local mean − mask|` over a 31×31
+/// window (large near object boundaries), and their per-image sums. They depend on the mask
+/// alone, so a batch computes them once for all its supervised maps; the reference recomputes
+/// them for each map (the same values: the pooling is a third of the loss's time at 256 px).
+pub struct EdgeWeights {
+    weight: Tensor,
+    sum: Tensor,
+}
+
+impl EdgeWeights {
+    pub fn new(mask: &Tensor) -> Self {
+        let local_mean = mask.avg_pool2d([31, 31], [1, 1], [15, 15], false, true, None::<i64>);
+        let weight = (local_mean - mask).abs() * 5.0 + 1.0;
+        let sum = per_image(&weight);
+        Self { weight, sum }
+    }
+}
+
+/// Sum over each image's pixels: [B, 1, H, W] → [B, 1].
+fn per_image(t: &Tensor) -> Tensor {
+    t.sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Float)
+}
+
+/// The BCE map of the structure losses: per pixel, or (the reference's quirk) its mean.
+fn bce_map(pred: &Tensor, mask: &Tensor, bce: BceWeighting) -> Tensor {
+    let reduction = match bce {
+        BceWeighting::Reference => Reduction::Mean,
+        BceWeighting::EdgeWeighted => Reduction::None,
+    };
+    pred.binary_cross_entropy_with_logits::<Tensor>(mask, None, None, reduction)
+}
+
 /// Structure loss of logits `pred` `[B,1,H,W]` against a mask `[B,1,H,W]` in [0, 1]; a scalar.
 pub fn structure_loss(pred: &Tensor, mask: &Tensor, bce: BceWeighting) -> Tensor {
-    // 1 + 5·|local mean − mask| over a 31×31 window: large near object boundaries.
-    let local_mean = mask.avg_pool2d([31, 31], [1, 1], [15, 15], false, true, None::<i64>);
-    let weight = (local_mean - mask).abs() * 5.0 + 1.0;
-    let per_image = |t: Tensor| t.sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Float);
-    let weight_sum = per_image(weight.shallow_clone());
+    structure_loss_weighted(pred, mask, &EdgeWeights::new(mask), bce)
+}
 
-    let bce_map = match bce {
-        BceWeighting::Reference => {
-            pred.binary_cross_entropy_with_logits::<Tensor>(mask, None, None, Reduction::Mean)
-        }
-        BceWeighting::EdgeWeighted => {
-            pred.binary_cross_entropy_with_logits::<Tensor>(mask, None, None, Reduction::None)
-        }
-    };
+/// [`structure_loss`] with the mask's edge weights computed beforehand.
+pub fn structure_loss_weighted(
+    pred: &Tensor,
+    mask: &Tensor,
+    weights: &EdgeWeights,
+    bce: BceWeighting,
+) -> Tensor {
     // For `Reference` this is mean·Σw/Σw: kept in the reference's order so values match bit
     // for bit, not only up to rounding.
-    let wbce = per_image(&weight * bce_map) / &weight_sum;
-
+    let wbce = per_image(&(&weights.weight * bce_map(pred, mask, bce))) / &weights.sum;
     let prob = pred.sigmoid();
-    let inter = per_image(&prob * mask * &weight);
-    let union = per_image((prob + mask) * &weight);
+    let inter = per_image(&(&prob * mask * &weights.weight));
+    let union = per_image(&((prob + mask) * &weights.weight));
     let wiou: Tensor = 1.0 - (&inter + 1.0) / (union - inter + 1.0);
     (wbce + wiou).mean(Kind::Float)
 }
@@ -100,22 +128,22 @@ fn nine_maps(
 /// alignment term `1 − mean((1 + E)² / 4)` with `E = (2·φp·φg + 1e-8) / (φp² + φg² + 1e-8)` and
 /// φ the map minus its per-image mean; averaged over the batch.
 pub fn hybrid_e_loss(pred: &Tensor, mask: &Tensor, bce: BceWeighting) -> Tensor {
-    let local_mean = mask.avg_pool2d([31, 31], [1, 1], [15, 15], false, true, None::<i64>);
-    let weight = (local_mean - mask).abs() * 5.0 + 1.0;
-    let per_image = |t: Tensor| t.sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Float);
+    hybrid_e_loss_weighted(pred, mask, &EdgeWeights::new(mask), bce)
+}
+
+/// [`hybrid_e_loss`] with the mask's edge weights computed beforehand.
+pub fn hybrid_e_loss_weighted(
+    pred: &Tensor,
+    mask: &Tensor,
+    weights: &EdgeWeights,
+    bce: BceWeighting,
+) -> Tensor {
     let mean_per_image = |t: &Tensor| {
         t.mean_dim([2i64, 3].as_slice(), true, Kind::Float)
             .expand_as(t)
     };
-    let bce_map = match bce {
-        BceWeighting::Reference => {
-            pred.binary_cross_entropy_with_logits::<Tensor>(mask, None, None, Reduction::Mean)
-        }
-        BceWeighting::EdgeWeighted => {
-            pred.binary_cross_entropy_with_logits::<Tensor>(mask, None, None, Reduction::None)
-        }
-    };
-    let wbce = (per_image(&weight * bce_map) + 1e-8) / (per_image(weight.shallow_clone()) + 1e-8);
+    let wbce =
+        (per_image(&(&weights.weight * bce_map(pred, mask, bce))) + 1e-8) / (&weights.sum + 1e-8);
 
     let prob = pred.sigmoid();
     let phi_pred = &prob - mean_per_image(&prob);
@@ -125,8 +153,8 @@ pub fn hybrid_e_loss(pred: &Tensor, mask: &Tensor, bce: BceWeighting) -> Tensor 
     let enhanced = (&alignment + 1.0) * (&alignment + 1.0) / 4.0;
     let eloss: Tensor = 1.0 - enhanced.mean_dim([2i64, 3].as_slice(), false, Kind::Float);
 
-    let inter = per_image(&prob * mask * &weight);
-    let union = per_image((&prob + mask) * &weight);
+    let inter = per_image(&(&prob * mask * &weights.weight));
+    let union = per_image(&((&prob + mask) * &weights.weight));
     let wiou: Tensor = 1.0 - (&inter + 1.0 + 1e-8) / (union - inter + 1.0 + 1e-8);
     (wbce + eloss + wiou).mean(Kind::Float)
 }

@@ -341,9 +341,9 @@ impl<'a> Trainer<'a> {
         self.adam.zero_grad();
         loss.backward();
         if self.cfg.train.clip > 0.0 {
-            self.adam.clip_grad_value(self.cfg.train.clip);
+            self.adam.clip_grad_value(self.cfg.train.clip)?;
         }
-        self.adam.step();
+        self.adam.step()?;
         self.progress.batch += 1;
         self.progress.step += 1;
         self.progress.validated = false;

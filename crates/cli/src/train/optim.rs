@@ -3,6 +3,7 @@
 //! we can save and restore, so that a resumed run continues bit for bit.
 
 use anyhow::{bail, Context, Result};
+use fgstp_model::backend::{self, AdamHyper};
 use tch::{nn::VarStore, Tensor};
 
 #[derive(Clone, Copy, Debug)]
@@ -87,18 +88,15 @@ impl Adam {
     }
 
     /// Clamps every gradient to [-max, max] (the reference's `clip_gradient`).
-    pub fn clip_grad_value(&mut self, max: f64) {
-        tch::no_grad(|| {
-            for p in &mut self.params {
-                let mut grad = p.param.grad();
-                if grad.defined() {
-                    let _ = grad.clamp_(-max, max);
-                }
-            }
-        })
+    /// Clamps every gradient to [-max, max] (the reference's `clip_gradient`).
+    pub fn clip_grad_value(&mut self, max: f64) -> Result<()> {
+        let params: Vec<&Tensor> = self.params.iter().map(|p| &p.param).collect();
+        backend::clamp_grads(&params, max)
     }
 
-    pub fn step(&mut self) {
+    /// One step for every parameter that has a gradient, computed by libtorch as
+    /// `torch.optim.Adam` computes it (see [`backend::adam_step`]).
+    pub fn step(&mut self) -> Result<()> {
         let AdamConfig {
             lr,
             beta1,
@@ -106,31 +104,22 @@ impl Adam {
             eps,
             weight_decay,
         } = self.cfg;
-        tch::no_grad(|| {
-            for p in &mut self.params {
-                let grad = p.param.grad();
-                if !grad.defined() {
-                    continue;
-                }
-                let grad = if weight_decay != 0.0 {
-                    grad + &p.param * weight_decay
-                } else {
-                    grad
-                };
-                p.step += 1;
-                let _ = p.exp_avg.lerp_(&grad, 1.0 - beta1);
-                let _ = p
-                    .exp_avg_sq
-                    .g_mul_scalar_(beta2)
-                    .addcmul_(&grad, &(&grad * (1.0 - beta2)));
-                let step = p.step as f64;
-                let bias_correction1 = 1.0 - beta1.powf(step);
-                let bias_correction2_sqrt = (1.0 - beta2.powf(step)).sqrt();
-                let step_size = lr / bias_correction1;
-                let denom = (p.exp_avg_sq.sqrt() / bias_correction2_sqrt) + eps;
-                let _ = p.param.addcdiv_(&(&p.exp_avg * -step_size), &denom);
-            }
-        })
+        let params: Vec<&Tensor> = self.params.iter().map(|p| &p.param).collect();
+        let exp_avgs: Vec<&Tensor> = self.params.iter().map(|p| &p.exp_avg).collect();
+        let exp_avg_sqs: Vec<&Tensor> = self.params.iter().map(|p| &p.exp_avg_sq).collect();
+        let mut steps: Vec<i64> = self.params.iter().map(|p| p.step).collect();
+        let hyper = AdamHyper {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        };
+        backend::adam_step(&params, &exp_avgs, &exp_avg_sqs, &mut steps, hyper)?;
+        for (p, step) in self.params.iter_mut().zip(steps) {
+            p.step = step;
+        }
+        Ok(())
     }
 
     /// The optimiser state as named tensors, to store beside the model's weights.
