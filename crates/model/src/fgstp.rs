@@ -1,6 +1,10 @@
 //! FGSTP: per-frame encoder features, CTC correlation of frame t with t+1 and with t+2, the
 //! three FSP refiners (shared by both pairs), the decoder on each pair, and a fusion of the two
 //! pairs' finest maps.
+//!
+//! SLT-Net's short-term model ([`crate::slt_net`]) is the same network without FSP (its decoder
+//! reads the correlation maps directly) under its own parameter names; `model.kind = "slt-net"`
+//! builds this type in that form.
 
 use anyhow::{ensure, Result};
 use tch::nn::{self, Module};
@@ -11,6 +15,8 @@ use crate::config::{check_frames, Config, ModelKind};
 use crate::ctc::Ctc;
 use crate::fsp::Fsp;
 use crate::layers::{conv2d, ConvInit, ConvSpec};
+use crate::pvt_v2::PvtV2Config;
+use crate::slt_net;
 
 /// FGSTP's outputs, all logits [B, 1, H, W] at input resolution.
 #[derive(Debug)]
@@ -34,43 +40,66 @@ impl FgstpOutput {
     }
 }
 
+/// `fusion_conv`: three 3×3 convs (2 → 32 → 32 → 1) with biases and no activation between
+/// them, on the two pairs' finest maps.
+#[derive(Debug)]
+struct Fusion([nn::Conv2D; 3]);
+
+impl Fusion {
+    fn new(vs: &nn::Path) -> Self {
+        let c3 = ConvSpec::square(3).padding(1);
+        let conv = |i: i64, c_in, c_out| conv2d(&(vs / i), c_in, c_out, c3, ConvInit::TorchDefault);
+        Self([conv(0, 2, 32), conv(1, 32, 32), conv(2, 32, 1)])
+    }
+
+    /// Two maps [B, 1, H, W] → [B, 1, H, W]
+    fn forward(&self, a: &Tensor, b: &Tensor) -> Tensor {
+        self.0
+            .iter()
+            .fold(Tensor::cat(&[a, b], 1), |x, conv| conv.forward(&x))
+    }
+}
+
 #[derive(Debug)]
 pub struct Fgstp {
     pub backbone: Backbone,
     ctc: Ctc,
-    fsp: [Fsp; 3],
-    fusion: [nn::Conv2D; 3],
+    /// FGSTP's refiners; SLT-Net has none.
+    fsp: Option<[Fsp; 3]>,
+    fusion: Fusion,
     cfg: Config,
 }
 
 impl Fgstp {
     /// Builds the model under `vs` (normally the VarStore root, so that variable names equal the
-    /// reference's state-dict keys), initialised as the reference initialises it.
+    /// reference's state-dict keys), initialised as the reference initialises it: FGSTP, or
+    /// SLT-Net's short-term model for `kind = "slt-net"`.
     pub fn new(vs: &nn::Path, cfg: &Config) -> Result<Self> {
+        Self::with_encoder(vs, cfg, &cfg.backbone.config())
+    }
+
+    /// As [`Fgstp::new`] with any PVTv2 configuration in place of `cfg.backbone`'s (tests use
+    /// encoders smaller than b0).
+    pub fn with_encoder(vs: &nn::Path, cfg: &Config, pvt: &PvtV2Config) -> Result<Self> {
         cfg.validate()?;
-        ensure!(
-            cfg.kind == ModelKind::Fgstp,
-            "Fgstp::new needs model.kind = \"fgstp\", got {:?}",
-            cfg.kind
-        );
         let c = cfg.channel;
-        let fsp = |i: usize| Fsp::new(&(vs / format!("fsp{}", i + 1)), c, cfg.fsp_groups);
-        let fusion_vs = vs / "fusion_conv";
-        let c3 = ConvSpec::square(3).padding(1);
-        let fusion_conv = |i: i64, c_in, c_out| {
-            conv2d(&(&fusion_vs / i), c_in, c_out, c3, ConvInit::TorchDefault)
+        let (encoder, ctc, fsp) = match cfg.kind {
+            ModelKind::Fgstp => {
+                let fsp = |i: usize| Fsp::new(&(vs / format!("fsp{}", i + 1)), c, cfg.fsp_groups);
+                ("encoder", "ctc", Some([fsp(0), fsp(1), fsp(2)]))
+            }
+            ModelKind::SltNet => (slt_net::ENCODER_NAME, slt_net::CORRELATION_NAME, None),
+            other => anyhow::bail!(
+                "Fgstp::new builds model.kind \"fgstp\" or \"slt-net\", not {other:?}"
+            ),
         };
-        let mut backbone = Backbone::new(&(vs / "backbone"), cfg.backbone, c);
+        let mut backbone = Backbone::with_encoder_name(&(vs / "backbone"), encoder, pvt, c);
         backbone.encoder.pvt_mut().set_fused_attention(cfg.fused);
         Ok(Self {
             backbone,
-            ctc: Ctc::new(&(vs / "ctc"), c, cfg.correlation_pools),
-            fsp: [fsp(0), fsp(1), fsp(2)],
-            fusion: [
-                fusion_conv(0, 2, 32),
-                fusion_conv(1, 32, 32),
-                fusion_conv(2, 32, 1),
-            ],
+            ctc: Ctc::new(&(vs / ctc), c, cfg.correlation_pools),
+            fsp,
+            fusion: Fusion::new(&(vs / "fusion_conv")),
             cfg: cfg.clone(),
         })
     }
@@ -81,11 +110,25 @@ impl Fgstp {
 
     /// Device and dtype of the parameters (they follow `VarStore::set_device`/`set_kind`).
     fn device_kind(&self) -> (Device, Kind) {
-        (self.fusion[0].ws.device(), self.fusion[0].ws.kind())
+        let probe = &self.fusion.0[0].ws;
+        (probe.device(), probe.kind())
     }
 
+    /// The reference freezes the backbone's BatchNorms at construction, but its `model.train()`
+    /// undoes that: `freeze_backbone_bn = false` reproduces what it actually does.
     fn backbone_bn_train(&self, train: bool) -> bool {
         train && !self.cfg.freeze_backbone_bn
+    }
+
+    /// The correlation at each scale, refined by FSP with frame t's own features added (FGSTP),
+    /// or as it is (SLT-Net).
+    fn refine(&self, corr: [Tensor; 3], current: &Features, bn_train: bool) -> Features {
+        match &self.fsp {
+            Some(fsp) => {
+                std::array::from_fn(|i| fsp[i].forward_t(&(&corr[i] + &current[i]), bn_train))
+            }
+            None => corr,
+        }
     }
 
     /// One frame [B, 3, H, W] → its encoder features. Streaming inference computes these once
@@ -180,11 +223,10 @@ impl Fgstp {
     fn decode(&self, f_t: &Features, f_t1: &Features, f_t2: &Features, train: bool) -> FgstpOutput {
         let (pair_t1, pair_t2) = if train || !self.cfg.fused {
             // One pass per pair, as the reference (batch statistics are per pair).
-            let refine = |corr: [Tensor; 3]| -> Features {
-                std::array::from_fn(|i| self.fsp[i].forward_t(&(&corr[i] + &f_t[i]), train))
-            };
-            let pair_t1 = refine(self.ctc.forward_t(f_t, f_t1, train));
-            let pair_t2 = refine(self.ctc.forward_t(f_t, f_t2, train));
+            // The correlation's and FSP's own BatchNorms train with the model (the reference
+            // freezes only the backbone's).
+            let pair_t1 = self.refine(self.ctc.forward_t(f_t, f_t1, train), f_t, train);
+            let pair_t2 = self.refine(self.ctc.forward_t(f_t, f_t2, train), f_t, train);
             let bn_train = self.backbone_bn_train(train);
             (
                 self.backbone.decoder.forward_t(&pair_t1, bn_train),
@@ -199,8 +241,7 @@ impl Fgstp {
             };
             let current = both(f_t, f_t);
             let corr = self.ctc.forward_t(&current, &both(f_t1, f_t2), false);
-            let refined: Features =
-                std::array::from_fn(|i| self.fsp[i].forward_t(&(&corr[i] + &current[i]), false));
+            let refined = self.refine(corr, &current, false);
             let maps = self.backbone.decoder.forward_t(&refined, false);
             let [m0, m1, m2, m3] = maps.map(|m| m.split(batch, 0));
             let pair = |k: usize| -> [Tensor; 4] {
@@ -208,12 +249,7 @@ impl Fgstp {
             };
             (pair(0), pair(1))
         };
-        let fused = self
-            .fusion
-            .iter()
-            .fold(Tensor::cat(&[&pair_t1[3], &pair_t2[3]], 1), |x, conv| {
-                conv.forward(&x)
-            });
+        let fused = self.fusion.forward(&pair_t1[3], &pair_t2[3]);
         FgstpOutput {
             pair_t1,
             pair_t2,

@@ -46,9 +46,10 @@ pub use backend::Precision;
 pub use config::{Config, ModelKind};
 pub use device::DeviceSpec;
 pub use fgstp::{Fgstp, FgstpOutput};
+/// SLT-Net's short-term model is FGSTP's network without FSP (see [`slt_net`]).
+pub use fgstp::{Fgstp as SltNet, FgstpOutput as SltNetOutput};
 pub use model::{Model, Output};
 pub use pvt_v2::{PvtV2Config, PvtV2Variant};
 pub use sinet_v2::{SinetV2, SinetV2Output};
-pub use slt_net::{SltNet, SltNetOutput};
 pub use slt_net_long::{SltNetLong, SltNetLongOutput};
 pub use zoomnext::{ZoomNext, ZoomNextConfig};

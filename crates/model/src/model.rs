@@ -7,7 +7,6 @@ use tch::Tensor;
 use crate::config::{Config, ModelKind};
 use crate::fgstp::{Fgstp, FgstpOutput};
 use crate::sinet_v2::{SinetV2, SinetV2Output};
-use crate::slt_net::{SltNet, SltNetOutput};
 use crate::slt_net_long::{SltNetLong, SltNetLongOutput};
 use crate::zoomnext::{ZoomNext, ZoomNextConfig};
 
@@ -17,7 +16,6 @@ pub enum Model {
     SinetV2(Box<SinetV2>),
     /// ZoomNeXt, image or video (`model.kind` "zoomnext" / "zoomnext-video").
     ZoomNext(Box<ZoomNext>, Config),
-    SltNet(Box<SltNet>),
     SltNetLong(Box<SltNetLong>),
 }
 
@@ -27,7 +25,6 @@ pub enum Output {
     SinetV2(SinetV2Output),
     /// ZoomNeXt's one logit map per frame, [B·frames, 1, H, W].
     ZoomNext(Tensor),
-    SltNet(SltNetOutput),
     SltNetLong(SltNetLongOutput),
 }
 
@@ -38,7 +35,6 @@ impl Output {
             Self::Fgstp(out) => &out.fused,
             Self::SinetV2(out) => out.prediction(),
             Self::ZoomNext(logits) => logits,
-            Self::SltNet(out) => &out.fused,
             Self::SltNetLong(out) => out.prediction(),
         }
     }
@@ -50,7 +46,6 @@ impl Output {
             Self::Fgstp(out) => out.maps(),
             Self::SinetV2(out) => out.maps.iter().collect(),
             Self::ZoomNext(logits) => vec![logits],
-            Self::SltNet(out) => out.maps(),
             Self::SltNetLong(out) => out.maps.iter().collect(),
         }
     }
@@ -60,13 +55,13 @@ impl Model {
     /// Builds the configured model under `vs` (normally the VarStore root).
     pub fn new(vs: &nn::Path, cfg: &Config) -> Result<Self> {
         Ok(match cfg.kind {
-            ModelKind::Fgstp => Self::Fgstp(Box::new(Fgstp::new(vs, cfg)?)),
+            // SLT-Net's short-term model is FGSTP's network without FSP.
+            ModelKind::Fgstp | ModelKind::SltNet => Self::Fgstp(Box::new(Fgstp::new(vs, cfg)?)),
             ModelKind::SinetV2 => Self::SinetV2(Box::new(SinetV2::new(vs, cfg)?)),
             ModelKind::Zoomnext | ModelKind::ZoomnextVideo => {
                 let zoomnext_cfg = ZoomNextConfig::from_model_config(cfg)?;
                 Self::ZoomNext(Box::new(ZoomNext::new(vs, &zoomnext_cfg)?), cfg.clone())
             }
-            ModelKind::SltNet => Self::SltNet(Box::new(SltNet::new(vs, cfg)?)),
             ModelKind::SltNetLong => Self::SltNetLong(Box::new(SltNetLong::new(vs, cfg)?)),
         })
     }
@@ -76,7 +71,6 @@ impl Model {
             Self::Fgstp(m) => m.config(),
             Self::SinetV2(m) => m.config(),
             Self::ZoomNext(_, cfg) => cfg,
-            Self::SltNet(m) => m.config(),
             Self::SltNetLong(m) => m.config(),
         }
     }
@@ -97,9 +91,6 @@ impl Model {
             Self::SinetV2(m) => Output::SinetV2(m.forward_t(frames[0], train)?),
             Self::ZoomNext(m, _) => {
                 Output::ZoomNext(m.forward_t([frames[0], frames[1], frames[2]], train)?)
-            }
-            Self::SltNet(m) => {
-                Output::SltNet(m.forward_t([frames[0], frames[1], frames[2]], train)?)
             }
             Self::SltNetLong(m) => {
                 let size = frames[0].size();

@@ -48,10 +48,6 @@ pub fn predict_video(
             Box::new(|x| m.encode(x, false)),
             Box::new(|a, b, c| Ok(m.forward_features(a, b, c, false)?.fused)),
         )),
-        Model::SltNet(m) => Some((
-            Box::new(|x| m.encode(x, false)),
-            Box::new(|a, b, c| Ok(m.forward_features(a, b, c, false)?.fused)),
-        )),
         _ => None,
     };
     match streaming {

@@ -158,7 +158,7 @@ fn short_term_model_matches_the_reference_outputs() {
     let frames = [&frames[0], &frames[1], &frames[2]];
     let out = tch::no_grad(|| model.forward_t(frames, false)).unwrap();
     let mut ours: Vec<(String, Tensor)> = Vec::new();
-    for (branch, maps) in [("out12", &out.out12), ("out13", &out.out13)] {
+    for (branch, maps) in [("out12", &out.pair_t1), ("out13", &out.pair_t2)] {
         for (i, map) in maps.iter().enumerate() {
             ours.push((format!("short.{branch}.{i}"), map.shallow_clone()));
         }

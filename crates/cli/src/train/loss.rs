@@ -23,9 +23,8 @@ pub fn total_loss(
             let (bce, ual) = zoomnext_loss(logits, mask, progress);
             (&bce + &ual, vec![("bce", bce), ("uncertainty", ual)])
         }
+        // FGSTP, and SLT-Net's short-term model, which is trained exactly so (its train_video.py).
         Output::Fgstp(o) => nine_maps(&o.pair_t1, &o.pair_t2, &o.fused, sl),
-        // SLT-Net's short-term model is trained exactly so (its train_video.py).
-        Output::SltNet(o) => nine_maps(&o.out12, &o.out13, &o.fused, sl),
         // Its long-term model: the hybrid E-loss on each of the four maps.
         Output::SltNetLong(o) => {
             let total = o
