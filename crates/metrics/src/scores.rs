@@ -23,6 +23,10 @@ pub struct FrameScores {
     pub fm_curve: [f64; 256],
     pub iou_curve: [f64; 256],
     pub dice_curve: [f64; 256],
+    /// Precision and recall (PySODMetrics' `PrecisionHandler`/`RecallHandler`: 0 where
+    /// nothing is predicted / nothing is annotated), for precision–recall curves.
+    pub precision_curve: [f64; 256],
+    pub recall_curve: [f64; 256],
     /// The reference `test.py`'s Jaccard and F1; `None` when the mask is empty (such frames
     /// are not part of its averages).
     pub jaccard_f1: Option<JaccardF1>,
@@ -71,6 +75,8 @@ impl FrameScores {
             fm_curve: curves.map(|b| b.fm),
             iou_curve: curves.map(|b| b.iou),
             dice_curve: curves.map(|b| b.dice),
+            precision_curve: curves.map(|b| b.precision),
+            recall_curve: curves.map(|b| b.recall),
             jaccard_f1,
         }
     }

@@ -1,12 +1,27 @@
-//! Scoring folders of PNG files (feature `io`): predictions and masks read as
+//! Scoring folders of PNG files (feature `io`): masks read as
 //! `cv2.imread(path, cv2.IMREAD_GRAYSCALE)` reads them — what PySODMetrics users load with —
-//! paired by file name, and scored on all cores into a [`MetricRecorder`].
+//! predictions read as asked ([`PredKind`]: soft maps as cv2 reads them, masks, object ids),
+//! paired by video and file name, scored on all cores into a [`MetricRecorder`]; several
+//! systems side by side ([`compare`]); exact recorder states in files ([`state_file`]).
 
-mod gray;
+pub mod compare;
+mod compare_report;
+mod decode;
+mod exclude;
+mod files;
 mod pairing;
+mod pred_kind;
+pub mod state_file;
 
-pub use gray::read_gray;
-pub use pairing::{pair_files, FramePair, Pairs};
+pub use compare_report::{Aggregation, TableOptions};
+pub use decode::{decode_png, read_gray, Color, Decoded};
+pub use exclude::Exclusions;
+pub use files::write_atomically;
+pub use pairing::{pair_files, prediction_videos, FramePair, PairOptions, Pairs};
+pub use pred_kind::{prediction_map, PredKind, Reading};
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use image::{imageops, GrayImage};
@@ -14,54 +29,124 @@ use rayon::prelude::*;
 
 use crate::{FrameScores, GrayView, MetricRecorder};
 
+/// An 8-bit grey image owned by the caller of the scorer.
+#[derive(Clone, Debug)]
+pub struct Map {
+    pub pixels: Vec<u8>,
+    pub width: usize,
+    pub height: usize,
+}
+
+impl Map {
+    pub fn view(&self) -> Result<GrayView<'_>, crate::MetricsError> {
+        GrayView::new(&self.pixels, self.width, self.height)
+    }
+}
+
+/// A mask as PySODMetrics users read it (`cv2.IMREAD_GRAYSCALE`).
+pub fn read_mask(path: &Path) -> Result<Map> {
+    let d = decode_png(path)?;
+    Ok(Map {
+        pixels: d.to_gray(),
+        width: d.width,
+        height: d.height,
+    })
+}
+
+/// A prediction read as `kind` says, resized (bilinear) to `size` when it differs; also
+/// returns how it was read and whether it was resized.
+pub fn read_prediction(
+    path: &Path,
+    kind: PredKind,
+    size: (usize, usize),
+) -> Result<(Map, Reading, bool)> {
+    let d = decode_png(path)?;
+    let (pixels, reading) = prediction_map(&d, kind);
+    let (width, height) = size;
+    if (d.width, d.height) == size {
+        return Ok((
+            Map {
+                pixels,
+                width,
+                height,
+            },
+            reading,
+            false,
+        ));
+    }
+    let img =
+        GrayImage::from_raw(d.width as u32, d.height as u32, pixels).expect("one value per pixel");
+    let resized = imageops::resize(
+        &img,
+        width as u32,
+        height as u32,
+        imageops::FilterType::Triangle,
+    );
+    Ok((
+        Map {
+            pixels: resized.into_raw(),
+            width,
+            height,
+        },
+        reading,
+        true,
+    ))
+}
+
 /// What scoring a set of pairs gave.
 pub struct Scored {
     pub recorder: MetricRecorder,
     /// Predictions of another size than their mask, resized to it (bilinear) before scoring.
     pub resized: usize,
+    /// How many predictions were read which way.
+    pub readings: BTreeMap<Reading, usize>,
 }
 
-/// Scores every pair on the current rayon pool, calling `progress` after each frame. The
-/// recorder's totals are exact, so the result is the same on any thread count.
-pub fn score_pairs(frames: &[FramePair], progress: &(dyn Fn() + Sync)) -> Result<Scored> {
-    let (recorder, resized) = frames
+/// Scores every pair on the current rayon pool, reading predictions as `kind`, calling
+/// `progress` after each frame. The recorder's totals are exact, so the result is the same on
+/// any thread count.
+pub fn score_pairs(
+    frames: &[FramePair],
+    kind: PredKind,
+    progress: &(dyn Fn() + Sync),
+) -> Result<Scored> {
+    let empty = || (MetricRecorder::new(), 0usize, BTreeMap::new());
+    let (recorder, resized, readings) = frames
         .par_iter()
-        .map(|pair| -> Result<(String, FrameScores, bool)> {
-            let gt = read_gray(&pair.gt)?;
-            let mut pred = read_gray(&pair.pred)?;
-            let resized = pred.dimensions() != gt.dimensions();
-            if resized {
-                pred = imageops::resize(
-                    &pred,
-                    gt.width(),
-                    gt.height(),
-                    imageops::FilterType::Triangle,
-                );
-            }
-            let scores = FrameScores::compute(gray_view(&pred)?, gray_view(&gt)?)
+        .map(|pair| -> Result<(String, FrameScores, bool, Reading)> {
+            let gt = read_mask(&pair.gt)?;
+            let (pred, reading, resized) =
+                read_prediction(&pair.pred, kind, (gt.width, gt.height))?;
+            let scores = FrameScores::compute(pred.view()?, gt.view()?)
                 .with_context(|| format!("scoring {}", pair.pred.display()))?;
             progress();
-            Ok((pair.video.clone(), scores, resized))
+            Ok((pair.video.clone(), scores, resized, reading))
         })
-        .try_fold(
-            || (MetricRecorder::new(), 0usize),
-            |(mut recorder, mut resized), frame| {
-                let (video, scores, was_resized) = frame?;
-                recorder.add(&video, &scores);
-                resized += was_resized as usize;
-                Ok::<_, anyhow::Error>((recorder, resized))
-            },
-        )
-        .try_reduce(
-            || (MetricRecorder::new(), 0),
-            |(mut a, ra), (b, rb)| {
-                a.merge(&b);
-                Ok((a, ra + rb))
-            },
-        )?;
-    Ok(Scored { recorder, resized })
+        .try_fold(empty, |(mut recorder, mut resized, mut readings), frame| {
+            let (video, scores, was_resized, reading) = frame?;
+            recorder.add(&video, &scores);
+            resized += was_resized as usize;
+            *readings.entry(reading).or_insert(0) += 1;
+            Ok::<_, anyhow::Error>((recorder, resized, readings))
+        })
+        .try_reduce(empty, |(mut a, ra, mut ka), (b, rb, kb)| {
+            a.merge(&b);
+            for (k, n) in kb {
+                *ka.entry(k).or_insert(0) += n;
+            }
+            Ok((a, ra + rb, ka))
+        })?;
+    Ok(Scored {
+        recorder,
+        resized,
+        readings,
+    })
 }
 
-fn gray_view(img: &GrayImage) -> Result<GrayView<'_>, crate::MetricsError> {
-    GrayView::new(img.as_raw(), img.width() as usize, img.height() as usize)
+/// `readings` as one line per reading, e.g. `500 × palette (P) PNGs: foreground = index ≠ 0`.
+pub fn describe_readings(readings: &BTreeMap<Reading, usize>) -> Vec<String> {
+    readings
+        .iter()
+        .map(|(r, n)| format!("{n} × {}", r.describe()))
+        .collect()
 }
