@@ -132,19 +132,13 @@ impl Comparison {
                 "every frame the same weight"
             }
         );
-        let name_width = self
+        // Per-video rows indent the system names by two.
+        let name_width = 2 + self
             .systems
             .iter()
             .map(|s| s.name.chars().count())
-            .chain(self.systems.iter().flat_map(|_| {
-                self.systems[0]
-                    .report
-                    .per_video
-                    .keys()
-                    .map(|v| v.chars().count())
-            }))
             .max()
-            .unwrap_or(6)
+            .unwrap_or(0)
             .max(6);
         let header = |out: &mut String, first: &str| {
             let _ = write!(out, "{first:<name_width$}");

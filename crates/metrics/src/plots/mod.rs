@@ -85,3 +85,13 @@ pub fn write_plots(
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_font_parses() {
+        assert!(plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
+    }
+}
