@@ -188,8 +188,10 @@ impl MetricRecorder {
         }
         let mut recorder = MetricRecorder::new();
         for (video, v) in &state.videos {
-            let mut totals = Totals::default();
-            totals.frames = v.frames;
+            let mut totals = Totals {
+                frames: v.frames,
+                ..Totals::default()
+            };
             if v.sums.len() != MEASURES.len() {
                 return Err(StateError::Value {
                     video: video.clone(),

@@ -120,11 +120,8 @@ pub fn run(args: Args, threads: Option<usize>) -> Result<()> {
         write_state(path, &scored.recorder, args.shard, origin)?;
         eprintln!("wrote {}", path.display());
     }
-    if pairs.frames.is_empty() && args.shard.is_some() {
-        eprintln!(
-            "shard {} has no frames (more shards than videos?): nothing to report",
-            args.shard.expect("checked")
-        );
+    if let (true, Some(shard)) = (pairs.frames.is_empty(), args.shard) {
+        eprintln!("shard {shard} has no frames (more shards than videos?): nothing to report");
         return Ok(());
     }
     let report = scored.recorder.results()?;

@@ -8,8 +8,10 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 
+use super::exclude::Exclusions;
 use super::pairing::{pair_files, FramePair, PairOptions};
-use super::{read_mask, read_prediction, Exclusions, Map, PredKind, Reading};
+use super::pred_kind::{PredKind, Reading};
+use super::score::{read_mask, read_prediction, Map};
 use crate::recorder::Curves;
 use crate::{FrameScores, MetricRecorder, Report};
 
@@ -72,6 +74,10 @@ pub struct Comparison {
 }
 
 type Key = (String, String);
+
+/// One frame scored for every system: its video, and per system the scores, whether the
+/// prediction was resized and how it was read.
+type ScoredFrame<'a> = (&'a str, (Vec<FrameScores>, Vec<bool>, Vec<Reading>));
 
 /// Scores every system on the frames all of them predict (after exclusions), calling
 /// `started` with the number of frames once they are paired and `progress` once per frame.
@@ -154,38 +160,36 @@ pub fn compare_systems(
     };
     let acc = common
         .par_iter()
-        .map(
-            |key| -> Result<(&str, (Vec<FrameScores>, Vec<bool>, Vec<Reading>))> {
-                let gt_path = &paired[0].0[key].gt;
-                let mask = read_mask(gt_path)?;
-                let mut scores = Vec::with_capacity(n);
-                let mut resized = Vec::with_capacity(n);
-                let mut readings = Vec::with_capacity(n);
-                let mut maps = Vec::new();
-                for (frames, ..) in &paired {
-                    let pred_path = &frames[key].pred;
-                    let (pred, reading, was_resized) =
-                        read_prediction(pred_path, options.kind, (mask.width, mask.height))?;
-                    scores.push(
-                        FrameScores::compute(pred.view()?, mask.view()?)
-                            .with_context(|| format!("scoring {}", pred_path.display()))?,
-                    );
-                    resized.push(was_resized);
-                    readings.push(reading);
-                    if grid_keys.contains(key) {
-                        maps.push(pred);
-                    }
-                }
+        .map(|key| -> Result<ScoredFrame> {
+            let gt_path = &paired[0].0[key].gt;
+            let mask = read_mask(gt_path)?;
+            let mut scores = Vec::with_capacity(n);
+            let mut resized = Vec::with_capacity(n);
+            let mut readings = Vec::with_capacity(n);
+            let mut maps = Vec::new();
+            for (frames, ..) in &paired {
+                let pred_path = &frames[key].pred;
+                let (pred, reading, was_resized) =
+                    read_prediction(pred_path, options.kind, (mask.width, mask.height))?;
+                scores.push(
+                    FrameScores::compute(pred.view()?, mask.view()?)
+                        .with_context(|| format!("scoring {}", pred_path.display()))?,
+                );
+                resized.push(was_resized);
+                readings.push(reading);
                 if grid_keys.contains(key) {
-                    grid_maps
-                        .lock()
-                        .expect("no panics while holding the lock")
-                        .insert(key.clone(), (mask, maps));
+                    maps.push(pred);
                 }
-                progress();
-                Ok((key.0.as_str(), (scores, resized, readings)))
-            },
-        )
+            }
+            if grid_keys.contains(key) {
+                grid_maps
+                    .lock()
+                    .expect("no panics while holding the lock")
+                    .insert(key.clone(), (mask, maps));
+            }
+            progress();
+            Ok((key.0.as_str(), (scores, resized, readings)))
+        })
         .try_fold(empty, |mut acc, frame| {
             let (video, (scores, resized, readings)) = frame?;
             for (i, ((s, r), k)) in scores.iter().zip(resized).zip(readings).enumerate() {

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 
-use super::{save_rgb, COLOURS, FAMILY};
+use super::style::{save_rgb, COLOURS, FAMILY};
 use crate::io::compare::Comparison;
 use crate::io::Aggregation;
 

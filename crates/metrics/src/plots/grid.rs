@@ -8,7 +8,7 @@ use image::{imageops, DynamicImage, RgbImage};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{save_rgb, FAMILY};
+use super::style::{save_rgb, FAMILY};
 use crate::io::compare::Comparison;
 use crate::io::Map;
 

@@ -9,54 +9,14 @@
 
 mod charts;
 mod grid;
+mod style;
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 use anyhow::{Context, Result};
-use plotters::style::{FontStyle, RGBColor};
 
 use crate::io::compare::Comparison;
-use crate::io::{write_atomically, Aggregation};
-
-/// The font every plot's text is set in, registered once as "sans-serif".
-const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans-subset.ttf");
-pub(crate) const FAMILY: &str = "sans-serif";
-
-fn register_font() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // The embedded font parses (checked by the plots test); if it ever did not, text would
-        // be missing from the plots, not the plots themselves.
-        let _ = plotters::style::register_font(FAMILY, FontStyle::Normal, FONT);
-    });
-}
-
-/// Distinct line and bar colours (Tableau 10), one per system, repeating after ten.
-pub(crate) const COLOURS: [RGBColor; 10] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-];
-
-/// Encodes an RGB buffer as PNG and writes it atomically.
-pub(crate) fn save_rgb(path: &Path, width: u32, height: u32, rgb: Vec<u8>) -> Result<()> {
-    let img = image::RgbImage::from_raw(width, height, rgb).context("plot buffer size")?;
-    let mut bytes = Vec::new();
-    img.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
-    )
-    .context("encoding a plot as PNG")?;
-    write_atomically(path, &bytes)
-}
+use crate::io::Aggregation;
 
 /// Writes every plot of `comparison` into `dir`; returns the files written.
 pub fn write_plots(
@@ -64,7 +24,7 @@ pub fn write_plots(
     aggregation: Aggregation,
     dir: &Path,
 ) -> Result<Vec<PathBuf>> {
-    register_font();
+    style::register_font();
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut written = Vec::new();
     for (name, draw) in [
@@ -84,14 +44,4 @@ pub fn write_plots(
         written.push(path);
     }
     Ok(written)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_embedded_font_parses() {
-        assert!(plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
-    }
 }
