@@ -72,9 +72,11 @@ pub(crate) fn weighted_f_measure(f: &Frame) -> f64 {
     }
 
     // Background errors weighted by B = 2 - exp(log(0.5) / 5 * distance to the foreground).
+    let weight = background_weights();
     let mut bg_sum = 0.0;
-    BACKGROUND_WEIGHT.with_borrow_mut(|weight| {
-        for (i, &j) in nearest.iter().enumerate() {
+    for r in 0..h {
+        for c in 0..w {
+            let i = r * w + c;
             if is_fg(i) {
                 continue;
             }
@@ -82,11 +84,18 @@ pub(crate) fn weighted_f_measure(f: &Frame) -> f64 {
             if e == 0.0 {
                 continue;
             }
-            let (j, (r, c)) = (j as usize, (i / w, i % w));
-            let (dr, dc) = (r.abs_diff(j / w), c.abs_diff(j % w));
-            bg_sum += e * weight.get(dr * dr + dc * dc);
+            let j = nearest[i] as usize;
+            // j / w and j % w without two divisions: the nearest site lies within the image.
+            let (jr, jc) = (j / w, j - (j / w) * w);
+            let (dr, dc) = (r.abs_diff(jr), c.abs_diff(jc));
+            let b = if dr < weight.side && dc < weight.side {
+                weight.table[dr * weight.side + dc]
+            } else {
+                2.0
+            };
+            bg_sum += e * b;
         }
-    });
+    }
 
     let tpw = f.fg as f64 - fg_sum;
     let fpw = bg_sum;
@@ -107,27 +116,71 @@ fn gaussian_1d() -> [f64; 2 * KERNEL_RADIUS + 1] {
     k.map(|v| v / sum)
 }
 
-/// The background weight `B` by squared distance, computed once per value and kept: the
-/// same float64 operations as computing it per pixel, without an `exp` per pixel.
-struct WeightBySquaredDistance(Vec<f64>);
-
-impl WeightBySquaredDistance {
-    fn get(&mut self, squared_distance: usize) -> f64 {
-        if squared_distance >= self.0.len() {
-            self.0.resize(squared_distance + 1, f64::NAN);
-        }
-        let slot = &mut self.0[squared_distance];
-        if slot.is_nan() {
-            let distance = (squared_distance as f64).sqrt();
-            *slot = 2.0 - (0.5f64.ln() / 5.0 * distance).exp();
-        }
-        *slot
-    }
+/// The background weight `B` for a squared distance, as PySODMetrics computes it per pixel.
+fn background_weight(squared_distance: usize) -> f64 {
+    let distance = (squared_distance as f64).sqrt();
+    2.0 - (0.5f64.ln() / 5.0 * distance).exp()
 }
 
-thread_local! {
-    static BACKGROUND_WEIGHT: std::cell::RefCell<WeightBySquaredDistance> =
-        const { std::cell::RefCell::new(WeightBySquaredDistance(Vec::new())) };
+/// `B` by (row, column) offset to the nearest foreground pixel, for offsets below `side`:
+/// from the first squared distance where `B` is exactly 2.0 in float64 (a distance of about
+/// 260 px) on, `exp` only falls, so every larger distance gives exactly 2.0 too. Computed once
+/// per process with the same float64 operations as per pixel; indexed by (dr, dc), neighbouring
+/// pixels read neighbouring entries, so the table stays in cache.
+struct BackgroundWeights {
+    side: usize,
+    table: Vec<f64>,
+}
+
+/// The first squared distance whose weight is exactly 2.0.
+fn first_squared_distance_of_weight_two() -> usize {
+    (0..)
+        .find(|&s| background_weight(s) == 2.0)
+        .expect("exp underflows")
+}
+
+fn background_weights() -> &'static BackgroundWeights {
+    static TABLE: std::sync::OnceLock<BackgroundWeights> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let limit = first_squared_distance_of_weight_two();
+        let side = (limit as f64).sqrt().ceil() as usize + 1;
+        let mut table = vec![2.0; side * side];
+        for dr in 0..side {
+            for dc in 0..side {
+                let squared = dr * dr + dc * dc;
+                if squared < limit {
+                    table[dr * side + dc] = background_weight(squared);
+                }
+            }
+        }
+        BackgroundWeights { side, table }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_weight_table_is_the_per_pixel_formula_and_two_beyond_it() {
+        let w = background_weights();
+        let limit = first_squared_distance_of_weight_two();
+        assert!(limit > 60_000 && limit < 80_000, "{limit}");
+        for dr in 0..w.side + 3 {
+            for dc in (0..w.side + 3).step_by(7) {
+                let from_table = if dr < w.side && dc < w.side {
+                    w.table[dr * w.side + dc]
+                } else {
+                    2.0
+                };
+                let formula = background_weight(dr * dr + dc * dc);
+                assert_eq!(from_table.to_bits(), formula.to_bits(), "({dr}, {dc})");
+            }
+        }
+        for s in [limit, limit + 1, 2 * limit, 640 * 640 + 480 * 480] {
+            assert_eq!(background_weight(s), 2.0, "squared distance {s}");
+        }
+    }
 }
 
 fn bounding_box(gt: &[u8], w: usize, h: usize) -> (usize, usize, usize, usize) {
