@@ -157,6 +157,21 @@ fn background_weights() -> &'static BackgroundWeights {
     })
 }
 
+fn bounding_box(gt: &[u8], w: usize, h: usize) -> (usize, usize, usize, usize) {
+    let (mut r0, mut r1, mut c0, mut c1) = (h, 0, w, 0);
+    for r in 0..h {
+        let row = &gt[r * w..(r + 1) * w];
+        if let Some(first) = row.iter().position(|&g| g > 128) {
+            let last = row.iter().rposition(|&g| g > 128).unwrap_or(first);
+            r0 = r0.min(r);
+            r1 = r;
+            c0 = c0.min(first);
+            c1 = c1.max(last);
+        }
+    }
+    (r0, r1, c0, c1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,19 +196,4 @@ mod tests {
             assert_eq!(background_weight(s), 2.0, "squared distance {s}");
         }
     }
-}
-
-fn bounding_box(gt: &[u8], w: usize, h: usize) -> (usize, usize, usize, usize) {
-    let (mut r0, mut r1, mut c0, mut c1) = (h, 0, w, 0);
-    for r in 0..h {
-        let row = &gt[r * w..(r + 1) * w];
-        if let Some(first) = row.iter().position(|&g| g > 128) {
-            let last = row.iter().rposition(|&g| g > 128).unwrap_or(first);
-            r0 = r0.min(r);
-            r1 = r;
-            c0 = c0.min(first);
-            c1 = c1.max(last);
-        }
-    }
-    (r0, r1, c0, c1)
 }
