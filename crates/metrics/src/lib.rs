@@ -54,6 +54,7 @@ pub use recorder::{Curves, MetricRecorder, Report, Scores};
 pub use registry::{Better, Metric, METRICS};
 pub use scores::FrameScores;
 pub use shard::Shard;
+pub use wfmeasure::MaskGeometry;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MetricsError {

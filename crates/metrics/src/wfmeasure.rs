@@ -3,19 +3,76 @@
 
 use crate::edt::nearest_site;
 use crate::frame::{Frame, EPS};
+use crate::GrayView;
 
 const BETA: f64 = 1.0;
 /// MATLAB's `fspecial('gaussian', 7, 5)`.
 const KERNEL_RADIUS: usize = 3;
 const KERNEL_SIGMA: f64 = 5.0;
 
-pub(crate) fn weighted_f_measure(f: &Frame) -> f64 {
+/// What the weighted F-measure needs from a mask alone — each pixel's nearest foreground
+/// pixel, the background weight `B` of each pixel, the foreground's bounding box — computed
+/// once per mask and shared by every prediction scored against it (`fgstp compare`).
+pub struct MaskGeometry {
+    width: usize,
+    height: usize,
+    /// `None` for an empty mask.
+    nearest: Option<Vec<u32>>,
+    /// `B` per background pixel (0 on the foreground).
+    weight: Vec<f64>,
+    bbox: (usize, usize, usize, usize),
+}
+
+impl MaskGeometry {
+    pub fn new(gt: GrayView<'_>) -> Self {
+        let (w, h) = (gt.width(), gt.height());
+        let pixels = gt.pixels();
+        let nearest = nearest_site(pixels, |g| g > 128, w, h);
+        let mut weight = vec![0.0; w * h];
+        if let Some(nearest) = &nearest {
+            let table = background_weights();
+            for r in 0..h {
+                for c in 0..w {
+                    let i = r * w + c;
+                    if pixels[i] > 128 {
+                        continue;
+                    }
+                    let j = nearest[i] as usize;
+                    // j / w and j % w with one division.
+                    let (jr, jc) = (j / w, j - (j / w) * w);
+                    let (dr, dc) = (r.abs_diff(jr), c.abs_diff(jc));
+                    weight[i] = if dr < table.side && dc < table.side {
+                        table.table[dr * table.side + dc]
+                    } else {
+                        2.0
+                    };
+                }
+            }
+        }
+        let bbox = bounding_box(pixels, w, h);
+        Self {
+            width: w,
+            height: h,
+            nearest,
+            weight,
+            bbox,
+        }
+    }
+
+    pub(crate) fn size(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+}
+
+pub(crate) fn weighted_f_measure(f: &Frame, geometry: &MaskGeometry) -> f64 {
     if f.fg == 0 {
         return 0.0;
     }
     let (w, h) = (f.width, f.height);
     let is_fg = |i: usize| f.gt[i] > 128;
-    let nearest = nearest_site(f.gt, |g| g > 128, w, h)
+    let nearest = geometry
+        .nearest
+        .as_ref()
         .expect("a non-empty mask has a nearest foreground pixel");
 
     // E = |pred - gt|; Et copies E of the nearest foreground pixel onto the background.
@@ -32,7 +89,7 @@ pub(crate) fn weighted_f_measure(f: &Frame) -> f64 {
     // EA = Et convolved with the Gaussian (zero outside the image); only needed on the
     // foreground, so it is computed on the foreground's bounding box, separably.
     let kernel = gaussian_1d();
-    let (r0, r1, c0, c1) = bounding_box(f.gt, w, h);
+    let (r0, r1, c0, c1) = geometry.bbox;
     let (rs, re) = (
         r0.saturating_sub(KERNEL_RADIUS),
         (r1 + KERNEL_RADIUS + 1).min(h),
@@ -71,30 +128,18 @@ pub(crate) fn weighted_f_measure(f: &Frame) -> f64 {
         }
     }
 
-    // Background errors weighted by B = 2 - exp(log(0.5) / 5 * distance to the foreground).
-    let weight = background_weights();
+    // Background errors weighted by B = 2 - exp(log(0.5) / 5 * distance to the foreground),
+    // summed in raster order.
     let mut bg_sum = 0.0;
-    for r in 0..h {
-        for c in 0..w {
-            let i = r * w + c;
-            if is_fg(i) {
-                continue;
-            }
-            let e = f.value[f.pred[i] as usize];
-            if e == 0.0 {
-                continue;
-            }
-            let j = nearest[i] as usize;
-            // j / w and j % w without two divisions: the nearest site lies within the image.
-            let (jr, jc) = (j / w, j - (j / w) * w);
-            let (dr, dc) = (r.abs_diff(jr), c.abs_diff(jc));
-            let b = if dr < weight.side && dc < weight.side {
-                weight.table[dr * weight.side + dc]
-            } else {
-                2.0
-            };
-            bg_sum += e * b;
+    for ((&p, &g), &b) in f.pred.iter().zip(f.gt).zip(&geometry.weight) {
+        if g > 128 {
+            continue;
         }
+        let e = f.value[p as usize];
+        if e == 0.0 {
+            continue;
+        }
+        bg_sum += e * b;
     }
 
     let tpw = f.fg as f64 - fg_sum;

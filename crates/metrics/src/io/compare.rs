@@ -13,7 +13,7 @@ use super::pairing::{pair_files, FramePair, PairOptions};
 use super::pred_kind::{PredKind, Reading};
 use super::score::{read_mask, read_prediction, Map};
 use crate::recorder::Curves;
-use crate::{FrameScores, MetricRecorder, Report};
+use crate::{FrameScores, MaskGeometry, MetricRecorder, Report};
 
 /// One system to compare: its name in the table and its predictions (any layout `fgstp
 /// metrics --pred` reads).
@@ -163,6 +163,8 @@ pub fn compare_systems(
         .map(|key| -> Result<ScoredFrame> {
             let gt_path = &paired[0].0[key].gt;
             let mask = read_mask(gt_path)?;
+            // What depends on the mask alone (its distance transform) is computed once.
+            let geometry = MaskGeometry::new(mask.view()?);
             let mut scores = Vec::with_capacity(n);
             let mut resized = Vec::with_capacity(n);
             let mut readings = Vec::with_capacity(n);
@@ -172,7 +174,7 @@ pub fn compare_systems(
                 let (pred, reading, was_resized) =
                     read_prediction(pred_path, options.kind, (mask.width, mask.height))?;
                 scores.push(
-                    FrameScores::compute(pred.view()?, mask.view()?)
+                    FrameScores::compute_with_geometry(pred.view()?, mask.view()?, &geometry)
                         .with_context(|| format!("scoring {}", pred_path.display()))?,
                 );
                 resized.push(was_resized);
