@@ -35,6 +35,7 @@ mod frame;
 #[cfg(feature = "io")]
 pub mod io;
 mod mask;
+mod mask_geometry;
 mod numpy_sum;
 #[cfg(feature = "cli")]
 pub mod plots;
@@ -49,12 +50,12 @@ mod table;
 mod wfmeasure;
 
 pub use mask::GrayView;
+pub use mask_geometry::MaskGeometry;
 pub use protocol::{min_max_normalised, to_binary_mask, to_gray_map, JaccardF1};
 pub use recorder::{Curves, MetricRecorder, Report, Scores};
 pub use registry::{Better, Metric, METRICS};
 pub use scores::FrameScores;
 pub use shard::Shard;
-pub use wfmeasure::MaskGeometry;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MetricsError {

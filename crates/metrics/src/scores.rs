@@ -1,8 +1,8 @@
 //! Every metric of one frame.
 
 use crate::frame::Frame;
+use crate::mask_geometry::MaskGeometry;
 use crate::protocol::{self, JaccardF1};
-use crate::wfmeasure::MaskGeometry;
 use crate::{binary, emeasure, smeasure, wfmeasure, GrayView, MetricsError};
 
 /// All metrics of one prediction/mask pair. Curves are indexed by threshold: `curve[t]` is
@@ -37,9 +37,8 @@ impl FrameScores {
     /// Scores an 8-bit prediction against an 8-bit mask of the same size. The `test.py`
     /// protocol binarises the 8-bit prediction itself (min-max normalised, `> 0.5`).
     pub fn compute(pred: GrayView<'_>, gt: GrayView<'_>) -> Result<Self, MetricsError> {
-        let frame = Frame::new(pred, gt)?;
-        let jf = protocol::from_frame(&frame);
-        Ok(Self::from_frame(&frame, jf, &MaskGeometry::new(gt)))
+        pred.same_size(&gt)?;
+        Self::compute_with_geometry(pred, gt, &MaskGeometry::new(gt))
     }
 
     /// As [`FrameScores::compute`], with the mask's [`MaskGeometry`] computed beforehand (by
@@ -50,14 +49,7 @@ impl FrameScores {
         gt: GrayView<'_>,
         geometry: &MaskGeometry,
     ) -> Result<Self, MetricsError> {
-        let frame = Frame::new(pred, gt)?;
-        if geometry.size() != (frame.width, frame.height) {
-            // The geometry belongs to another mask.
-            return Err(MetricsError::SizeMismatch {
-                pred: (frame.width, frame.height),
-                gt: geometry.size(),
-            });
-        }
+        let frame = Frame::new(pred, gt, geometry)?;
         let jf = protocol::from_frame(&frame);
         Ok(Self::from_frame(&frame, jf, geometry))
     }
@@ -69,7 +61,9 @@ impl FrameScores {
         probability: &[f32],
         gt: GrayView<'_>,
     ) -> Result<Self, MetricsError> {
-        let frame = Frame::new(pred, gt)?;
+        pred.same_size(&gt)?;
+        let geometry = MaskGeometry::new(gt);
+        let frame = Frame::new(pred, gt, &geometry)?;
         if probability.len() != frame.size as usize {
             return Err(MetricsError::BufferSize {
                 len: probability.len(),
@@ -78,7 +72,7 @@ impl FrameScores {
             });
         }
         let jf = protocol::from_probability(probability, &frame);
-        Ok(Self::from_frame(&frame, jf, &MaskGeometry::new(gt)))
+        Ok(Self::from_frame(&frame, jf, &geometry))
     }
 
     fn from_frame(f: &Frame, jaccard_f1: Option<JaccardF1>, geometry: &MaskGeometry) -> Self {
