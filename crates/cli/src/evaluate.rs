@@ -3,9 +3,9 @@
 //! frame by frame to be scored with the paper's metrics or written out.
 
 use anyhow::Result;
-use fgstp_data::layout::Scene;
+use fgstp_data::layout::{Scene, Split};
 use fgstp_data::{EvalLoader, SixteenBit};
-use fgstp_metrics::{to_gray_map, GrayView, MetricRecorder};
+use fgstp_metrics::{to_gray_map, GrayView, MetricRecorder, Shard};
 use fgstp_model::streaming::{predict_video, probability_at};
 use fgstp_model::Model;
 use image::{GrayImage, RgbImage};
@@ -51,6 +51,15 @@ impl FramePrediction<'_> {
         }
         Ok(())
     }
+}
+
+/// Only `shard`'s videos of `split`, for job arrays: video *i*, in byte order of the names, is
+/// in shard *i* mod N — the rule of `fgstp metrics --shard` ([`Shard::select`]), so that a
+/// model's shards and another system's shards hold the same videos.
+pub fn shard_split(mut split: Split, shard: Shard) -> Split {
+    let scenes = std::mem::take(&mut split.scenes);
+    split.scenes = shard.select(scenes, |scene| scene.name.clone());
+    split
 }
 
 #[derive(Debug)]

@@ -4,7 +4,7 @@ mod commands;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use commands::{bench, data, eval, infer, info, metrics, synth, train, weights};
+use commands::{bench, compare, data, eval, infer, info, metrics, synth, train, weights};
 
 #[derive(Parser)]
 #[command(
@@ -37,8 +37,10 @@ enum Command {
     Data(data::Args),
     /// Write synthetic infrared gas-leak videos (train/val/test) in the dataset layout
     Synth(synth::Args),
-    /// Score mask folders of any model: S-measure, weighted F, MAE, E, F, IoU, Dice, J&F
+    /// Score mask folders of any system: S-measure, weighted F, MAE, E, F, IoU, Dice, J&F; merge shard states
     Metrics(metrics::Args),
+    /// Compare systems side by side: the paper's table, per-video rows, JSON/CSV/Markdown, plots
+    Compare(compare::Args),
     /// Inspect checkpoints (.pth/.pt/.safetensors) and convert between PyTorch and safetensors
     Weights(weights::Args),
 }
@@ -65,6 +67,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Data(args) => data::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Metrics(args) => metrics::run(args, cli.threads),
+        Command::Compare(args) => compare::run(args, cli.threads),
         Command::Weights(args) => weights::run(args),
     }
 }

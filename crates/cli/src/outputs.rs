@@ -7,7 +7,8 @@
 //! - `prob/[<video>/]<frame>.npy` — float32 `[H, W]` sigmoid probabilities (`--save-prob`).
 
 use anyhow::{Context, Result};
-use image::{GrayImage, Rgb, RgbImage};
+use fgstp_model::files::write_atomically;
+use image::{GrayImage, ImageFormat, Rgb, RgbImage};
 use npyz::WriterBuilder;
 use std::path::{Path, PathBuf};
 
@@ -49,23 +50,31 @@ impl Outputs {
         let (w, h) = image.dimensions();
         let mask = GrayImage::from_raw(w, h, to_binary_mask(prob))
             .context("probability map of the wrong size")?;
-        let save = |img: &dyn Fn(&Path) -> image::ImageResult<()>, path: PathBuf| {
-            img(&path).with_context(|| format!("cannot write {}", path.display()))
+        // Each file is written whole or not at all (a rerun shard replaces its files cleanly).
+        let save = |path: PathBuf, write: &dyn Fn(&Path) -> Result<()>| {
+            write_atomically(&path, write)
+                .with_context(|| format!("cannot write {}", path.display()))
         };
-        save(&|p| mask.save(p), self.path("masks", video, stem, "png")?)?;
+        let png = |path: PathBuf, img: &dyn Fn(&Path) -> image::ImageResult<()>| {
+            save(path, &|tmp| Ok(img(tmp)?))
+        };
+        png(self.path("masks", video, stem, "png")?, &|p| {
+            mask.save_with_format(p, ImageFormat::Png)
+        })?;
         if self.maps {
             let map = GrayImage::from_raw(w, h, to_gray_map(prob)).expect("same size as the mask");
-            save(&|p| map.save(p), self.path("maps", video, stem, "png")?)?;
+            png(self.path("maps", video, stem, "png")?, &|p| {
+                map.save_with_format(p, ImageFormat::Png)
+            })?;
         }
         let overlay = overlay(image, &mask);
-        save(
-            &|p| overlay.save(p),
-            self.path("overlays", video, stem, "png")?,
-        )?;
+        png(self.path("overlays", video, stem, "png")?, &|p| {
+            overlay.save_with_format(p, ImageFormat::Png)
+        })?;
         if self.prob {
-            let path = self.path("prob", video, stem, "npy")?;
-            write_npy(&path, prob, h as u64, w as u64)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            save(self.path("prob", video, stem, "npy")?, &|p| {
+                write_npy(p, prob, h as u64, w as u64)
+            })?;
         }
         Ok(())
     }

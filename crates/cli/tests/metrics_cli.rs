@@ -246,3 +246,60 @@ fn missing_directories_are_named() {
         String::from_utf8_lossy(&out.stderr).contains("--pred /nonexistent/preds: not a directory")
     );
 }
+
+fn formats() -> PathBuf {
+    fixtures().join("formats")
+}
+
+#[test]
+fn palette_predictions_are_read_as_ids_and_given_frames_excluded() {
+    let pred = formats().join("xmem");
+    let gt = formats().join("gt");
+    let annotations = formats().join("annotations");
+    let (auto, stderr) = run_ok(
+        &pred,
+        &gt,
+        &["--exclude-annotated", annotations.to_str().unwrap()],
+    );
+    assert!(
+        stderr.contains("6 × palette (P) PNGs: foreground = index ≠ 0"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 predictions excluded"), "{stderr}");
+    assert_eq!(auto["frames"], 6);
+    let (by_list, _) = run_ok(&pred, &gt, &["--exclude", "00000", "--pred-kind", "index"]);
+    assert_eq!(
+        by_list, auto,
+        "--exclude 00000 = --exclude-annotated; index = auto here"
+    );
+    let (soft, stderr) = run_ok(&pred, &gt, &["--exclude", "0-0", "--pred-kind", "soft"]);
+    assert!(stderr.contains("--pred-kind soft"), "{stderr}");
+    assert_ne!(soft["video_mean"], auto["video_mean"]);
+}
+
+#[test]
+fn frames_of_the_split_without_a_mask_are_skipped() {
+    // A VOS method predicts every frame; the split annotates only some.
+    let split = tempfile::tempdir().unwrap();
+    copy_tree(&fixtures().join("gt"), split.path(), |video, frame| {
+        PathBuf::from(video).join("masks").join(frame)
+    });
+    let images = split.path().join("blobs_a/images");
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::write(images.join("00077.jpg"), b"").unwrap();
+    let pred = tempfile::tempdir().unwrap();
+    copy_tree(&fixtures().join("pred"), pred.path(), |v, f| {
+        PathBuf::from(v).join(f)
+    });
+    std::fs::copy(
+        fixtures().join("pred/blobs_a/00000.png"),
+        pred.path().join("blobs_a/00077.png"),
+    )
+    .unwrap();
+    let (report, stderr) = run_ok(pred.path(), split.path(), &[]);
+    assert_eq!(report["frames"], 33);
+    assert!(
+        stderr.contains("1 predictions are of frames without a mask"),
+        "{stderr}"
+    );
+}

@@ -1,4 +1,4 @@
-//! F-measure (beta² = 0.3), IoU and Dice from the confusion counts of a binarised
+//! Precision, recall, F-measure (beta² = 0.3), IoU and Dice from the confusion counts of a binarised
 //! prediction, as PySODMetrics' `FmeasureV2` handlers (0 wherever a denominator is 0).
 
 use crate::frame::Frame;
@@ -7,6 +7,8 @@ const BETA2: f64 = 0.3;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Binary {
+    pub precision: f64,
+    pub recall: f64,
     pub fm: f64,
     pub iou: f64,
     pub dice: f64,
@@ -37,6 +39,8 @@ fn from_counts(tp: u64, fp: u64, gt_fg: u64) -> Binary {
     let precision = divide(tp as f64, (tp + fp) as f64);
     let recall = divide(tp as f64, (tp + fn_) as f64);
     Binary {
+        precision,
+        recall,
         fm: divide(
             (BETA2 + 1.0) * precision * recall,
             BETA2 * precision + recall,

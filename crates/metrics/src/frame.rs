@@ -7,16 +7,10 @@ use crate::{GrayView, MetricsError};
 /// `np.spacing(1)`: the epsilon PySODMetrics adds to denominators.
 pub(crate) const EPS: f64 = f64::EPSILON;
 
-/// Quadrants of the S-measure's region score, split at the foreground centroid.
-pub(crate) const LEFT_TOP: usize = 0;
-pub(crate) const RIGHT_TOP: usize = 1;
-pub(crate) const LEFT_BOTTOM: usize = 2;
-pub(crate) const RIGHT_BOTTOM: usize = 3;
-
-/// Bit 0 of a mask code: PySODMetrics' foreground (`gt > 128`).
-pub(crate) const SOD_FG: usize = 1;
-/// Bit 1 of a mask code: the reference `test.py`'s foreground (`gt / (gt.max() + 1e-8) > 0.5`).
-pub(crate) const PROTOCOL_FG: usize = 2;
+use crate::mask_geometry::MaskGeometry;
+pub(crate) use crate::mask_geometry::{
+    LEFT_BOTTOM, LEFT_TOP, PROTOCOL_FG, RIGHT_BOTTOM, RIGHT_TOP, SOD_FG,
+};
 
 pub(crate) struct Frame<'a> {
     pub pred: &'a [u8],
@@ -45,25 +39,33 @@ pub(crate) struct Frame<'a> {
 }
 
 impl<'a> Frame<'a> {
-    pub fn new(pred: GrayView<'a>, gt: GrayView<'a>) -> Result<Self, MetricsError> {
+    /// `geometry` must be `MaskGeometry::new(gt)`.
+    pub fn new(
+        pred: GrayView<'a>,
+        gt: GrayView<'a>,
+        geometry: &MaskGeometry,
+    ) -> Result<Self, MetricsError> {
         pred.same_size(&gt)?;
         let (width, height) = (pred.width(), pred.height());
+        if (geometry.width, geometry.height) != (width, height) {
+            return Err(MetricsError::SizeMismatch {
+                pred: (width, height),
+                gt: (geometry.width, geometry.height),
+            });
+        }
         let (p, g) = (pred.pixels(), gt.pixels());
 
-        // Pass 1: prediction range, mask maximum, foreground count and centroid sums.
-        let (mut pred_min, mut pred_max, mut gt_max) = (u8::MAX, u8::MIN, u8::MIN);
-        let (mut fg, mut row_sum, mut col_sum) = (0u64, 0u64, 0u64);
-        for (r, (prow, grow)) in p.chunks_exact(width).zip(g.chunks_exact(width)).enumerate() {
-            for (c, (&pv, &gv)) in prow.iter().zip(grow).enumerate() {
-                pred_min = pred_min.min(pv);
-                pred_max = pred_max.max(pv);
-                gt_max = gt_max.max(gv);
-                if gv > 128 {
-                    fg += 1;
-                    row_sum += r as u64;
-                    col_sum += c as u64;
-                }
-            }
+        // One pass: prediction range and raw-value histograms per quadrant and mask code.
+        let (mut pred_min, mut pred_max) = (u8::MAX, u8::MIN);
+        let mut flat = vec![0u32; 16 * 256];
+        for (&pv, &b) in p.iter().zip(&geometry.bucket) {
+            pred_min = pred_min.min(pv);
+            pred_max = pred_max.max(pv);
+            flat[b as usize * 256 + pv as usize] += 1;
+        }
+        let mut hist = Box::new([[[0u32; 256]; 4]; 4]);
+        for (k, counts) in flat.chunks_exact(256).enumerate() {
+            hist[k / 4][k % 4].copy_from_slice(counts);
         }
         let size = (width * height) as u64;
 
@@ -72,43 +74,7 @@ impl<'a> Frame<'a> {
         for (b, v) in bin.iter_mut().zip(&value) {
             *b = (v * 255.0) as u8 as usize;
         }
-
-        // np.argwhere(gt).mean(axis=0).round() + 1: integer sums are exact in float64, and
-        // numpy rounds half to even.
-        let split = (fg > 0 && fg < size).then(|| {
-            let cy = (row_sum as f64 / fg as f64).round_ties_even() as usize + 1;
-            let cx = (col_sum as f64 / fg as f64).round_ties_even() as usize + 1;
-            (cy, cx)
-        });
-
-        // Pass 2: raw-value histograms per quadrant and mask code.
-        let mut code = [0usize; 256];
-        for (gv, c) in code.iter_mut().enumerate() {
-            let sod = if gv > 128 { SOD_FG } else { 0 };
-            // gt / (gt.max() + 1e-8) > 0.5  <=>  2 * gt > gt.max() for 8-bit masks
-            let protocol = if 2 * gv > gt_max as usize {
-                PROTOCOL_FG
-            } else {
-                0
-            };
-            *c = sod | protocol;
-        }
-        let mut hist = Box::new([[[0u32; 256]; 4]; 4]);
-        let (cy, cx) = split.unwrap_or((height, width));
-        for (r, (prow, grow)) in p.chunks_exact(width).zip(g.chunks_exact(width)).enumerate() {
-            let (left, right) = if r < cy {
-                (LEFT_TOP, RIGHT_TOP)
-            } else {
-                (LEFT_BOTTOM, RIGHT_BOTTOM)
-            };
-            let split_at = cx.min(width);
-            for (&pv, &gv) in prow[..split_at].iter().zip(&grow[..split_at]) {
-                hist[left][code[gv as usize]][pv as usize] += 1;
-            }
-            for (&pv, &gv) in prow[split_at..].iter().zip(&grow[split_at..]) {
-                hist[right][code[gv as usize]][pv as usize] += 1;
-            }
-        }
+        let (fg, split) = (geometry.fg, geometry.split);
 
         let mean = pairwise_sum(p.len(), &|i| value[p[i] as usize]) / size as f64;
         Ok(Self {

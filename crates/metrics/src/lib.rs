@@ -16,31 +16,46 @@
 //!
 //! Which metrics exist, their names, directions and aggregation: [`registry`].
 //!
+//! Feature `io`: PNG folders (any colour type, soft maps, masks or object ids), pairing,
+//! exclusions, sharding, state files, several systems side by side ([`io`]). Feature `cli`:
+//! the commands `fgstp metrics`, `fgstp metrics merge` and `fgstp compare` as clap arguments
+//! and `run` functions ([`cli`]), PNG plots ([`plots`]) and the standalone `fgstp-score`
+//! binary (no libtorch).
+//!
 //! Per-frame work is independent ([`FrameScores::compute`]); score frames on any number of
 //! threads and [`MetricRecorder::add`] or [`MetricRecorder::merge`] the results: the totals
 //! are exact, so the report does not depend on thread count or order.
 
 mod binary;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod edt;
 mod emeasure;
 mod frame;
 #[cfg(feature = "io")]
 pub mod io;
 mod mask;
+mod mask_geometry;
 mod numpy_sum;
+#[cfg(feature = "cli")]
+pub mod plots;
 mod protocol;
 mod recorder;
 pub mod registry;
 mod scores;
+mod shard;
 mod smeasure;
+pub mod state;
 mod table;
 mod wfmeasure;
 
 pub use mask::GrayView;
+pub use mask_geometry::MaskGeometry;
 pub use protocol::{min_max_normalised, to_binary_mask, to_gray_map, JaccardF1};
-pub use recorder::{MetricRecorder, Report, Scores};
+pub use recorder::{Curves, MetricRecorder, Report, Scores};
 pub use registry::{Better, Metric, METRICS};
 pub use scores::FrameScores;
+pub use shard::Shard;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MetricsError {

@@ -103,11 +103,9 @@ mod tests {
         let probability = [0.2f32, 0.5, 0.56, 0.9, 0.3, 0.6];
         let pred = [0u8; 6];
         let gt = [0u8, 255, 255, 255, 0, 0];
-        let frame = Frame::new(
-            GrayView::new(&pred, 3, 2).unwrap(),
-            GrayView::new(&gt, 3, 2).unwrap(),
-        )
-        .unwrap();
+        let gt = GrayView::new(&gt, 3, 2).unwrap();
+        let geometry = crate::MaskGeometry::new(gt);
+        let frame = Frame::new(GrayView::new(&pred, 3, 2).unwrap(), gt, &geometry).unwrap();
         // predicted {2, 3, 5}, mask {1, 2, 3}: intersection 2, union 4
         let jf = from_probability(&probability, &frame).unwrap();
         assert_eq!(jf.jaccard, 0.5);

@@ -12,13 +12,13 @@ use crate::{FrameScores, GrayView, MetricsError};
 /// once to a multiple of 2^-64 (far below float64 resolution near 1) and added as an
 /// integer. Sharded or multi-threaded evaluations therefore merge to bit-identical results.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct ExactSum {
-    fixed: i128,
+pub(crate) struct ExactSum {
+    pub(crate) fixed: i128,
     /// A NaN or infinite value was added, or the sum left the representable range.
-    invalid: bool,
+    pub(crate) invalid: bool,
 }
 
-const FIXED_SCALE: f64 = 18446744073709551616.0; // 2^64
+pub(crate) const FIXED_SCALE: f64 = 18446744073709551616.0; // 2^64
 
 impl ExactSum {
     fn add(&mut self, x: f64) {
@@ -53,13 +53,13 @@ impl ExactSum {
 
 /// Running totals of one group of frames (one video), one entry per [`MEASURES`] item.
 #[derive(Clone, Debug, PartialEq)]
-struct Totals {
-    frames: u64,
-    measures: Vec<MeasureTotal>,
+pub(crate) struct Totals {
+    pub(crate) frames: u64,
+    pub(crate) measures: Vec<MeasureTotal>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-enum MeasureTotal {
+pub(crate) enum MeasureTotal {
     Value(ExactSum),
     Curve(Box<[ExactSum; 256]>),
     /// The sum over the frames that have the measure, and their count.
@@ -195,6 +195,17 @@ impl Means {
         Means(per_measure.collect())
     }
 
+    fn curves(&self) -> BTreeMap<&'static str, Vec<f64>> {
+        MEASURES
+            .iter()
+            .zip(&self.0)
+            .filter_map(|(m, mean)| match mean {
+                MeasureMean::Curve(c) => Some((m.key, c.to_vec())),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn scores(&self) -> Scores {
         let mut values: Vec<Option<f64>> = Vec::with_capacity(METRICS.len());
         for metric in METRICS {
@@ -273,6 +284,14 @@ impl Serialize for Scores {
     }
 }
 
+/// Threshold curves by measure key (`em`, `fm`, `iou`, `dice`, `precision`, `recall`), 256
+/// values each, index = threshold bin.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Curves {
+    pub overall: BTreeMap<&'static str, Vec<f64>>,
+    pub video_mean: BTreeMap<&'static str, Vec<f64>>,
+}
+
 /// Results over all frames (`overall`: every frame weighs the same), per video, and over
 /// videos (`video_mean`: every video weighs the same).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -288,7 +307,7 @@ pub struct Report {
 /// disjoint shards of a dataset `merge` into exactly the recorder of the whole.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MetricRecorder {
-    videos: BTreeMap<String, Totals>,
+    pub(crate) videos: BTreeMap<String, Totals>,
 }
 
 impl MetricRecorder {
@@ -343,6 +362,29 @@ impl MetricRecorder {
 
     pub fn frames(&self) -> u64 {
         self.videos.values().map(|t| t.frames).sum()
+    }
+
+    /// The videos recorded so far, in name order.
+    pub fn videos(&self) -> impl Iterator<Item = &str> {
+        self.videos.keys().map(String::as_str)
+    }
+
+    /// The threshold curves (PySODMetrics' `dynamic` results: E-measure, F-measure, IoU, Dice,
+    /// precision, recall; index = threshold bin) averaged as the report's `overall` (over
+    /// frames) and `video_mean` (over frames per video, then over videos).
+    pub fn curves(&self) -> Result<Curves, MetricsError> {
+        if self.videos.is_empty() {
+            return Err(MetricsError::NoFrames);
+        }
+        let mut all = Totals::default();
+        for totals in self.videos.values() {
+            all.merge(totals);
+        }
+        let groups: Vec<Means> = self.videos.values().map(Totals::means).collect();
+        Ok(Curves {
+            overall: all.means().curves(),
+            video_mean: Means::over_groups(&groups).curves(),
+        })
     }
 
     pub fn results(&self) -> Result<Report, MetricsError> {

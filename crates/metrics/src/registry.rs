@@ -59,6 +59,9 @@ pub const MEASURES: &[Measure] = &[
     Measure { key: "fm", reading: Reading::Curve(|s| &s.fm_curve) },
     Measure { key: "iou", reading: Reading::Curve(|s| &s.iou_curve) },
     Measure { key: "dice", reading: Reading::Curve(|s| &s.dice_curve) },
+    // Not reported as metrics: the precision–recall curve of `fgstp compare --plots`.
+    Measure { key: "precision", reading: Reading::Curve(|s| &s.precision_curve) },
+    Measure { key: "recall", reading: Reading::Curve(|s| &s.recall_curve) },
     Measure { key: "jaccard", reading: Reading::Annotated(|s| s.jaccard_f1.map(|j| j.jaccard)) },
     Measure { key: "f1", reading: Reading::Annotated(|s| s.jaccard_f1.map(|j| j.f1)) },
 ];
@@ -139,6 +142,17 @@ pub const METRICS: &[Metric] = &[
     metric("f1",        "F1 (test.py)",     "f1",      Higher, AnnotatedMean("f1"),  true),
     metric("jf",        "J&F (test.py)",    "J&F",     Higher, MeanOf("jaccard", "f1"), true),
 ];
+
+/// The columns of the paper's table, in its order: S-alpha, weighted F, MAE, E-phi, mIoU,
+/// mDice. The reference repository's metric code (`utils/recorder/metrics.py`,
+/// `GroupedMetricRecorder`, PySODMetrics underneath) groups frames by video and averages over
+/// videos — the report's `video_mean` — and for the threshold curves reports `adp*` (adaptive
+/// threshold), `avg*` (mean over the 256 thresholds of the video-averaged curve) and `max*`.
+/// "mIoU" and "mDice" are its `avgiou` and `avgdice` (its Dice handler has no adaptive value at
+/// all), and E-phi is `avgem`, the mean E-measure, as in the video camouflage tables (SLT-Net,
+/// ZoomNeXt) the paper's rows come from. S-alpha, weighted F and MAE are single values
+/// (`sm`, `wfm`, `mae`).
+pub const PAPER_COLUMNS: &[&str] = &["sm", "wfm", "mae", "em_mean", "iou_mean", "dice_mean"];
 
 /// The metric called `key`.
 pub fn find(key: &str) -> Option<&'static Metric> {

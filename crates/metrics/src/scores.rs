@@ -1,6 +1,7 @@
 //! Every metric of one frame.
 
 use crate::frame::Frame;
+use crate::mask_geometry::MaskGeometry;
 use crate::protocol::{self, JaccardF1};
 use crate::{binary, emeasure, smeasure, wfmeasure, GrayView, MetricsError};
 
@@ -23,6 +24,10 @@ pub struct FrameScores {
     pub fm_curve: [f64; 256],
     pub iou_curve: [f64; 256],
     pub dice_curve: [f64; 256],
+    /// Precision and recall (PySODMetrics' `PrecisionHandler`/`RecallHandler`: 0 where
+    /// nothing is predicted / nothing is annotated), for precision–recall curves.
+    pub precision_curve: [f64; 256],
+    pub recall_curve: [f64; 256],
     /// The reference `test.py`'s Jaccard and F1; `None` when the mask is empty (such frames
     /// are not part of its averages).
     pub jaccard_f1: Option<JaccardF1>,
@@ -32,9 +37,21 @@ impl FrameScores {
     /// Scores an 8-bit prediction against an 8-bit mask of the same size. The `test.py`
     /// protocol binarises the 8-bit prediction itself (min-max normalised, `> 0.5`).
     pub fn compute(pred: GrayView<'_>, gt: GrayView<'_>) -> Result<Self, MetricsError> {
-        let frame = Frame::new(pred, gt)?;
+        pred.same_size(&gt)?;
+        Self::compute_with_geometry(pred, gt, &MaskGeometry::new(gt))
+    }
+
+    /// As [`FrameScores::compute`], with the mask's [`MaskGeometry`] computed beforehand (by
+    /// `MaskGeometry::new(gt)`): scoring several predictions against one mask then computes
+    /// the mask's distance transform once. Same results, bit for bit.
+    pub fn compute_with_geometry(
+        pred: GrayView<'_>,
+        gt: GrayView<'_>,
+        geometry: &MaskGeometry,
+    ) -> Result<Self, MetricsError> {
+        let frame = Frame::new(pred, gt, geometry)?;
         let jf = protocol::from_frame(&frame);
-        Ok(Self::from_frame(&frame, jf))
+        Ok(Self::from_frame(&frame, jf, geometry))
     }
 
     /// As [`FrameScores::compute`], but the `test.py` protocol binarises `probability` (the
@@ -44,7 +61,9 @@ impl FrameScores {
         probability: &[f32],
         gt: GrayView<'_>,
     ) -> Result<Self, MetricsError> {
-        let frame = Frame::new(pred, gt)?;
+        pred.same_size(&gt)?;
+        let geometry = MaskGeometry::new(gt);
+        let frame = Frame::new(pred, gt, &geometry)?;
         if probability.len() != frame.size as usize {
             return Err(MetricsError::BufferSize {
                 len: probability.len(),
@@ -53,15 +72,15 @@ impl FrameScores {
             });
         }
         let jf = protocol::from_probability(probability, &frame);
-        Ok(Self::from_frame(&frame, jf))
+        Ok(Self::from_frame(&frame, jf, &geometry))
     }
 
-    fn from_frame(f: &Frame, jaccard_f1: Option<JaccardF1>) -> Self {
+    fn from_frame(f: &Frame, jaccard_f1: Option<JaccardF1>, geometry: &MaskGeometry) -> Self {
         let adaptive = binary::adaptive(f);
         let curves = binary::curves(f);
         Self {
             sm: smeasure::s_measure(f),
-            wfm: wfmeasure::weighted_f_measure(f),
+            wfm: wfmeasure::weighted_f_measure(f, geometry),
             mae: mae(f),
             em_adp: emeasure::adaptive(f),
             fm_adp: adaptive.fm,
@@ -71,6 +90,8 @@ impl FrameScores {
             fm_curve: curves.map(|b| b.fm),
             iou_curve: curves.map(|b| b.iou),
             dice_curve: curves.map(|b| b.dice),
+            precision_curve: curves.map(|b| b.precision),
+            recall_curve: curves.map(|b| b.recall),
             jaccard_f1,
         }
     }

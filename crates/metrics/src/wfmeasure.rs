@@ -1,21 +1,23 @@
 //! Weighted F-measure (Margolin et al., CVPR 2014), beta = 1, as PySODMetrics'
 //! `WeightedFmeasure` (a port of the authors' MATLAB code).
 
-use crate::edt::nearest_site;
 use crate::frame::{Frame, EPS};
+use crate::mask_geometry::MaskGeometry;
 
 const BETA: f64 = 1.0;
 /// MATLAB's `fspecial('gaussian', 7, 5)`.
 const KERNEL_RADIUS: usize = 3;
 const KERNEL_SIGMA: f64 = 5.0;
 
-pub(crate) fn weighted_f_measure(f: &Frame) -> f64 {
+pub(crate) fn weighted_f_measure(f: &Frame, geometry: &MaskGeometry) -> f64 {
     if f.fg == 0 {
         return 0.0;
     }
     let (w, h) = (f.width, f.height);
     let is_fg = |i: usize| f.gt[i] > 128;
-    let nearest = nearest_site(f.gt, |g| g > 128, w, h)
+    let nearest = geometry
+        .nearest
+        .as_ref()
         .expect("a non-empty mask has a nearest foreground pixel");
 
     // E = |pred - gt|; Et copies E of the nearest foreground pixel onto the background.
@@ -32,20 +34,33 @@ pub(crate) fn weighted_f_measure(f: &Frame) -> f64 {
     // EA = Et convolved with the Gaussian (zero outside the image); only needed on the
     // foreground, so it is computed on the foreground's bounding box, separably.
     let kernel = gaussian_1d();
-    let (r0, r1, c0, c1) = bounding_box(f.gt, w, h);
+    let (r0, r1, c0, c1) = geometry.bbox;
     let (rs, re) = (
         r0.saturating_sub(KERNEL_RADIUS),
         (r1 + KERNEL_RADIUS + 1).min(h),
     );
     let bw = c1 + 1 - c0;
+    // Et once per pixel of the box and its margin (the filter reads each seven times).
+    let (cs, ce) = (
+        c0.saturating_sub(KERNEL_RADIUS),
+        (c1 + KERNEL_RADIUS + 1).min(w),
+    );
+    let ew = ce - cs;
+    let mut et_box = vec![0.0; (re - rs) * ew];
+    for r in rs..re {
+        for c in cs..ce {
+            et_box[(r - rs) * ew + (c - cs)] = et(r * w + c);
+        }
+    }
     let mut horizontal = vec![0.0; (re - rs) * bw];
     for r in rs..re {
+        let row = &et_box[(r - rs) * ew..(r - rs + 1) * ew];
         for c in c0..=c1 {
             let mut acc = 0.0;
             for (k, &kv) in kernel.iter().enumerate() {
                 let cc = c as isize + k as isize - KERNEL_RADIUS as isize;
                 if cc >= 0 && (cc as usize) < w {
-                    acc += kv * et(r * w + cc as usize);
+                    acc += kv * row[cc as usize - cs];
                 }
             }
             horizontal[(r - rs) * bw + (c - c0)] = acc;
@@ -71,22 +86,19 @@ pub(crate) fn weighted_f_measure(f: &Frame) -> f64 {
         }
     }
 
-    // Background errors weighted by B = 2 - exp(log(0.5) / 5 * distance to the foreground).
+    // Background errors weighted by B = 2 - exp(log(0.5) / 5 * distance to the foreground),
+    // summed in raster order.
     let mut bg_sum = 0.0;
-    BACKGROUND_WEIGHT.with_borrow_mut(|weight| {
-        for (i, &j) in nearest.iter().enumerate() {
-            if is_fg(i) {
-                continue;
-            }
-            let e = f.value[f.pred[i] as usize];
-            if e == 0.0 {
-                continue;
-            }
-            let (j, (r, c)) = (j as usize, (i / w, i % w));
-            let (dr, dc) = (r.abs_diff(j / w), c.abs_diff(j % w));
-            bg_sum += e * weight.get(dr * dr + dc * dc);
+    for ((&p, &g), &b) in f.pred.iter().zip(f.gt).zip(&geometry.weight) {
+        if g > 128 {
+            continue;
         }
-    });
+        let e = f.value[p as usize];
+        if e == 0.0 {
+            continue;
+        }
+        bg_sum += e * b;
+    }
 
     let tpw = f.fg as f64 - fg_sum;
     let fpw = bg_sum;
@@ -105,42 +117,4 @@ fn gaussian_1d() -> [f64; 2 * KERNEL_RADIUS + 1] {
     }
     let sum: f64 = k.iter().sum();
     k.map(|v| v / sum)
-}
-
-/// The background weight `B` by squared distance, computed once per value and kept: the
-/// same float64 operations as computing it per pixel, without an `exp` per pixel.
-struct WeightBySquaredDistance(Vec<f64>);
-
-impl WeightBySquaredDistance {
-    fn get(&mut self, squared_distance: usize) -> f64 {
-        if squared_distance >= self.0.len() {
-            self.0.resize(squared_distance + 1, f64::NAN);
-        }
-        let slot = &mut self.0[squared_distance];
-        if slot.is_nan() {
-            let distance = (squared_distance as f64).sqrt();
-            *slot = 2.0 - (0.5f64.ln() / 5.0 * distance).exp();
-        }
-        *slot
-    }
-}
-
-thread_local! {
-    static BACKGROUND_WEIGHT: std::cell::RefCell<WeightBySquaredDistance> =
-        const { std::cell::RefCell::new(WeightBySquaredDistance(Vec::new())) };
-}
-
-fn bounding_box(gt: &[u8], w: usize, h: usize) -> (usize, usize, usize, usize) {
-    let (mut r0, mut r1, mut c0, mut c1) = (h, 0, w, 0);
-    for r in 0..h {
-        let row = &gt[r * w..(r + 1) * w];
-        if let Some(first) = row.iter().position(|&g| g > 128) {
-            let last = row.iter().rposition(|&g| g > 128).unwrap_or(first);
-            r0 = r0.min(r);
-            r1 = r;
-            c0 = c0.min(first);
-            c1 = c1.max(last);
-        }
-    }
-    (r0, r1, c0, c1)
 }

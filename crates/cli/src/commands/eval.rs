@@ -2,10 +2,16 @@
 
 use super::model_args::ModelArgs;
 use anyhow::{Context, Result};
+use fgstp_cli::evaluate::shard_split;
 use fgstp_cli::outputs::{stem, Outputs};
 use fgstp_cli::progress;
+use fgstp_data::layout::{Masks, Split};
 use fgstp_data::EvalLoader;
-use fgstp_metrics::MetricRecorder;
+use fgstp_metrics::cli::report_json;
+use fgstp_metrics::io::state_file::state_json;
+use fgstp_metrics::{MetricRecorder, Shard};
+use fgstp_model::files::write_bytes_atomically;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -21,6 +27,13 @@ pub struct Args {
     /// Write the metrics as JSON (overall, per_video, video_mean)
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Evaluate only shard K of N (0-based) of the split's videos: video i, in byte order of
+    /// names, is in shard i mod N (for job arrays; merge with `fgstp metrics merge`)
+    #[arg(long, value_name = "K/N")]
+    shard: Option<Shard>,
+    /// Write the exact metric state (versioned JSON) for `fgstp metrics merge`
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -30,7 +43,12 @@ pub fn run(args: Args) -> Result<()> {
         .split
         .clone()
         .unwrap_or_else(|| cfg.data.test_split.clone());
-    let loader = EvalLoader::open(&cfg.data, &split)?;
+    let mut videos = Split::open(&cfg.data.root, &split, Masks::Required)?;
+    if let Some(shard) = args.shard {
+        videos = shard_split(videos, shard);
+        eprintln!("shard {shard}: {} videos", videos.scenes.len());
+    }
+    let loader = EvalLoader::new(videos, &cfg.data)?;
     let outputs = args
         .output
         .as_deref()
@@ -49,13 +67,33 @@ pub fn run(args: Args) -> Result<()> {
     })?;
     bar.finish_and_clear();
 
+    if let Some(path) = &args.state {
+        let origin: BTreeMap<String, String> = [
+            ("command", "eval".to_string()),
+            ("config", args.model.config.display().to_string()),
+            ("weights", args.model.weights.display().to_string()),
+            ("split", split.clone()),
+            ("set", args.model.sets.join(" ")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let text = state_json(&recorder, args.shard, origin)?;
+        write_bytes_atomically(path, text.as_bytes())?;
+        eprintln!("wrote {}", path.display());
+    }
+    if args.shard.is_some() && recorder.frames() == 0 {
+        eprintln!(
+            "this shard has no annotated frames (more shards than videos?): nothing to report"
+        );
+        return Ok(());
+    }
     let report = recorder
         .results()
         .with_context(|| format!("no annotated frame in split {split:?}: nothing to score"))?;
     print!("{}", report.table());
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report)? + "\n";
-        fgstp_model::files::write_bytes_atomically(path, text.as_bytes())?;
+        write_bytes_atomically(path, report_json(&report)?.as_bytes())?;
         eprintln!("wrote {}", path.display());
     }
     if let Some(dir) = &args.output {

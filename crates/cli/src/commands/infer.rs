@@ -2,10 +2,12 @@
 
 use super::model_args::ModelArgs;
 use anyhow::Result;
+use fgstp_cli::evaluate::shard_split;
 use fgstp_cli::outputs::{stem, Outputs};
 use fgstp_cli::progress;
 use fgstp_data::layout::Split;
 use fgstp_data::EvalLoader;
+use fgstp_metrics::Shard;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -21,12 +23,19 @@ pub struct Args {
     /// Also write prob/<frame>.npy: float32 [H, W] sigmoid probabilities at the frame's size
     #[arg(long)]
     save_prob: bool,
+    /// Only shard K of N (0-based) of the videos: video i, in byte order of names, is in
+    /// shard i mod N (for job arrays)
+    #[arg(long, value_name = "K/N")]
+    shard: Option<Shard>,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let loaded = args.model.load()?;
     let cfg = &loaded.cfg;
-    let footage = Split::open_footage(&args.input)?;
+    let mut footage = Split::open_footage(&args.input)?;
+    if let Some(shard) = args.shard {
+        footage = shard_split(footage, shard);
+    }
     // One video given directly: flat outputs; a split: one folder per video.
     let per_video = footage.scenes.iter().any(|scene| scene.dir != args.input);
     let loader = EvalLoader::new(footage, &cfg.data)?;

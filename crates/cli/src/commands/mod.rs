@@ -2,6 +2,7 @@
 //! model, data and metrics crates), print.
 
 pub mod bench;
+pub mod compare;
 pub mod data;
 pub mod eval;
 pub mod infer;

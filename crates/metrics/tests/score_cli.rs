@@ -1,0 +1,271 @@
+//! The standalone `fgstp-score` binary (feature `cli`, no libtorch): sharded scoring merged
+//! back bit for bit, and `compare` with its table, files and plots.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn score(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fgstp-score"))
+        .args(args)
+        .output()
+        .expect("fgstp-score runs")
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn three_shards_merge_to_the_unsharded_json_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pred, gt) = (fixtures().join("pred"), fixtures().join("gt"));
+    let whole = dir.path().join("whole.json");
+    ok(score(&[
+        "metrics",
+        "--pred",
+        s(&pred),
+        "--gt",
+        s(&gt),
+        "--json",
+        s(&whole),
+    ]));
+
+    let mut states = Vec::new();
+    let mut frames = 0;
+    for k in 0..3 {
+        let state = dir.path().join(format!("shard{k}.state.json"));
+        let shard = format!("{k}/3");
+        let args = [
+            "metrics",
+            "--pred",
+            s(&pred),
+            "--gt",
+            s(&gt),
+            "--shard",
+            &shard,
+            "--state",
+            s(&state),
+        ];
+        ok(score(&args));
+        let v: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+        assert_eq!(v["format"], "fgstp-metric-state");
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["shard"]["index"], k);
+        frames += v["videos"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v["frames"].as_u64().unwrap())
+            .sum::<u64>();
+        states.push(state);
+    }
+    assert_eq!(frames, 33, "the shards cover every frame once");
+    let merged = dir.path().join("merged.json");
+    let mut args = vec!["metrics", "merge"];
+    args.extend(states.iter().map(|p| s(p)));
+    args.extend(["--json", s(&merged)]);
+    ok(score(&args));
+    assert_eq!(
+        std::fs::read(&merged).unwrap(),
+        std::fs::read(&whole).unwrap(),
+        "merged shards == unsharded run"
+    );
+
+    // A missing shard or the same shard twice is refused.
+    let out = score(&["metrics", "merge", s(&states[0]), s(&states[1])]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("missing shard 2/3"),
+        "{}",
+        stderr(&out)
+    );
+    let out = score(&[
+        "metrics",
+        "merge",
+        s(&states[0]),
+        s(&states[0]),
+        s(&states[1]),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("is in both"), "{}", stderr(&out));
+    ok(score(&[
+        "metrics",
+        "merge",
+        "--allow-partial",
+        s(&states[0]),
+        s(&states[1]),
+    ]));
+}
+
+#[test]
+fn compare_scores_systems_on_common_frames_and_writes_tables_and_plots() {
+    let formats = fixtures().join("formats");
+    let dir = tempfile::tempdir().unwrap();
+    let (json, csv, md, plots) = (
+        dir.path().join("c.json"),
+        dir.path().join("c.csv"),
+        dir.path().join("c.md"),
+        dir.path().join("plots"),
+    );
+    let xmempp = format!("XMem++={}", s(&formats.join("xmempp")));
+    let xmem = format!("XMem={}", s(&formats.join("xmem")));
+    let soft = format!("soft={}", s(&formats.join("soft_la")));
+    let out = ok(score(&[
+        "compare",
+        "--gt",
+        s(&formats.join("gt")),
+        "--pred",
+        &xmem,
+        "--pred",
+        &xmempp,
+        "--pred",
+        &soft,
+        "--exclude-annotated",
+        s(&formats.join("annotations")),
+        "--sort",
+        "mae",
+        "--json",
+        s(&json),
+        "--csv",
+        s(&csv),
+        "--markdown",
+        s(&md),
+        "--plots",
+        s(&plots),
+    ]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("S-alpha") && stdout.contains("mDice"),
+        "{stdout}"
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["frames"], 6);
+    let columns: Vec<&str> = report["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        columns,
+        ["sm", "wfm", "mae", "em_mean", "iou_mean", "dice_mean"]
+    );
+    let systems = report["systems"].as_array().unwrap();
+    // Sorted by MAE, lowest first.
+    let maes: Vec<f64> = systems
+        .iter()
+        .map(|s| s["table"]["mae"].as_f64().unwrap())
+        .collect();
+    assert!(maes.windows(2).all(|w| w[0] <= w[1]), "{maes:?}");
+    // XMem's palette ids and XMem++'s DAVIS RGB are the same masks: same row, tied best.
+    let row = |name: &str| &systems.iter().find(|s| s["name"] == name).unwrap()["table"];
+    assert_eq!(row("XMem"), row("XMem++"));
+    for key in columns {
+        let best: Vec<&str> = report["best"][key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(!best.is_empty());
+        assert_eq!(best.contains(&"XMem"), best.contains(&"XMem++"), "{key}");
+    }
+    // The table equals what `metrics` reports for each system alone.
+    let alone = dir.path().join("alone.json");
+    ok(score(&[
+        "metrics",
+        "--pred",
+        s(&formats.join("xmempp")),
+        "--gt",
+        s(&formats.join("gt")),
+        "--exclude",
+        "00000",
+        "--json",
+        s(&alone),
+    ]));
+    let alone: Value = serde_json::from_slice(&std::fs::read(&alone).unwrap()).unwrap();
+    for key in ["sm", "wfm", "mae", "em_mean", "iou_mean", "dice_mean"] {
+        assert_eq!(row("XMem++")[key], alone["video_mean"][key], "{key}");
+    }
+    assert_eq!(
+        report["per_video"]["cam_a"]["XMem++"]["iou_mean"],
+        alone["per_video"]["cam_a"]["iou_mean"]
+    );
+
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert!(csv.starts_with("system,video,sm,wfm,mae,em_mean,iou_mean,dice_mean\n"));
+    assert_eq!(
+        csv.lines().count(),
+        1 + 3 + 3 * 2,
+        "aggregate + per-video rows"
+    );
+    let md = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        md.contains("| system | S-alpha↑ |") && md.contains("**"),
+        "{md}"
+    );
+
+    for (name, min_w) in [
+        ("pr_curves.png", 800),
+        ("fmeasure.png", 800),
+        ("emeasure.png", 800),
+        ("miou_per_video.png", 700),
+        ("grid.png", 200),
+    ] {
+        let img = image::open(plots.join(name)).unwrap().into_rgb8();
+        assert!(img.width() >= min_w, "{name}: {}", img.width());
+        let inked = img.pixels().filter(|p| p.0 != [255, 255, 255]).count();
+        assert!(inked > 1000, "{name}: only {inked} non-white pixels");
+    }
+}
+
+#[test]
+fn compare_refuses_systems_without_common_frames_and_bad_names() {
+    let formats = fixtures().join("formats");
+    let gt = formats.join("gt");
+    let one = format!("a={}", s(&formats.join("xmem/cam_a")));
+    let other = format!("b={}", s(&formats.join("xmem")));
+    let out = score(&["compare", "--gt", s(&gt), "--pred", &one, "--pred", &other]);
+    assert!(!out.status.success());
+    let out = score(&["compare", "--gt", s(&gt), "--pred", "nodir"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("NAME=DIR"), "{}", stderr(&out));
+    let dup = format!("a={}", s(&formats.join("xmem")));
+    let out = score(&["compare", "--gt", s(&gt), "--pred", &dup, "--pred", &dup]);
+    assert!(
+        stderr(&out).contains("two systems are called"),
+        "{}",
+        stderr(&out)
+    );
+    let out = score(&["compare", "--gt", s(&gt), "--pred", &dup, "--sort", "nope"]);
+    assert!(stderr(&out).contains("no such metric"), "{}", stderr(&out));
+}
+
+#[test]
+fn help_needs_no_libtorch_and_lists_the_commands() {
+    let out = ok(score(&["--help"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("metrics") && text.contains("compare"),
+        "{text}"
+    );
+}
