@@ -19,7 +19,7 @@ use tch::Tensor;
 fn config(root: &std::path::Path, threads: usize) -> DataConfig {
     DataConfig {
         root: root.to_path_buf(),
-        train_size: 32,
+        train_size: 32.into(),
         eval_batch_size: 4,
         threads,
         prefetch: 2,

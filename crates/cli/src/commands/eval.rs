@@ -4,7 +4,6 @@ use super::model_args::ModelArgs;
 use anyhow::{Context, Result};
 use fgstp_cli::outputs::{stem, Outputs};
 use fgstp_cli::progress;
-use fgstp_data::EvalLoader;
 use fgstp_metrics::MetricRecorder;
 use std::path::PathBuf;
 
@@ -30,7 +29,7 @@ pub fn run(args: Args) -> Result<()> {
         .split
         .clone()
         .unwrap_or_else(|| cfg.data.test_split.clone());
-    let loader = EvalLoader::open(&cfg.data, &split)?;
+    let loader = loaded.open_split(&split)?;
     let outputs = args
         .output
         .as_deref()

@@ -5,7 +5,6 @@ use anyhow::Result;
 use fgstp_cli::outputs::{stem, Outputs};
 use fgstp_cli::progress;
 use fgstp_data::layout::Split;
-use fgstp_data::EvalLoader;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -21,16 +20,19 @@ pub struct Args {
     /// Also write prob/<frame>.npy: float32 [H, W] sigmoid probabilities at the frame's size
     #[arg(long)]
     save_prob: bool,
+    /// Also write maps/<frame>.png: the 8-bit min-max map (a short-term SLT-Net's maps are the
+    /// long-term model's priors, data.prior_dir)
+    #[arg(long)]
+    save_maps: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let loaded = args.model.load()?;
-    let cfg = &loaded.cfg;
     let footage = Split::open_footage(&args.input)?;
     // One video given directly: flat outputs; a split: one folder per video.
     let per_video = footage.scenes.iter().any(|scene| scene.dir != args.input);
-    let loader = EvalLoader::new(footage, &cfg.data)?;
-    let outputs = Outputs::new(&args.output, false, args.save_prob);
+    let loader = loaded.footage_loader(footage)?;
+    let outputs = Outputs::new(&args.output, args.save_maps, args.save_prob);
 
     let bar = progress::bar(loader.len() as u64, "infer", "frames");
     loaded.predict(&loader, |frame| {
@@ -42,8 +44,9 @@ pub fn run(args: Args) -> Result<()> {
     })?;
     bar.finish_and_clear();
     eprintln!(
-        "{} frames: masks/ and overlays/{} under {}",
+        "{} frames: masks/ and overlays/{}{} under {}",
         loader.len(),
+        if args.save_maps { ", maps/" } else { "" },
         if args.save_prob { " and prob/" } else { "" },
         args.output.display()
     );

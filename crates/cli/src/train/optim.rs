@@ -1,9 +1,23 @@
-//! Adam exactly as `torch.optim.Adam` computes it on CPU (its single-tensor path), with the
-//! reference's clip-by-value and step decay — and, unlike tch's optimiser wrapper, with state
-//! we can save and restore, so that a resumed run continues bit for bit.
+//! Adam exactly as `torch.optim.Adam` computes it on CPU (its single-tensor path), and SLT-Net's
+//! own AdamW (`utils/adamw.py`, its long-term model's optimiser), with parameter groups (a
+//! learning-rate factor per parameter), the reference's clip-by-value and step decay — and,
+//! unlike tch's optimiser wrapper, with state we can save and restore, so that a resumed run
+//! continues bit for bit.
 
 use anyhow::{bail, Context, Result};
-use tch::{nn::VarStore, Tensor};
+use tch::{nn::VarStore, Kind, Tensor};
+
+/// The update rule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AdamRule {
+    /// `torch.optim.Adam`: `m̂/(√v̂ + eps)` with bias-corrected moments; weight decay added to the
+    /// gradient.
+    #[default]
+    Torch,
+    /// SLT-Net's `utils/adamw.py`: step size `lr·√(1 − β₂ᵏ)/(1 − β₁ᵏ)` on `m/(√v + eps)` (eps
+    /// added to the uncorrected √v) and the decay `p·(1 − wd)` applied first, not scaled by lr.
+    SltNetAdamW,
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct AdamConfig {
@@ -12,6 +26,7 @@ pub struct AdamConfig {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    pub rule: AdamRule,
 }
 
 impl Default for AdamConfig {
@@ -23,6 +38,7 @@ impl Default for AdamConfig {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.0,
+            rule: AdamRule::Torch,
         }
     }
 }
@@ -34,6 +50,31 @@ struct ParamState {
     exp_avg_sq: Tensor,
     /// PyTorch counts steps per parameter: one that never received a gradient is not advanced.
     step: i64,
+    /// The parameter group's factor on the base learning rate.
+    lr_factor: f64,
+    /// This parameter's learning rate.
+    lr: f64,
+}
+
+/// Whether `name` matches the glob `pattern` (`*` = any run of characters, everything else
+/// literal).
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 pub struct Adam {
@@ -53,6 +94,11 @@ impl Adam {
     /// Optimises every trainable variable of `vs`, in name order (a stable order for clipping
     /// and checkpoints; Adam's update is per tensor, so the order does not change values).
     pub fn new(vs: &VarStore, cfg: AdamConfig) -> Self {
+        Self::with_groups(vs, cfg, |_| 1.0)
+    }
+
+    /// As [`Adam::new`] with a learning-rate factor per parameter name (a parameter group).
+    pub fn with_groups(vs: &VarStore, cfg: AdamConfig, lr_factor: impl Fn(&str) -> f64) -> Self {
         let mut vars: Vec<(String, Tensor)> = vs
             .variables()
             .into_iter()
@@ -61,23 +107,48 @@ impl Adam {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let params = vars
             .into_iter()
-            .map(|(name, param)| ParamState {
-                exp_avg: param.zeros_like(),
-                exp_avg_sq: param.zeros_like(),
-                name,
-                param,
-                step: 0,
+            .map(|(name, param)| {
+                let factor = lr_factor(&name);
+                ParamState {
+                    exp_avg: param.zeros_like(),
+                    exp_avg_sq: param.zeros_like(),
+                    lr_factor: factor,
+                    lr: cfg.lr * factor,
+                    name,
+                    param,
+                    step: 0,
+                }
             })
             .collect();
         Self { cfg, params }
     }
 
+    /// The base learning rate (of a group with factor 1).
     pub fn lr(&self) -> f64 {
         self.cfg.lr
     }
 
+    /// Sets the base learning rate; each parameter gets it times its group's factor.
     pub fn set_lr(&mut self, lr: f64) {
-        self.cfg.lr = lr;
+        self.set_group_lrs(lr, |factor| lr * factor);
+    }
+
+    /// Sets the base learning rate to `base` and each parameter's to `of_factor(its factor)`
+    /// (for schedules that are not a plain multiple of the base, e.g. cosine with a floor).
+    pub fn set_group_lrs(&mut self, base: f64, of_factor: impl Fn(f64) -> f64) {
+        self.cfg.lr = base;
+        for p in &mut self.params {
+            p.lr = of_factor(p.lr_factor);
+        }
+    }
+
+    pub fn set_weight_decay(&mut self, weight_decay: f64) {
+        self.cfg.weight_decay = weight_decay;
+    }
+
+    /// Names of the optimised parameters and their learning-rate factors.
+    pub fn groups(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.params.iter().map(|p| (p.name.as_str(), p.lr_factor))
     }
 
     pub fn zero_grad(&mut self) {
@@ -99,15 +170,19 @@ impl Adam {
     }
 
     pub fn step(&mut self) {
+        if self.cfg.rule == AdamRule::SltNetAdamW {
+            return self.step_sltnet_adamw();
+        }
         let AdamConfig {
-            lr,
             beta1,
             beta2,
             eps,
             weight_decay,
+            ..
         } = self.cfg;
         tch::no_grad(|| {
             for p in &mut self.params {
+                let lr = p.lr;
                 let grad = p.param.grad();
                 if !grad.defined() {
                     continue;
@@ -129,6 +204,48 @@ impl Adam {
                 let step_size = lr / bias_correction1;
                 let denom = (p.exp_avg_sq.sqrt() / bias_correction2_sqrt) + eps;
                 let _ = p.param.addcdiv_(&(&p.exp_avg * -step_size), &denom);
+            }
+        })
+    }
+
+    /// SLT-Net's `AdamW.step`, op for op: `exp_avg.mul_(β₁).add_(grad, alpha=1 − β₁)` (libtorch's
+    /// CPU kernel fuses that into one multiply-add, reproduced here in float64 and rounded once),
+    /// `exp_avg_sq.mul_(β₂).addcmul_(grad, grad, value=1 − β₂)`, `denom = √v + eps`, then
+    /// `p.mul_(1 − wd).addcdiv_(exp_avg, denom, value=−lr·√(1 − β₂ᵏ)/(1 − β₁ᵏ))`.
+    fn step_sltnet_adamw(&mut self) {
+        let AdamConfig {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            ..
+        } = self.cfg;
+        // The kernel receives 1 − β₁ as a float scalar.
+        let alpha = f64::from((1.0 - beta1) as f32);
+        tch::no_grad(|| {
+            for p in &mut self.params {
+                let grad = p.param.grad();
+                if !grad.defined() {
+                    continue;
+                }
+                p.step += 1;
+                let _ = p.exp_avg.g_mul_scalar_(beta1);
+                let fused = (p.exp_avg.to_kind(Kind::Double) + grad.to_kind(Kind::Double) * alpha)
+                    .to_kind(p.exp_avg.kind());
+                p.exp_avg.copy_(&fused);
+                let _ = p
+                    .exp_avg_sq
+                    .g_mul_scalar_(beta2)
+                    .addcmul_(&grad, &(&grad * (1.0 - beta2)));
+                let denom = p.exp_avg_sq.sqrt() + eps;
+                let step = p.step as f64;
+                let bias_correction1 = 1.0 - beta1.powf(step);
+                let bias_correction2 = 1.0 - beta2.powf(step);
+                let step_size = p.lr * bias_correction2.sqrt() / bias_correction1;
+                let _ = p
+                    .param
+                    .g_mul_scalar_(1.0 - weight_decay)
+                    .addcdiv_(&(&p.exp_avg * -step_size), &denom);
             }
         })
     }
@@ -174,7 +291,4 @@ impl Adam {
     }
 }
 
-/// The reference's step decay: `lr · rate^(epoch / every)`, epochs counted from 1.
-pub fn step_lr(base_lr: f64, epoch: usize, decay_rate: f64, decay_every: usize) -> f64 {
-    base_lr * decay_rate.powi((epoch / decay_every.max(1)) as i32)
-}
+pub use super::schedule::step_lr;
