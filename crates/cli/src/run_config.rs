@@ -411,9 +411,9 @@ mod tests {
             (
                 gasvid.train.epochs,
                 gasvid.train.batch_size,
-                gasvid.data.train_size
+                gasvid.data.train_size.hw()
             ),
-            (60, 6, 352)
+            (60, 6, (352, 352))
         );
         assert_eq!(
             (

@@ -142,7 +142,9 @@ mod tests {
         for (g, e) in got.iter().zip(expected) {
             assert!((g - e).abs() < 1e-6, "{got:?}");
         }
-        // Per frame the second would span [0, 1]; over the batch it keeps its place.
-        assert_eq!(to_uint8_truncated(&got), [0, 254, 127, 191]);
+        // Per frame the second would span [0, 1]; over the batch it keeps its place. NumPy, in
+        // float32 as the reference: [0, 1, 0.49999997, 0.74999994] → [0, 255, 127, 191].
+        assert_eq!(got, [0.0, 1.0, 0.49999997, 0.74999994]);
+        assert_eq!(to_uint8_truncated(&got), [0, 255, 127, 191]);
     }
 }

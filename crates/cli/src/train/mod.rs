@@ -404,16 +404,21 @@ fn pretrained_options(cfg: &RunConfig, vs: &VarStore, weights: &StateDict) -> Lo
     match cfg.train.pretrained_layout {
         PretrainedLayout::Partial => {
             let variables = vs.variables();
-            let mut options = LoadOptions::partial();
+            // A training checkpoint's optimiser state is not weights.
+            let mut options = LoadOptions {
+                drop_prefixes: vec![optim::STATE_PREFIX.to_string()],
+                ..LoadOptions::partial()
+            };
             if cfg.model.kind.is_zoomnext() {
-                options.drop_prefixes = weights
-                    .iter()
-                    .filter(|(key, t)| {
-                        zoomnext::is_temporal_key(key)
-                            && variables.get(*key).is_some_and(|v| v.size() != t.size())
-                    })
-                    .map(|(key, _)| key.to_string())
-                    .collect();
+                options.drop_prefixes.extend(
+                    weights
+                        .iter()
+                        .filter(|(key, t)| {
+                            zoomnext::is_temporal_key(key)
+                                && variables.get(*key).is_some_and(|v| v.size() != t.size())
+                        })
+                        .map(|(key, _)| key.to_string()),
+                );
             }
             options
         }
