@@ -50,16 +50,20 @@ pub struct Bench {
     /// One triplet, each frame encoded (as in training and the reference).
     pub gmacs_per_triplet: f64,
     pub gflops_per_triplet: f64,
-    /// One more frame of a video with the feature cache (encoder once per frame).
+    /// One more frame of a video with the feature cache (encoder once per frame); for models
+    /// without one, a sample's compute per frame it predicts.
     pub gmacs_per_frame_cached: f64,
     pub forward_ms_per_triplet: f64,
     /// Forward latency per triplet for each numeric mode and computation order, measured in
     /// alternating rounds in this process, with the largest probability difference from the
     /// first (fp32-strict, reference order).
     pub forward_variants: Vec<ForwardVariant>,
+    /// Video frames/s with and without the feature cache (equal, measured once, for models
+    /// without one: `feature_cache` false).
     pub video_fps_cached: f64,
     pub video_fps_uncached: f64,
     pub cache_speedup: f64,
+    pub feature_cache: bool,
     pub train_step_s: f64,
     pub data_triplets_per_s: Option<f64>,
     pub metrics_frames_per_s: f64,
@@ -271,7 +275,13 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
         .map(|n| n as i64)
         .sum();
     let macs = forward_macs(&cfg.model, height, width, false)? as f64;
-    let macs_cached = forward_macs(&cfg.model, height, width, true)? as f64;
+    // Per video frame: with the feature cache one encoder pass per frame; a clip model's clip
+    // covers its frames (ignoring the overlap of a video's last clip).
+    let macs_cached = if kind.has_feature_cache() {
+        forward_macs(&cfg.model, height, width, true)? as f64
+    } else {
+        macs / frames_per_sample.max(1) as f64
+    };
     let step = |what: &str| eprintln!("bench: {what}");
 
     step(&format!("forward latency per {sample}"));
@@ -316,8 +326,14 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
             [t, a, b]
         })
         .collect();
+    // Models without a feature cache run the same path either way: measured once.
+    let cache_modes: &[(usize, bool)] = if kind.has_feature_cache() {
+        &[(0, true), (1, false)]
+    } else {
+        &[(0, true)]
+    };
     let mut fps = [0.0; 2];
-    for (slot, cache) in [(0, true), (1, false)] {
+    for &(slot, cache) in cache_modes {
         let seconds = time(opts.repeats, device, || {
             tch::no_grad(|| {
                 predict_video(
@@ -335,6 +351,9 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
             })
         })?;
         fps[slot] = n as f64 / seconds;
+    }
+    if !kind.has_feature_cache() {
+        fps[1] = fps[0];
     }
 
     step(&format!("training step at batch {batch}"));
@@ -457,6 +476,7 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
         video_fps_cached: fps[0],
         video_fps_uncached: fps[1],
         cache_speedup: fps[0] / fps[1],
+        feature_cache: kind.has_feature_cache(),
         train_step_s: train_s,
         data_triplets_per_s: data_rate,
         metrics_frames_per_s: metrics_fps,

@@ -103,6 +103,7 @@ pub fn predict_video(
     // Models that can encode a frame once and decode triplets from its features.
     type Encode<'a> = Box<dyn Fn(&Tensor) -> Result<Features> + 'a>;
     type Decode<'a> = Box<dyn Fn(&Features, &Features, &Features) -> Result<Tensor> + 'a>;
+    // (`ModelKind::has_feature_cache` names these kinds.)
     let streaming: Option<(Encode, Decode)> = match model {
         Model::Fgstp(m) => Some((
             Box::new(|x| m.encode(x, false)),
