@@ -380,7 +380,7 @@ fn slt_net_two_stage_pipeline_runs_from_short_term_maps_to_the_long_term_model()
 }
 
 #[test]
-fn bench_measures_every_comparison_model() {
+fn bench_measures_a_clip_model_per_clip_and_per_frame() {
     let cfg = config(
         "bench-zoomnext-video",
         "kind = \"zoomnext-video\"",
