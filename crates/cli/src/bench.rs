@@ -4,17 +4,18 @@
 
 use anyhow::Result;
 use fgstp_data::sample::neighbours;
-use fgstp_data::TrainLoader;
+use fgstp_data::{InputSpec, PixelFormat, TrainLoader, TrainSamples};
 use fgstp_metrics::{FrameScores, GrayView};
 use fgstp_model::backend::CudaGraph;
 use fgstp_model::complexity::forward_macs;
-use fgstp_model::streaming::predict_video;
+use fgstp_model::streaming::{predict_video, stack_samples};
 use fgstp_model::{Model, Precision};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::time::Instant;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
+use crate::model_inputs::{input_spec, training_clip};
 use crate::run_config::RunConfig;
 use crate::train::loss::total_loss;
 use crate::train::optim::{Adam, AdamConfig};
@@ -35,7 +36,13 @@ pub struct Bench {
     pub config: String,
     pub model: String,
     pub backbone: String,
+    /// The input side (square), or the height for `[height, width]` inputs.
     pub input_size: i64,
+    pub input_height: i64,
+    pub input_width: i64,
+    /// What one "triplet" below is for this model: "triplet", "frame" or "clip of N frames"
+    /// (the keys keep FGSTP's name).
+    pub sample: String,
     pub batch_size: usize,
     pub device: String,
     pub threads: i32,
@@ -43,16 +50,20 @@ pub struct Bench {
     /// One triplet, each frame encoded (as in training and the reference).
     pub gmacs_per_triplet: f64,
     pub gflops_per_triplet: f64,
-    /// One more frame of a video with the feature cache (encoder once per frame).
+    /// One more frame of a video with the feature cache (encoder once per frame); for models
+    /// without one, a sample's compute per frame it predicts.
     pub gmacs_per_frame_cached: f64,
     pub forward_ms_per_triplet: f64,
     /// Forward latency per triplet for each numeric mode and computation order, measured in
     /// alternating rounds in this process, with the largest probability difference from the
     /// first (fp32-strict, reference order).
     pub forward_variants: Vec<ForwardVariant>,
+    /// Video frames/s with and without the feature cache (equal, measured once, for models
+    /// without one: `feature_cache` false).
     pub video_fps_cached: f64,
     pub video_fps_uncached: f64,
     pub cache_speedup: f64,
+    pub feature_cache: bool,
     pub train_step_s: f64,
     pub data_triplets_per_s: Option<f64>,
     pub metrics_frames_per_s: f64,
@@ -218,29 +229,68 @@ fn eval_forward(model: &Model, device: Device, inputs: &[&Tensor]) -> Result<Ten
     Ok(out.prediction().to_kind(Kind::Float))
 }
 
+/// Shapes `[C, h, w]` of one frame's model inputs.
+fn frame_input_shapes(cfg: &RunConfig, spec: &InputSpec) -> Vec<[i64; 3]> {
+    let (h, w) = cfg.data.train_size.hw();
+    match spec.pixels {
+        PixelFormat::ImageNet => vec![[3, h, w]],
+        PixelFormat::UnitRange => vec![[if spec.prior { 4 } else { 3 }, h, w]],
+        PixelFormat::ZoomPyramid { sizes } => sizes
+            .iter()
+            .map(|&(h, w)| [3, i64::from(h), i64::from(w)])
+            .collect(),
+    }
+}
+
+/// Random model inputs of one frame, on the CPU, values in [0, 1].
+fn random_frame(shapes: &[[i64; 3]]) -> Vec<Tensor> {
+    shapes
+        .iter()
+        .map(|s| Tensor::rand(s.as_slice(), (Kind::Float, Device::Cpu)))
+        .collect()
+}
+
 /// Measures `cfg` (`config` names it in the results), printing each stage as it starts.
 pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
     let device = cfg.train.device.resolve()?;
     cfg.model.precision.set_backend_flags()?;
-    let size = i64::from(cfg.data.train_size);
+    let (height, width) = cfg.data.train_size.hw();
     let batch = cfg.train.batch_size;
     tch::manual_seed(cfg.train.seed as i64);
     let vs = VarStore::new(device);
     let model = Model::new(&vs.root(), &cfg.model)?;
-    let frames_per_sample = cfg.model.kind.frames();
+    let kind = cfg.model.kind;
+    let spec = input_spec(cfg);
+    let shapes = frame_input_shapes(cfg, &spec);
+    let frames_per_sample = kind.frames();
+    let sample = match frames_per_sample {
+        1 => "frame".to_string(),
+        3 if !kind.is_zoomnext() => "triplet".to_string(),
+        n => format!("clip of {n} frames"),
+    };
     let params: i64 = vs
         .trainable_variables()
         .iter()
         .map(Tensor::numel)
         .map(|n| n as i64)
         .sum();
-    let macs = forward_macs(&cfg.model, size, size, false)? as f64;
-    let macs_cached = forward_macs(&cfg.model, size, size, true)? as f64;
+    let macs = forward_macs(&cfg.model, height, width, false)? as f64;
+    // Per video frame: with the feature cache one encoder pass per frame; a clip model's clip
+    // covers its frames (ignoring the overlap of a video's last clip).
+    let macs_cached = if kind.has_feature_cache() {
+        forward_macs(&cfg.model, height, width, true)? as f64
+    } else {
+        macs / frames_per_sample.max(1) as f64
+    };
     let step = |what: &str| eprintln!("bench: {what}");
 
-    step("forward latency per triplet");
-    let inputs: Vec<Tensor> = (0..frames_per_sample)
-        .map(|_| Tensor::randn([1, 3, size, size], (Kind::Float, device)))
+    step(&format!("forward latency per {sample}"));
+    let one_sample: Vec<Vec<Tensor>> = (0..frames_per_sample)
+        .map(|_| random_frame(&shapes))
+        .collect();
+    let inputs: Vec<Tensor> = stack_samples(kind, &[one_sample])
+        .into_iter()
+        .map(|t| t.to_device(device))
         .collect();
     let refs: Vec<&Tensor> = inputs.iter().collect();
     let forward_s = time(opts.repeats, device, || {
@@ -255,18 +305,35 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
     let n = opts.video_frames.max(3);
     // Decoded frames in memory (tensors are not shareable across threads): this times the
     // model, not the disk.
-    let video: Vec<Vec<f32>> = (0..n)
-        .map(|_| Vec::<f32>::try_from(Tensor::randn([3 * size * size], (Kind::Float, Device::Cpu))))
+    let video: Vec<Vec<Vec<f32>>> = (0..n)
+        .map(|_| {
+            random_frame(&shapes)
+                .iter()
+                .map(|t| Vec::<f32>::try_from(t.flatten(0, -1)))
+                .collect::<Result<Vec<_>, _>>()
+        })
         .collect::<Result<_, _>>()?;
-    let source = |i: usize| Ok(Tensor::from_slice(&video[i]).view([3, size, size]));
+    let source = |i: usize| {
+        Ok(video[i]
+            .iter()
+            .zip(&shapes)
+            .map(|(v, s)| Tensor::from_slice(v).view(s.as_slice()))
+            .collect())
+    };
     let triplets: Vec<[usize; 3]> = (0..n)
         .map(|t| {
             let [a, b] = neighbours(t, n);
             [t, a, b]
         })
         .collect();
+    // Models without a feature cache run the same path either way: measured once.
+    let cache_modes: &[(usize, bool)] = if kind.has_feature_cache() {
+        &[(0, true), (1, false)]
+    } else {
+        &[(0, true)]
+    };
     let mut fps = [0.0; 2];
-    for (slot, cache) in [(0, true), (1, false)] {
+    for &(slot, cache) in cache_modes {
         let seconds = time(opts.repeats, device, || {
             tch::no_grad(|| {
                 predict_video(
@@ -285,13 +352,41 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
         })?;
         fps[slot] = n as f64 / seconds;
     }
+    if !kind.has_feature_cache() {
+        fps[1] = fps[0];
+    }
 
     step(&format!("training step at batch {batch}"));
     let mut adam = Adam::new(&vs, AdamConfig::default());
-    let frames: Vec<Tensor> = (0..frames_per_sample)
-        .map(|_| Tensor::randn([batch as i64, 3, size, size], (Kind::Float, device)))
+    // A training sample: a triplet, a frame, or a clip (`train.clip_frames` for the long-term
+    // SLT-Net), with a mask per supervised frame.
+    let train_frames = spec.frames_per_sample();
+    let samples: Vec<Vec<Vec<Tensor>>> = (0..batch)
+        .map(|_| (0..train_frames).map(|_| random_frame(&shapes)).collect())
         .collect();
-    let mask = Tensor::rand([batch as i64, 1, size, size], (Kind::Float, device))
+    let frames: Vec<Tensor> = if spec.train == TrainSamples::Triplets {
+        stack_samples(kind, &samples)
+    } else {
+        // ZoomNeXt: [B·F, 3, h, w] per scale; the long-term SLT-Net: [B, F, 4, H, W].
+        (0..shapes.len())
+            .map(|j| {
+                let parts: Vec<&Tensor> = samples.iter().flatten().map(|f| &f[j]).collect();
+                let stacked = Tensor::stack(&parts, 0);
+                match training_clip(cfg) {
+                    Some(t) => stacked.unflatten(0, [batch as i64, t as i64]),
+                    None => stacked,
+                }
+            })
+            .collect()
+    }
+    .into_iter()
+    .map(|t| t.to_device(device))
+    .collect();
+    let supervised = match spec.train {
+        TrainSamples::Clips { len, .. } => batch * len,
+        _ => batch,
+    };
+    let mask = Tensor::rand([supervised as i64, 1, height, width], (Kind::Float, device))
         .gt(0.9)
         .to_kind(Kind::Float);
     let train_refs: Vec<&Tensor> = frames.iter().collect();
@@ -303,15 +398,21 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
         })??;
         adam.zero_grad();
         loss.backward();
-        adam.clip_grad_value(cfg.train.clip)?;
+        if cfg.train.clip > 0.0 {
+            adam.clip_grad_value(cfg.train.clip)?;
+        }
         adam.step()?;
         Ok(())
     })?;
 
     step("data stream");
-    let data_rate = match prepare_data(cfg)
-        .and_then(|()| Ok(TrainLoader::open(&cfg.data, cfg.train.sampling())?))
-    {
+    let data_rate = match prepare_data(cfg).and_then(|()| {
+        Ok(TrainLoader::open_with(
+            &cfg.data,
+            cfg.train.sampling(),
+            &spec,
+        )?)
+    }) {
         Ok(loader) => {
             let batches = loader.batches_per_epoch().min(8);
             let start = Instant::now();
@@ -328,7 +429,7 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
     };
 
     step("metric suite");
-    let (w, h) = (size as usize, size as usize);
+    let (w, h) = (width as usize, height as usize);
     let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..64u32)
         .map(|seed| {
             let pred = (0..w * h)
@@ -357,9 +458,12 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
 
     let bench = Bench {
         config: config.to_string(),
-        model: format!("{:?}", cfg.model.kind).to_lowercase(),
+        model: kind_name(cfg),
         backbone: cfg.model.backbone.name().to_string(),
-        input_size: size,
+        input_size: height,
+        input_height: height,
+        input_width: width,
+        sample,
         batch_size: batch,
         device: format!("{device:?}").to_lowercase(),
         threads: tch::get_num_threads(),
@@ -372,9 +476,18 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
         video_fps_cached: fps[0],
         video_fps_uncached: fps[1],
         cache_speedup: fps[0] / fps[1],
+        feature_cache: kind.has_feature_cache(),
         train_step_s: train_s,
         data_triplets_per_s: data_rate,
         metrics_frames_per_s: metrics_fps,
     };
     Ok(bench)
+}
+
+/// The model kind as the configuration spells it (`slt-net-long`, …).
+fn kind_name(cfg: &RunConfig) -> String {
+    toml::Value::try_from(cfg.model.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{:?}", cfg.model.kind).to_lowercase())
 }

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use fgstp_data::layout::{Scene, Split};
-use fgstp_data::{EvalLoader, SixteenBit};
+use fgstp_data::{EvalLoader, Protocol, SixteenBit};
 use fgstp_metrics::{to_gray_map, GrayView, MetricRecorder, Shard};
 use fgstp_model::streaming::{predict_video, probability_at};
 use fgstp_model::Model;
@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tch::Device;
 
 use crate::run_config::RunConfig;
+use crate::zoomnext_eval;
 
 /// One predicted frame, at its original size.
 pub struct FramePrediction<'a> {
@@ -74,7 +75,8 @@ impl std::fmt::Display for Interrupted {
 impl std::error::Error for Interrupted {}
 
 /// Predicts every sample of `loader` (video by video, in order) and hands each frame to
-/// `on_frame`. Returns `false` if `stop` was raised before the end.
+/// `on_frame`. Returns `false` if `stop` was raised before the end. ZoomNeXt under
+/// `protocol = "reference"` goes through [`crate::zoomnext_eval`] (its batch normalisation).
 pub fn predict_split(
     model: &Model,
     device: Device,
@@ -85,6 +87,37 @@ pub fn predict_split(
 ) -> Result<bool> {
     let samples = loader.samples();
     let split = loader.split();
+    let frame_prediction = |position: usize, prob: Vec<f32>, gray_map: Vec<u8>| {
+        let sample = &samples[position];
+        let scene = &split.scenes[sample.scene];
+        let t = sample.frames[0];
+        let mask = match &scene.frames[t].mask {
+            Some(path) => Some(fgstp_data::decode::load_mask(path)?),
+            None => None,
+        };
+        anyhow::Ok(FramePrediction {
+            sample_index: position,
+            scene,
+            frame: t,
+            width: scene.width,
+            height: scene.height,
+            prob,
+            gray_map,
+            mask,
+            sixteen_bit: cfg.data.sixteen_bit,
+        })
+    };
+    if cfg.model.kind.is_zoomnext() && cfg.data.protocol == Protocol::Reference {
+        // Normalised over each batch, batches across videos: see the module.
+        return zoomnext_eval::predict_split(
+            model,
+            device,
+            loader,
+            cfg.data.eval_batch_size,
+            stop,
+            |position, prob, gray| on_frame(&frame_prediction(position, prob, gray)?),
+        );
+    }
     let mut start = 0;
     while start < samples.len() {
         let scene_index = samples[start].scene;
@@ -92,7 +125,7 @@ pub fn predict_split(
         let len = video.iter().take_while(|s| s.scene == scene_index).count();
         let video = &video[..len];
         let scene = &split.scenes[scene_index];
-        let source = |frame: usize| Ok(loader.model_input(scene_index, frame)?);
+        let source = |frame: usize| Ok(loader.model_inputs(scene_index, frame)?);
         let triplets: Vec<[usize; 3]> = video.iter().map(|s| s.frames).collect();
         let result = tch::no_grad(|| {
             predict_video(
@@ -106,25 +139,9 @@ pub fn predict_split(
                     if stop.load(Ordering::Relaxed) {
                         return Err(Interrupted.into());
                     }
-                    let (width, height) = (scene.width, scene.height);
-                    let prob = probability_at(&logits, width, height)?;
+                    let prob = probability_at(&logits, scene.width, scene.height)?;
                     let gray_map = to_gray_map(&prob);
-                    let t = video[position].frames[0];
-                    let mask = match &scene.frames[t].mask {
-                        Some(path) => Some(fgstp_data::decode::load_mask(path)?),
-                        None => None,
-                    };
-                    on_frame(&FramePrediction {
-                        sample_index: start + position,
-                        scene,
-                        frame: t,
-                        width,
-                        height,
-                        prob,
-                        gray_map,
-                        mask,
-                        sixteen_bit: cfg.data.sixteen_bit,
-                    })
+                    on_frame(&frame_prediction(start + position, prob, gray_map)?)
                 },
             )
         });

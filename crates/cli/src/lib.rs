@@ -6,6 +6,8 @@
 //!   checkpoints — with the reference's loss and optimiser;
 //! - [`evaluate`]: a model over a dataset split, frame by frame, scored or written out
 //!   ([`outputs`]); [`trained`]: a run's configuration and weights loaded for that;
+//!   ([`zoomnext_eval`]: ZoomNeXt's batch-normalised reference evaluation);
+//!   [`model_inputs`]: what each model kind reads from the data;
 //! - [`bench`]: the measurements of `fgstp bench`;
 //! - [`progress`]: the one progress-bar style of every long command.
 //!
@@ -13,9 +15,11 @@
 
 pub mod bench;
 pub mod evaluate;
+pub mod model_inputs;
 pub mod outputs;
 pub mod progress;
 pub mod run_config;
 pub mod toml_overrides;
 pub mod train;
 pub mod trained;
+pub mod zoomnext_eval;

@@ -30,20 +30,44 @@ pub struct RunConfig {
 pub struct TrainConfig {
     /// Epochs, counted from 1 (reference: 60).
     pub epochs: usize,
-    /// Samples per step (reference: 6).
+    /// Samples per step (reference: 6); a sample is a triplet, a frame or a clip.
     pub batch_size: usize,
-    /// Adam's learning rate (reference: 1e-4).
+    /// The base learning rate (reference: 1e-4); parameter groups scale it.
     pub lr: f64,
+    /// "adam" (`torch.optim.Adam`: weight decay added to the gradient) or "sltnet-adamw" (the
+    /// long-term SLT-Net's `utils/adamw.py`: decoupled decay `p·(1 − wd)`, not scaled by lr).
+    pub optimizer: OptimizerKind,
+    /// Weight decay (reference: 0; SLT-Net long-term: 1e-6, scaled by the cyclic schedule).
+    pub weight_decay: f64,
+    /// Learning-rate factors by parameter name: `[{ params = ["encoder.*"], lr_factor = 0.1 }]`
+    /// (glob patterns, `*` = any characters; the first group that matches wins; the rest 1×).
+    pub param_groups: Vec<ParamGroup>,
+    /// Parameters that are not trained at all (glob patterns), e.g. ZoomNeXt's
+    /// `["encoder.patch_embed1.*"]`.
+    pub frozen: Vec<String>,
     /// Seed of the initial weights, the shuffle and every augmentation (reference: 2025).
     pub seed: u64,
     /// "auto" (CUDA if available), "cpu", "cuda" or "cuda:N".
     pub device: DeviceSpec,
     /// Gradients are clamped to [-clip, clip] (reference: 0.5, by value); 0 disables.
     pub clip: f64,
+    /// "epoch-step": × `lr_decay_rate` every `lr_decay_every` epochs (FGSTP, SLT-Net);
+    /// "iteration-step": × `lr_decay_rate` once `lr_milestone` of all steps are done, per step
+    /// (ZoomNeXt); "constant"; "cyclic-cosine": the long-term SLT-Net's cosine restarts
+    /// (`[train.cyclic]`).
+    pub lr_schedule: LrSchedule,
     /// The learning rate is multiplied by `lr_decay_rate` every `lr_decay_every` epochs
     /// (reference: 0.1 every 45).
     pub lr_decay_rate: f64,
     pub lr_decay_every: usize,
+    /// "iteration-step": the decay comes after `[numerator, denominator]` of all steps,
+    /// `steps · numerator / denominator` rounded down (ZoomNeXt: [2, 3]).
+    pub lr_milestone: [u64; 2],
+    /// "cyclic-cosine"'s parameters.
+    pub cyclic: CyclicConfig,
+    /// Frames per training clip of the long-term SLT-Net (reference: 10); ZoomNeXt's video
+    /// model always takes its 5.
+    pub clip_frames: usize,
     /// Weights to start from (partial load: matching keys only), e.g. the authors' COD10K
     /// backbone `pretrain/cod10k_encoder.pth`; a path relative to the config file's folder's
     /// parent is taken relative to the working directory.
@@ -65,11 +89,19 @@ impl Default for TrainConfig {
             epochs: 60,
             batch_size: sampling.batch_size,
             lr: 1e-4,
+            optimizer: OptimizerKind::Adam,
+            weight_decay: 0.0,
+            param_groups: Vec::new(),
+            frozen: Vec::new(),
             seed: sampling.seed,
             device: DeviceSpec::Auto,
             clip: 0.5,
+            lr_schedule: LrSchedule::EpochStep,
             lr_decay_rate: 0.1,
             lr_decay_every: 45,
+            lr_milestone: [2, 3],
+            cyclic: CyclicConfig::default(),
+            clip_frames: 10,
             pretrained: None,
             pretrained_layout: PretrainedLayout::Partial,
             bce: BceWeighting::Reference,
@@ -84,6 +116,74 @@ impl TrainConfig {
         TrainSampling {
             batch_size: self.batch_size,
             seed: self.seed,
+        }
+    }
+}
+
+/// The optimiser's update rule (`train.optimizer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    /// `torch.optim.Adam` (FGSTP, SLT-Net short-term, ZoomNeXt).
+    #[default]
+    Adam,
+    /// SLT-Net's own `utils/adamw.py` (its long-term model): bias correction folded into the
+    /// step size, `eps` added to the uncorrected √v, weight decay `p·(1 − wd)` not scaled by lr.
+    SltnetAdamw,
+}
+
+/// A learning-rate factor for the parameters whose names match `params`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamGroup {
+    /// Glob patterns over state-dict names (`*` = any characters).
+    pub params: Vec<String>,
+    /// Multiplies the learning rate (ZoomNeXt's encoder: 0.1).
+    pub lr_factor: f64,
+}
+
+/// How the learning rate moves (`train.lr_schedule`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrSchedule {
+    /// FGSTP's and SLT-Net's `adjust_lr`: `lr · rate^(epoch / every)`, epochs from 1.
+    #[default]
+    EpochStep,
+    /// ZoomNeXt's "step" scheduler, per step: `lr · rate^((step + 1) / milestone)`.
+    IterationStep,
+    /// ZoomNeXt's video fine-tuning.
+    Constant,
+    /// SLT-Net long-term's `CyclicLRWithRestarts`, as its training loop calls it (see
+    /// `[train.cyclic]`).
+    CyclicCosine,
+}
+
+/// `CyclicLRWithRestarts(optimizer, batch_size, epoch_size, restart_period, t_mult,
+/// policy="cosine", min_lr)`. The reference's training loop calls its `step()` (meant once per
+/// epoch) before every batch, so a "period" counts optimiser steps, not epochs; this reproduces
+/// that: step k of a cycle of period P has lr `min_lr + (lr − min_lr)·(1 + cos(π·t/P))/2`, t
+/// running 0 … P in the first cycle and 1 … P after each restart, P growing to ⌈P·t_mult⌉; the
+/// weight decay is `weight_decay · (1 + cos(π·t/P))/2 · √(batch_size / (epoch_size · P))`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CyclicConfig {
+    /// The first period (reference: 5).
+    pub period: u64,
+    /// Each period is the previous one × `t_mult`, rounded up (reference: 1.2).
+    pub t_mult: f64,
+    /// "Training samples per epoch" in the weight-decay normalisation (reference: 1024).
+    pub epoch_size: u64,
+    /// The floor of the learning rate (reference: 1e-7).
+    pub min_lr: f64,
+}
+
+impl Default for CyclicConfig {
+    fn default() -> Self {
+        Self {
+            period: 5,
+            t_mult: 1.2,
+            epoch_size: 1024,
+            min_lr: 1e-7,
         }
     }
 }
@@ -175,8 +275,17 @@ impl RunConfig {
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
         self.data.validate(Path::new("[data]"))?;
-        let size = i64::from(self.data.train_size);
-        self.model.check_input_size(size, size)?;
+        let (height, width) = self.data.train_size.hw();
+        self.model.check_input_size(height, width)?;
+        if self.model.kind.is_zoomnext() {
+            ensure!(
+                height % 4 == 0 && width % 4 == 0,
+                "data.train_size = {}: ZoomNeXt predicts at 4 × its encoder's 1/4 map, so the \
+                 base size must be a multiple of 4 on each side for the prediction to match the \
+                 mask (the reference uses 384)",
+                self.data.train_size
+            );
+        }
         ensure!(self.train.epochs >= 1, "train.epochs must be at least 1");
         ensure!(
             self.train.batch_size >= 1,
@@ -193,6 +302,37 @@ impl RunConfig {
         ensure!(
             self.train.lr_decay_every >= 1,
             "train.lr_decay_every must be at least 1"
+        );
+        ensure!(
+            self.train.weight_decay >= 0.0 && self.train.weight_decay.is_finite(),
+            "train.weight_decay must be ≥ 0"
+        );
+        for group in &self.train.param_groups {
+            ensure!(
+                group.lr_factor >= 0.0 && group.lr_factor.is_finite() && !group.params.is_empty(),
+                "train.param_groups: each group needs params = [\"pattern\", …] and an lr_factor ≥ 0 \
+                 (got {group:?}); to stop training parameters, list them in train.frozen"
+            );
+        }
+        let [numerator, denominator] = self.train.lr_milestone;
+        ensure!(
+            denominator > 0 && numerator <= denominator,
+            "train.lr_milestone = [{numerator}, {denominator}] must be a fraction of the run in \
+             [0, 1] (ZoomNeXt: [2, 3])"
+        );
+        let cyclic = &self.train.cyclic;
+        ensure!(
+            cyclic.period >= 1
+                && cyclic.t_mult >= 1.0
+                && cyclic.epoch_size >= 1
+                && cyclic.min_lr >= 0.0
+                && cyclic.min_lr <= self.train.lr,
+            "train.cyclic = {cyclic:?}: needs period ≥ 1, t_mult ≥ 1, epoch_size ≥ 1 and \
+             0 ≤ min_lr ≤ train.lr (reference: 5, 1.2, 1024, 1e-7)"
+        );
+        ensure!(
+            self.train.clip_frames >= 1,
+            "train.clip_frames must be at least 1 (the long-term SLT-Net's reference: 10)"
         );
         ensure!(self.eval.every >= 1, "eval.every must be at least 1");
         ensure!(
@@ -231,6 +371,35 @@ mod tests {
     }
 
     #[test]
+    fn sizes_and_kind_specific_mistakes_are_named() {
+        let base = configs().join("gasvid.toml");
+        let long = RunConfig::load(
+            &base,
+            &[
+                "model.kind=\"slt-net-long\"".into(),
+                "data.train_size=352".into(),
+            ],
+        )
+        .unwrap_err();
+        assert!(format!("{long:#}").contains("256×448"), "{long:#}");
+        let zoom = RunConfig::load(
+            &base,
+            &[
+                "model.kind=\"zoomnext\"".into(),
+                "data.train_size=66".into(),
+            ],
+        )
+        .unwrap_err();
+        assert!(format!("{zoom:#}").contains("multiple of 4"), "{zoom:#}");
+        let bad = RunConfig::load(&base, &["train.lr_milestone=[3, 2]".into()]).unwrap_err();
+        assert!(format!("{bad:#}").contains("lr_milestone"), "{bad:#}");
+        let rect = RunConfig::load(&base, &["data.train_size=[256, 448]".into()]).unwrap();
+        assert_eq!(rect.data.train_size.hw(), (256, 448));
+        let text = toml::to_string(&rect).unwrap();
+        assert!(text.contains("train_size = [256, 448]"), "{text}");
+    }
+
+    #[test]
     fn shipped_configs_load_and_gasvid_spells_out_every_field() {
         let quickstart = RunConfig::load(&configs().join("quickstart.toml"), &[]).unwrap();
         assert!(
@@ -242,9 +411,9 @@ mod tests {
             (
                 gasvid.train.epochs,
                 gasvid.train.batch_size,
-                gasvid.data.train_size
+                gasvid.data.train_size.hw()
             ),
-            (60, 6, 352)
+            (60, 6, (352, 352))
         );
         assert_eq!(
             (
@@ -255,6 +424,34 @@ mod tests {
             (1e-4, 0.5, 45)
         );
         assert_eq!((gasvid.train.seed, gasvid.eval.every), (2025, 5));
+
+        let slt = RunConfig::load(&configs().join("slt-net.toml"), &[]).unwrap();
+        assert_eq!(slt.model.kind, fgstp_model::ModelKind::SltNet);
+        assert_eq!(
+            (slt.train.lr, slt.train.batch_size, slt.train.lr_decay_every),
+            (1e-6, 8, 50)
+        );
+        assert_eq!(slt.eval.best_metric, "mae");
+        let long = RunConfig::load(&configs().join("slt-net-long.toml"), &[]).unwrap();
+        assert_eq!(long.model.kind, fgstp_model::ModelKind::SltNetLong);
+        assert_eq!(long.data.train_size.hw(), (256, 448));
+        assert_eq!(long.train.optimizer, OptimizerKind::SltnetAdamw);
+        assert_eq!(long.train.lr_schedule, LrSchedule::CyclicCosine);
+        assert_eq!(
+            (long.train.clip_frames, long.train.weight_decay),
+            (10, 1e-6)
+        );
+        assert!(long.data.prior_dir.as_deref().unwrap().contains("{split}"));
+        let zoom = RunConfig::load(&configs().join("zoomnext.toml"), &[]).unwrap();
+        assert_eq!(zoom.model.kind, fgstp_model::ModelKind::Zoomnext);
+        assert_eq!(zoom.train.lr_schedule, LrSchedule::IterationStep);
+        assert_eq!(zoom.train.frozen, ["encoder.patch_embed1.*"]);
+        assert_eq!(zoom.train.param_groups[0].lr_factor, 0.1);
+        assert_eq!((zoom.train.clip, zoom.data.drop_last), (0.0, true));
+        let video = RunConfig::load(&configs().join("zoomnext-video.toml"), &[]).unwrap();
+        assert_eq!(video.model.kind, fgstp_model::ModelKind::ZoomnextVideo);
+        assert_eq!(video.train.lr_schedule, LrSchedule::Constant);
+        assert_eq!(video.train.param_groups.len(), 2);
 
         let written: toml::Table = std::fs::read_to_string(configs().join("gasvid.toml"))
             .unwrap()

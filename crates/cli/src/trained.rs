@@ -2,6 +2,7 @@
 //! training checkpoint or any state dict), loaded onto the configured device.
 
 use anyhow::{Context, Result};
+use fgstp_data::layout::Split;
 use fgstp_data::EvalLoader;
 use fgstp_model::checkpoint::{load_into, StateDict};
 use fgstp_model::Model;
@@ -10,6 +11,7 @@ use std::sync::atomic::AtomicBool;
 use tch::{nn::VarStore, Device};
 
 use crate::evaluate::{predict_split, FramePrediction};
+use crate::model_inputs::input_spec;
 use crate::run_config::RunConfig;
 use crate::train::checkpoint::weights_load_options;
 
@@ -47,6 +49,25 @@ impl LoadedModel {
             model,
             _vs: vs,
         })
+    }
+
+    /// The evaluation samples of `data.root / split` as this model reads them.
+    pub fn open_split(&self, split: &str) -> Result<EvalLoader> {
+        Ok(EvalLoader::open_with(
+            &self.cfg.data,
+            split,
+            &input_spec(&self.cfg),
+        )?)
+    }
+
+    /// The samples of an already opened split (`Split::open_footage` for inference, or a shard
+    /// of one) as this model reads them.
+    pub fn loader_for(&self, split: Split) -> Result<EvalLoader> {
+        Ok(EvalLoader::new_with(
+            split,
+            &self.cfg.data,
+            &input_spec(&self.cfg),
+        )?)
     }
 
     /// Predicts every sample of `loader` as configured (feature cache, batch size), in order.

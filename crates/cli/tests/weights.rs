@@ -218,3 +218,47 @@ fn inspect_checks_a_reference_fgstp_checkpoint_against_our_model() {
         "{text}"
     );
 }
+
+/// The committed reference-made fixtures of the comparison systems (their tiny, non-released
+/// encoders cannot be checked key by key, but the model is named).
+#[test]
+fn inspect_names_the_comparison_systems_on_their_reference_fixtures() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures");
+    for (file, layout, kind) in [
+        (
+            "slt_net/slt_net_tiny.pth",
+            "ShortTerm",
+            "model.kind = \"slt-net\"",
+        ),
+        (
+            "slt_net/slt_net_long_tiny.pth",
+            "LongTerm",
+            "model.kind = \"slt-net-long\"",
+        ),
+        (
+            "zoomnext/zoomnext_image.pth",
+            "ZoomNext",
+            "model.kind = \"zoomnext\"",
+        ),
+    ] {
+        let path = fixtures.join(file);
+        let text = stdout_of(&["inspect", path.to_str().unwrap()]);
+        let fits = text
+            .lines()
+            .find(|l| l.starts_with("fits:"))
+            .unwrap_or_else(|| panic!("{file}: no fits line in\n{text}"));
+        assert!(fits.contains(kind), "{file}: {fits}");
+        let json = stdout_of(&["inspect", "--json", path.to_str().unwrap()]);
+        let info: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert!(
+            info["layout"].as_str().unwrap().contains(layout),
+            "{file}: {}",
+            info["layout"]
+        );
+        assert!(
+            info["description"].as_str().unwrap().contains(kind),
+            "{file}: {}",
+            info["description"]
+        );
+    }
+}

@@ -56,7 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t: usize = t.trim().parse()?;
         let cfg = DataConfig {
             root: root.clone(),
-            train_size: size,
+            train_size: size.into(),
             threads: t,
             prefetch: 2,
             ..Default::default()

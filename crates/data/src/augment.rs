@@ -19,6 +19,7 @@ use image::{GrayImage, ImageBuffer, Luma, Pixel, Rgb, RgbImage};
 use rand::rngs::ChaCha8Rng;
 use rand::{Rng, RngExt, SeedableRng};
 
+use crate::config::ImageSize;
 use crate::decode::pil_luma;
 
 /// ImageNet statistics used by the reference's `transforms.Normalize`.
@@ -354,6 +355,27 @@ pub fn resize_rgb(img: &RgbImage, size: u32) -> RgbImage {
 
 pub fn resize_mask(mask: &GrayImage, size: u32) -> GrayImage {
     pil_resize(mask, size, size)
+}
+
+/// As [`resize_rgb`] to `size` (height × width): torchvision's `Resize((h, w))`.
+pub fn resize_rgb_to(img: &RgbImage, size: ImageSize) -> RgbImage {
+    pil_resize(img, size.width, size.height)
+}
+
+/// As [`resize_mask`] to `size` (height × width).
+pub fn resize_mask_to(mask: &GrayImage, size: ImageSize) -> GrayImage {
+    pil_resize(mask, size.width, size.height)
+}
+
+/// Writes an RGB image as a `[3, H, W]` float block of `v / 255` (`ToTensor` alone).
+pub fn unit_range_into(img: &RgbImage, out: &mut [f32]) {
+    let plane = (img.width() * img.height()) as usize;
+    assert_eq!(out.len(), 3 * plane, "output block must be [3, H, W]");
+    for (i, p) in img.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = f32::from(p[c]) / 255.0;
+        }
+    }
 }
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;

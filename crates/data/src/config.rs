@@ -17,8 +17,9 @@ pub struct DataConfig {
     pub train_split: String,
     pub val_split: String,
     pub test_split: String,
-    /// Side of the square model input, pixels (reference: 352).
-    pub train_size: u32,
+    /// Model input size: a side (square, reference: 352) or `[height, width]` (the long-term
+    /// SLT-Net's fixed `[256, 448]`). For ZoomNeXt the base (1×) zoom scale.
+    pub train_size: ImageSize,
     /// Evaluation/inference batch size (reference `test.py`: 16).
     pub eval_batch_size: usize,
     /// Decode/augment threads; 0 = all cores. Batches do not depend on it.
@@ -33,6 +34,86 @@ pub struct DataConfig {
     pub augment: bool,
     /// Shuffle training samples every epoch.
     pub shuffle: bool,
+    /// Leave out the last, incomplete training batch of an epoch (ZoomNeXt's loader does).
+    pub drop_last: bool,
+    /// The long-term SLT-Net's 4th input channel: a folder of the short-term model's 8-bit maps,
+    /// `<prior_dir>/<scene>/<frame stem>.png` (for a single video also `<prior_dir>/<frame
+    /// stem>.png`). `{split}` in the path is replaced by the split being read, so one setting
+    /// serves training and evaluation, e.g. `"priors/{split}/maps"` after `fgstp infer
+    /// --save-maps --output priors/<split>` of a short-term model on each split.
+    pub prior_dir: Option<String>,
+}
+
+/// A model input size, written as a side (`352`, square) or as `[height, width]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageSize {
+    pub height: u32,
+    pub width: u32,
+}
+
+impl ImageSize {
+    pub const fn square(side: u32) -> Self {
+        Self {
+            height: side,
+            width: side,
+        }
+    }
+
+    /// `(height, width)` as libtorch sizes.
+    pub fn hw(self) -> (i64, i64) {
+        (i64::from(self.height), i64::from(self.width))
+    }
+
+    /// Pixels of one plane.
+    pub fn area(self) -> usize {
+        self.height as usize * self.width as usize
+    }
+}
+
+impl From<u32> for ImageSize {
+    fn from(side: u32) -> Self {
+        Self::square(side)
+    }
+}
+
+impl PartialEq<u32> for ImageSize {
+    fn eq(&self, side: &u32) -> bool {
+        *self == Self::square(*side)
+    }
+}
+
+impl std::fmt::Display for ImageSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}×{}", self.height, self.width)
+    }
+}
+
+impl Serialize for ImageSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if self.height == self.width {
+            s.serialize_u32(self.height)
+        } else {
+            [self.height, self.width].serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ImageSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Side(u32),
+            HeightWidth([u32; 2]),
+        }
+        match Written::deserialize(d) {
+            Ok(Written::Side(side)) => Ok(Self::square(side)),
+            Ok(Written::HeightWidth([height, width])) => Ok(Self { height, width }),
+            Err(_) => Err(serde::de::Error::custom(
+                "expected a side in pixels (e.g. 352) or [height, width] (e.g. [256, 448])",
+            )),
+        }
+    }
 }
 
 /// What a training stream needs beyond [`DataConfig`]: in a run configuration these are
@@ -62,7 +143,7 @@ impl Default for DataConfig {
             train_split: "train".into(),
             val_split: "val".into(),
             test_split: "test".into(),
-            train_size: 352,
+            train_size: ImageSize::square(352),
             eval_batch_size: 16,
             threads: 0,
             prefetch: 2,
@@ -70,6 +151,8 @@ impl Default for DataConfig {
             sixteen_bit: SixteenBit::PerVideo,
             augment: true,
             shuffle: true,
+            drop_last: false,
+            prior_dir: None,
         }
     }
 }
@@ -93,9 +176,9 @@ impl DataConfig {
                 reason,
             })
         };
-        if self.train_size < 8 {
+        if self.train_size.height < 8 || self.train_size.width < 8 {
             return bad(format!(
-                "train_size = {} is too small (at least 8)",
+                "train_size = {} is too small (at least 8 on each side)",
                 self.train_size
             ));
         }
@@ -132,8 +215,9 @@ pub enum Protocol {
     /// (see [`crate::sample::neighbours`]).
     #[default]
     Full,
-    /// Exactly the reference's frame set: frames 0..n-2 of every video, the last two never
-    /// evaluated.
+    /// Exactly the reference's frame set: for FGSTP, SLT-Net and SINet-V2 frames 0..n-2 of
+    /// every video, the last two never evaluated; for ZoomNeXt the annotated frames (see
+    /// [`crate::inputs::ReferenceFrames`]).
     Reference,
 }
 

@@ -138,6 +138,28 @@ pub fn load_mask(path: &Path) -> Result<GrayImage> {
     Ok(binarize(&load_raw(path)?))
 }
 
+/// A mask binarised as ZoomNeXt reads it (`read_gray_array(thr=0)`): 255 where the luminance
+/// is above 0.
+pub fn load_mask_nonzero(path: &Path) -> Result<GrayImage> {
+    let img = load_raw(path)?;
+    let gray = match &img {
+        DynamicImage::ImageLuma8(im) => im.clone(),
+        DynamicImage::ImageLuma16(im) => GrayImage::from_fn(im.width(), im.height(), |x, y| {
+            Luma([u8::from(im.get_pixel(x, y)[0] > 0) * 255])
+        }),
+        _ => {
+            let rgb = img.to_rgb8();
+            GrayImage::from_fn(rgb.width(), rgb.height(), |x, y| {
+                let p = rgb.get_pixel(x, y);
+                Luma([pil_luma(p[0], p[1], p[2])])
+            })
+        }
+    };
+    Ok(GrayImage::from_fn(gray.width(), gray.height(), |x, y| {
+        Luma([if gray.get_pixel(x, y)[0] > 0 { 255 } else { 0 }])
+    }))
+}
+
 /// Binarises like `test.py` (`gt / (gt.max() + 1e-8) > 0.5`, which for integer pixels is
 /// `2·v > max`), on PIL's luminance; 16-bit masks keep their precision.
 pub fn binarize(img: &DynamicImage) -> GrayImage {

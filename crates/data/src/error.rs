@@ -82,6 +82,22 @@ pub enum DataError {
     #[error("cannot write {path}: {reason}; check the output folder's permissions and free space")]
     Write { path: PathBuf, reason: String },
 
+    #[error("prior {path} is missing (the short-term prediction of frame {frame}; also looked for {other}): run `fgstp infer --save-maps` of the short-term SLT-Net on this split and point data.prior_dir at its maps/ folder")]
+    MissingPrior {
+        path: PathBuf,
+        other: PathBuf,
+        frame: PathBuf,
+    },
+
+    #[error("the samples need the short-term predictions (data.prior_dir) but none is set: set data.prior_dir to the maps/ folder `fgstp infer --save-maps` of the short-term SLT-Net wrote")]
+    NoPriorDir,
+
+    #[error("split {path} has no clip of {len} consecutive annotated frames to train on: add masks, shorten the clips (train.clip_frames) or add longer videos")]
+    NoTrainingClips { path: PathBuf, len: usize },
+
+    #[error("{reason}")]
+    Resize { reason: String },
+
     #[error("data config {path}: {reason}")]
     Config { path: PathBuf, reason: String },
 

@@ -12,6 +12,9 @@
 //! (frames t, t+1, t+2, annotated t only); evaluation/inference gives every frame a sample
 //! (`protocol = "full"`) or exactly the reference's set (`protocol = "reference"`).
 //!
+//! Other models (ZoomNeXt's zoom scales, clips, the long-term SLT-Net's prior channel) say what
+//! they read with an [`InputSpec`] (`TrainLoader::open_with`, `EvalLoader::open_with`).
+//!
 //! # Streams
 //! ```no_run
 //! use fgstp_data::{DataConfig, EvalLoader, TrainLoader, TrainSampling};
@@ -21,7 +24,7 @@
 //! for epoch in 0..2 {
 //!     for batch in train.epoch(epoch) {
 //!         let batch = batch?;
-//!         // batch.frames: [Tensor; 3], each [B, 3, S, S] f32 (t, t+1, t+2), ImageNet-normalised
+//!         // batch.frames: 3 tensors [B, 3, S, S] f32 (t, t+1, t+2), ImageNet-normalised
 //!         // batch.mask:   [B, 1, S, S] f32 in [0, 1]
 //!         // batch.samples: scene, frame names/indices, supervised, original size
 //!     }
@@ -29,7 +32,7 @@
 //! let val = EvalLoader::open(&cfg, &cfg.val_split)?;
 //! for batch in val.batches() {
 //!     let batch = batch?;
-//!     // batch.frames: [Tensor; 3] at the model size; batch.masks: Vec<Option<GrayImage>>,
+//!     // batch.frames: 3 tensors at the model size; batch.masks: Vec<Option<GrayImage>>,
 //!     // binary (0/255) at each frame's original size, None where a frame has no mask.
 //! }
 //! # Ok(()) }
@@ -52,15 +55,22 @@ pub mod config;
 pub mod decode;
 pub mod error;
 pub mod generated;
+pub mod inputs;
 pub mod layout;
 pub mod natural;
+pub mod opencv;
+pub mod prior;
 pub mod sample;
 pub mod stream;
 pub mod synth;
 pub mod video;
+pub mod zoomnext_augment;
 
-pub use config::{DataConfig, Protocol, SixteenBit, TrainSampling};
+pub use config::{DataConfig, ImageSize, Protocol, SixteenBit, TrainSampling};
 pub use error::{DataError, Result};
+pub use inputs::{
+    AugmentStyle, ClipStarts, InputSpec, MaskFormat, PixelFormat, ReferenceFrames, TrainSamples,
+};
 pub use layout::{Frame, Masks, Scene, Split};
 pub use sample::SampleRef;
 pub use stream::{

@@ -15,21 +15,41 @@
 //!
 //! Samples without a mask are flagged `supervised = false`: inference still predicts them,
 //! metrics skip them.
+//!
+//! Models that read one frame or clips ([`crate::inputs`]) train on every annotated frame, or on
+//! clips of consecutive annotated frames (both references build clips from the run of annotated
+//! frames; for densely annotated videos these are consecutive frames), and `protocol =
+//! "reference"` evaluates the frames their reference does ([`ReferenceFrames`]).
 
 use rand::rngs::ChaCha8Rng;
 use rand::SeedableRng;
 
 use crate::config::Protocol;
+use crate::inputs::{ClipStarts, ReferenceFrames, TrainSamples};
 use crate::layout::Split;
 
 /// One sample: indices into `split.scenes[scene].frames`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SampleRef {
     pub scene: usize,
-    /// Current frame, then its two neighbours.
+    /// Current frame, then its two neighbours (for a clip: its first frame and that frame's
+    /// neighbours).
     pub frames: [usize; 3],
-    /// Whether frame `frames[0]` has a mask.
+    /// Whether frame `frames[0]` (for a clip: every frame of it) has a mask.
     pub supervised: bool,
+    /// A clip sample's frames in order; empty for other samples.
+    pub clip: Vec<usize>,
+}
+
+impl SampleRef {
+    /// The frames this sample decodes, in model order: the clip, frame t alone, or the triplet.
+    pub fn read_frames(&self, train: TrainSamples) -> Vec<usize> {
+        match train {
+            TrainSamples::Clips { .. } => self.clip.clone(),
+            TrainSamples::Frames => vec![self.frames[0]],
+            TrainSamples::Triplets => self.frames.to_vec(),
+        }
+    }
 }
 
 /// The two neighbours of frame `t` in a video of `n ≥ 3` frames (see the module docs).
@@ -64,6 +84,7 @@ pub fn training_samples(split: &Split) -> Vec<SampleRef> {
                     scene: s,
                     frames: [t, t + 1, t + 2],
                     supervised: true,
+                    clip: Vec::new(),
                 });
             }
         }
@@ -71,25 +92,84 @@ pub fn training_samples(split: &Split) -> Vec<SampleRef> {
     out
 }
 
-/// The evaluation / inference samples under `protocol`, in video order.
-pub fn evaluation_samples(split: &Split, protocol: Protocol) -> Vec<SampleRef> {
+/// The training samples of a model that reads `train` (see [`TrainSamples`]).
+pub fn training_samples_for(split: &Split, train: TrainSamples) -> Vec<SampleRef> {
+    let (len, starts) = match train {
+        TrainSamples::Triplets => return training_samples(split),
+        TrainSamples::Frames => (1, ClipStarts::EveryFrame),
+        TrainSamples::Clips { len, starts } => (len.max(1), starts),
+    };
     let mut out = Vec::new();
     for (s, scene) in split.scenes.iter().enumerate() {
         let n = scene.frames.len();
-        let last = match protocol {
-            Protocol::Full => n,
-            Protocol::Reference => n.saturating_sub(2),
-        };
-        for t in 0..last {
-            let [a, b] = match protocol {
-                Protocol::Full => neighbours(t, n),
-                Protocol::Reference => [t + 1, t + 2],
-            };
+        let annotated: Vec<usize> = (0..n).filter(|&i| scene.frames[i].mask.is_some()).collect();
+        for start in clip_starts(annotated.len(), len, starts) {
+            let clip = annotated[start..start + len].to_vec();
+            let [a, b] = neighbours(clip[0], n);
             out.push(SampleRef {
                 scene: s,
-                frames: [t, a, b],
-                supervised: scene.frames[t].mask.is_some(),
+                frames: [clip[0], a, b],
+                supervised: true,
+                clip: if matches!(train, TrainSamples::Frames) {
+                    Vec::new()
+                } else {
+                    clip
+                },
             });
+        }
+    }
+    out
+}
+
+/// Start positions of `len`-frame clips in a run of `count` frames (none if it is shorter).
+pub fn clip_starts(count: usize, len: usize, starts: ClipStarts) -> Vec<usize> {
+    if len == 0 || count < len {
+        return Vec::new();
+    }
+    match starts {
+        ClipStarts::EveryFrame => (0..=count - len).collect(),
+        ClipStarts::ZoomNextReference => {
+            let stride = if len > 1 { len - 1 } else { 1 };
+            (0..count)
+                .step_by(stride)
+                .map(|clip_idx| (clip_idx * stride).min(count - len))
+                .collect()
+        }
+    }
+}
+
+/// The evaluation / inference samples under `protocol`, in video order (FGSTP's reference
+/// frame set).
+pub fn evaluation_samples(split: &Split, protocol: Protocol) -> Vec<SampleRef> {
+    evaluation_samples_for(split, protocol, ReferenceFrames::DropLastTwo)
+}
+
+/// The evaluation / inference samples under `protocol`, in video order; `reference` says which
+/// frames `protocol = "reference"` keeps. Every sample carries frame t's neighbours: the
+/// reference's (t+1, t+2) under FGSTP's reference protocol, [`neighbours`] otherwise.
+pub fn evaluation_samples_for(
+    split: &Split,
+    protocol: Protocol,
+    reference: ReferenceFrames,
+) -> Vec<SampleRef> {
+    let mut out = Vec::new();
+    for (s, scene) in split.scenes.iter().enumerate() {
+        let n = scene.frames.len();
+        for t in 0..n {
+            let annotated = scene.frames[t].mask.is_some();
+            let (keep, [a, b]) = match (protocol, reference) {
+                (Protocol::Full, _) => (true, neighbours(t, n)),
+                (Protocol::Reference, ReferenceFrames::DropLastTwo) => (t + 2 < n, [t + 1, t + 2]),
+                (Protocol::Reference, ReferenceFrames::Annotated) => (annotated, neighbours(t, n)),
+            };
+            if keep {
+                out.push(SampleRef {
+                    scene: s,
+                    frames: [t, a, b],
+                    supervised: annotated,
+                    clip: Vec::new(),
+                });
+            }
         }
     }
     out
@@ -120,5 +200,26 @@ mod tests {
         assert_eq!(neighbours(2, 3), [1, 0]);
         assert_eq!(neighbours(0, 3), [1, 2]);
         assert_eq!(neighbours(2, 4), [3, 0]);
+    }
+
+    #[test]
+    fn clip_starts_follow_each_reference() {
+        assert_eq!(clip_starts(12, 10, ClipStarts::EveryFrame), [0, 1, 2]);
+        assert_eq!(
+            clip_starts(9, 10, ClipStarts::EveryFrame),
+            Vec::<usize>::new()
+        );
+        // ZoomNeXt, T = 5 (stride 4): range(0, 20, 4) → starts 0, 16, then 32, 48, 64 clamped
+        // to 15.
+        assert_eq!(
+            clip_starts(20, 5, ClipStarts::ZoomNextReference),
+            [0, 15, 15, 15, 15]
+        );
+        assert_eq!(
+            clip_starts(40, 5, ClipStarts::ZoomNextReference),
+            [0, 16, 32, 35, 35, 35, 35, 35, 35, 35]
+        );
+        assert_eq!(clip_starts(5, 5, ClipStarts::ZoomNextReference), [0, 0]);
+        assert_eq!(clip_starts(3, 1, ClipStarts::ZoomNextReference), [0, 1, 2]);
     }
 }

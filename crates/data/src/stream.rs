@@ -1,12 +1,20 @@
 //! Batches as `tch` tensors, built in parallel on a background producer with a bounded queue.
 //!
-//! A loader owns a checked [`Split`], its sample list and a rayon pool of `threads` workers.
-//! Each call to [`TrainLoader::epoch`] / [`EvalLoader::batches`] starts one producer thread
-//! that builds batch after batch (decoding and augmenting the 3·B frames and B masks of a
-//! batch in parallel on the pool) and queues up to `prefetch` finished batches. Every random
-//! draw comes from (seed, epoch, sample index), so batches are identical for any thread count.
-//! Dropping the iterator stops the producer: it finishes the batch in hand and exits, and the
-//! drop waits for it, so no thread outlives the iterator.
+//! A loader owns a checked [`Split`], its sample list, what the model reads ([`InputSpec`]) and
+//! a rayon pool of `threads` workers. Each call to [`TrainLoader::epoch`] /
+//! [`EvalLoader::batches`] starts one producer thread that builds batch after batch (decoding
+//! and augmenting the frames and masks of a batch in parallel on the pool) and queues up to
+//! `prefetch` finished batches. Every random draw comes from (seed, epoch, sample index), so
+//! batches are identical for any thread count. Dropping the iterator stops the producer: it
+//! finishes the batch in hand and exits, and the drop waits for it, so no thread outlives the
+//! iterator.
+//!
+//! # Batch layout
+//! With [`TrainSamples::Triplets`] (FGSTP's), `frames` holds frames t, t+1, t+2 as three
+//! `[B, 3, H, W]` tensors and `mask` frame t's `[B, 1, H, W]`. Single-frame and clip samples
+//! hold one tensor per model input of a frame (ZoomNeXt: its three zoom scales; the long-term
+//! SLT-Net: RGB + prior), each `[B·F, C, h, w]` with the F frames of a sample next to each other,
+//! and a mask per frame, `[B·F, 1, H, W]`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,13 +28,18 @@ use rayon::prelude::*;
 use tch::Tensor;
 
 use crate::augment::{
-    mask_into, normalisation_table, normalise_into, resize_mask, resize_rgb, AugmentDraw,
+    mask_into, normalisation_table, normalise_into, resize_mask_to, resize_rgb_to, unit_range_into,
+    AugmentDraw,
 };
 use crate::config::{DataConfig, TrainSampling};
-use crate::decode::load_mask;
+use crate::decode::{load_mask, load_mask_nonzero};
 use crate::error::{DataError, Result};
+use crate::inputs::{AugmentStyle, InputSpec, MaskFormat, PixelFormat, TrainSamples};
 use crate::layout::{Masks, Split};
-use crate::sample::{evaluation_samples, rng_for, training_samples, SampleRef};
+use crate::opencv::{resize_linear_f32, zoom_pyramid};
+use crate::prior::load_prior;
+use crate::sample::{evaluation_samples_for, rng_for, training_samples_for, SampleRef};
+use crate::zoomnext_augment::FrameDraw;
 
 /// Who a sample is, for logs, metrics and written predictions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +49,8 @@ pub struct SampleInfo {
     pub scene: String,
     /// Frame indices within the scene: current frame, then its two neighbours.
     pub frames: [usize; 3],
+    /// A clip sample's frames; empty otherwise.
+    pub clip: Vec<usize>,
     /// File names of those frames (`images/<name>`).
     pub names: [String; 3],
     pub paths: [PathBuf; 3],
@@ -46,12 +61,14 @@ pub struct SampleInfo {
     pub original_size: (u32, u32),
 }
 
-/// A training batch: B samples at the train size S.
+/// A training batch (see the module docs for the layout).
 #[derive(Debug)]
 pub struct Batch {
-    /// Frames t, t+1, t+2: each `[B, 3, S, S]` f32, ImageNet-normalised.
-    pub frames: [Tensor; 3],
-    /// Mask of frame t: `[B, 1, S, S]` f32 in [0, 1] (resized, not re-binarised, as the reference).
+    /// The model inputs, f32: triplets `[B, 3, H, W]` × 3 (t, t+1, t+2, ImageNet-normalised);
+    /// otherwise one `[B·F, C, h, w]` per input of a frame.
+    pub frames: Vec<Tensor>,
+    /// `[B, 1, H, W]` (triplets) or `[B·F, 1, H, W]`, f32 in [0, 1] (resized, not re-binarised,
+    /// as the references).
     pub mask: Tensor,
     pub samples: Vec<SampleInfo>,
 }
@@ -59,8 +76,9 @@ pub struct Batch {
 /// An evaluation / inference batch: frames at the model size, masks at their original size.
 #[derive(Debug)]
 pub struct EvalBatch {
-    /// Frames t and its two neighbours: each `[B, 3, S, S]` f32, ImageNet-normalised.
-    pub frames: [Tensor; 3],
+    /// For each of frame t and its two neighbours, each model input of that frame `[B, C, h, w]`
+    /// (FGSTP: three `[B, 3, H, W]`, ImageNet-normalised).
+    pub frames: Vec<Tensor>,
     /// Binary mask (0/255) of frame t at the frame's original size; `None` if not annotated.
     pub masks: Vec<Option<GrayImage>>,
     pub samples: Vec<SampleInfo>,
@@ -211,6 +229,7 @@ fn sample_info(split: &Split, index: usize, sample: &SampleRef) -> SampleInfo {
         index,
         scene: scene.name.clone(),
         frames: sample.frames,
+        clip: sample.clip.clone(),
         names: std::array::from_fn(|k| frame(k).name.clone()),
         paths: std::array::from_fn(|k| frame(k).image.clone()),
         mask_path: frame(0).mask.clone(),
@@ -224,68 +243,253 @@ struct Source {
     split: Split,
     samples: Vec<SampleRef>,
     cfg: DataConfig,
+    spec: InputSpec,
     table: [[f32; 256]; 3],
 }
 
-/// Decoded, optionally augmented, resized and normalised frames of one batch: 3 blocks of
-/// `[B, 3, S, S]`; masks go to `mask_out` (`[B, 1, S, S]`) when given.
-fn fill_frames(
+/// The random choices of one training sample.
+#[derive(Debug, Clone)]
+enum SampleDraw {
+    /// FGSTP's (also for the identity).
+    Reference(AugmentDraw),
+    /// ZoomNeXt's, one per frame read.
+    ZoomNext(Vec<FrameDraw>),
+}
+
+/// How one frame is augmented.
+#[derive(Clone, Copy)]
+enum FrameAugment<'a> {
+    None,
+    /// FGSTP's draw, frame slot `slot` (0 = t), with colour and mask salt-and-pepper.
+    Reference(&'a AugmentDraw, usize),
+    /// FGSTP's shared flip and rotation only (clips).
+    Geometry(&'a AugmentDraw),
+    ZoomNext(&'a FrameDraw),
+}
+
+impl SampleDraw {
+    fn for_frame(&self, spec: &InputSpec, f: usize) -> FrameAugment<'_> {
+        match self {
+            Self::Reference(draw) => match spec.train {
+                TrainSamples::Clips { .. } => FrameAugment::Geometry(draw),
+                _ => FrameAugment::Reference(draw, f.min(2)),
+            },
+            Self::ZoomNext(draws) => draws
+                .get(f)
+                .map_or(FrameAugment::None, FrameAugment::ZoomNext),
+        }
+    }
+}
+
+impl Source {
+    /// The model inputs of frame `frame` of scene `scene` (see [`PixelFormat`]), each a
+    /// channel-major block.
+    fn frame_inputs(&self, scene: usize, frame: usize, aug: FrameAugment) -> Result<Vec<Vec<f32>>> {
+        let scene_ref = &self.split.scenes[scene];
+        let img = scene_ref.load_frame(frame, self.cfg.sixteen_bit)?;
+        let img = match aug {
+            FrameAugment::None => img,
+            FrameAugment::Reference(draw, slot) => draw.frame(img, slot),
+            FrameAugment::Geometry(draw) => draw.geometry_rgb(img),
+            FrameAugment::ZoomNext(draw) => draw.frame(img),
+        };
+        let size = self.cfg.train_size;
+        let plane = size.area();
+        Ok(match self.spec.pixels {
+            PixelFormat::ImageNet => {
+                let mut out = vec![0f32; 3 * plane];
+                normalise_into(&resize_rgb_to(&img, size), &self.table, &mut out);
+                vec![out]
+            }
+            PixelFormat::UnitRange => {
+                let channels = if self.spec.prior { 4 } else { 3 };
+                let mut out = vec![0f32; channels * plane];
+                unit_range_into(&resize_rgb_to(&img, size), &mut out[..3 * plane]);
+                if self.spec.prior {
+                    let dir = self.cfg.prior_dir.as_deref().ok_or(DataError::NoPriorDir)?;
+                    let prior = load_prior(dir, &self.split, scene_ref, frame)?;
+                    let prior = match aug {
+                        FrameAugment::Reference(draw, _) | FrameAugment::Geometry(draw) => {
+                            draw.geometry_mask(prior)
+                        }
+                        FrameAugment::ZoomNext(draw) => draw.mask(prior),
+                        FrameAugment::None => prior,
+                    };
+                    mask_into(&resize_mask_to(&prior, size), &mut out[3 * plane..]);
+                }
+                vec![out]
+            }
+            PixelFormat::ZoomPyramid { sizes } => zoom_pyramid(&img, sizes)?.to_vec(),
+        })
+    }
+
+    /// The training mask of frame `frame`, resized to the input size (`[1, H, W]`).
+    fn frame_mask(&self, scene: usize, frame: usize, aug: FrameAugment) -> Result<Vec<f32>> {
+        let scene_ref = &self.split.scenes[scene];
+        // Training samples only read annotated frames.
+        let path = scene_ref.frames[frame]
+            .mask
+            .as_deref()
+            .expect("training samples are annotated");
+        let size = self.cfg.train_size;
+        match self.spec.masks {
+            MaskFormat::Pillow => {
+                let mask = load_mask(path)?;
+                let mask = match aug {
+                    FrameAugment::Reference(draw, _) => draw.mask(mask),
+                    FrameAugment::Geometry(draw) => draw.geometry_mask(mask),
+                    FrameAugment::ZoomNext(draw) => draw.mask(mask),
+                    FrameAugment::None => mask,
+                };
+                let mut out = vec![0f32; size.area()];
+                mask_into(&resize_mask_to(&mask, size), &mut out);
+                Ok(out)
+            }
+            MaskFormat::OpenCvLinear => {
+                let mask = load_mask_nonzero(path)?;
+                let mask = match aug {
+                    FrameAugment::ZoomNext(draw) => draw.mask(mask),
+                    FrameAugment::Reference(draw, _) | FrameAugment::Geometry(draw) => {
+                        draw.geometry_mask(mask)
+                    }
+                    FrameAugment::None => mask,
+                };
+                let (w, h) = mask.dimensions();
+                let values: Vec<f32> = mask.iter().map(|&v| f32::from(v) / 255.0).collect();
+                resize_linear_f32(
+                    &values,
+                    (h as usize, w as usize),
+                    (size.height as usize, size.width as usize),
+                )
+            }
+        }
+    }
+
+    /// Shapes `[C, h, w]` of the model inputs of one frame.
+    fn input_shapes(&self) -> Vec<[i64; 3]> {
+        let (h, w) = self.cfg.train_size.hw();
+        match self.spec.pixels {
+            PixelFormat::ImageNet => vec![[3, h, w]],
+            PixelFormat::UnitRange => vec![[if self.spec.prior { 4 } else { 3 }, h, w]],
+            PixelFormat::ZoomPyramid { sizes } => sizes
+                .iter()
+                .map(|&(h, w)| [3, i64::from(h), i64::from(w)])
+                .collect(),
+        }
+    }
+
+    /// The draw of training sample `index` in `epoch` (the identity without `augment`).
+    fn draw(&self, seed: u64, epoch: u64, index: usize) -> SampleDraw {
+        if !self.cfg.augment {
+            return SampleDraw::Reference(AugmentDraw::none());
+        }
+        let mut rng = rng_for(seed, epoch, index as u64);
+        match self.spec.augment {
+            AugmentStyle::Reference => SampleDraw::Reference(AugmentDraw::draw(&mut rng)),
+            AugmentStyle::ZoomNextImage => SampleDraw::ZoomNext(
+                (0..self.spec.frames_per_sample())
+                    .map(|_| FrameDraw::image(&mut rng))
+                    .collect(),
+            ),
+            AugmentStyle::ZoomNextVideo => {
+                SampleDraw::ZoomNext(FrameDraw::clip(&mut rng, self.spec.frames_per_sample()))
+            }
+        }
+    }
+}
+
+/// Stacks per-frame blocks into tensors: `blocks[i][k]` is input k of frame i; `groups` frames
+/// in order. Input k becomes one tensor `[frames, C_k, h_k, w_k]`.
+fn stack_inputs(blocks: Vec<Vec<Vec<f32>>>, shapes: &[[i64; 3]]) -> Vec<Tensor> {
+    let n = blocks.len() as i64;
+    shapes
+        .iter()
+        .enumerate()
+        .map(|(k, shape)| {
+            let flat: Vec<f32> = blocks.iter().flat_map(|b| b[k].iter().copied()).collect();
+            Tensor::from_slice(&flat).view([n, shape[0], shape[1], shape[2]])
+        })
+        .collect()
+}
+
+/// Builds one training batch.
+fn build_training_batch(
     src: &Source,
     batch: &[(usize, SampleRef)],
-    draws: &[AugmentDraw],
-    mask_out: Option<&mut [f32]>,
-) -> Result<[Vec<f32>; 3]> {
-    let size = src.cfg.train_size;
-    let plane = (size * size) as usize;
-    let mut frames: [Vec<f32>; 3] = std::array::from_fn(|_| vec![0f32; batch.len() * 3 * plane]);
-    // One job per frame and per mask, each writing its own block of the output.
-    let mut jobs: Vec<(usize, usize, &mut [f32])> = Vec::with_capacity(batch.len() * 4);
-    for (slot, buf) in frames.iter_mut().enumerate() {
-        for (b, block) in buf.chunks_mut(3 * plane).enumerate() {
-            jobs.push((b, slot, block));
+    seed: u64,
+    epoch: u64,
+) -> Result<Batch> {
+    let spec = &src.spec;
+    let draws: Vec<SampleDraw> = batch
+        .iter()
+        .map(|&(i, _)| src.draw(seed, epoch, i))
+        .collect();
+    let read: Vec<Vec<usize>> = batch
+        .iter()
+        .map(|(_, s)| s.read_frames(spec.train))
+        .collect();
+    // One job per frame read and one per mask, each returning its own blocks.
+    let supervised_frames = |frames: usize| match spec.train {
+        TrainSamples::Clips { .. } => frames,
+        _ => 1,
+    };
+    let mut jobs: Vec<(usize, usize, bool)> = Vec::new();
+    for (b, frames) in read.iter().enumerate() {
+        for f in 0..frames.len() {
+            jobs.push((b, f, false));
+        }
+        for f in 0..supervised_frames(frames.len()) {
+            jobs.push((b, f, true));
         }
     }
-    if let Some(masks) = mask_out {
-        for (b, block) in masks.chunks_mut(plane).enumerate() {
-            jobs.push((b, 3, block));
-        }
-    }
-    let results: Vec<Result<()>> = jobs
-        .into_par_iter()
-        .map(|(b, slot, out)| {
-            let sample = &batch[b].1;
-            let scene = &src.split.scenes[sample.scene];
-            if slot < 3 {
-                let img = scene.load_frame(sample.frames[slot], src.cfg.sixteen_bit)?;
-                let img = draws[b].frame(img, slot);
-                normalise_into(&resize_rgb(&img, size), &src.table, out);
+    let results: Vec<Result<Vec<Vec<f32>>>> = jobs
+        .par_iter()
+        .map(|&(b, f, is_mask)| {
+            let scene = batch[b].1.scene;
+            let aug = draws[b].for_frame(spec, f);
+            if is_mask {
+                Ok(vec![src.frame_mask(scene, read[b][f], aug)?])
             } else {
-                // Training samples always have a mask.
-                let path = scene.frames[sample.frames[0]]
-                    .mask
-                    .as_deref()
-                    .expect("supervised sample");
-                let mask = draws[b].mask(load_mask(path)?);
-                mask_into(&resize_mask(&mask, size), out);
+                src.frame_inputs(scene, read[b][f], aug)
             }
-            Ok(())
         })
         .collect();
-    results.into_iter().collect::<Result<()>>()?;
-    Ok(frames)
-}
-
-fn tensors(frames: [Vec<f32>; 3], b: usize, size: u32) -> [Tensor; 3] {
-    let s = i64::from(size);
-    frames.map(|v| Tensor::from_slice(&v).view([b as i64, 3, s, s]))
-}
-
-fn draw_for(cfg: &DataConfig, seed: u64, epoch: u64, index: usize) -> AugmentDraw {
-    if cfg.augment {
-        AugmentDraw::draw(&mut rng_for(seed, epoch, index as u64))
-    } else {
-        AugmentDraw::none()
+    let mut frames: Vec<Vec<Vec<f32>>> = Vec::new();
+    let mut masks: Vec<Vec<f32>> = Vec::new();
+    for (&(_, _, is_mask), result) in jobs.iter().zip(results) {
+        let mut blocks = result?;
+        if is_mask {
+            masks.push(blocks.remove(0));
+        } else {
+            frames.push(blocks);
+        }
     }
+    // Jobs were pushed sample by sample, frames before masks: restore (sample, frame) order.
+    let shapes = src.input_shapes();
+    let (h, w) = src.cfg.train_size.hw();
+    let frames = if spec.train == TrainSamples::Triplets {
+        // Slot-major: frames t, t+1, t+2 each as [B, C, H, W].
+        (0..3)
+            .map(|slot| {
+                let per_sample: Vec<Vec<Vec<f32>>> = (0..batch.len())
+                    .map(|b| frames[3 * b + slot].clone())
+                    .collect();
+                stack_inputs(per_sample, &shapes).remove(0)
+            })
+            .collect()
+    } else {
+        stack_inputs(frames, &shapes)
+    };
+    let n_masks = masks.len() as i64;
+    let mask: Vec<f32> = masks.into_iter().flatten().collect();
+    Ok(Batch {
+        frames,
+        mask: Tensor::from_slice(&mask).view([n_masks, 1, h, w]),
+        samples: batch
+            .iter()
+            .map(|(i, r)| sample_info(&src.split, *i, r))
+            .collect(),
+    })
 }
 
 /// Streams batches of one split on a thread pool; `Kind` says which samples and what batches.
@@ -312,14 +516,19 @@ impl<Kind> Loader<Kind> {
         split: Split,
         samples: Vec<SampleRef>,
         cfg: &DataConfig,
+        spec: &InputSpec,
         kind: Kind,
     ) -> Result<Self> {
+        if spec.prior && cfg.prior_dir.is_none() {
+            return Err(DataError::NoPriorDir);
+        }
         Ok(Loader {
             pool: build_pool(cfg.resolved_threads())?,
             src: Arc::new(Source {
                 split,
                 samples,
                 cfg: cfg.clone(),
+                spec: *spec,
                 table: normalisation_table(),
             }),
             kind,
@@ -328,6 +537,11 @@ impl<Kind> Loader<Kind> {
 
     pub fn split(&self) -> &Split {
         &self.src.split
+    }
+
+    /// What the model reads.
+    pub fn spec(&self) -> &InputSpec {
+        &self.src.spec
     }
 
     /// Producer threads of this loader still alive (0 once every iterator is dropped or done).
@@ -347,20 +561,53 @@ impl<Kind> Loader<Kind> {
     pub fn is_empty(&self) -> bool {
         self.src.samples.is_empty()
     }
+
+    /// Frame `frame` of scene `scene` as the model sees it, without augmentation: one tensor per
+    /// model input ([`PixelFormat`]: ImageNet-normalised `[3, H, W]`; `[3 or 4, H, W]` in
+    /// [0, 1]; or the three zoom scales). For streaming inference, which reads each frame once.
+    pub fn model_inputs(&self, scene: usize, frame: usize) -> Result<Vec<Tensor>> {
+        let blocks = self.src.frame_inputs(scene, frame, FrameAugment::None)?;
+        Ok(blocks
+            .into_iter()
+            .zip(self.src.input_shapes())
+            .map(|(block, shape)| Tensor::from_slice(&block).view(shape))
+            .collect())
+    }
+
+    /// The first of [`Loader::model_inputs`] (FGSTP's only input, `[3, H, W]`).
+    pub fn model_input(&self, scene: usize, frame: usize) -> Result<Tensor> {
+        Ok(self.model_inputs(scene, frame)?.remove(0))
+    }
 }
 
 impl Loader<Training> {
-    /// Opens `cfg.root / cfg.train_split` and checks it.
+    /// Opens `cfg.root / cfg.train_split` and checks it (FGSTP's inputs).
     pub fn open(cfg: &DataConfig, sampling: TrainSampling) -> Result<Self> {
-        Self::new(
+        Self::open_with(cfg, sampling, &InputSpec::default())
+    }
+
+    /// Opens `cfg.root / cfg.train_split` for a model that reads `spec`.
+    pub fn open_with(cfg: &DataConfig, sampling: TrainSampling, spec: &InputSpec) -> Result<Self> {
+        Self::new_with(
             Split::open(&cfg.root, &cfg.train_split, Masks::Required)?,
             cfg,
             sampling,
+            spec,
         )
     }
 
     /// A loader over an already opened split (e.g. the validation split, for a loss).
     pub fn new(split: Split, cfg: &DataConfig, sampling: TrainSampling) -> Result<Self> {
+        Self::new_with(split, cfg, sampling, &InputSpec::default())
+    }
+
+    /// As [`Loader::new`] for a model that reads `spec`.
+    pub fn new_with(
+        split: Split,
+        cfg: &DataConfig,
+        sampling: TrainSampling,
+        spec: &InputSpec,
+    ) -> Result<Self> {
         cfg.validate(Path::new("<data config>"))?;
         if sampling.batch_size == 0 {
             return Err(DataError::Config {
@@ -368,16 +615,40 @@ impl Loader<Training> {
                 reason: "a training batch needs at least 1 sample".into(),
             });
         }
-        let samples = training_samples(&split);
+        let samples = training_samples_for(&split, spec.train);
         if samples.is_empty() {
-            return Err(DataError::NoTrainingSamples { path: split.dir });
+            return Err(match spec.train {
+                TrainSamples::Clips { len, .. } => DataError::NoTrainingClips {
+                    path: split.dir,
+                    len,
+                },
+                _ => DataError::NoTrainingSamples { path: split.dir },
+            });
         }
-        Self::with_samples(split, samples, cfg, Training { sampling })
+        if cfg.drop_last && samples.len() < sampling.batch_size {
+            return Err(DataError::Config {
+                path: PathBuf::from("data.drop_last"),
+                reason: format!(
+                    "{} has {} training samples, fewer than one batch of {}: with drop_last no \
+                     batch is left; lower train.batch_size or set drop_last = false",
+                    split.dir.display(),
+                    samples.len(),
+                    sampling.batch_size
+                ),
+            });
+        }
+        Self::with_samples(split, samples, cfg, spec, Training { sampling })
     }
 
-    /// Batches per epoch (the last one may be smaller, as the reference's `DataLoader`).
+    /// Batches per epoch (the last one may be smaller, as the reference's `DataLoader`, unless
+    /// `drop_last`).
     pub fn batches_per_epoch(&self) -> usize {
-        self.len().div_ceil(self.kind.sampling.batch_size)
+        let batch = self.kind.sampling.batch_size;
+        if self.src.cfg.drop_last {
+            self.len() / batch
+        } else {
+            self.len().div_ceil(batch)
+        }
     }
 
     /// The sample order of `epoch` (shuffled from the seed when `shuffle` is on).
@@ -392,9 +663,12 @@ impl Loader<Training> {
         order
     }
 
-    /// The random choices for sample `index` in `epoch`.
+    /// The reference (FGSTP) random choices for sample `index` in `epoch`.
     pub fn draw(&self, epoch: u64, index: usize) -> AugmentDraw {
-        draw_for(&self.src.cfg, self.kind.sampling.seed, epoch, index)
+        match self.src.draw(self.kind.sampling.seed, epoch, index) {
+            SampleDraw::Reference(draw) => draw,
+            SampleDraw::ZoomNext(_) => AugmentDraw::none(),
+        }
     }
 
     /// Starts streaming one epoch.
@@ -409,29 +683,17 @@ impl Loader<Training> {
         let TrainSampling { batch_size, seed } = self.kind.sampling;
         let batches: Vec<Vec<(usize, SampleRef)>> = order
             .chunks(batch_size)
+            .take(self.batches_per_epoch())
             .skip(first)
-            .map(|c| c.iter().map(|&i| (i, self.src.samples[i])).collect())
+            .map(|c| {
+                c.iter()
+                    .map(|&i| (i, self.src.samples[i].clone()))
+                    .collect()
+            })
             .collect();
         let src = Arc::clone(&self.src);
-        let build = move |batch: &[(usize, SampleRef)]| -> Result<Batch> {
-            let size = src.cfg.train_size;
-            let plane = (size * size) as usize;
-            let draws: Vec<AugmentDraw> = batch
-                .iter()
-                .map(|&(i, _)| draw_for(&src.cfg, seed, epoch, i))
-                .collect();
-            let mut mask = vec![0f32; batch.len() * plane];
-            let frames = fill_frames(&src, batch, &draws, Some(&mut mask))?;
-            let s = i64::from(size);
-            Ok(Batch {
-                frames: tensors(frames, batch.len(), size),
-                mask: Tensor::from_slice(&mask).view([batch.len() as i64, 1, s, s]),
-                samples: batch
-                    .iter()
-                    .map(|(i, r)| sample_info(&src.split, *i, r))
-                    .collect(),
-            })
-        };
+        let build =
+            move |batch: &[(usize, SampleRef)]| build_training_batch(&src, batch, seed, epoch);
         spawn_producer(
             batches,
             self.src.cfg.prefetch,
@@ -442,29 +704,26 @@ impl Loader<Training> {
 }
 
 impl Loader<Evaluation> {
-    /// Opens `cfg.root / split` (masks required: evaluation).
+    /// Opens `cfg.root / split` (masks required: evaluation; FGSTP's inputs).
     pub fn open(cfg: &DataConfig, split: &str) -> Result<Self> {
-        Self::new(Split::open(&cfg.root, split, Masks::Required)?, cfg)
+        Self::open_with(cfg, split, &InputSpec::default())
+    }
+
+    /// Opens `cfg.root / split` for a model that reads `spec`.
+    pub fn open_with(cfg: &DataConfig, split: &str, spec: &InputSpec) -> Result<Self> {
+        Self::new_with(Split::open(&cfg.root, split, Masks::Required)?, cfg, spec)
     }
 
     /// A loader over an already opened split (open it with [`Masks::Optional`] for inference).
     pub fn new(split: Split, cfg: &DataConfig) -> Result<Self> {
-        cfg.validate(Path::new("<data config>"))?;
-        let samples = evaluation_samples(&split, cfg.protocol);
-        Self::with_samples(split, samples, cfg, Evaluation)
+        Self::new_with(split, cfg, &InputSpec::default())
     }
 
-    /// Frame `frame` of scene `scene` as the model sees it: `[3, S, S]` f32, resized and
-    /// ImageNet-normalised like the frames of [`EvalLoader::batches`]. For streaming
-    /// inference, which encodes each frame once instead of once per triplet.
-    pub fn model_input(&self, scene: usize, frame: usize) -> Result<Tensor> {
-        let src = &self.src;
-        let size = src.cfg.train_size;
-        let img = src.split.scenes[scene].load_frame(frame, src.cfg.sixteen_bit)?;
-        let mut out = vec![0f32; 3 * (size * size) as usize];
-        normalise_into(&resize_rgb(&img, size), &src.table, &mut out);
-        let s = i64::from(size);
-        Ok(Tensor::from_slice(&out).view([3, s, s]))
+    /// As [`Loader::new`] for a model that reads `spec`.
+    pub fn new_with(split: Split, cfg: &DataConfig, spec: &InputSpec) -> Result<Self> {
+        cfg.validate(Path::new("<data config>"))?;
+        let samples = evaluation_samples_for(&split, cfg.protocol, spec.reference_frames);
+        Self::with_samples(split, samples, cfg, spec, Evaluation)
     }
 
     pub fn batches_per_pass(&self) -> usize {
@@ -477,7 +736,7 @@ impl Loader<Evaluation> {
             .src
             .samples
             .iter()
-            .copied()
+            .cloned()
             .enumerate()
             .collect::<Vec<_>>()
             .chunks(self.src.cfg.eval_batch_size)
@@ -485,8 +744,27 @@ impl Loader<Evaluation> {
             .collect();
         let src = Arc::clone(&self.src);
         let build = move |batch: &[(usize, SampleRef)]| -> Result<EvalBatch> {
-            let draws = vec![AugmentDraw::none(); batch.len()];
-            let frames = fill_frames(&src, batch, &draws, None)?;
+            // One job per (sample, slot).
+            let jobs: Vec<(usize, usize)> = (0..batch.len())
+                .flat_map(|b| (0..3).map(move |slot| (b, slot)))
+                .collect();
+            let blocks: Vec<Result<Vec<Vec<f32>>>> = jobs
+                .par_iter()
+                .map(|&(b, slot)| {
+                    let r = &batch[b].1;
+                    src.frame_inputs(r.scene, r.frames[slot], FrameAugment::None)
+                })
+                .collect();
+            let blocks = blocks.into_iter().collect::<Result<Vec<_>>>()?;
+            let shapes = src.input_shapes();
+            let frames = (0..3)
+                .flat_map(|slot| {
+                    let per_sample: Vec<Vec<Vec<f32>>> = (0..batch.len())
+                        .map(|b| blocks[3 * b + slot].clone())
+                        .collect();
+                    stack_inputs(per_sample, &shapes)
+                })
+                .collect();
             let masks: Vec<Result<Option<GrayImage>>> = batch
                 .par_iter()
                 .map(|(_, r)| {
@@ -495,7 +773,7 @@ impl Loader<Evaluation> {
                 })
                 .collect();
             Ok(EvalBatch {
-                frames: tensors(frames, batch.len(), src.cfg.train_size),
+                frames,
                 masks: masks.into_iter().collect::<Result<_>>()?,
                 samples: batch
                     .iter()

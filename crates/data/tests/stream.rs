@@ -19,7 +19,7 @@ use tch::Tensor;
 fn config(root: &std::path::Path, threads: usize) -> DataConfig {
     DataConfig {
         root: root.to_path_buf(),
-        train_size: 32,
+        train_size: 32.into(),
         eval_batch_size: 4,
         threads,
         prefetch: 2,
@@ -244,7 +244,7 @@ fn epoch_tensors(loader: &TrainLoader, epoch: u64) -> Vec<(Vec<Tensor>, Vec<usiz
         .epoch(epoch)
         .map(|b| {
             let b = b.unwrap();
-            let mut t: Vec<Tensor> = Vec::from(b.frames);
+            let mut t: Vec<Tensor> = b.frames;
             t.push(b.mask);
             (t, b.samples.iter().map(|s| s.index).collect())
         })

@@ -69,13 +69,15 @@ int fgstp_set_autocast(int device, int enabled, int dtype) {
   });
 }
 
-// One Adam step for each parameter with a gradient, exactly as torch.optim.Adam's
-// single-tensor path (its CPU default) computes it: the same ATen calls in the same order, with
-// the `value` arguments tch cannot pass (without them each step needs three more temporaries the
-// size of the model). `steps` counts per parameter, as PyTorch does.
+// One optimiser step for each parameter with a gradient, with the same ATen calls in the same
+// order as the Python optimiser it reproduces, including the `value`/`alpha` arguments tch
+// cannot pass (without them each step needs model-sized temporaries). `lrs` holds one learning
+// rate per parameter (parameter groups); `steps` counts per parameter, as PyTorch does.
+//   rule 0: torch.optim.Adam's single-tensor path (its CPU default);
+//   rule 1: SLT-Net's utils/adamw.py (eps on the uncorrected sqrt(v), decay p*(1 - wd) first).
 int fgstp_adam_step(at::Tensor** params, at::Tensor** exp_avgs, at::Tensor** exp_avg_sqs,
-                    int64_t* steps, int64_t n, double lr, double beta1, double beta2, double eps,
-                    double weight_decay) {
+                    int64_t* steps, const double* lrs, int64_t n, double beta1, double beta2,
+                    double eps, double weight_decay, int rule) {
   return guarded([&] {
     at::NoGradGuard no_grad;
     for (int64_t i = 0; i < n; ++i) {
@@ -84,20 +86,30 @@ int fgstp_adam_step(at::Tensor** params, at::Tensor** exp_avgs, at::Tensor** exp
       if (!grad.defined()) {
         continue;
       }
+      at::Tensor& exp_avg = *exp_avgs[i];
+      at::Tensor& exp_avg_sq = *exp_avg_sqs[i];
+      steps[i] += 1;
+      const double step = static_cast<double>(steps[i]);
+      const double bias_correction1 = 1 - std::pow(beta1, step);
+      const double bias_correction2 = 1 - std::pow(beta2, step);
+      if (rule == 1) {
+        exp_avg.mul_(beta1).add_(grad, 1 - beta1);
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
+        at::Tensor denom = exp_avg_sq.sqrt().add_(eps);
+        const double step_size = lrs[i] * std::sqrt(bias_correction2) / bias_correction1;
+        param.mul_(1 - weight_decay).addcdiv_(exp_avg, denom, -step_size);
+        continue;
+      }
       if (weight_decay != 0) {
         grad = grad.add(param, weight_decay);
       }
-      steps[i] += 1;
-      const double step = static_cast<double>(steps[i]);
-      exp_avgs[i]->lerp_(grad, 1 - beta1);
-      exp_avg_sqs[i]->mul_(beta2).addcmul_(grad, grad.conj(), 1 - beta2);
-      const double bias_correction1 = 1 - std::pow(beta1, step);
-      const double bias_correction2 = 1 - std::pow(beta2, step);
-      const double step_size = lr / bias_correction1;
+      exp_avg.lerp_(grad, 1 - beta1);
+      exp_avg_sq.mul_(beta2).addcmul_(grad, grad.conj(), 1 - beta2);
+      const double step_size = lrs[i] / bias_correction1;
       const double bias_correction2_sqrt = std::sqrt(bias_correction2);
       // (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps), dividing the fresh sqrt in place.
-      at::Tensor denom = exp_avg_sqs[i]->sqrt().div_(bias_correction2_sqrt).add_(eps);
-      param.addcdiv_(*exp_avgs[i], denom, -step_size);
+      at::Tensor denom = exp_avg_sq.sqrt().div_(bias_correction2_sqrt).add_(eps);
+      param.addcdiv_(exp_avg, denom, -step_size);
     }
   });
 }

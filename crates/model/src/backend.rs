@@ -24,12 +24,13 @@ extern "C" {
         exp_avgs: *const *mut c_void,
         exp_avg_sqs: *const *mut c_void,
         steps: *mut i64,
+        lrs: *const f64,
         n: i64,
-        lr: f64,
         beta1: f64,
         beta2: f64,
         eps: f64,
         weight_decay: f64,
+        rule: c_int,
     ) -> c_int;
     fn fgstp_clamp_grads(params: *const *mut c_void, n: i64, max: f64) -> c_int;
     fn fgstp_cuda_graphs_available() -> c_int;
@@ -143,43 +144,58 @@ pub fn tf32_flags() -> Result<(bool, bool)> {
     Ok((cudnn != 0, cublas != 0))
 }
 
-/// Adam's hyper-parameters, as `torch.optim.Adam` takes them.
+/// Which optimiser's update [`adam_step`] computes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AdamRule {
+    /// `torch.optim.Adam` (its single-tensor path, PyTorch's CPU default): `m̂ / (√v̂ + eps)`
+    /// with bias-corrected moments; weight decay added to the gradient.
+    #[default]
+    Torch,
+    /// SLT-Net's `utils/adamw.py`: step size `lr·√(1 − β₂ᵏ)/(1 − β₁ᵏ)` on `m / (√v + eps)` (eps
+    /// added to the uncorrected √v), and the decay `p·(1 − wd)` applied first, not scaled by lr.
+    SltNetAdamW,
+}
+
+/// The optimiser's hyper-parameters shared by every parameter (learning rates are per
+/// parameter).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamHyper {
-    pub lr: f64,
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    pub rule: AdamRule,
+}
+
+/// A parameter and its optimiser state, as [`adam_step`] reads them.
+pub struct AdamSlot<'a> {
+    pub param: &'a Tensor,
+    pub exp_avg: &'a Tensor,
+    pub exp_avg_sq: &'a Tensor,
+    pub lr: f64,
+    /// Steps taken; advanced here for every parameter that has a gradient.
+    pub step: &'a mut i64,
 }
 
 fn raw(tensors: &[&Tensor]) -> Vec<*mut c_void> {
     tensors.iter().map(|t| t.as_ptr() as *mut c_void).collect()
 }
 
-/// One `torch.optim.Adam` step (its single-tensor path, PyTorch's CPU default) for every
-/// parameter with a gradient: the same ATen calls in the same order, so the result is bit for
-/// bit PyTorch's, without the temporaries tch's API would need. `steps` are per parameter and
-/// advanced here. All slices have one entry per parameter.
-pub fn adam_step(
-    params: &[&Tensor],
-    exp_avgs: &[&Tensor],
-    exp_avg_sqs: &[&Tensor],
-    steps: &mut [i64],
-    hyper: AdamHyper,
-) -> Result<()> {
-    let n = params.len();
-    if exp_avgs.len() != n || exp_avg_sqs.len() != n || steps.len() != n {
-        bail!(
-            "adam_step: {n} parameters but {} / {} / {} states",
-            exp_avgs.len(),
-            exp_avg_sqs.len(),
-            steps.len()
-        );
-    }
-    let (p, m, v) = (raw(params), raw(exp_avgs), raw(exp_avg_sqs));
+/// One optimiser step for every parameter with a gradient, computed by libtorch with the same
+/// ATen calls in the same order as the Python optimiser `hyper.rule` names, so the result is bit
+/// for bit that optimiser's, without the temporaries tch's API would need.
+pub fn adam_step(slots: &mut [AdamSlot<'_>], hyper: AdamHyper) -> Result<()> {
+    let p = raw(&slots.iter().map(|s| s.param).collect::<Vec<_>>());
+    let m = raw(&slots.iter().map(|s| s.exp_avg).collect::<Vec<_>>());
+    let v = raw(&slots.iter().map(|s| s.exp_avg_sq).collect::<Vec<_>>());
+    let lrs: Vec<f64> = slots.iter().map(|s| s.lr).collect();
+    let mut steps: Vec<i64> = slots.iter().map(|s| *s.step).collect();
+    let rule = match hyper.rule {
+        AdamRule::Torch => 0,
+        AdamRule::SltNetAdamW => 1,
+    };
     // SAFETY: the pointers are live tch tensors (at::Tensor*) for the duration of the call; the
-    // shim only calls in-place ATen methods on them.
+    // shim only calls in-place ATen methods on them and writes `steps`.
     check(
         unsafe {
             fgstp_adam_step(
@@ -187,16 +203,21 @@ pub fn adam_step(
                 m.as_ptr(),
                 v.as_ptr(),
                 steps.as_mut_ptr(),
-                n as i64,
-                hyper.lr,
+                lrs.as_ptr(),
+                slots.len() as i64,
                 hyper.beta1,
                 hyper.beta2,
                 hyper.eps,
                 hyper.weight_decay,
+                rule,
             )
         },
-        "Adam step",
-    )
+        "optimiser step",
+    )?;
+    for (slot, step) in slots.iter_mut().zip(steps) {
+        *slot.step = step;
+    }
+    Ok(())
 }
 
 /// Clamps every defined gradient of `params` to [-max, max], in place.

@@ -63,6 +63,12 @@ impl ModelKind {
         matches!(self, Self::Zoomnext | Self::ZoomnextVideo)
     }
 
+    /// Whether video inference can encode each frame once and reuse its features in every
+    /// triplet containing it (the streaming API's feature cache): FGSTP and SLT-Net.
+    pub fn has_feature_cache(self) -> bool {
+        matches!(self, Self::Fgstp | Self::SltNet)
+    }
+
     /// Whether the model has the correlation pyramid, whose pools bound the input size.
     fn has_correlation(self) -> bool {
         matches!(self, Self::Fgstp | Self::SltNet)

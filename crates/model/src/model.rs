@@ -77,8 +77,9 @@ impl Model {
 
     /// `frames`: t, t+1, t+2 for FGSTP and SLT-Net, t alone for SINet-V2; for the long-term
     /// SLT-Net frame t as [B, 4, 256, 448] (RGB + its short-term prediction), run as a clip of one
-    /// frame like the reference's test script does (see `ModelKind::frames`); for ZoomNeXt the
-    /// small, medium and large zoom scales (see `ModelKind::inputs`, `zoomnext::zoom_pyramid`).
+    /// frame like the reference's test script does (see `ModelKind::frames`), or clips
+    /// [B, T, 4, 256, 448] as its training does (maps [B·T, 1, H, W]); for ZoomNeXt the
+    /// small, medium and large zoom scales (see `ModelKind::inputs`, `zoomnext::zoom_sizes`).
     pub fn forward_t(&self, frames: &[&Tensor], train: bool) -> Result<Output> {
         let needed = self.config().kind.inputs();
         ensure!(
@@ -94,12 +95,16 @@ impl Model {
             }
             Self::SltNetLong(m) => {
                 let size = frames[0].size();
-                ensure!(
-                    size.len() == 4,
-                    "the long-term SLT-Net takes frame t as [batch, 4, 256, 448] (RGB + its \
-                     short-term prediction), got shape {size:?}"
-                );
-                Output::SltNetLong(m.forward_t(&frames[0].unsqueeze(1), train)?)
+                let clip = match size.len() {
+                    4 => frames[0].unsqueeze(1),
+                    5 => frames[0].shallow_clone(),
+                    _ => anyhow::bail!(
+                        "the long-term SLT-Net takes frame t as [batch, 4, 256, 448] (RGB + its \
+                         short-term prediction) or clips [batch, frames, 4, 256, 448], got shape \
+                         {size:?}"
+                    ),
+                };
+                Output::SltNetLong(m.forward_t(&clip, train)?)
             }
         })
     }

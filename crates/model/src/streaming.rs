@@ -1,32 +1,92 @@
-//! The model's streaming API: predictions for a video's frame-index triplets, as logits at the
-//! model's input size, computed with or without the feature cache.
+//! The model's streaming API: predictions for a video's frames, as logits at the model's input
+//! size. Each frame t comes as a frame-index triplet (t and its two neighbours); each model reads
+//! what it needs:
 //!
-//! With the cache, each frame goes through the encoder once and its features serve all (up to
-//! three) triplets that contain it; the reference encodes every frame of every triplet, three
-//! times per frame. Both paths give the same maps (tested).
+//! - FGSTP and SLT-Net read the triplet, with or without the feature cache: with it, each frame
+//!   goes through the encoder once and its features serve all (up to three) triplets that
+//!   contain it; the reference encodes every frame of every triplet, three times per frame. Both
+//!   paths give the same maps (tested).
+//! - Single-frame models (SINet-V2, ZoomNeXt's image model, the long-term SLT-Net as its test
+//!   script runs it) read t alone.
+//! - ZoomNeXt's video model reads clips of 5 frames that cover the video ([`plan_clips`]: the
+//!   last clip shifted back to end on the last frame; a frame in two clips keeps the later
+//!   clip's prediction, as the reference scores it).
 
 use anyhow::{Context, Result};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 
-use crate::{Features, Model};
+use crate::zoomnext::plan_clips;
+use crate::{Features, Model, ModelKind};
 
-/// Loads frame `index` of the current video as a model input `[3, S, S]` (normalised, CPU).
-/// Called from several threads at once: frames of a batch are decoded in parallel.
+/// Loads frame `index` of the current video as the model's per-frame inputs (CPU): one `[3, S,
+/// S]` normalised frame for FGSTP, SLT-Net and SINet-V2, `[4, 256, 448]` (RGB + prior) for the
+/// long-term SLT-Net, the three zoom scales for ZoomNeXt. Called from several threads at once:
+/// frames of a batch are decoded in parallel.
 pub trait FrameSource: Sync {
-    fn frame(&self, index: usize) -> Result<Tensor>;
+    fn frame(&self, index: usize) -> Result<Vec<Tensor>>;
 }
 
-impl<F: Fn(usize) -> Result<Tensor> + Sync> FrameSource for F {
-    fn frame(&self, index: usize) -> Result<Tensor> {
+impl<F: Fn(usize) -> Result<Vec<Tensor>> + Sync> FrameSource for F {
+    fn frame(&self, index: usize) -> Result<Vec<Tensor>> {
         self(index)
     }
 }
 
+/// The model inputs of a batch of samples, each given as its frames' per-frame inputs
+/// (`samples[b][f][j]`: input j of frame f of sample b), stacked as `Model::forward_t` takes
+/// them: models that read one input per frame (FGSTP, SLT-Net, SINet-V2, the long-term
+/// SLT-Net) get input k = frame k of every sample, `[B, C, H, W]`; ZoomNeXt gets input j = scale
+/// j of every frame of every sample, `[B·F, 3, h, w]`, the frames of a sample adjacent.
+pub fn stack_samples(kind: ModelKind, samples: &[Vec<Vec<Tensor>>]) -> Vec<Tensor> {
+    if kind.inputs() == kind.frames() {
+        (0..kind.frames())
+            .map(|k| {
+                let parts: Vec<&Tensor> = samples.iter().map(|s| &s[k][0]).collect();
+                Tensor::stack(&parts, 0)
+            })
+            .collect()
+    } else {
+        (0..kind.inputs())
+            .map(|j| {
+                let parts: Vec<&Tensor> = samples.iter().flatten().map(|f| &f[j]).collect();
+                Tensor::stack(&parts, 0)
+            })
+            .collect()
+    }
+}
+
+/// The prediction (float32 logits `[N, 1, H, W]`, N = samples × frames per sample) of a batch
+/// of samples given as in [`stack_samples`], in the model's precision, without gradients.
+pub fn predict_samples(
+    model: &Model,
+    device: Device,
+    samples: &[Vec<Vec<Tensor>>],
+) -> Result<Tensor> {
+    let kind = model.config().kind;
+    let inputs: Vec<Tensor> = stack_samples(kind, samples)
+        .into_iter()
+        .map(|t| t.to_device(device))
+        .collect();
+    let refs: Vec<&Tensor> = inputs.iter().collect();
+    let precision = model.config().precision;
+    let out = tch::no_grad(|| precision.run(device, || model.forward_t(&refs, false)))??;
+    Ok(out.prediction().to_kind(Kind::Float))
+}
+
+/// Reads the frames of `samples` (frame indices per sample) in parallel.
+fn read_samples(frames: &dyn FrameSource, samples: &[Vec<usize>]) -> Result<Vec<Vec<Vec<Tensor>>>> {
+    samples
+        .par_iter()
+        .map(|sample| sample.iter().map(|&i| frames.frame(i)).collect())
+        .collect()
+}
+
 /// Predicts `triplets` of one video — frame indices (t, first neighbour, second neighbour),
-/// sorted by t — in chunks of `batch`, calling `emit(position in triplets, logits [1, 1, S, S])`
-/// in order. Single-frame models read only t.
+/// sorted by t — in chunks of `batch` frames, calling `emit(position in triplets, logits [1, 1,
+/// S, S])` in order. Single-frame models read only t; ZoomNeXt's video model reads the t's in
+/// clips (see the module docs).
 pub fn predict_video(
     model: &Model,
     device: Device,
@@ -43,6 +103,7 @@ pub fn predict_video(
     // Models that can encode a frame once and decode triplets from its features.
     type Encode<'a> = Box<dyn Fn(&Tensor) -> Result<Features> + 'a>;
     type Decode<'a> = Box<dyn Fn(&Features, &Features, &Features) -> Result<Tensor> + 'a>;
+    // (`ModelKind::has_feature_cache` names these kinds.)
     let streaming: Option<(Encode, Decode)> = match model {
         Model::Fgstp(m) => Some((
             Box::new(|x| m.encode(x, false)),
@@ -50,7 +111,29 @@ pub fn predict_video(
         )),
         _ => None,
     };
+    let kind = model.config().kind;
     match streaming {
+        _ if kind == ModelKind::ZoomnextVideo => {
+            let clip_len = kind.frames();
+            let plan = plan_clips(triplets.len(), clip_len)?;
+            let clips_per_batch = (batch / clip_len).max(1);
+            for (c, chunk) in plan.clips.chunks(clips_per_batch).enumerate() {
+                let first_clip = c * clips_per_batch;
+                let samples: Vec<Vec<usize>> = chunk
+                    .iter()
+                    .map(|clip| clip.iter().map(|&p| triplets[p][0]).collect())
+                    .collect();
+                let logits = predict_samples(model, device, &read_samples(frames, &samples)?)?;
+                for (k, clip) in chunk.iter().enumerate() {
+                    for (position_in_clip, &position) in clip.iter().enumerate() {
+                        if plan.keep[position] == (first_clip + k, position_in_clip) {
+                            let row = (k * clip_len + position_in_clip) as i64;
+                            emit(position, logits.narrow(0, row, 1))?;
+                        }
+                    }
+                }
+            }
+        }
         Some((encode, decode)) if feature_cache => {
             let mut cache: BTreeMap<usize, Features> = BTreeMap::new();
             for (c, chunk) in triplets.chunks(batch).enumerate() {
@@ -66,7 +149,7 @@ pub fn predict_video(
                 if !missing.is_empty() {
                     let inputs = missing
                         .par_iter()
-                        .map(|&i| frames.frame(i))
+                        .map(|&i| Ok(frames.frame(i)?.remove(0)))
                         .collect::<Result<Vec<_>>>()?;
                     let stacked = Tensor::stack(&inputs, 0).to_device(device);
                     let features = precision.run(device, || encode(&stacked))??;
@@ -94,19 +177,10 @@ pub fn predict_video(
             }
         }
         _ => {
-            let slots = model.config().kind.frames();
+            let slots = kind.frames();
             for (c, chunk) in triplets.chunks(batch).enumerate() {
-                let mut inputs = Vec::with_capacity(slots);
-                for k in 0..slots {
-                    let per_sample = chunk
-                        .par_iter()
-                        .map(|s| frames.frame(s[k]))
-                        .collect::<Result<Vec<_>>>()?;
-                    inputs.push(Tensor::stack(&per_sample, 0).to_device(device));
-                }
-                let refs: Vec<&Tensor> = inputs.iter().collect();
-                let out = precision.run(device, || model.forward_t(&refs, false))??;
-                let prediction = float(out.prediction().shallow_clone());
+                let samples: Vec<Vec<usize>> = chunk.iter().map(|s| s[..slots].to_vec()).collect();
+                let prediction = predict_samples(model, device, &read_samples(frames, &samples)?)?;
                 for row in 0..chunk.len() {
                     emit(c * batch + row, prediction.narrow(0, row as i64, 1))?;
                 }

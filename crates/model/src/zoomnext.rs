@@ -36,7 +36,7 @@ use crate::layers::{conv2d, interpolate_bilinear, ConvBnRelu, ConvInit, ConvSpec
 use crate::pvt_v2::{PvtV2, PvtV2Config, PvtV2Variant};
 
 pub use clips::{plan_clips, ClipPlan};
-pub use pyramid::{resize_linear_u8, zoom_pyramid, zoom_sizes, ZOOM_SCALES};
+pub use pyramid::{zoom_sizes, ZOOM_SCALES};
 
 use mhsiu::Mhsiu;
 use simple_aspp::SimpleAspp;
@@ -240,7 +240,7 @@ impl ZoomNext {
             ensure!(
                 size.len() == 4 && size[1] == 3 && size[2] > 0 && size[3] > 0,
                 "ZoomNeXt: the {name} scale has shape {size:?}; expected [batch, 3, height, width] \
-                 (RGB in [0, 1], see zoomnext::zoom_pyramid)"
+                 (RGB in [0, 1], see fgstp_data::opencv::zoom_pyramid)"
             );
             ensure!(
                 size[0] == n,

@@ -54,38 +54,56 @@ fn print_table(b: &Bench) {
             "model",
             format!(
                 "{} ({}), {}×{} px, batch {}",
-                b.model, b.backbone, b.input_size, b.input_size, b.batch_size
+                b.model, b.backbone, b.input_height, b.input_width, b.batch_size
             ),
         ),
         ("device", format!("{}, {} threads", b.device, b.threads)),
         ("parameters", format!("{:.2} M", b.params_m)),
         (
-            "compute per triplet",
+            "compute per sample",
             format!(
-                "{:.2} GMACs ({:.2} GFLOPs)",
-                b.gmacs_per_triplet, b.gflops_per_triplet
+                "{:.2} GMACs ({:.2} GFLOPs) per {}",
+                b.gmacs_per_triplet, b.gflops_per_triplet, b.sample
             ),
         ),
         (
             "compute per video frame",
-            format!(
-                "{:.2} GMACs with the feature cache",
-                b.gmacs_per_frame_cached
-            ),
+            if b.feature_cache {
+                format!(
+                    "{:.2} GMACs with the feature cache",
+                    b.gmacs_per_frame_cached
+                )
+            } else {
+                format!("{:.2} GMACs", b.gmacs_per_frame_cached)
+            },
         ),
         (
             "forward latency",
-            format!("{:.1} ms per triplet", b.forward_ms_per_triplet),
+            format!("{:.1} ms per {}", b.forward_ms_per_triplet, b.sample),
         ),
         (
             "video, feature cache",
-            format!("{:.2} frames/s", b.video_fps_cached),
+            if b.feature_cache {
+                format!("{:.2} frames/s", b.video_fps_cached)
+            } else {
+                format!(
+                    "{:.2} frames/s (no feature cache: each frame is encoded once)",
+                    b.video_fps_cached
+                )
+            },
         ),
         (
             "video, no cache",
             format!("{:.2} frames/s", b.video_fps_uncached),
         ),
-        ("cache speed-up", format!("{:.2}×", b.cache_speedup)),
+        (
+            "cache speed-up",
+            if b.feature_cache {
+                format!("{:.2}×", b.cache_speedup)
+            } else {
+                "—".to_string()
+            },
+        ),
         (
             "training step",
             format!("{:.2} s at batch {}", b.train_step_s, b.batch_size),
@@ -94,15 +112,14 @@ fn print_table(b: &Bench) {
             "data stream",
             b.data_triplets_per_s
                 .map_or("not measured (no dataset)".into(), |r| {
-                    format!("{r:.1} triplets/s")
+                    format!("{r:.1} samples/s")
                 }),
         ),
         (
             "metric suite",
             format!(
-                "{:.1} frames/s at {s}×{s}",
-                b.metrics_frames_per_s,
-                s = b.input_size
+                "{:.1} frames/s at {}×{}",
+                b.metrics_frames_per_s, b.input_height, b.input_width
             ),
         ),
         (
@@ -113,7 +130,10 @@ fn print_table(b: &Bench) {
     for (name, value) in rows {
         println!("{name:<24} {value}");
     }
-    println!("forward per triplet, alternating rounds (Δp: largest probability difference from the first):");
+    println!(
+        "forward per {}, alternating rounds (Δp: largest probability difference from the first):",
+        b.sample
+    );
     for v in &b.forward_variants {
         println!(
             "  {:<22} {:>9.1} ms  {:>5.2}×  Δp {:.1e}",

@@ -6,7 +6,6 @@ use fgstp_cli::evaluate::shard_split;
 use fgstp_cli::outputs::{stem, Outputs};
 use fgstp_cli::progress;
 use fgstp_data::layout::{Masks, Split};
-use fgstp_data::EvalLoader;
 use fgstp_metrics::cli::report_json;
 use fgstp_metrics::io::state_file::state_json;
 use fgstp_metrics::{MetricRecorder, Shard};
@@ -48,7 +47,7 @@ pub fn run(args: Args) -> Result<()> {
         videos = shard_split(videos, shard);
         eprintln!("shard {shard}: {} videos", videos.scenes.len());
     }
-    let loader = EvalLoader::new(videos, &cfg.data)?;
+    let loader = loaded.loader_for(videos)?;
     let outputs = args
         .output
         .as_deref()

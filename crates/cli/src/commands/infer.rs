@@ -6,7 +6,6 @@ use fgstp_cli::evaluate::shard_split;
 use fgstp_cli::outputs::{stem, Outputs};
 use fgstp_cli::progress;
 use fgstp_data::layout::Split;
-use fgstp_data::EvalLoader;
 use fgstp_metrics::Shard;
 use std::path::PathBuf;
 
@@ -27,19 +26,22 @@ pub struct Args {
     /// shard i mod N (for job arrays)
     #[arg(long, value_name = "K/N")]
     shard: Option<Shard>,
+    /// Also write maps/<frame>.png: the 8-bit min-max map (a short-term SLT-Net's maps are the
+    /// long-term model's priors, data.prior_dir)
+    #[arg(long)]
+    save_maps: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let loaded = args.model.load()?;
-    let cfg = &loaded.cfg;
     let mut footage = Split::open_footage(&args.input)?;
     if let Some(shard) = args.shard {
         footage = shard_split(footage, shard);
     }
     // One video given directly: flat outputs; a split: one folder per video.
     let per_video = footage.scenes.iter().any(|scene| scene.dir != args.input);
-    let loader = EvalLoader::new(footage, &cfg.data)?;
-    let outputs = Outputs::new(&args.output, false, args.save_prob);
+    let loader = loaded.loader_for(footage)?;
+    let outputs = Outputs::new(&args.output, args.save_maps, args.save_prob);
 
     let bar = progress::bar(loader.len() as u64, "infer", "frames");
     loaded.predict(&loader, |frame| {
@@ -51,8 +53,9 @@ pub fn run(args: Args) -> Result<()> {
     })?;
     bar.finish_and_clear();
     eprintln!(
-        "{} frames: masks/ and overlays/{} under {}",
+        "{} frames: masks/ and overlays/{}{} under {}",
         loader.len(),
+        if args.save_maps { ", maps/" } else { "" },
         if args.save_prob { " and prob/" } else { "" },
         args.output.display()
     );

@@ -127,7 +127,17 @@ fn inspect(args: InspectArgs) -> Result<()> {
     let check = if args.no_check {
         None
     } else {
-        check_against_model(&sd, &detected)?
+        // A training checkpoint's optimiser state (`optimizer.*`) is not part of the model.
+        let weights: Vec<(String, tch::Tensor)> = sd
+            .iter()
+            .filter(|(key, _)| !key.starts_with(fgstp_cli::train::optim::STATE_PREFIX))
+            .map(|(key, t)| (key.to_string(), t.shallow_clone()))
+            .collect();
+        if weights.len() == sd.iter().count() {
+            check_against_model(&sd, &detected)?
+        } else {
+            check_against_model(&StateDict::from_tensors(weights)?, &detected)?
+        }
     };
 
     if args.json {

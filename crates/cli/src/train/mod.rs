@@ -6,14 +6,15 @@ pub mod board;
 pub mod checkpoint;
 pub mod loss;
 pub mod optim;
+pub mod schedule;
 pub mod validate;
 
 use anyhow::{bail, Context, Result};
 use fgstp_data::{EvalLoader, TrainLoader};
 use fgstp_metrics::registry;
 use fgstp_metrics::Report;
-use fgstp_model::checkpoint::{load_into, LoadOptions, StateDict};
-use fgstp_model::Model;
+use fgstp_model::checkpoint::{layout, load_into, LoadOptions, StateDict};
+use fgstp_model::{zoomnext, Model, ModelKind};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,12 +22,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tch::{nn::VarStore, Device, Tensor};
 
-use crate::run_config::{PretrainedLayout, RunConfig};
+use crate::model_inputs::{input_spec, training_clip};
+use crate::run_config::{OptimizerKind, PretrainedLayout, RunConfig, TrainConfig};
 use crate::{progress, toml_overrides};
 use board::Board;
 use checkpoint::{weights_load_options, Best, Progress};
 use loss::total_loss;
-use optim::{step_lr, Adam, AdamConfig};
+use optim::{glob_match, Adam, AdamConfig, AdamRule};
+use schedule::{rates, At};
 
 pub struct TrainOptions {
     /// The run directory (created; on resume, the run being continued).
@@ -86,19 +89,14 @@ impl<'a> Trainer<'a> {
         })?;
 
         prepare_data(cfg)?;
-        let train_data = TrainLoader::open(&cfg.data, cfg.train.sampling())?;
-        let val_data = EvalLoader::open(&cfg.data, &cfg.data.val_split)?;
+        let spec = input_spec(cfg);
+        let train_data = TrainLoader::open_with(&cfg.data, cfg.train.sampling(), &spec)?;
+        let val_data = EvalLoader::open_with(&cfg.data, &cfg.data.val_split, &spec)?;
 
         tch::manual_seed(cfg.train.seed as i64);
         let mut vs = VarStore::new(device);
         let model = Model::new(&vs.root(), &cfg.model)?;
-        let mut adam = Adam::new(
-            &vs,
-            AdamConfig {
-                lr: cfg.train.lr,
-                ..AdamConfig::default()
-            },
-        );
+        let mut adam = optimizer(&vs, &cfg.train)?;
 
         let mut progress = Progress {
             seed: cfg.train.seed,
@@ -119,11 +117,8 @@ impl<'a> Trainer<'a> {
                 progress.step
             );
         } else if let Some(path) = &cfg.train.pretrained {
-            let options = match cfg.train.pretrained_layout {
-                PretrainedLayout::Partial => LoadOptions::partial(),
-                PretrainedLayout::PvtV2Imagenet => LoadOptions::pvt_v2_imagenet(),
-            };
             let weights = StateDict::read(path)?;
+            let options = pretrained_options(cfg, &vs, &weights);
             let report = load_into(&mut vs, &weights, &options).with_context(|| {
                 format!("cannot load the pretrained weights {}", path.display())
             })?;
@@ -239,17 +234,28 @@ impl<'a> Trainer<'a> {
         improved
     }
 
+    /// Sets the learning rates and weight decay of the next optimiser step; returns the base
+    /// learning rate (of a parameter group with factor 1).
+    fn schedule_step(&mut self, epoch: usize) -> f64 {
+        let train = &self.cfg.train;
+        let at = At {
+            step: self.progress.step,
+            epoch,
+            total_steps: (train.epochs * self.train_data.batches_per_epoch()) as u64,
+        };
+        let rates = rates(train, at);
+        let base = rates.lr(train.lr);
+        self.adam
+            .set_group_lrs(base, |factor| rates.lr(train.lr * factor));
+        self.adam.set_weight_decay(rates.weight_decay);
+        base
+    }
+
     /// Trains epoch `progress.epoch + 1` from batch `progress.batch` on.
     fn train_epoch(&mut self) -> Result<Flow> {
         let cfg = self.cfg;
         let epoch = self.progress.epoch + 1;
-        let lr = step_lr(
-            cfg.train.lr,
-            epoch,
-            cfg.train.lr_decay_rate,
-            cfg.train.lr_decay_every,
-        );
-        self.adam.set_lr(lr);
+        let mut lr = self.schedule_step(epoch);
         self.log.scalar("train/lr", lr, self.progress.step);
 
         let batches = self.train_data.batches_per_epoch();
@@ -275,6 +281,7 @@ impl<'a> Trainer<'a> {
                 return Ok(Flow::Stopped);
             }
             let batch = stream.next().context("the data stream ended early")??;
+            lr = self.schedule_step(epoch);
             let (loss, parts) = self.step(&batch.frames, &batch.mask, epoch, lr, &bar)?;
             loss_sum += loss;
             loss_count += 1;
@@ -309,15 +316,31 @@ impl<'a> Trainer<'a> {
     /// Adam. A non-finite loss stops training with the way back named.
     fn step(
         &mut self,
-        frames: &[Tensor; 3],
+        frames: &[Tensor],
         mask: &Tensor,
         epoch: usize,
         lr: f64,
         bar: &indicatif::ProgressBar,
     ) -> Result<(f64, Vec<(&'static str, Tensor)>)> {
-        let frames: Vec<Tensor> = frames.iter().map(|f| f.to_device(self.device)).collect();
+        let clip = training_clip(self.cfg);
+        let frames: Vec<Tensor> = frames
+            .iter()
+            .map(|f| {
+                let f = f.to_device(self.device);
+                match clip {
+                    // [B·T, C, H, W] → [B, T, C, H, W]
+                    Some(t) => {
+                        let mut size = f.size();
+                        size[0] /= t as i64;
+                        size.insert(1, t as i64);
+                        f.view(size.as_slice())
+                    }
+                    None => f,
+                }
+            })
+            .collect();
         let mask = mask.to_device(self.device);
-        let refs: Vec<&Tensor> = frames.iter().take(self.cfg.model.kind.frames()).collect();
+        let refs: Vec<&Tensor> = frames.iter().take(self.cfg.model.kind.inputs()).collect();
         // Steps done before this one over all steps of the run (0 for the first).
         let total_steps = self.cfg.train.epochs * self.train_data.batches_per_epoch();
         let done = self.progress.step as f64 / total_steps.max(1) as f64;
@@ -371,6 +394,110 @@ impl<'a> Trainer<'a> {
     fn save_last(&self) -> Result<()> {
         self.save(&last_path(self.opts))
     }
+}
+
+/// How `train.pretrained` loads into the model: matching keys only ("partial"; for ZoomNeXt's
+/// video model an image checkpoint's temporal tensors, made for one frame, are left out as the
+/// authors' `skip_unmatched_shape` does), or an official PVTv2 ImageNet file into the model's
+/// encoder, whose prefix depends on the model.
+fn pretrained_options(cfg: &RunConfig, vs: &VarStore, weights: &StateDict) -> LoadOptions {
+    match cfg.train.pretrained_layout {
+        PretrainedLayout::Partial => {
+            let variables = vs.variables();
+            // A training checkpoint's optimiser state is not weights.
+            let mut options = LoadOptions {
+                drop_prefixes: vec![optim::STATE_PREFIX.to_string()],
+                ..LoadOptions::partial()
+            };
+            if cfg.model.kind.is_zoomnext() {
+                options.drop_prefixes.extend(
+                    weights
+                        .iter()
+                        .filter(|(key, t)| {
+                            zoomnext::is_temporal_key(key)
+                                && variables.get(*key).is_some_and(|v| v.size() != t.size())
+                        })
+                        .map(|(key, _)| key.to_string()),
+                );
+            }
+            options
+        }
+        PretrainedLayout::PvtV2Imagenet => {
+            let prefix = match cfg.model.kind {
+                ModelKind::Fgstp | ModelKind::SinetV2 => layout::PVT_PREFIX,
+                ModelKind::SltNet | ModelKind::SltNetLong => layout::SLT_NET_PVT_PREFIX,
+                ModelKind::Zoomnext | ModelKind::ZoomnextVideo => layout::ZOOMNEXT_PVT_PREFIX,
+            };
+            LoadOptions {
+                prefix_map: vec![(String::new(), prefix.to_string())],
+                ..LoadOptions::pvt_v2_imagenet()
+            }
+        }
+    }
+}
+
+/// The configured optimiser over the model's variables: frozen parameters (`train.frozen`) stop
+/// requiring gradients and are left out; the others get their group's learning-rate factor.
+fn optimizer(vs: &VarStore, train: &TrainConfig) -> Result<Adam> {
+    let mut frozen = 0;
+    for (name, var) in vs.variables() {
+        if train.frozen.iter().any(|p| glob_match(p, &name)) && var.requires_grad() {
+            let _ = var.set_requires_grad(false);
+            frozen += 1;
+        }
+    }
+    for pattern in train
+        .frozen
+        .iter()
+        .chain(train.param_groups.iter().flat_map(|g| &g.params))
+    {
+        if !vs.variables().keys().any(|name| glob_match(pattern, name)) {
+            bail!(
+                "train.frozen / train.param_groups: the pattern {pattern:?} matches no parameter \
+                 of this model; `fgstp weights inspect --verbose` on a checkpoint lists the names"
+            );
+        }
+    }
+    let factor = |name: &str| {
+        train
+            .param_groups
+            .iter()
+            .find(|g| g.params.iter().any(|p| glob_match(p, name)))
+            .map_or(1.0, |g| g.lr_factor)
+    };
+    let adam = Adam::with_groups(
+        vs,
+        AdamConfig {
+            lr: train.lr,
+            weight_decay: train.weight_decay,
+            rule: match train.optimizer {
+                OptimizerKind::Adam => AdamRule::Torch,
+                OptimizerKind::SltnetAdamw => AdamRule::SltNetAdamW,
+            },
+            ..AdamConfig::default()
+        },
+        factor,
+    );
+    if frozen > 0 || !train.param_groups.is_empty() {
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for (_, f) in adam.groups() {
+            let key = format!("{f}×");
+            match counts.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((key, 1)),
+            }
+        }
+        let groups: Vec<String> = counts
+            .iter()
+            .map(|(k, n)| format!("{n} at {k} lr"))
+            .collect();
+        eprintln!(
+            "optimiser: {} parameter tensors frozen, {}",
+            frozen,
+            groups.join(", ")
+        );
+    }
+    Ok(adam)
 }
 
 fn last_path(opts: &TrainOptions) -> PathBuf {

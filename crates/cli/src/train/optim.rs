@@ -1,10 +1,14 @@
-//! Adam exactly as `torch.optim.Adam` computes it on CPU (its single-tensor path), with the
-//! reference's clip-by-value and step decay — and, unlike tch's optimiser wrapper, with state
-//! we can save and restore, so that a resumed run continues bit for bit.
+//! Adam exactly as `torch.optim.Adam` computes it on CPU (its single-tensor path), and SLT-Net's
+//! own AdamW (`utils/adamw.py`, its long-term model's optimiser), with parameter groups (a
+//! learning-rate factor per parameter), the reference's clip-by-value and step decay — and,
+//! unlike tch's optimiser wrapper, with state we can save and restore, so that a resumed run
+//! continues bit for bit.
 
 use anyhow::{bail, Context, Result};
-use fgstp_model::backend::{self, AdamHyper};
+use fgstp_model::backend::{self, AdamHyper, AdamSlot};
 use tch::{nn::VarStore, Tensor};
+
+pub use fgstp_model::backend::AdamRule;
 
 #[derive(Clone, Copy, Debug)]
 pub struct AdamConfig {
@@ -13,6 +17,7 @@ pub struct AdamConfig {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    pub rule: AdamRule,
 }
 
 impl Default for AdamConfig {
@@ -24,6 +29,7 @@ impl Default for AdamConfig {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.0,
+            rule: AdamRule::Torch,
         }
     }
 }
@@ -35,6 +41,31 @@ struct ParamState {
     exp_avg_sq: Tensor,
     /// PyTorch counts steps per parameter: one that never received a gradient is not advanced.
     step: i64,
+    /// The parameter group's factor on the base learning rate.
+    lr_factor: f64,
+    /// This parameter's learning rate.
+    lr: f64,
+}
+
+/// Whether `name` matches the glob `pattern` (`*` = any run of characters, everything else
+/// literal).
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 pub struct Adam {
@@ -54,6 +85,11 @@ impl Adam {
     /// Optimises every trainable variable of `vs`, in name order (a stable order for clipping
     /// and checkpoints; Adam's update is per tensor, so the order does not change values).
     pub fn new(vs: &VarStore, cfg: AdamConfig) -> Self {
+        Self::with_groups(vs, cfg, |_| 1.0)
+    }
+
+    /// As [`Adam::new`] with a learning-rate factor per parameter name (a parameter group).
+    pub fn with_groups(vs: &VarStore, cfg: AdamConfig, lr_factor: impl Fn(&str) -> f64) -> Self {
         let mut vars: Vec<(String, Tensor)> = vs
             .variables()
             .into_iter()
@@ -62,23 +98,48 @@ impl Adam {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let params = vars
             .into_iter()
-            .map(|(name, param)| ParamState {
-                exp_avg: param.zeros_like(),
-                exp_avg_sq: param.zeros_like(),
-                name,
-                param,
-                step: 0,
+            .map(|(name, param)| {
+                let factor = lr_factor(&name);
+                ParamState {
+                    exp_avg: param.zeros_like(),
+                    exp_avg_sq: param.zeros_like(),
+                    lr_factor: factor,
+                    lr: cfg.lr * factor,
+                    name,
+                    param,
+                    step: 0,
+                }
             })
             .collect();
         Self { cfg, params }
     }
 
+    /// The base learning rate (of a group with factor 1).
     pub fn lr(&self) -> f64 {
         self.cfg.lr
     }
 
+    /// Sets the base learning rate; each parameter gets it times its group's factor.
     pub fn set_lr(&mut self, lr: f64) {
-        self.cfg.lr = lr;
+        self.set_group_lrs(lr, |factor| lr * factor);
+    }
+
+    /// Sets the base learning rate to `base` and each parameter's to `of_factor(its factor)`
+    /// (for schedules that are not a plain multiple of the base, e.g. cosine with a floor).
+    pub fn set_group_lrs(&mut self, base: f64, of_factor: impl Fn(f64) -> f64) {
+        self.cfg.lr = base;
+        for p in &mut self.params {
+            p.lr = of_factor(p.lr_factor);
+        }
+    }
+
+    pub fn set_weight_decay(&mut self, weight_decay: f64) {
+        self.cfg.weight_decay = weight_decay;
+    }
+
+    /// Names of the optimised parameters and their learning-rate factors.
+    pub fn groups(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.params.iter().map(|p| (p.name.as_str(), p.lr_factor))
     }
 
     pub fn zero_grad(&mut self) {
@@ -88,38 +149,42 @@ impl Adam {
     }
 
     /// Clamps every gradient to [-max, max] (the reference's `clip_gradient`).
-    /// Clamps every gradient to [-max, max] (the reference's `clip_gradient`).
     pub fn clip_grad_value(&mut self, max: f64) -> Result<()> {
         let params: Vec<&Tensor> = self.params.iter().map(|p| &p.param).collect();
         backend::clamp_grads(&params, max)
     }
 
-    /// One step for every parameter that has a gradient, computed by libtorch as
-    /// `torch.optim.Adam` computes it (see [`backend::adam_step`]).
+    /// One step for every parameter that has a gradient, at its group's learning rate,
+    /// computed by libtorch exactly as the optimiser `cfg.rule` names does
+    /// (see [`backend::adam_step`]).
     pub fn step(&mut self) -> Result<()> {
         let AdamConfig {
-            lr,
             beta1,
             beta2,
             eps,
             weight_decay,
+            rule,
+            ..
         } = self.cfg;
-        let params: Vec<&Tensor> = self.params.iter().map(|p| &p.param).collect();
-        let exp_avgs: Vec<&Tensor> = self.params.iter().map(|p| &p.exp_avg).collect();
-        let exp_avg_sqs: Vec<&Tensor> = self.params.iter().map(|p| &p.exp_avg_sq).collect();
-        let mut steps: Vec<i64> = self.params.iter().map(|p| p.step).collect();
+        let mut slots: Vec<AdamSlot<'_>> = self
+            .params
+            .iter_mut()
+            .map(|p| AdamSlot {
+                param: &p.param,
+                exp_avg: &p.exp_avg,
+                exp_avg_sq: &p.exp_avg_sq,
+                lr: p.lr,
+                step: &mut p.step,
+            })
+            .collect();
         let hyper = AdamHyper {
-            lr,
             beta1,
             beta2,
             eps,
             weight_decay,
+            rule,
         };
-        backend::adam_step(&params, &exp_avgs, &exp_avg_sqs, &mut steps, hyper)?;
-        for (p, step) in self.params.iter_mut().zip(steps) {
-            p.step = step;
-        }
-        Ok(())
+        backend::adam_step(&mut slots, hyper)
     }
 
     /// The optimiser state as named tensors, to store beside the model's weights.
@@ -163,7 +228,4 @@ impl Adam {
     }
 }
 
-/// The reference's step decay: `lr · rate^(epoch / every)`, epochs counted from 1.
-pub fn step_lr(base_lr: f64, epoch: usize, decay_rate: f64, decay_every: usize) -> f64 {
-    base_lr * decay_rate.powi((epoch / decay_every.max(1)) as i32)
-}
+pub use super::schedule::step_lr;
