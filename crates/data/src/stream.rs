@@ -454,6 +454,19 @@ impl Loader<Evaluation> {
         Self::with_samples(split, samples, cfg, Evaluation)
     }
 
+    /// A loader over the samples of `split` that `keep` accepts, e.g. those of frames an
+    /// interrupted inference has not written yet (`fgstp infer` on a video that breaks).
+    pub fn new_filtered(
+        split: Split,
+        cfg: &DataConfig,
+        keep: impl FnMut(&SampleRef) -> bool,
+    ) -> Result<Self> {
+        cfg.validate(Path::new("<data config>"))?;
+        let mut samples = evaluation_samples(&split, cfg.protocol);
+        samples.retain(keep);
+        Self::with_samples(split, samples, cfg, Evaluation)
+    }
+
     /// Frame `frame` of scene `scene` as the model sees it: `[3, S, S]` f32, resized and
     /// ImageNet-normalised like the frames of [`EvalLoader::batches`]. For streaming
     /// inference, which encodes each frame once instead of once per triplet.
