@@ -6,6 +6,7 @@
 //!   checkpoints — with the reference's loss and optimiser;
 //! - [`evaluate`]: a model over a dataset split, frame by frame, scored or written out
 //!   ([`outputs`]); [`trained`]: a run's configuration and weights loaded for that;
+//!   [`footage`]: `fgstp infer` on new footage (video files included), with output videos;
 //! - [`bench`]: the measurements of `fgstp bench`;
 //! - [`progress`]: the one progress-bar style of every long command.
 //!
@@ -13,6 +14,7 @@
 
 pub mod bench;
 pub mod evaluate;
+pub mod footage;
 pub mod outputs;
 pub mod progress;
 pub mod run_config;

@@ -99,6 +99,9 @@ pub enum DataError {
     #[error("cannot write {path}: {reason}; check the output folder's permissions and free space")]
     Write { path: PathBuf, reason: String },
 
+    #[error("cannot take frames from {video}: {reason}")]
+    FrameSelection { video: PathBuf, reason: String },
+
     #[error("data config {path}: {reason}")]
     Config { path: PathBuf, reason: String },
 

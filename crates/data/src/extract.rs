@@ -45,16 +45,16 @@ impl FrameSelection {
         if self.start == 0 {
             return Err("--start is a 1-based frame number (the first frame is 1)".into());
         }
+        if self.start > frames {
+            return Err(format!(
+                "--start {} is past the video's last frame ({frames})",
+                self.start
+            ));
+        }
         let end = self.end.unwrap_or(frames);
         if end < self.start {
             return Err(format!(
                 "--end {end} is before --start {}: nothing to write",
-                self.start
-            ));
-        }
-        if self.start > frames {
-            return Err(format!(
-                "--start {} is past the video's last frame ({frames})",
                 self.start
             ));
         }
@@ -94,8 +94,8 @@ pub fn extract_frames(
     let info = reader.info().clone();
     let indices = selection
         .indices(info.frames)
-        .map_err(|reason| DataError::Config {
-            path: video.to_path_buf(),
+        .map_err(|reason| DataError::FrameSelection {
+            video: video.to_path_buf(),
             reason,
         })?;
     let images = out.join("images");

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod data;
 pub mod eval;
+pub mod frames;
 pub mod infer;
 pub mod info;
 pub mod metrics;

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use image::{DynamicImage, GrayImage, ImageBuffer, ImageFormat, Luma, RgbImage};
 
 use super::error::VideoError;
-use super::Codec;
+use super::format::Codec;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Pixels {

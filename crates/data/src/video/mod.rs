@@ -48,6 +48,7 @@
 
 mod avi;
 mod error;
+mod format;
 mod h264;
 mod h264_track;
 mod mp4;
@@ -57,13 +58,13 @@ pub mod writer;
 pub mod yuv;
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use image::{DynamicImage, GrayImage};
 
 pub use error::VideoError;
+pub use format::{Codec, Container};
 pub use writer::{VideoWriter, WriterOptions};
 pub use yuv::{ColorSpace, Matrix, Yuv420};
 
@@ -71,57 +72,6 @@ use sniff::Sniffed;
 
 /// Frames kept after they are handed out, for cheap look-backs.
 pub const RING: usize = 8;
-
-/// The container a video was read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Container {
-    /// ISO base media: MP4, and QuickTime MOV.
-    Mp4,
-    Avi,
-    /// FLIR `.seq`: FFF records.
-    FlirSeq,
-}
-
-/// The codec (or pixel layout) of the frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Codec {
-    H264,
-    Mjpeg,
-    /// Uncompressed 8-bit grey.
-    Gray8,
-    /// Uncompressed 16-bit grey.
-    Gray16,
-    /// Uncompressed BGR (24/32-bit) or 8-bit palette.
-    Bgr,
-    /// FLIR raw uint16.
-    FlirRaw,
-    /// FLIR PNG-compressed uint16.
-    FlirPng,
-}
-
-impl fmt::Display for Container {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Mp4 => "MP4",
-            Self::Avi => "AVI",
-            Self::FlirSeq => "FLIR SEQ",
-        })
-    }
-}
-
-impl fmt::Display for Codec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::H264 => "H.264",
-            Self::Mjpeg => "Motion JPEG",
-            Self::Gray8 => "uncompressed 8-bit grey",
-            Self::Gray16 => "uncompressed 16-bit grey",
-            Self::Bgr => "uncompressed RGB",
-            Self::FlirRaw => "raw 16-bit thermal",
-            Self::FlirPng => "PNG-compressed 16-bit thermal",
-        })
-    }
-}
 
 /// What a video holds, from its headers.
 #[derive(Debug, Clone, PartialEq)]

@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma};
 
 use super::error::VideoError;
-use super::Codec;
+use super::format::Codec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Encoding {
