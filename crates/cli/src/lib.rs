@@ -8,6 +8,7 @@
 //!   ([`outputs`]); [`trained`]: a run's configuration and weights loaded for that;
 //!   ([`zoomnext_eval`]: ZoomNeXt's batch-normalised reference evaluation);
 //!   [`model_inputs`]: what each model kind reads from the data;
+//!   [`footage`]: `fgstp infer` on new footage (video files included), with output videos;
 //! - [`bench`]: the measurements of `fgstp bench`;
 //! - [`progress`]: the one progress-bar style of every long command.
 //!
@@ -15,6 +16,7 @@
 
 pub mod bench;
 pub mod evaluate;
+pub mod footage;
 pub mod model_inputs;
 pub mod outputs;
 pub mod progress;

@@ -4,7 +4,7 @@ mod commands;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use commands::{bench, compare, data, eval, infer, info, metrics, synth, train, weights};
+use commands::{bench, compare, data, eval, frames, infer, info, metrics, synth, train, weights};
 
 #[derive(Parser)]
 #[command(
@@ -29,13 +29,15 @@ enum Command {
     Train(train::Args),
     /// Score trained weights on a dataset split (metrics table, JSON, masks and overlays)
     Eval(eval::Args),
-    /// Segment new footage (a folder of frames or a dataset split): masks, overlays, probabilities
+    /// Segment new footage (a video file, a folder of frames or a dataset split): masks, overlays, probabilities, videos
     Infer(infer::Args),
+    /// Write a video's frames (MP4, AVI, FLIR .seq) as OUT_DIR/images/frame_00001.png … to label and train on
+    Frames(frames::Args),
     /// Measure parameters, FLOPs, latency, video frames/s (with/without feature cache), train step, data and metrics speed
     Bench(bench::Args),
     /// Check a dataset and print its splits, scenes, frames, masks, sizes and bit depths
     Data(data::Args),
-    /// Write synthetic infrared gas-leak videos (train/val/test) in the dataset layout
+    /// Write synthetic infrared gas-leak videos (train/val/test) in the dataset layout (--video: also as MP4s)
     Synth(synth::Args),
     /// Score mask folders of any system: S-measure, weighted F, MAE, E, F, IoU, Dice, J&F; merge shard states
     Metrics(metrics::Args),
@@ -63,6 +65,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train::run(args, cli.threads.is_some()),
         Command::Eval(args) => eval::run(args),
         Command::Infer(args) => infer::run(args),
+        Command::Frames(args) => frames::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Data(args) => data::run(args),
         Command::Synth(args) => synth::run(args),

@@ -14,6 +14,12 @@ use std::path::{Path, PathBuf};
 
 use fgstp_metrics::{to_binary_mask, to_gray_map};
 
+/// The images written for one frame, for whoever also wants them (e.g. as video frames).
+pub struct Written {
+    pub mask: GrayImage,
+    pub overlay: RgbImage,
+}
+
 pub struct Outputs {
     root: PathBuf,
     pub maps: bool,
@@ -46,7 +52,7 @@ impl Outputs {
         stem: &str,
         prob: &[f32],
         image: &RgbImage,
-    ) -> Result<()> {
+    ) -> Result<Written> {
         let (w, h) = image.dimensions();
         let mask = GrayImage::from_raw(w, h, to_binary_mask(prob))
             .context("probability map of the wrong size")?;
@@ -76,7 +82,7 @@ impl Outputs {
                 write_npy(p, prob, h as u64, w as u64)
             })?;
         }
-        Ok(())
+        Ok(Written { mask, overlay })
     }
 }
 

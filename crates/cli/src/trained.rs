@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use fgstp_data::layout::Split;
-use fgstp_data::EvalLoader;
+use fgstp_data::{EvalLoader, SampleRef};
 use fgstp_model::checkpoint::{load_into, StateDict};
 use fgstp_model::Model;
 use std::path::Path;
@@ -63,10 +63,20 @@ impl LoadedModel {
     /// The samples of an already opened split (`Split::open_footage` for inference, or a shard
     /// of one) as this model reads them.
     pub fn loader_for(&self, split: Split) -> Result<EvalLoader> {
-        Ok(EvalLoader::new_with(
+        self.loader_filtered(split, |_| true)
+    }
+
+    /// As [`LoadedModel::loader_for`], over the samples `keep` accepts.
+    pub fn loader_filtered(
+        &self,
+        split: Split,
+        keep: impl FnMut(&SampleRef) -> bool,
+    ) -> Result<EvalLoader> {
+        Ok(EvalLoader::new_filtered(
             split,
             &self.cfg.data,
             &input_spec(&self.cfg),
+            keep,
         )?)
     }
 

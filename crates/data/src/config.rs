@@ -226,7 +226,10 @@ pub enum Protocol {
 #[serde(rename_all = "kebab-case")]
 pub enum SixteenBit {
     /// Min–max over all frames of the video: keeps the frame-to-frame changes (the motion cue
-    /// of a faint plume) that per-frame stretching would partly normalise away.
+    /// of a faint plume) that per-frame stretching would partly normalise away. For a scene
+    /// stored as one 16-bit video file (AVI, FLIR SEQ) this takes one pass over the whole file
+    /// when the scene's first frame is loaded (cached for the scene's lifetime), so the result
+    /// equals that of the same frames as 16-bit PNGs.
     #[default]
     PerVideo,
     /// Min–max of each frame on its own (what most thermal viewers show).

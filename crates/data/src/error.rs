@@ -4,19 +4,21 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::video::VideoError;
+
 /// Everything that can be wrong with a dataset on disk (or a data config).
 #[derive(Debug, Error)]
 pub enum DataError {
     #[error("split folder {path} does not exist: create it, or set the split name in the data config to one of the folders under {root}", root = .path.parent().map_or_else(|| ".".into(), |p| p.display().to_string()))]
     MissingSplit { path: PathBuf },
 
-    #[error("input {path} is not a folder: give a folder of frames, a scene folder (with images/), or a dataset split (<scene>/images/)")]
+    #[error("input {path} does not exist: give a video file (MP4, AVI, FLIR .seq), a folder of frames, a scene folder (with images/ or video.mp4), or a dataset split (<scene>/images/ or <scene>/video.mp4)")]
     MissingInput { path: PathBuf },
 
-    #[error("split {path} has no scene folders: put each video in <split>/<scene>/images/ (frames) and <split>/<scene>/masks/ (PNG masks)")]
+    #[error("split {path} has no scene folders: put each video in <split>/<scene>/images/ (frames) or <split>/<scene>/video.mp4 (one video file), and its PNG masks in <split>/<scene>/masks/")]
     EmptySplit { path: PathBuf },
 
-    #[error("{path} is missing: every scene needs an images/ folder holding its frames (.jpg, .png, .tif, .tiff)")]
+    #[error("{path} is missing: every scene needs an images/ folder holding its frames (.jpg, .png, .tif, .tiff), or one video file named video.* (video.mp4, video.avi, video.seq) beside masks/")]
     MissingImages { path: PathBuf },
 
     #[error("{path} is missing: every scene needs a masks/ folder with one PNG mask per annotated frame (same file stem as the frame)")]
@@ -58,6 +60,21 @@ pub enum DataError {
     #[error("{path} is not a mask: masks/ may hold only .png files (same stem as the frame); move it elsewhere")]
     NotAMask { path: PathBuf },
 
+    #[error("mask {path} names no frame of {video} ({frames} frames): masks of a video scene are named frame_00001.png … frame_{last:05}.png after the 1-based frame number, as `fgstp frames` and `ffmpeg -i VIDEO frame_%05d.png` name the frames; rename or delete it", last = .frames)]
+    MaskNotAVideoFrame {
+        path: PathBuf,
+        video: PathBuf,
+        frames: usize,
+    },
+
+    #[error("{path} and {other} are both a scene's video (video.*): keep one of them")]
+    TwoVideos { path: PathBuf, other: PathBuf },
+
+    /// A video file that cannot be read (or breaks part-way); the message names the file,
+    /// what it holds and a conversion command.
+    #[error(transparent)]
+    Video(#[from] VideoError),
+
     #[error("{path} and {other} are the same frame (one stem, two files): keep only one of them")]
     DuplicateFrame { path: PathBuf, other: PathBuf },
 
@@ -97,6 +114,8 @@ pub enum DataError {
 
     #[error("{reason}")]
     Resize { reason: String },
+    #[error("cannot take frames from {video}: {reason}")]
+    FrameSelection { video: PathBuf, reason: String },
 
     #[error("data config {path}: {reason}")]
     Config { path: PathBuf, reason: String },

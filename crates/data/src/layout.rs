@@ -5,20 +5,30 @@
 //! ROOT/<split>/<scene>/masks/<frame>.png          (same stem; any subset of the frames)
 //! ```
 //!
-//! Opening a split lists and checks it (file names, frame counts, sizes from the image headers);
-//! pixels are only decoded when a sample is built, or by [`Split::verify_pixels`].
+//! or, for a scene recorded as one video file (see [`crate::video_scene`]):
+//!
+//! ```text
+//! ROOT/<split>/<scene>/video.mp4                   (or video.avi, video.seq: read by content)
+//! ROOT/<split>/<scene>/masks/frame_00001.png       (1-based frame numbers, any subset)
+//! ```
+//!
+//! A scene with both `images/` and a video reads `images/` (`fgstp synth --video` writes the
+//! video beside the frames, for viewing). Opening a split lists and checks it (file names,
+//! frame counts, sizes from the image or video headers); pixels are only decoded when a sample
+//! is built, or by [`Split::verify_pixels`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use image::{ColorType, ImageDecoder, ImageReader, RgbImage};
+use image::{ColorType, DynamicImage, ImageDecoder, ImageReader, RgbImage};
 use rayon::prelude::*;
 
 use crate::config::SixteenBit;
 use crate::decode::{is_sixteen_bit, load_raw, raw_range, to_rgb8};
 use crate::error::{DataError, Result};
 use crate::natural::natural_cmp;
+use crate::video_scene::{color_of, find_video, frame_index, frame_stem, DecodePool, VideoFrames};
 
 const FRAME_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "tif", "tiff"];
 
@@ -34,35 +44,59 @@ pub enum Masks {
 /// One frame of a video and its mask, if annotated.
 #[derive(Debug, Clone)]
 pub struct Frame {
-    /// File name in `images/`, e.g. `00012.png`.
+    /// File name in `images/`, e.g. `00012.png`; in a video scene `frame_00001` (1-based).
     pub name: String,
+    /// The file holding the frame's pixels: its image, or the scene's video file.
     pub image: PathBuf,
     pub mask: Option<PathBuf>,
     /// Pixel format from the file header.
     pub color: ColorType,
 }
 
-/// One video: its frames in natural order, all of one size.
+impl Frame {
+    /// The frame's name without its extension, which outputs are named after: `00012` for
+    /// `images/00012.png`, `frame_00001` for the first frame of a video.
+    pub fn stem(&self) -> &str {
+        split_stem(&self.name).0
+    }
+}
+
+/// One video: its frames in natural order (or the video file's order), all of one size.
 #[derive(Debug)]
 pub struct Scene {
     pub name: String,
+    /// The scene folder (for a video file given directly to `infer`: that file).
     pub dir: PathBuf,
     pub frames: Vec<Frame>,
     pub width: u32,
     pub height: u32,
     /// Raw 16-bit range over all frames, computed on first use (`sixteen_bit = "per-video"`).
     pub(crate) video_range: OnceLock<(u16, u16)>,
+    /// Set when the frames come from one video file rather than `images/`.
+    video: Option<VideoFrames>,
 }
 
 impl Scene {
+    /// The video file the frames come from, if they do.
+    pub fn video(&self) -> Option<&VideoFrames> {
+        self.video.as_ref()
+    }
+
+    /// Frame `index` as stored: 8-bit gray/RGB, or 16-bit as the camera wrote it.
+    pub fn load_raw_frame(&self, index: usize) -> Result<Arc<DynamicImage>> {
+        match &self.video {
+            Some(video) => video.frame(index),
+            None => load_raw(&self.frames[index].image).map(Arc::new),
+        }
+    }
+
     pub fn mask_count(&self) -> usize {
         self.frames.iter().filter(|f| f.mask.is_some()).count()
     }
 
     /// Frame `index` as 8-bit RGB, 16-bit frames mapped by `mode`.
     pub fn load_frame(&self, index: usize, mode: SixteenBit) -> Result<RgbImage> {
-        let frame = &self.frames[index];
-        let img = load_raw(&frame.image)?;
+        let img = self.load_raw_frame(index)?;
         if !is_sixteen_bit(&img) {
             return Ok(to_rgb8(&img, None));
         }
@@ -74,10 +108,16 @@ impl Scene {
         Ok(to_rgb8(&img, range))
     }
 
-    /// Raw min–max over all 16-bit frames of the scene, computed once and cached.
+    /// Raw min–max over all 16-bit frames of the scene, computed once and cached. For a video
+    /// file this is one pass over the whole file before its first frame is used.
     pub fn video_range(&self) -> Result<(u16, u16)> {
         if let Some(&r) = self.video_range.get() {
             return Ok(r);
+        }
+        if let Some(video) = &self.video {
+            let range = video.raw_range(self.frames.len())?.unwrap_or((0, u16::MAX));
+            let _ = self.video_range.set(range);
+            return Ok(range);
         }
         let ranges: Vec<Result<Option<(u16, u16)>>> = self
             .frames
@@ -98,7 +138,8 @@ impl Scene {
         Ok(range)
     }
 
-    /// Distinct pixel formats of the scene's frames, in order of first appearance.
+    /// Distinct pixel formats of the scene's frames, in order of first appearance (a video's
+    /// from its codec).
     pub fn colors(&self) -> Vec<ColorType> {
         let mut out: Vec<ColorType> = Vec::new();
         for f in &self.frames {
@@ -121,6 +162,10 @@ pub struct Split {
 impl Split {
     /// Lists and checks `root/name`. Errors name the first problem found and what to do.
     pub fn open(root: &Path, name: &str, masks: Masks) -> Result<Split> {
+        Self::open_in(root, name, masks, &DecodePool::new())
+    }
+
+    fn open_in(root: &Path, name: &str, masks: Masks, pool: &Arc<DecodePool>) -> Result<Split> {
         let dir = root.join(name);
         if !dir.is_dir() {
             return Err(DataError::MissingSplit { path: dir });
@@ -139,7 +184,7 @@ impl Split {
         // is the first in natural order, as a sequential scan would give.
         let scenes = scene_dirs
             .into_par_iter()
-            .map(|(scene, path)| open_scene(scene, path, masks))
+            .map(|(scene, path)| open_scene(scene, path, masks, pool))
             .collect::<Vec<_>>()
             .into_iter()
             .collect::<Result<Vec<_>>>()?;
@@ -150,10 +195,30 @@ impl Split {
         })
     }
 
-    /// New footage for inference, in any of three shapes: a dataset split
-    /// (`<scene>/images/<frame>`), one scene (`images/<frame>`, optional `masks/`), or a plain
-    /// folder of frames (one video). Masks are optional.
+    /// New footage for inference, in any of four shapes: a video file (MP4, AVI, FLIR .seq;
+    /// one scene named after the file's stem, frames `frame_00001`, …), a dataset split
+    /// (`<scene>/images/<frame>` or `<scene>/video.*`), one scene (`images/<frame>` or
+    /// `video.*`, optional `masks/`), or a plain folder of frames (one video). Masks are
+    /// optional.
     pub fn open_footage(input: &Path) -> Result<Split> {
+        let pool = DecodePool::new();
+        if input.is_file() {
+            let name = input
+                .file_stem()
+                .map_or_else(|| "video".to_string(), |n| n.to_string_lossy().into_owned());
+            let scene = open_video(
+                name.clone(),
+                input.to_path_buf(),
+                input.to_path_buf(),
+                None,
+                &pool,
+            )?;
+            return Ok(Split {
+                name,
+                dir: input.to_path_buf(),
+                scenes: vec![scene],
+            });
+        }
         if !input.is_dir() {
             return Err(DataError::MissingInput {
                 path: input.to_path_buf(),
@@ -167,15 +232,20 @@ impl Split {
             dir: input.to_path_buf(),
             scenes: vec![scene],
         };
-        if input.join("images").is_dir() {
-            return open_scene(name.clone(), input.to_path_buf(), Masks::Optional).map(one_scene);
+        if input.join("images").is_dir() || find_video(input)?.is_some() {
+            return open_scene(name.clone(), input.to_path_buf(), Masks::Optional, &pool)
+                .map(one_scene);
         }
-        let has_scenes = list_dir(input)?
-            .iter()
-            .any(|(_, path)| path.join("images").is_dir());
+        let mut has_scenes = false;
+        for (_, path) in list_dir(input)? {
+            if path.is_dir() && (path.join("images").is_dir() || find_video(&path)?.is_some()) {
+                has_scenes = true;
+                break;
+            }
+        }
         if has_scenes {
             let root = input.parent().unwrap_or(Path::new("."));
-            return Split::open(root, &name, Masks::Optional);
+            return Split::open_in(root, &name, Masks::Optional, &pool);
         }
         open_frames(
             name.clone(),
@@ -195,17 +265,26 @@ impl Split {
     }
 
     /// Decodes every frame and mask once (truncated or corrupt files show up only then).
-    /// `progress` is called once per decoded file, from worker threads.
+    /// `progress` is called once per decoded file or video frame, from worker threads.
     pub fn verify_pixels(&self, progress: &(dyn Fn() + Sync)) -> Result<()> {
         let files: Vec<(&Path, bool)> = self
             .scenes
             .iter()
-            .flat_map(|s| &s.frames)
-            .flat_map(|f| {
-                std::iter::once((f.image.as_path(), false))
-                    .chain(f.mask.as_deref().map(|m| (m, true)))
+            .flat_map(|s| {
+                let images = s.video.is_none();
+                s.frames.iter().flat_map(move |f| {
+                    images
+                        .then_some((f.image.as_path(), false))
+                        .into_iter()
+                        .chain(f.mask.as_deref().map(|m| (m, true)))
+                })
             })
             .collect();
+        // Each video is read in order by one thread; videos and files in parallel.
+        let videos: Vec<&VideoFrames> = self.scenes.iter().filter_map(Scene::video).collect();
+        let video_results: Vec<Result<()>> =
+            videos.par_iter().map(|v| v.verify(progress)).collect();
+        video_results.into_iter().collect::<Result<()>>()?;
         let results: Vec<Result<()>> = files
             .par_iter()
             .map(|&(path, is_mask)| {
@@ -257,12 +336,91 @@ fn split_stem(name: &str) -> (&str, &str) {
     }
 }
 
-fn open_scene(name: String, dir: PathBuf, masks: Masks) -> Result<Scene> {
+fn open_scene(name: String, dir: PathBuf, masks: Masks, pool: &Arc<DecodePool>) -> Result<Scene> {
     let images_dir = dir.join("images");
-    if !images_dir.is_dir() {
-        return Err(DataError::MissingImages { path: images_dir });
+    if images_dir.is_dir() {
+        return open_frames(name, dir, images_dir, masks);
     }
-    open_frames(name, dir, images_dir, masks)
+    let Some(video) = find_video(&dir)? else {
+        return Err(DataError::MissingImages { path: images_dir });
+    };
+    let masks_dir = dir.join("masks");
+    let masks_dir = if masks_dir.is_dir() {
+        Some(masks_dir)
+    } else if masks == Masks::Required {
+        return Err(DataError::MissingMasks { path: masks_dir });
+    } else {
+        None
+    };
+    open_video(name, dir, video, masks_dir, pool)
+}
+
+/// A scene whose frames are the frames of `video`; masks (if any) in `masks_dir`, named
+/// `frame_00001.png` after the 1-based frame number.
+fn open_video(
+    name: String,
+    dir: PathBuf,
+    video: PathBuf,
+    masks_dir: Option<PathBuf>,
+    pool: &Arc<DecodePool>,
+) -> Result<Scene> {
+    let frames_of = VideoFrames::open(&video, Arc::clone(pool))?;
+    let info = frames_of.info().clone();
+    if info.frames < 3 {
+        return Err(DataError::TooFewFrames {
+            path: video,
+            count: info.frames,
+        });
+    }
+    let color = color_of(&info);
+    let mut frames: Vec<Frame> = (0..info.frames)
+        .map(|i| Frame {
+            name: frame_stem(i),
+            image: video.clone(),
+            mask: None,
+            color,
+        })
+        .collect();
+    if let Some(masks_dir) = masks_dir {
+        let mut mask_files = list_dir(&masks_dir)?;
+        mask_files.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+        for (file, path) in mask_files {
+            let (stem, ext) = split_stem(&file);
+            if path.is_dir() || !ext.eq_ignore_ascii_case("png") {
+                return Err(DataError::NotAMask { path });
+            }
+            let Some(frame) = frame_index(stem).and_then(|i| frames.get_mut(i)) else {
+                return Err(DataError::MaskNotAVideoFrame {
+                    path,
+                    video,
+                    frames: info.frames,
+                });
+            };
+            if let Some(other) = frame.mask.replace(path.clone()) {
+                return Err(DataError::DuplicateFrame { path, other });
+            }
+            let (mw, mh, _) = read_header(&path)?;
+            if (mw, mh) != (info.width, info.height) {
+                return Err(DataError::MaskSizeMismatch {
+                    path,
+                    width: mw,
+                    height: mh,
+                    frame: video,
+                    frame_width: info.width,
+                    frame_height: info.height,
+                });
+            }
+        }
+    }
+    Ok(Scene {
+        name,
+        dir,
+        frames,
+        width: info.width,
+        height: info.height,
+        video_range: OnceLock::new(),
+        video: Some(frames_of),
+    })
 }
 
 /// A scene whose frames are the files of `images_dir` (masks, if any, in `dir/masks`).
@@ -330,6 +488,7 @@ fn open_frames(name: String, dir: PathBuf, images_dir: PathBuf, masks: Masks) ->
         width,
         height,
         video_range: OnceLock::new(),
+        video: None,
     })
 }
 

@@ -7,6 +7,11 @@
 //! frames in natural order ([`natural`]). [`Split::open`] lists and checks a split; every
 //! problem is a [`DataError`] naming the file and what to do.
 //!
+//! A scene may instead be one video file, `<scene>/video.mp4` (or `.avi`, `.seq`: the format
+//! is read from the bytes) with masks `masks/frame_00001.png` … named after the 1-based frame
+//! number ([`video_scene`]). Its frames are decoded on demand in bounded memory, and
+//! everything downstream ([`Scene::load_frame`], the streams) sees no difference.
+//!
 //! # Samples
 //! A sample is a frame and two neighbours ([`sample`]): training follows the reference
 //! (frames t, t+1, t+2, annotated t only); evaluation/inference gives every frame a sample
@@ -47,13 +52,19 @@
 //! half their maximum ([`decode`]). Training transforms: [`augment`].
 //!
 //! # Synthetic data
-//! [`synth`] writes infrared-looking gas-leak videos in this layout (`fgstp synth`);
-//! [`generated::prepare`] makes one on first use as a run's dataset.
+//! [`synth`] writes infrared-looking gas-leak videos in this layout (`fgstp synth`; with
+//! `--video` also as MP4s, [`synth_video`]); [`generated::prepare`] makes one on first use as
+//! a run's dataset.
+//!
+//! # Video files
+//! [`video`] reads MP4 (H.264), AVI and FLIR SEQ files and writes H.264 MP4; [`extract`]
+//! writes a video's frames as a scene's `images/` (`fgstp frames`).
 
 pub mod augment;
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod extract;
 pub mod generated;
 pub mod inputs;
 pub mod layout;
@@ -63,7 +74,9 @@ pub mod prior;
 pub mod sample;
 pub mod stream;
 pub mod synth;
+pub mod synth_video;
 pub mod video;
+pub mod video_scene;
 pub mod zoomnext_augment;
 
 pub use config::{DataConfig, ImageSize, Protocol, SixteenBit, TrainSampling};

@@ -721,8 +721,20 @@ impl Loader<Evaluation> {
 
     /// As [`Loader::new`] for a model that reads `spec`.
     pub fn new_with(split: Split, cfg: &DataConfig, spec: &InputSpec) -> Result<Self> {
+        Self::new_filtered(split, cfg, spec, |_| true)
+    }
+
+    /// A loader over the samples of `split` that `keep` accepts, e.g. those of frames an
+    /// interrupted inference has not written yet (`fgstp infer` on a video that breaks).
+    pub fn new_filtered(
+        split: Split,
+        cfg: &DataConfig,
+        spec: &InputSpec,
+        keep: impl FnMut(&SampleRef) -> bool,
+    ) -> Result<Self> {
         cfg.validate(Path::new("<data config>"))?;
-        let samples = evaluation_samples_for(&split, cfg.protocol, spec.reference_frames);
+        let mut samples = evaluation_samples_for(&split, cfg.protocol, spec.reference_frames);
+        samples.retain(keep);
         Self::with_samples(split, samples, cfg, spec, Evaluation)
     }
 

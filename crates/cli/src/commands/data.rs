@@ -23,7 +23,7 @@ enum DataCommand {
 
 #[derive(clap::Args)]
 struct CheckArgs {
-    /// Dataset root: ROOT/<split>/<scene>/{images,masks}/
+    /// Dataset root: ROOT/<split>/<scene>/{images,masks}/ (or <scene>/video.mp4 and masks/)
     root: PathBuf,
     /// Splits to check, comma-separated [default: every folder under ROOT]
     #[arg(long, value_delimiter = ',')]
@@ -123,7 +123,15 @@ fn print_split(split: &Split) {
         "scene", "frames", "masks", "size"
     );
     for scene in &split.scenes {
-        let pixels: Vec<String> = scene.colors().into_iter().map(describe_color).collect();
+        let mut pixels: Vec<String> = scene.colors().into_iter().map(describe_color).collect();
+        if let Some(video) = scene.video() {
+            let file = video
+                .path()
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy();
+            pixels.push(format!("from {file} ({})", video.describe()));
+        }
         println!(
             "  {:width$}  {:>6}  {:>6}  {:>11}  {}",
             scene.name,

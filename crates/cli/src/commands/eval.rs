@@ -3,7 +3,7 @@
 use super::model_args::ModelArgs;
 use anyhow::{Context, Result};
 use fgstp_cli::evaluate::shard_split;
-use fgstp_cli::outputs::{stem, Outputs};
+use fgstp_cli::outputs::Outputs;
 use fgstp_cli::progress;
 use fgstp_data::layout::{Masks, Split};
 use fgstp_metrics::cli::report_json;
@@ -58,8 +58,8 @@ pub fn run(args: Args) -> Result<()> {
     loaded.predict(&loader, |frame| {
         frame.score(&mut recorder)?;
         if let Some(out) = &outputs {
-            let name = stem(&frame.scene.frames[frame.frame].image);
-            out.write(Some(&frame.scene.name), &name, &frame.prob, &frame.image()?)?;
+            let name = frame.scene.frames[frame.frame].stem();
+            out.write(Some(&frame.scene.name), name, &frame.prob, &frame.image()?)?;
         }
         bar.inc(1);
         Ok(())

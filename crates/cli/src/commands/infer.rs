@@ -1,11 +1,9 @@
 //! `fgstp infer`: run a trained model on new footage.
 
 use super::model_args::ModelArgs;
-use anyhow::Result;
-use fgstp_cli::evaluate::shard_split;
-use fgstp_cli::outputs::{stem, Outputs};
+use anyhow::{bail, Result};
+use fgstp_cli::footage::{infer, InferOptions};
 use fgstp_cli::progress;
-use fgstp_data::layout::Split;
 use fgstp_metrics::Shard;
 use std::path::PathBuf;
 
@@ -13,10 +11,11 @@ use std::path::PathBuf;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// A folder of frames (one video, natural order), a scene folder (images/), or a dataset split
-    #[arg(long, value_name = "DIR")]
+    /// A video file (H.264 MP4, AVI, FLIR .seq; read by content), a folder of frames (one
+    /// video, natural order), a scene folder (images/ or video.mp4), or a dataset split
+    #[arg(long, value_name = "PATH")]
     input: PathBuf,
-    /// Where masks/, overlays/ (and prob/) go
+    /// Where masks/, overlays/ (and prob/) go; a video's frames are named frame_00001.png, …
     #[arg(long, value_name = "DIR")]
     output: PathBuf,
     /// Also write prob/<frame>.npy: float32 [H, W] sigmoid probabilities at the frame's size
@@ -30,34 +29,84 @@ pub struct Args {
     /// long-term model's priors, data.prior_dir)
     #[arg(long)]
     save_maps: bool,
+    /// Also write the overlays as one H.264 MP4 (the input must be one video)
+    #[arg(long, value_name = "OUT.mp4")]
+    overlay_video: Option<PathBuf>,
+    /// Also write the masks as one H.264 MP4 (the input must be one video)
+    #[arg(long, value_name = "OUT.mp4")]
+    mask_video: Option<PathBuf>,
+    /// Frame rate of --overlay-video/--mask-video [default: the source video's; 30 for
+    /// frame folders and files that record none]
+    #[arg(long, value_name = "FPS")]
+    fps: Option<f64>,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let loaded = args.model.load()?;
-    let mut footage = Split::open_footage(&args.input)?;
-    if let Some(shard) = args.shard {
-        footage = shard_split(footage, shard);
-    }
-    // One video given directly: flat outputs; a split: one folder per video.
-    let per_video = footage.scenes.iter().any(|scene| scene.dir != args.input);
-    let loader = loaded.loader_for(footage)?;
-    let outputs = Outputs::new(&args.output, args.save_maps, args.save_prob);
-
-    let bar = progress::bar(loader.len() as u64, "infer", "frames");
-    loaded.predict(&loader, |frame| {
-        let name = stem(&frame.scene.frames[frame.frame].image);
-        let video = per_video.then_some(frame.scene.name.as_str());
-        outputs.write(video, &name, &frame.prob, &frame.image()?)?;
-        bar.inc(1);
-        Ok(())
-    })?;
+    let options = InferOptions {
+        input: args.input,
+        output: args.output,
+        save_prob: args.save_prob,
+        save_maps: args.save_maps,
+        shard: args.shard,
+        overlay_video: args.overlay_video,
+        mask_video: args.mask_video,
+        fps: args.fps,
+    };
+    let bar = progress::bar(0, "infer", "frames");
+    let report = infer(&loaded, &options, &|n| bar.set_length(n), &|| bar.inc(1))?;
     bar.finish_and_clear();
-    eprintln!(
-        "{} frames: masks/ and overlays/{}{} under {}",
-        loader.len(),
-        if args.save_maps { ", maps/" } else { "" },
-        if args.save_prob { " and prob/" } else { "" },
-        args.output.display()
+    let videos: Vec<String> = [&options.overlay_video, &options.mask_video]
+        .into_iter()
+        .flatten()
+        .map(|p| p.display().to_string())
+        .collect();
+    let fps = match report.video_fps {
+        Some((fps, true)) => {
+            format!(" at {fps} frames/s (the source gives no frame rate; set one with --fps)")
+        }
+        Some((fps, false)) => format!(" at {fps} frames/s"),
+        None => String::new(),
+    };
+    let written = format!(
+        "{} frames: masks/ and overlays/{}{} under {}{}",
+        report.frames,
+        if options.save_maps { ", maps/" } else { "" },
+        if options.save_prob { " and prob/" } else { "" },
+        options.output.display(),
+        if videos.is_empty() {
+            String::new()
+        } else {
+            format!("; {}{fps}", videos.join(" and "))
+        }
     );
-    Ok(())
+    if report.broken.is_empty() {
+        eprintln!("{written}");
+        return Ok(());
+    }
+    let mut message = String::new();
+    for b in &report.broken {
+        message.push_str(&format!("{}\n", b.error));
+        message.push_str(&if b.written > 0 {
+            format!(
+                "{}: predicted {} of {} frames (frame_00001 … frame_{:05}, the frames before the break); the rest could not be read\n",
+                b.scene, b.written, b.total, b.readable
+            )
+        } else {
+            format!(
+                "{}: predicted none of its {} frames ({} readable; a prediction needs 3)\n",
+                b.scene, b.total, b.readable
+            )
+        });
+    }
+    bail!(
+        "{message}wrote {written}{}, incomplete: {} of the input's {} frames",
+        if videos.is_empty() {
+            ""
+        } else {
+            " (the videos hold the predicted frames only)"
+        },
+        report.frames,
+        report.expected
+    );
 }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod compare;
 pub mod data;
 pub mod eval;
+pub mod frames;
 pub mod infer;
 pub mod info;
 pub mod metrics;

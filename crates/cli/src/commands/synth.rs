@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use fgstp_cli::progress;
+use fgstp_data::synth_video::{write_scene_videos, SYNTH_FPS};
 use fgstp_data::SynthConfig;
 
 #[derive(clap::Args)]
@@ -34,6 +35,10 @@ pub struct Args {
     /// Write into DIR even if it is not empty (files of the same names are replaced)
     #[arg(long)]
     force: bool,
+    /// Also write each scene as an H.264 MP4, <scene>/video.mp4 (30 frames/s); frames and
+    /// masks are then named frame_00001.png … as a video's frames are
+    #[arg(long)]
+    video: bool,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -74,6 +79,17 @@ pub fn run(args: Args) -> Result<()> {
     let report = fgstp_data::generate(&cfg, &args.out, &|| bar.inc(1))
         .with_context(|| format!("writing the synthetic dataset to {}", args.out.display()))?;
     bar.finish_and_clear();
+    let videos = if args.video {
+        let bar = progress::bar(total, "synth video", "frames");
+        let n = write_scene_videos(&args.out, &cfg, &|| bar.inc(1))
+            .with_context(|| format!("writing the scene videos under {}", args.out.display()))?;
+        bar.finish_and_clear();
+        format!(
+            " and {n} H.264 videos (<scene>/video.mp4, {SYNTH_FPS} frames/s; frames named frame_00001.png …)"
+        )
+    } else {
+        String::new()
+    };
     let secs = start.elapsed().as_secs_f64();
     let splits: Vec<String> = cfg
         .splits()
@@ -81,7 +97,7 @@ pub fn run(args: Args) -> Result<()> {
         .map(|(name, range)| format!("{name} {}", range.len()))
         .collect();
     println!(
-        "wrote {} frames ({} scenes: {}) of {}x{} {}-bit to {} in {:.2} s ({:.0} frames/s)",
+        "wrote {} frames ({} scenes: {}) of {}x{} {}-bit{videos} to {} in {:.2} s ({:.0} frames/s)",
         report.frames,
         report.scenes,
         splits.join(", "),

@@ -1,4 +1,5 @@
-//! What a video file is: its container and the codec of its frames.
+//! What a video file is: its container and codec (own file so that the readers can name them
+//! without depending on the module that dispatches to them).
 
 use std::fmt;
 
