@@ -40,6 +40,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--seed", type=int, default=2025)
+    ap.add_argument("--fused", action="store_true", help="fgstp's fused computation order (model.fused)")
     ap.add_argument("--workdir", default="/tmp/fgstp-bench")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -60,7 +61,7 @@ def main():
 
     rust = subprocess.Popen(
         [args.bench_bin, "--serve", "--backbone", args.backbone, "--weights", weights,
-         "--frames", frames_file, "--threads", str(args.threads)],
+         "--frames", frames_file, "--threads", str(args.threads)] + (["--fused"] if args.fused else []),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def rust_command(line):
@@ -83,7 +84,8 @@ def main():
     if not ready.startswith("ready"):
         sys.exit(f"forward_bench did not start: {ready!r}")
     reference_out, _ = reference_forward()  # warm-up
-    print(f"{args.backbone} at {args.size}x{args.size}, batch 1, {args.threads} threads, torch {torch.__version__}; "
+    print(f"{args.backbone} at {args.size}x{args.size}, batch 1, {args.threads} threads, torch {torch.__version__}, "
+          f"fgstp {'fused' if args.fused else 'unfused (the reference order)'}; "
           f"{args.rounds} alternating rounds; load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
 
     ours, theirs = [], []
