@@ -1,33 +1,15 @@
 //! `fgstp compare`: a folder written by `fgstp eval --output` (masks/, maps/, overlays/) and a
 //! folder of XMem++ output (DAVIS-coloured RGB masks in <video>/masks/) in one table.
 
+mod common;
+use common::{fgstp, ok, s};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
 fn formats() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../metrics/tests/fixtures/formats")
-}
-
-fn fgstp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fgstp"))
-        .args(args)
-        .output()
-        .expect("fgstp runs")
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "fgstp failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// An `fgstp eval --output` folder: maps/ (soft, what eval scores), masks/ and overlays/.

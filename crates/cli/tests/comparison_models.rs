@@ -3,34 +3,18 @@
 //! schedule and parameter groups), `eval` under both protocols, `infer`, and the two-stage
 //! SLT-Net pipeline (the short-term model's maps are the long-term model's priors).
 
+mod common;
+use common::{ok, stderr};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
 use fgstp_model::checkpoint::StateDict;
 
-const FGSTP: &str = env!("CARGO_BIN_EXE_fgstp");
-
+/// `fgstp --threads 1 ARGS`.
 fn fgstp(args: &[&str]) -> Output {
-    Command::new(FGSTP)
-        .args(["--threads", "1"])
-        .args(args)
-        .output()
-        .expect("the fgstp binary runs")
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "fgstp failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    common::fgstp(&[&["--threads", "1"], args].concat())
 }
 
 /// 4 synthetic videos of 6 frames (train 2, val 1, test 1), made once.

@@ -1,36 +1,16 @@
 //! The research loop end to end on a tiny configuration (b0 encoder, 64 px, a few synthetic
 //! videos): train, interrupt, resume, evaluate, infer — through the `fgstp` binary.
 
+mod common;
+use common::{fgstp, ok, stderr, FGSTP};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use fgstp_model::checkpoint::{read_safetensors_metadata, StateDict};
-
-const FGSTP: &str = env!("CARGO_BIN_EXE_fgstp");
-
-fn fgstp(args: &[&str]) -> Output {
-    Command::new(FGSTP)
-        .args(args)
-        .output()
-        .expect("the fgstp binary runs")
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "fgstp failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// A synthetic dataset and a tiny config, made once for the whole test binary.
 struct Fixture {

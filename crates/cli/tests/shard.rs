@@ -4,30 +4,12 @@
 //! system's PNGs). A shard writes only its own videos' files, so rerunning one replaces only
 //! those.
 
+mod common;
+use common::{fgstp, ok, s};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::SystemTime;
-
-fn fgstp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fgstp"))
-        .args(args)
-        .output()
-        .expect("fgstp runs")
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "fgstp failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn merge(states: &[PathBuf], json: &Path) {
     let mut args = vec!["metrics", "merge"];

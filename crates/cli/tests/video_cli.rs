@@ -5,36 +5,17 @@
 //! after its readable frames are written; a dataset of video scenes trains, validates and
 //! evaluates exactly like the same frames as PNGs; `data check` reads video scenes.
 
+mod common;
+use common::{fgstp, ok, s};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-const FGSTP: &str = env!("CARGO_BIN_EXE_fgstp");
 const FRAMES: usize = 12;
-
-fn fgstp(args: &[&str]) -> Output {
-    Command::new(FGSTP)
-        .args(args)
-        .output()
-        .expect("the fgstp binary runs")
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "fgstp failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// Generated videos (3 scenes of 12 frames, 64×64, each also as `video.mp4`), the tiny
