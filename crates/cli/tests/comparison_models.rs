@@ -4,7 +4,7 @@
 //! SLT-Net pipeline (the short-term model's maps are the long-term model's priors).
 
 mod common;
-use common::{ok, stderr};
+use common::{ok, stderr, synth_64};
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -29,19 +29,7 @@ fn data() -> &'static Data {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
         let out = root.join("data");
-        ok(fgstp(&[
-            "synth",
-            "--out",
-            out.to_str().unwrap(),
-            "--scenes",
-            "4",
-            "--frames",
-            "6",
-            "--size",
-            "64x64",
-            "--seed",
-            "3",
-        ]));
+        synth_64(&out, 4, 6, 3, &[]);
         Data { _dir: dir, root }
     })
 }

@@ -2,7 +2,7 @@
 //! videos): train, interrupt, resume, evaluate, infer — through the `fgstp` binary.
 
 mod common;
-use common::{fgstp, ok, stderr, FGSTP};
+use common::{fgstp, ok, stderr, synth_64, FGSTP};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,19 +27,7 @@ fn fixture() -> &'static Fixture {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
         let data = root.join("data");
-        ok(fgstp(&[
-            "synth",
-            "--out",
-            data.to_str().unwrap(),
-            "--scenes",
-            "4",
-            "--frames",
-            "6",
-            "--size",
-            "64x64",
-            "--seed",
-            "3",
-        ]));
+        synth_64(&data, 4, 6, 3, &[]);
         let config = root.join("tiny.toml");
         std::fs::write(
             &config,

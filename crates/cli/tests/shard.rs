@@ -5,7 +5,7 @@
 //! those.
 
 mod common;
-use common::{fgstp, ok, s};
+use common::{fgstp, ok, s, synth_64};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -85,19 +85,7 @@ fn eval_shards_merge_to_the_unsharded_json_and_write_only_their_videos() {
     let data = root.join("data");
     // 5 scenes of 3 frames: the training split has 3 videos, one per shard (scored here: the
     // model's quality does not matter, only that shards add up).
-    ok(fgstp(&[
-        "synth",
-        "--out",
-        s(&data),
-        "--scenes",
-        "5",
-        "--frames",
-        "3",
-        "--size",
-        "64x64",
-        "--seed",
-        "5",
-    ]));
+    synth_64(&data, 5, 3, 5, &[]);
     let config = root.join("tiny.toml");
     std::fs::write(
         &config,

@@ -6,7 +6,7 @@
 //! evaluates exactly like the same frames as PNGs; `data check` reads video scenes.
 
 mod common;
-use common::{fgstp, ok, s};
+use common::{fgstp, ok, s, synth_64};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -66,20 +66,7 @@ fn fixture() -> &'static Fixture {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
         let data = root.join("data");
-        ok(fgstp(&[
-            "synth",
-            "--out",
-            s(&data),
-            "--scenes",
-            "3",
-            "--frames",
-            &FRAMES.to_string(),
-            "--size",
-            "64x64",
-            "--seed",
-            "3",
-            "--video",
-        ]));
+        synth_64(&data, 3, FRAMES, 3, &["--video"]);
         let config = write_config(&root.join("tiny.toml"), &data);
         let run = root.join("run");
         ok(fgstp(&[

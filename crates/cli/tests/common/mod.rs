@@ -33,3 +33,23 @@ pub fn stderr(out: &Output) -> String {
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// `fgstp synth` of `scenes` videos of `frames` 64×64 frames into `out` (plus `extra` flags).
+pub fn synth_64(out: &Path, scenes: usize, frames: usize, seed: u64, extra: &[&str]) {
+    let (scenes, frames, seed) = (scenes.to_string(), frames.to_string(), seed.to_string());
+    let mut args = vec![
+        "synth",
+        "--out",
+        s(out),
+        "--scenes",
+        &scenes,
+        "--frames",
+        &frames,
+        "--size",
+        "64x64",
+        "--seed",
+        &seed,
+    ];
+    args.extend_from_slice(extra);
+    ok(fgstp(&args));
+}
