@@ -55,17 +55,31 @@ impl<'a> Frame<'a> {
         }
         let (p, g) = (pred.pixels(), gt.pixels());
 
-        // One pass: prediction range and raw-value histograms per quadrant and mask code.
-        let (mut pred_min, mut pred_max) = (u8::MAX, u8::MIN);
-        let mut flat = vec![0u32; 16 * 256];
-        for (&pv, &b) in p.iter().zip(&geometry.bucket) {
-            pred_min = pred_min.min(pv);
-            pred_max = pred_max.max(pv);
-            flat[b as usize * 256 + pv as usize] += 1;
+        // Prediction range, then raw-value histograms per quadrant and mask code. Smooth maps
+        // repeat a value from pixel to pixel, and one histogram would wait on its own last
+        // increment: four copies, one per pixel position modulo 4, are summed at the end.
+        let pred_min = p.iter().copied().min().unwrap_or(u8::MAX);
+        let pred_max = p.iter().copied().max().unwrap_or(u8::MIN);
+        const BINS: usize = 16 * 256;
+        let mut copies = vec![0u32; 4 * BINS];
+        let (pixels, buckets) = (p.chunks_exact(4), geometry.bucket.chunks_exact(4));
+        let (pixel_tail, bucket_tail) = (pixels.remainder(), buckets.remainder());
+        let slot = |b: u8, v: u8| (b as usize & 15) * 256 + v as usize;
+        for (pv, b) in pixels.zip(buckets) {
+            for k in 0..4 {
+                copies[k * BINS + slot(b[k], pv[k])] += 1;
+            }
+        }
+        for (&pv, &b) in pixel_tail.iter().zip(bucket_tail) {
+            copies[slot(b, pv)] += 1;
         }
         let mut hist = Box::new([[[0u32; 256]; 4]; 4]);
-        for (k, counts) in flat.chunks_exact(256).enumerate() {
-            hist[k / 4][k % 4].copy_from_slice(counts);
+        for (k, counts) in copies[..BINS].chunks_exact(256).enumerate() {
+            let out = &mut hist[k / 4][k % 4];
+            for (v, (o, &c)) in out.iter_mut().zip(counts).enumerate() {
+                let i = k * 256 + v;
+                *o = c + copies[BINS + i] + copies[2 * BINS + i] + copies[3 * BINS + i];
+            }
         }
         let size = (width * height) as u64;
 

@@ -34,6 +34,8 @@ pub struct MaskGeometry {
     /// `B` per background pixel (0 on the foreground).
     pub(crate) weight: Vec<f64>,
     pub(crate) bbox: (usize, usize, usize, usize),
+    /// Per row: its first and last foreground column, if it has any.
+    pub(crate) row_span: Vec<Option<(usize, usize)>>,
 }
 
 impl MaskGeometry {
@@ -96,6 +98,14 @@ impl MaskGeometry {
             );
         }
 
+        let row_span: Vec<Option<(usize, usize)>> = pixels
+            .chunks_exact(w)
+            .map(|row| {
+                let first = row.iter().position(|&g| g > 128)?;
+                let last = row.iter().rposition(|&g| g > 128).unwrap_or(first);
+                Some((first, last))
+            })
+            .collect();
         let nearest = nearest_site(pixels, |g| g > 128, w, h);
         let mut weight = vec![0.0; w * h];
         if let Some(nearest) = &nearest {
@@ -126,7 +136,8 @@ impl MaskGeometry {
             bucket,
             nearest,
             weight,
-            bbox: bounding_box(pixels, w, h),
+            bbox: bounding_box(&row_span),
+            row_span,
         }
     }
 }
@@ -172,12 +183,12 @@ fn background_weights() -> &'static BackgroundWeights {
     })
 }
 
-fn bounding_box(gt: &[u8], w: usize, h: usize) -> (usize, usize, usize, usize) {
-    let (mut r0, mut r1, mut c0, mut c1) = (h, 0, w, 0);
-    for r in 0..h {
-        let row = &gt[r * w..(r + 1) * w];
-        if let Some(first) = row.iter().position(|&g| g > 128) {
-            let last = row.iter().rposition(|&g| g > 128).unwrap_or(first);
+/// `(first row, last row, first column, last column)` of the foreground; `(h, 0, w, 0)`-like
+/// (empty ranges) when there is none.
+fn bounding_box(row_span: &[Option<(usize, usize)>]) -> (usize, usize, usize, usize) {
+    let (mut r0, mut r1, mut c0, mut c1) = (row_span.len(), 0, usize::MAX, 0);
+    for (r, span) in row_span.iter().enumerate() {
+        if let Some((first, last)) = *span {
             r0 = r0.min(r);
             r1 = r;
             c0 = c0.min(first);

@@ -106,15 +106,15 @@ fn decode_png_bytes(bytes: &[u8]) -> Result<Decoded> {
             }
         }
         16 => {
-            out.wide = raw
-                .chunks_exact(line)
-                .take(height)
-                .flat_map(|row| {
-                    row[..width * channels * 2]
+            let n = width * channels;
+            out.wide = Vec::with_capacity(n * height);
+            for row in raw.chunks_exact(line).take(height) {
+                out.wide.extend(
+                    row[..n * 2]
                         .chunks_exact(2)
-                        .map(|b| u16::from_be_bytes([b[0], b[1]]))
-                })
-                .collect();
+                        .map(|b| u16::from_be_bytes([b[0], b[1]])),
+                );
+            }
         }
         1 | 2 | 4 => {
             // Only grey and indexed images have fewer than 8 bits; one sample per pixel.
@@ -148,6 +148,21 @@ impl Decoded {
     /// libpng's integer weights, palette colours likewise, alpha dropped, 16 bits to the high
     /// byte.
     pub fn to_gray(&self) -> Vec<u8> {
+        if let (Color::Gray, false) = (self.color, self.sixteen) {
+            return self.samples.clone();
+        }
+        self.convert_to_gray()
+    }
+
+    /// [`Decoded::to_gray`], keeping the samples of an 8-bit grey image instead of copying them.
+    pub fn into_gray(self) -> Vec<u8> {
+        if let (Color::Gray, false) = (self.color, self.sixteen) {
+            return self.samples;
+        }
+        self.convert_to_gray()
+    }
+
+    fn convert_to_gray(&self) -> Vec<u8> {
         let n = self.width * self.height;
         let mut out = Vec::with_capacity(n);
         let high = |v: u16| (v >> 8) as u8;
@@ -189,20 +204,32 @@ impl Decoded {
     pub fn nonzero_mask(&self) -> Vec<u8> {
         let on = |x: bool| if x { 255u8 } else { 0 };
         let c = self.color.channels();
-        let colour = match self.color {
-            Color::Rgb | Color::Rgba => 3,
-            _ => 1,
-        };
         if self.sixteen {
-            self.wide
+            let colour = if c >= 3 { 3 } else { 1 };
+            return self
+                .wide
                 .chunks_exact(c)
                 .map(|p| on(p[..colour].iter().any(|&v| v != 0)))
-                .collect()
-        } else {
-            self.samples
+                .collect();
+        }
+        // One arm per layout, so that each loop has fixed-size pixels.
+        match (self.color, c) {
+            (Color::Rgb | Color::Rgba, 3) => self
+                .samples
+                .chunks_exact(3)
+                .map(|p| on(p[0] | p[1] | p[2] != 0))
+                .collect(),
+            (Color::Rgb | Color::Rgba, _) => self
+                .samples
+                .chunks_exact(4)
+                .map(|p| on(p[0] | p[1] | p[2] != 0))
+                .collect(),
+            (_, 1) => self.samples.iter().map(|&v| on(v != 0)).collect(),
+            _ => self
+                .samples
                 .chunks_exact(c)
-                .map(|p| on(p[..colour].iter().any(|&v| v != 0)))
-                .collect()
+                .map(|p| on(p[0] != 0))
+                .collect(),
         }
     }
 

@@ -102,24 +102,24 @@ fn is_davis_colour(rgb: [u8; 3]) -> bool {
 }
 
 /// The map to score and how it was read.
-pub fn prediction_map(decoded: &Decoded, kind: PredKind) -> (Vec<u8>, Reading) {
+pub fn prediction_map(decoded: Decoded, kind: PredKind) -> (Vec<u8>, Reading) {
     let reading = match kind {
-        PredKind::Soft => return (decoded.to_gray(), Reading::Forced(kind)),
+        PredKind::Soft => return (decoded.into_gray(), Reading::Forced(kind)),
         PredKind::Index => return (decoded.nonzero_mask(), Reading::Forced(kind)),
         PredKind::Binary => {
-            let mut map = decoded.to_gray();
+            let mut map = decoded.into_gray();
             for v in &mut map {
                 *v = if *v >= 128 { 255 } else { 0 };
             }
             return (map, Reading::Forced(kind));
         }
-        PredKind::Auto => auto_reading(decoded),
+        PredKind::Auto => auto_reading(&decoded),
     };
     let map = match reading {
         Reading::IndexPalette | Reading::IndexWide | Reading::IndexDavisRgb => {
             decoded.nonzero_mask()
         }
-        _ => decoded.to_gray(),
+        _ => decoded.into_gray(),
     };
     (map, reading)
 }

@@ -29,10 +29,11 @@ impl Map {
 /// A mask as PySODMetrics users read it (`cv2.IMREAD_GRAYSCALE`).
 pub fn read_mask(path: &Path) -> Result<Map> {
     let d = decode_png(path)?;
+    let (width, height) = (d.width, d.height);
     Ok(Map {
-        pixels: d.to_gray(),
-        width: d.width,
-        height: d.height,
+        pixels: d.into_gray(),
+        width,
+        height,
     })
 }
 
@@ -44,9 +45,10 @@ pub fn read_prediction(
     size: (usize, usize),
 ) -> Result<(Map, Reading, bool)> {
     let d = decode_png(path)?;
-    let (pixels, reading) = prediction_map(&d, kind);
+    let stored = (d.width, d.height);
+    let (pixels, reading) = prediction_map(d, kind);
     let (width, height) = size;
-    if (d.width, d.height) == size {
+    if stored == size {
         return Ok((
             Map {
                 pixels,
@@ -58,7 +60,7 @@ pub fn read_prediction(
         ));
     }
     let img =
-        GrayImage::from_raw(d.width as u32, d.height as u32, pixels).expect("one value per pixel");
+        GrayImage::from_raw(stored.0 as u32, stored.1 as u32, pixels).expect("one value per pixel");
     let resized = imageops::resize(
         &img,
         width as u32,
