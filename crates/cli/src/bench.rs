@@ -1,6 +1,9 @@
 //! `fgstp bench`'s measurements for one run configuration, in one process and with random
 //! weights: model size and cost, inference and training speed, data-stream and metric
-//! throughput.
+//! throughput; with a reference checkout, the same against the reference's PyTorch code
+//! ([`reference`]).
+
+pub mod reference;
 
 use anyhow::Result;
 use fgstp_data::sample::neighbours;
@@ -67,6 +70,9 @@ pub struct Bench {
     pub train_step_s: f64,
     pub data_triplets_per_s: Option<f64>,
     pub metrics_frames_per_s: f64,
+    /// With `--reference CHECKOUT`: the reference timed side by side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<reference::ReferenceComparison>,
 }
 
 /// One way of running the eval forward.
@@ -480,6 +486,7 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
         train_step_s: train_s,
         data_triplets_per_s: data_rate,
         metrics_frames_per_s: metrics_fps,
+        reference: None,
     };
     Ok(bench)
 }

@@ -4,7 +4,7 @@
 //! SLT-Net pipeline (the short-term model's maps are the long-term model's priors).
 
 mod common;
-use common::{ok, stderr, synth_64};
+use common::{ok, s, stderr, synth_64};
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -378,4 +378,27 @@ fn bench_measures_a_clip_model_per_clip_and_per_frame() {
     assert!(bench["gflops_per_triplet"].as_f64().unwrap() > 0.0);
     assert!(bench["video_fps_cached"].as_f64().unwrap() > 0.0);
     assert!(bench["train_step_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_against_the_reference_refuses_at_once_what_it_cannot_compare() {
+    let run = |cfg: &Path, checkout: &Path| {
+        let out = fgstp(&["bench", "--config", s(cfg), "--reference", s(checkout)]);
+        assert!(!out.status.success());
+        stderr(&out)
+    };
+    // Another model kind: the FGSTP reference is not its reference.
+    let zoomnext = config("bench-ref-zoomnext", "kind = \"zoomnext\"", "train_size = 64", "", "");
+    let err = run(&zoomnext, &data().root);
+    assert!(err.contains("scripts/bench-baselines-vs-reference"), "{err}");
+    // A folder that is not a checkout of GeekEagle/FGSTP.
+    let fgstp_cfg = config(
+        "bench-ref-fgstp",
+        "kind = \"fgstp\"\ncorrelation_pools = [2, 2, 2]",
+        "train_size = 64",
+        "",
+        "",
+    );
+    let err = run(&fgstp_cfg, &data().root);
+    assert!(err.contains("not a checkout") && err.contains("GeekEagle/FGSTP"), "{err}");
 }

@@ -2,6 +2,7 @@
 //! throughput, for one run configuration, measured in one process.
 
 use anyhow::{Context, Result};
+use fgstp_cli::bench::reference::ReferenceComparison;
 use fgstp_cli::bench::{self, Bench, BenchOptions};
 use fgstp_cli::run_config::RunConfig;
 use std::path::PathBuf;
@@ -23,6 +24,12 @@ pub struct Args {
     /// Frames of the synthetic video timed for video frames/s
     #[arg(long, default_value_t = 12)]
     video_frames: usize,
+    /// Your checkout of https://github.com/GeekEagle/FGSTP: also time its forward and training
+    /// step side by side with fgstp's (same weights, inputs and threads, alternating rounds,
+    /// --repeats of each) and print the ratios. Runs scripts/bench-model-vs-reference and
+    /// scripts/bench-train-vs-reference of this source tree (CPU; model.kind = "fgstp")
+    #[arg(long, value_name = "CHECKOUT")]
+    reference: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -38,8 +45,17 @@ pub fn run(args: Args) -> Result<()> {
         repeats: args.repeats,
         video_frames: args.video_frames,
     };
-    let bench = bench::run(&cfg, &args.config.display().to_string(), options)?;
+    if let Some(checkout) = &args.reference {
+        // Before the fgstp measurements, so that a wrong path fails at once.
+        bench::reference::check(&cfg, checkout)?;
+    }
+    let mut bench = bench::run(&cfg, &args.config.display().to_string(), options)?;
     print_table(&bench);
+    if let Some(checkout) = &args.reference {
+        let r = bench::reference::compare(&cfg, checkout, bench.threads, args.repeats)?;
+        print_reference(&r);
+        bench.reference = Some(r);
+    }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&bench)? + "\n";
         fgstp_model::files::write_bytes_atomically(path, text.as_bytes())
@@ -142,5 +158,23 @@ fn print_table(b: &Bench) {
             v.forward_ms / b.forward_variants[0].forward_ms,
             v.max_prob_diff
         );
+    }
+}
+
+fn print_reference(r: &ReferenceComparison) {
+    println!(
+        "against the reference ({}), on the CPU, side by side, medians:",
+        r.checkout
+    );
+    println!(
+        "  forward per triplet    fgstp {:.3} s, PyTorch {:.3} s: {:.2}× (max output difference {:.1e})",
+        r.forward_s, r.reference_forward_s, r.forward_ratio, r.forward_max_diff
+    );
+    println!(
+        "  training step          fgstp {:.3} s, PyTorch {:.3} s: {:.2}×",
+        r.train_step_s, r.reference_train_step_s, r.train_step_ratio
+    );
+    for c in &r.commands {
+        println!("  reproduce: {c}");
     }
 }
