@@ -388,9 +388,18 @@ fn bench_against_the_reference_refuses_at_once_what_it_cannot_compare() {
         stderr(&out)
     };
     // Another model kind: the FGSTP reference is not its reference.
-    let zoomnext = config("bench-ref-zoomnext", "kind = \"zoomnext\"", "train_size = 64", "", "");
+    let zoomnext = config(
+        "bench-ref-zoomnext",
+        "kind = \"zoomnext\"",
+        "train_size = 64",
+        "",
+        "",
+    );
     let err = run(&zoomnext, &data().root);
-    assert!(err.contains("scripts/bench-baselines-vs-reference"), "{err}");
+    assert!(
+        err.contains("scripts/bench-baselines-vs-reference"),
+        "{err}"
+    );
     // A folder that is not a checkout of GeekEagle/FGSTP.
     let fgstp_cfg = config(
         "bench-ref-fgstp",
@@ -400,5 +409,8 @@ fn bench_against_the_reference_refuses_at_once_what_it_cannot_compare() {
         "",
     );
     let err = run(&fgstp_cfg, &data().root);
-    assert!(err.contains("not a checkout") && err.contains("GeekEagle/FGSTP"), "{err}");
+    assert!(
+        err.contains("not a checkout") && err.contains("GeekEagle/FGSTP"),
+        "{err}"
+    );
 }

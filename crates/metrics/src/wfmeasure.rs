@@ -205,7 +205,9 @@ mod tests {
         let (w, h) = (37, 29);
         let mut seed = 12345u64;
         let mut next = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (seed >> 33) as usize
         };
         // Blobs at the corners and edges, far apart (row spans with gaps), one pixel, ...
@@ -237,7 +239,10 @@ mod tests {
             .unwrap();
             let fast = weighted_f_measure(&f, &geometry);
             let slow = by_definition(&pred, &gt, w, h);
-            assert!(fast > 0.0 && (fast - slow).abs() < 1e-12, "mask {n}: {fast} vs {slow}");
+            assert!(
+                fast > 0.0 && (fast - slow).abs() < 1e-12,
+                "mask {n}: {fast} vs {slow}"
+            );
         }
     }
 }

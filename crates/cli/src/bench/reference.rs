@@ -155,10 +155,14 @@ pub fn compare(
     let forward_args = common.to_vec();
     let mut train_args = common.to_vec();
     train_args.extend(["--batch".into(), cfg.train.batch_size.to_string()]);
-    let (forward_s, reference_forward_s, forward_max_diff) =
-        parse_forward(&run_script(&dir.join("bench-model-vs-reference"), &forward_args)?)?;
-    let (train_step_s, reference_train_step_s) =
-        parse_train(&run_script(&dir.join("bench-train-vs-reference"), &train_args)?)?;
+    let (forward_s, reference_forward_s, forward_max_diff) = parse_forward(&run_script(
+        &dir.join("bench-model-vs-reference"),
+        &forward_args,
+    )?)?;
+    let (train_step_s, reference_train_step_s) = parse_train(&run_script(
+        &dir.join("bench-train-vs-reference"),
+        &train_args,
+    )?)?;
     Ok(ReferenceComparison {
         checkout: checkout.display().to_string(),
         forward_s,
@@ -169,7 +173,10 @@ pub fn compare(
         reference_train_step_s,
         train_step_ratio: train_step_s / reference_train_step_s,
         commands: vec![
-            format!("scripts/bench-model-vs-reference {}", forward_args.join(" ")),
+            format!(
+                "scripts/bench-model-vs-reference {}",
+                forward_args.join(" ")
+            ),
             format!("scripts/bench-train-vs-reference {}", train_args.join(" ")),
         ],
     })
