@@ -120,6 +120,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--ns-backend", default="port", choices=["port", "reference-cpp"])
+    ap.add_argument("--fused", action="store_true",
+                    help="fgstp's faster computation order (model.fused; ZoomNeXt: fused attention in the encoder)")
     ap.add_argument("--seed", type=int, default=2025)
     args = ap.parse_args()
     if args.size is None:
@@ -139,7 +141,7 @@ def main():
 
     rust = subprocess.Popen(
         [args.bench_bin, "--kind", args.model, "--backbone", args.backbone, "--weights", weights,
-         "--inputs", inputs_file, "--threads", str(args.threads)],
+         "--inputs", inputs_file, "--threads", str(args.threads)] + (["--fused"] if args.fused else []),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def rust_command(line):
@@ -163,7 +165,7 @@ def main():
         sys.exit(f"baseline_forward_bench did not start: {ready!r}")
     reference_out, _ = reference_forward()  # warm-up
     shape = " ".join("x".join(str(d) for d in t.shape) for t in inputs)
-    print(f"{args.model} {args.backbone}, inputs {shape}, {args.threads} threads, torch {torch.__version__}; "
+    print(f"{args.model} {args.backbone}{' (fgstp fused)' if args.fused else ''}, inputs {shape}, {args.threads} threads, torch {torch.__version__}; "
           f"{args.rounds} alternating rounds; load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
     ours, theirs = [], []
     for r in range(args.rounds):

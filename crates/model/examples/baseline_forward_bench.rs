@@ -4,7 +4,8 @@
 //!
 //!   baseline_forward_bench --kind slt-net|slt-net-long|zoomnext|zoomnext-video --backbone b0..b5
 //!       --weights FILE (the reference's torch.save'd state dict) --inputs FILE (safetensors:
-//!       input.0 … input.k, exactly what `Model::forward_t` takes) [--threads N]
+//!       input.0 … input.k, exactly what `Model::forward_t` takes) [--threads N] [--fused]
+//!       (--fused: `model.fused`, the faster computation order where the model has one)
 //!
 //! After loading and one warm-up forward it prints `ready`, then answers commands on stdin:
 //! `run` → `time <seconds>` (one no_grad forward), `save FILE` → the last output maps as
@@ -25,11 +26,13 @@ struct Args {
     weights: PathBuf,
     inputs: PathBuf,
     threads: Option<i32>,
+    fused: bool,
 }
 
 fn parse_args() -> Result<Args> {
     let (mut kind, mut backbone, mut weights, mut inputs, mut threads) =
         (None, PvtV2Variant::B5, None, None, None);
+    let mut fused = false;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -51,6 +54,7 @@ fn parse_args() -> Result<Args> {
             "--weights" => weights = Some(PathBuf::from(value()?)),
             "--inputs" => inputs = Some(PathBuf::from(value()?)),
             "--threads" => threads = Some(value()?.parse().context("--threads")?),
+            "--fused" => fused = true,
             other => bail!("unknown option {other:?} (see the header of this example)"),
         }
     }
@@ -60,10 +64,13 @@ fn parse_args() -> Result<Args> {
         weights: weights.context("--weights is required")?,
         inputs: inputs.context("--inputs is required")?,
         threads,
+        fused,
     })
 }
 
 fn main() -> Result<()> {
+    // As the fgstp binary does: what is timed here is what fgstp runs.
+    fgstp_model::backend::keep_freed_memory();
     let args = parse_args()?;
     if let Some(n) = args.threads {
         tch::set_num_threads(n);
@@ -71,6 +78,7 @@ fn main() -> Result<()> {
     let cfg = Config {
         kind: args.kind,
         backbone: args.backbone,
+        fused: args.fused,
         ..Config::default()
     };
     let mut vs = VarStore::new(Device::Cpu);

@@ -104,8 +104,9 @@ pub struct Config {
     /// `scaled_dot_product_attention`; the three frames of a triplet through the encoder as one
     /// batch wherever its BatchNorms use running statistics (inference, and training with
     /// `freeze_backbone_bn`); both pairs through correlation, refinement and decoder as one
-    /// batch in inference. Outputs agree with the reference's order to float rounding (about
-    /// 1e-6 in probability), not bit for bit; false keeps the reference's order exactly.
+    /// batch in inference (ZoomNeXt: the encoder's attention only; long-term SLT-Net: none). Outputs
+    /// agree with the reference's order to float rounding (about 1e-6 in probability), not bit
+    /// for bit; false keeps the reference's order exactly.
     pub fused: bool,
 }
 

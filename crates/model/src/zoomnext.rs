@@ -66,6 +66,10 @@ pub struct ZoomNextConfig {
     pub hmu_groups: i64,
     /// Frames per clip: 1 for the image model, 5 for the video model.
     pub frames: i64,
+    /// `model.fused`: the encoder's attention through libtorch's fused
+    /// `scaled_dot_product_attention` (one kernel, no attention matrix in memory); outputs agree
+    /// with the reference's order to float rounding. False keeps the reference's order exactly.
+    pub fused: bool,
 }
 
 impl ZoomNextConfig {
@@ -76,6 +80,7 @@ impl ZoomNextConfig {
             siu_groups: DEFAULT_SIU_GROUPS,
             hmu_groups: DEFAULT_HMU_GROUPS,
             frames: 1,
+            fused: false,
         }
     }
 
@@ -88,7 +93,7 @@ impl ZoomNextConfig {
     }
 
     /// From a run's `[model]` table: `kind` "zoomnext" or "zoomnext-video", `backbone`, and
-    /// `fsp_groups` as the RGPU group count (the RGPU is the FSP module).
+    /// `fsp_groups` as the RGPU group count (the RGPU is the FSP module), `fused`.
     pub fn from_model_config(cfg: &Config) -> Result<Self> {
         let base = match cfg.kind {
             ModelKind::Zoomnext => Self::image(cfg.backbone),
@@ -99,6 +104,7 @@ impl ZoomNextConfig {
         };
         Ok(Self {
             hmu_groups: cfg.fsp_groups,
+            fused: cfg.fused,
             ..base
         })
     }
@@ -201,7 +207,11 @@ impl ZoomNext {
         };
         Ok(Self {
             normalizer: PixelNormalizer::new(&(vs / "normalizer")),
-            encoder: PvtV2::new(&(vs / "encoder"), &cfg.encoder),
+            encoder: {
+                let mut encoder = PvtV2::new(&(vs / "encoder"), &cfg.encoder);
+                encoder.set_fused_attention(cfg.fused);
+                encoder
+            },
             aspp: SimpleAspp::new(&(vs / "tra_5"), c32, c),
             tra: [tra(4, c16), tra(3, c8), tra(2, c4)],
             siu: [siu(5), siu(4), siu(3), siu(2)],

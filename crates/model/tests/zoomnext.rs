@@ -52,6 +52,7 @@ fn fixture_config(frames: i64) -> ZoomNextConfig {
         siu_groups: 4,
         hmu_groups: 3,
         frames,
+        fused: false,
     }
 }
 
@@ -79,8 +80,17 @@ fn assert_close(name: &str, ours: &Tensor, reference: &Tensor) {
 }
 
 fn image_model() -> (VarStore, ZoomNext) {
+    image_model_in_order(false)
+}
+
+/// `fused`: the encoder's attention through `scaled_dot_product_attention` (`model.fused`).
+fn image_model_in_order(fused: bool) -> (VarStore, ZoomNext) {
     let mut vs = VarStore::new(Device::Cpu);
-    let model = ZoomNext::new(&vs.root(), &fixture_config(1)).unwrap();
+    let cfg = ZoomNextConfig {
+        fused,
+        ..fixture_config(1)
+    };
+    let model = ZoomNext::new(&vs.root(), &cfg).unwrap();
     let sd = StateDict::read(&fixture("zoomnext_image.pth")).unwrap();
     let report = load_checkpoint(&mut vs, &sd, &model).unwrap();
     // The image checkpoint's temporal branch (T = 1) loads into the image model, which never uses it.
@@ -98,8 +108,16 @@ fn image_model() -> (VarStore, ZoomNext) {
 /// The video model as the authors fine-tune it: filled from the image checkpoint (whose T = 1
 /// temporal tensors do not fit and are skipped), then the fixture's temporal branch.
 fn video_model() -> (VarStore, ZoomNext) {
+    video_model_in_order(false)
+}
+
+fn video_model_in_order(fused: bool) -> (VarStore, ZoomNext) {
     let mut vs = VarStore::new(Device::Cpu);
-    let model = ZoomNext::new(&vs.root(), &fixture_config(FRAMES)).unwrap();
+    let cfg = ZoomNextConfig {
+        fused,
+        ..fixture_config(FRAMES)
+    };
+    let model = ZoomNext::new(&vs.root(), &cfg).unwrap();
     let image = StateDict::read(&fixture("zoomnext_image.pth")).unwrap();
     let report = load_checkpoint(&mut vs, &image, &model).unwrap();
     assert_eq!(report.skipped_temporal.len(), 12, "{}", report.summary());
@@ -146,6 +164,30 @@ fn video_model_matches_the_reference() {
     let [s, m, l] = scales(&io);
     let logits = tch::no_grad(|| model.forward_t([&s, &m, &l], false)).unwrap();
     assert_close("video logits", &logits, &io["video.logits"]);
+}
+
+#[test]
+fn fused_attention_matches_the_reference_too() {
+    let io = reference_io();
+    let [s, m, l] = scales(&io);
+    for (name, (_vs, model), reference) in [
+        ("image", image_model_in_order(true), "image.logits"),
+        ("video", video_model_in_order(true), "video.logits"),
+    ] {
+        let (_vs_plain, plain) = if name == "image" {
+            image_model()
+        } else {
+            video_model()
+        };
+        let fused = tch::no_grad(|| model.forward_t([&s, &m, &l], false)).unwrap();
+        let unfused = tch::no_grad(|| plain.forward_t([&s, &m, &l], false)).unwrap();
+        assert_close(&format!("{name} logits, fused"), &fused, &io[reference]);
+        // A different computation, not the same one twice.
+        assert!(
+            max_abs_diff(&fused, &unfused) > 0.0,
+            "{name}: fused = unfused bit for bit"
+        );
+    }
 }
 
 #[test]
