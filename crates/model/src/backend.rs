@@ -314,8 +314,12 @@ impl Drop for CudaGraph {
 ///
 /// Call once at the start of a program (the `fgstp` binary and the benchmark examples do),
 /// before the allocations it should affect. Only glibc on Linux has these knobs; elsewhere this
-/// does nothing.
+/// does nothing, and so does setting `FGSTP_RETURN_FREED_MEMORY=1` (for a long-lived process
+/// that should shrink after a peak, or to measure the difference).
 pub fn keep_freed_memory() {
+    if std::env::var_os("FGSTP_RETURN_FREED_MEMORY").is_some_and(|v| v == "1") {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters.
     unsafe {
