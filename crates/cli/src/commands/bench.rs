@@ -50,7 +50,7 @@ pub fn run(args: Args) -> Result<()> {
         bench::reference::check(&cfg, checkout)?;
     }
     let mut bench = bench::run(&cfg, &args.config.display().to_string(), options)?;
-    print_table(&bench);
+    print_table(&bench, &args.sets);
     if let Some(checkout) = &args.reference {
         let r = bench::reference::compare(&cfg, checkout, bench.threads, args.repeats)?;
         print_reference(&r);
@@ -64,7 +64,9 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn print_table(b: &Bench) {
+/// `sets`: the `--set` overrides, repeated in the reproduce line.
+fn print_table(b: &Bench, sets: &[String]) {
+    let overrides: String = sets.iter().map(|s| format!(" --set '{s}'")).collect();
     let rows: [(&str, String); 13] = [
         (
             "model",
@@ -140,7 +142,10 @@ fn print_table(b: &Bench) {
         ),
         (
             "reproduce",
-            format!("fgstp --threads {} bench --config {}", b.threads, b.config),
+            format!(
+                "fgstp --threads {} bench --config {}{overrides}",
+                b.threads, b.config
+            ),
         ),
     ];
     for (name, value) in rows {
