@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use anyhow::{bail, Result};
 
-use super::{exclusions, keep_freed_memory, progress_bar, thread_pool, write_text, EXCLUDE_HELP};
+use super::{exclusions, progress_bar, thread_pool, write_text, EXCLUDE_HELP};
 use crate::io::compare::{compare_systems, CompareOptions, GridFrames, System};
 use crate::io::{describe_readings, Aggregation, PredKind, TableOptions};
 use crate::registry::{self, Metric, METRICS};
@@ -121,7 +121,6 @@ pub fn run(args: Args, threads: Option<usize>) -> Result<()> {
         grid: grid_frames(args.grid_frames.as_deref(), args.plots.is_some())?,
     };
     let systems: Vec<System> = args.preds.iter().map(|s| s.0.clone()).collect();
-    keep_freed_memory();
     let pool = thread_pool(threads)?;
     let bar = progress_bar(0, "comparing", "frames");
     let comparison = pool.install(|| {

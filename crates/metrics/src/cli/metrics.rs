@@ -7,9 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use super::{
-    exclusions, keep_freed_memory, progress_bar, report_json, thread_pool, write_text, EXCLUDE_HELP,
-};
+use super::{exclusions, progress_bar, report_json, thread_pool, write_text, EXCLUDE_HELP};
 use crate::io::state_file::{merge_states, write_state};
 use crate::io::{describe_readings, pair_files, score_pairs, PairOptions, PredKind};
 use crate::Shard;
@@ -89,7 +87,6 @@ pub fn run(args: Args, threads: Option<usize>) -> Result<()> {
         shard: args.shard,
     };
     let pairs = pair_files(pred, gt, &options)?;
-    keep_freed_memory();
     let pool = thread_pool(threads)?;
     eprintln!(
         "predictions: {} ({} frames{})",

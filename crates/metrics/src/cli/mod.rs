@@ -31,20 +31,6 @@ pub fn progress_bar(len: u64, prefix: impl Into<String>, msg: impl Into<String>)
     bar
 }
 
-/// Scoring allocates and frees a few megabytes per frame and thread (decoded PNGs, the mask's
-/// distance transform); glibc returns such blocks to the kernel and the next frame faults them
-/// in again, which was an eighth of `compare`'s CPU time (system time 1.8 s of 13 s for 7
-/// systems × 500 frames at 480×640; 0.3 s with this). So blocks under 32 MiB come from the
-/// heap and freed memory stays in the process for the next frame. glibc on Linux only.
-pub(crate) fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; called before the worker threads start.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-    }
-}
-
 /// A rayon pool of `threads` workers (all cores when `None`).
 pub fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
     if threads == Some(0) {
