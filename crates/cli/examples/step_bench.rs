@@ -141,7 +141,7 @@ fn main() -> Result<()> {
                 last = Instant::now();
             }
         };
-        adam.zero_grad();
+        adam.zero_grad()?;
         let out = model.forward_t(&refs, true)?;
         lap(&mut times[0]);
         let (loss, _) = total_loss(&out, &mask, BceWeighting::Reference, 0.0);

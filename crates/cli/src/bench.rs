@@ -397,12 +397,12 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
         .to_kind(Kind::Float);
     let train_refs: Vec<&Tensor> = frames.iter().collect();
     let train_s = time(opts.repeats, device, || {
+        adam.zero_grad()?;
         let (loss, _) = cfg.model.precision.run(device, || {
             let out = model.forward_t(&train_refs, true)?;
             // Mid-training (ZoomNeXt's uncertainty ramp at half weight).
             anyhow::Ok(total_loss(&out, &mask, cfg.train.bce, 0.5))
         })??;
-        adam.zero_grad();
         loss.backward();
         if cfg.train.clip > 0.0 {
             adam.clip_grad_value(cfg.train.clip)?;

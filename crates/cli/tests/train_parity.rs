@@ -77,7 +77,7 @@ fn adam_with_clipping_and_step_lr_matches_torch_bit_for_bit() {
             "lr at step {step}"
         );
         adam.set_lr(lr);
-        adam.zero_grad();
+        adam.zero_grad().unwrap();
         // d/dw Σ(w·gw) = gw exactly: this hands the optimiser the reference's gradients.
         let loss = (&w * &g[&format!("adam.grad_w{step}")]).sum(Kind::Float)
             + (&b * &g[&format!("adam.grad_b{step}")]).sum(Kind::Float);
@@ -122,7 +122,7 @@ fn adam_state_round_trips_so_a_resumed_run_continues_identically() {
                         .unwrap();
                 }
             }
-            adam.zero_grad();
+            adam.zero_grad().unwrap();
             (&w * &g[&format!("adam.grad_w{step}")])
                 .sum(Kind::Float)
                 .backward();

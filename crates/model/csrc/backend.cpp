@@ -127,6 +127,16 @@ int fgstp_clamp_grads(at::Tensor** params, int64_t n, double max) {
   });
 }
 
+// Drops every gradient (PyTorch's `zero_grad(set_to_none=True)`, its default since 2.0): the
+// next backward allocates them afresh, so they take no memory during the forward.
+int fgstp_clear_grads(at::Tensor** params, int64_t n) {
+  return guarded([&] {
+    for (int64_t i = 0; i < n; ++i) {
+      params[i]->mutable_grad().reset();
+    }
+  });
+}
+
 int fgstp_cuda_graphs_available() {
 #ifdef FGSTP_WITH_CUDA
   return 1;

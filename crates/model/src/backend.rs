@@ -34,6 +34,7 @@ extern "C" {
         rule: c_int,
     ) -> c_int;
     fn fgstp_clamp_grads(params: *const *mut c_void, n: i64, max: f64) -> c_int;
+    fn fgstp_clear_grads(params: *const *mut c_void, n: i64) -> c_int;
     fn fgstp_cuda_graphs_available() -> c_int;
     fn fgstp_cuda_graph_new(out: *mut *mut c_void) -> c_int;
     fn fgstp_cuda_graph_capture_begin(graph: *mut c_void, device: c_int) -> c_int;
@@ -231,6 +232,18 @@ pub fn clamp_grads(params: &[&Tensor], max: f64) -> Result<()> {
     )
 }
 
+/// Drops every gradient, as PyTorch's `zero_grad()` does by default (`set_to_none=True`): the
+/// next backward allocates them afresh, with the same values a zeroed gradient would
+/// accumulate to, and they hold no memory while the forward keeps its activations.
+pub fn clear_grads(params: &[&Tensor]) -> Result<()> {
+    let p = raw(params);
+    // SAFETY: as in adam_step.
+    check(
+        unsafe { fgstp_clear_grads(p.as_ptr(), p.len() as i64) },
+        "dropping gradients",
+    )
+}
+
 /// Whether this build can capture CUDA graphs (it was compiled with the CUDA runtime headers);
 /// a GPU is needed as well.
 pub fn cuda_graphs_built() -> bool {
@@ -358,6 +371,22 @@ mod tests {
             .run(Device::Cpu, || a.matmul(&b))
             .unwrap();
         assert_eq!(strict.kind(), Kind::Float);
+    }
+
+    #[test]
+    fn cleared_gradients_hold_no_memory_and_accumulate_as_zeroed_ones() {
+        let w = Tensor::randn([5, 7], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let x = Tensor::randn([7, 3], (Kind::Float, Device::Cpu));
+        let loss = || w.matmul(&x).sin().sum(Kind::Float);
+        loss().backward();
+        let mut zeroed = w.shallow_clone();
+        zeroed.zero_grad();
+        loss().backward();
+        let after_zeroing = w.grad().copy();
+        clear_grads(&[&w]).unwrap();
+        assert!(!w.grad().defined(), "the gradient is gone, not zeroed");
+        loss().backward();
+        assert_eq!(w.grad(), after_zeroing);
     }
 
     #[test]

@@ -344,6 +344,7 @@ impl<'a> Trainer<'a> {
         // Steps done before this one over all steps of the run (0 for the first).
         let total_steps = self.cfg.train.epochs * self.train_data.batches_per_epoch();
         let done = self.progress.step as f64 / total_steps.max(1) as f64;
+        self.adam.zero_grad()?;
         let (loss, parts) = self.cfg.model.precision.run(self.device, || {
             let out = self.model.forward_t(&refs, true)?;
             anyhow::Ok(total_loss(&out, &mask, self.cfg.train.bce, done))
@@ -361,7 +362,6 @@ impl<'a> Trainer<'a> {
                 self.opts.run_dir.display()
             );
         }
-        self.adam.zero_grad();
         loss.backward();
         if self.cfg.train.clip > 0.0 {
             self.adam.clip_grad_value(self.cfg.train.clip)?;

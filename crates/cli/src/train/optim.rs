@@ -142,10 +142,12 @@ impl Adam {
         self.params.iter().map(|p| (p.name.as_str(), p.lr_factor))
     }
 
-    pub fn zero_grad(&mut self) {
-        for p in &mut self.params {
-            p.param.zero_grad();
-        }
+    /// Drops every gradient, as the reference's `optimizer.zero_grad()` does (PyTorch's default
+    /// `set_to_none=True`). Called before the forward, so that the gradients of the last step
+    /// take no memory while the forward's activations are alive.
+    pub fn zero_grad(&mut self) -> Result<()> {
+        let params: Vec<&Tensor> = self.params.iter().map(|p| &p.param).collect();
+        backend::clear_grads(&params)
     }
 
     /// Clamps every gradient to [-max, max] (the reference's `clip_gradient`).
