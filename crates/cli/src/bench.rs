@@ -11,6 +11,7 @@ use fgstp_data::{InputSpec, PixelFormat, TrainLoader, TrainSamples};
 use fgstp_metrics::{FrameScores, GrayView};
 use fgstp_model::backend::CudaGraph;
 use fgstp_model::complexity::forward_macs;
+use fgstp_model::graph_replay::GraphReplays;
 use fgstp_model::streaming::{predict_video, stack_samples};
 use fgstp_model::{Model, Precision};
 use rayon::prelude::*;
@@ -66,6 +67,9 @@ pub struct Bench {
     pub video_fps_cached: f64,
     pub video_fps_uncached: f64,
     pub cache_speedup: f64,
+    /// On CUDA: video frames/s with the feature cache and batches replayed as CUDA graphs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video_fps_cached_graphs: Option<f64>,
     pub feature_cache: bool,
     pub train_step_s: f64,
     pub data_triplets_per_s: Option<f64>,
@@ -338,29 +342,42 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
     } else {
         &[(0, true)]
     };
+    let play = |cache: bool, replays: Option<&GraphReplays>| {
+        tch::no_grad(|| {
+            predict_video(
+                &model,
+                device,
+                &source,
+                &triplets,
+                cfg.data.eval_batch_size,
+                cache,
+                replays,
+                |_, logits| {
+                    let _ = logits.sum(Kind::Float).double_value(&[]);
+                    Ok(())
+                },
+            )
+        })
+    };
     let mut fps = [0.0; 2];
     for &(slot, cache) in cache_modes {
-        let seconds = time(opts.repeats, device, || {
-            tch::no_grad(|| {
-                predict_video(
-                    &model,
-                    device,
-                    &source,
-                    &triplets,
-                    cfg.data.eval_batch_size,
-                    cache,
-                    |_, logits| {
-                        let _ = logits.sum(Kind::Float).double_value(&[]);
-                        Ok(())
-                    },
-                )
-            })
-        })?;
+        let seconds = time(opts.repeats, device, || play(cache, None))?;
         fps[slot] = n as f64 / seconds;
     }
     if !kind.has_feature_cache() {
         fps[1] = fps[0];
     }
+    // On CUDA, the cached path again with batches replayed as graphs (`eval.cuda_graphs`):
+    // one untimed pass sees each shape, `time`'s warm-up pass captures them.
+    let fps_graphs = if device.is_cuda() {
+        step("video frames/s with the feature cache, replayed as CUDA graphs");
+        let replays = GraphReplays::cuda(device, GraphReplays::DEFAULT_LIMIT)?;
+        play(true, Some(&replays))?;
+        let seconds = time(opts.repeats, device, || play(true, Some(&replays)))?;
+        Some(n as f64 / seconds)
+    } else {
+        None
+    };
 
     step(&format!("training step at batch {batch}"));
     let mut adam = Adam::new(&vs, AdamConfig::default());
@@ -482,6 +499,7 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
         video_fps_cached: fps[0],
         video_fps_uncached: fps[1],
         cache_speedup: fps[0] / fps[1],
+        video_fps_cached_graphs: fps_graphs,
         feature_cache: kind.has_feature_cache(),
         train_step_s: train_s,
         data_triplets_per_s: data_rate,

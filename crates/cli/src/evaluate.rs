@@ -6,6 +6,7 @@ use anyhow::Result;
 use fgstp_data::layout::{Scene, Split};
 use fgstp_data::{EvalLoader, Protocol, SixteenBit};
 use fgstp_metrics::{to_gray_map, GrayView, MetricRecorder, Shard};
+use fgstp_model::graph_replay::GraphReplays;
 use fgstp_model::streaming::{predict_video, probability_at};
 use fgstp_model::Model;
 use image::{GrayImage, RgbImage};
@@ -118,6 +119,7 @@ pub fn predict_split(
             |position, prob, gray| on_frame(&frame_prediction(position, prob, gray)?),
         );
     }
+    let replays = graph_replays(cfg, device)?;
     let mut start = 0;
     while start < samples.len() {
         let scene_index = samples[start].scene;
@@ -135,6 +137,7 @@ pub fn predict_split(
                 &triplets,
                 cfg.data.eval_batch_size,
                 cfg.eval.feature_cache,
+                replays.as_ref(),
                 |position, logits| {
                     if stop.load(Ordering::Relaxed) {
                         return Err(Interrupted.into());
@@ -153,4 +156,23 @@ pub fn predict_split(
         start += len;
     }
     Ok(true)
+}
+
+/// The CUDA graphs of one pass over a split when `eval.cuda_graphs` asks for them and the
+/// device is a GPU; elsewhere a note (once per process) and none.
+fn graph_replays(cfg: &RunConfig, device: Device) -> Result<Option<GraphReplays>> {
+    if !cfg.eval.cuda_graphs {
+        return Ok(None);
+    }
+    if !device.is_cuda() {
+        static NOTE: std::sync::Once = std::sync::Once::new();
+        NOTE.call_once(|| {
+            eprintln!("note: eval.cuda_graphs needs a CUDA device; running on {device:?} without")
+        });
+        return Ok(None);
+    }
+    Ok(Some(GraphReplays::cuda(
+        device,
+        GraphReplays::DEFAULT_LIMIT,
+    )?))
 }

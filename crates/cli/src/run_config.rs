@@ -220,6 +220,9 @@ pub struct EvalConfig {
     /// Compute each frame's encoder features once and reuse them for the three triplets
     /// that contain it (same outputs, about 3× fewer encoder passes).
     pub feature_cache: bool,
+    /// On CUDA: replay batches of a shape seen before as CUDA graphs (one launch instead of
+    /// thousands; same maps up to the GPU's float rounding). Ignored, with a note, elsewhere.
+    pub cuda_graphs: bool,
 }
 
 impl Default for EvalConfig {
@@ -229,6 +232,7 @@ impl Default for EvalConfig {
             at_start: true,
             best_metric: "jaccard".into(),
             feature_cache: true,
+            cuda_graphs: false,
         }
     }
 }

@@ -6,11 +6,14 @@
 #include <ATen/autocast_mode.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
+#include <c10/core/Event.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <string>
 
 #ifdef FGSTP_WITH_CUDA
@@ -136,6 +139,35 @@ int fgstp_clear_grads(at::Tensor** params, int64_t n) {
     }
   });
 }
+
+// `t` (on the host) on CUDA device `device`, through pinned memory and without waiting; the
+// caching host allocator keeps the pinned block until the copy has run.
+int fgstp_upload_pinned(at::Tensor* t, int device, at::Tensor** out) {
+  return guarded([&] {
+    auto target = c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(device));
+    *out = new at::Tensor(t->pin_memory().to(target, /*non_blocking=*/true));
+  });
+}
+
+// A marker in a device's current stream: synchronising on it waits for the work queued before
+// it, not for later work. Goes through c10's device-generic event API (libc10_cuda registers
+// CUDA's), so no CUDA headers are needed; device types as c10::DeviceType numbers.
+int fgstp_stream_event_record(int device_type, int device_index, void** out) {
+  return guarded([&] {
+    auto type = static_cast<c10::DeviceType>(device_type);
+    c10::impl::VirtualGuardImpl impl(type);
+    auto stream = impl.getStream(c10::Device(type, static_cast<c10::DeviceIndex>(device_index)));
+    auto event = std::make_unique<c10::Event>(type);
+    event->record(stream);
+    *out = event.release();
+  });
+}
+
+int fgstp_stream_event_synchronize(void* event) {
+  return guarded([&] { static_cast<c10::Event*>(event)->synchronize(); });
+}
+
+void fgstp_stream_event_free(void* event) { delete static_cast<c10::Event*>(event); }
 
 int fgstp_cuda_graphs_available() {
 #ifdef FGSTP_WITH_CUDA

@@ -27,6 +27,7 @@ pub mod difference_aware;
 pub mod fgstp;
 pub mod files;
 pub mod fsp;
+pub mod graph_replay;
 pub mod layers;
 pub mod matching;
 pub mod model;

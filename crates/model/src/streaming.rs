@@ -17,6 +17,8 @@ use rayon::prelude::*;
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 
+use crate::backend::upload;
+use crate::graph_replay::GraphReplays;
 use crate::zoomnext::plan_clips;
 use crate::{Features, Model, ModelKind};
 
@@ -64,15 +66,32 @@ pub fn predict_samples(
     device: Device,
     samples: &[Vec<Vec<Tensor>>],
 ) -> Result<Tensor> {
+    predict_samples_replayed(model, device, samples, None)
+}
+
+/// As [`predict_samples`], replayed through `replays` when given.
+fn predict_samples_replayed(
+    model: &Model,
+    device: Device,
+    samples: &[Vec<Vec<Tensor>>],
+    replays: Option<&GraphReplays>,
+) -> Result<Tensor> {
     let kind = model.config().kind;
     let inputs: Vec<Tensor> = stack_samples(kind, samples)
-        .into_iter()
-        .map(|t| t.to_device(device))
-        .collect();
+        .iter()
+        .map(|t| upload(t, device))
+        .collect::<Result<_>>()?;
     let refs: Vec<&Tensor> = inputs.iter().collect();
     let precision = model.config().precision;
-    let out = tch::no_grad(|| precision.run(device, || model.forward_t(&refs, false)))??;
-    Ok(out.prediction().to_kind(Kind::Float))
+    let forward = |inputs: &[&Tensor]| -> Result<Vec<Tensor>> {
+        let out = precision.run(device, || model.forward_t(inputs, false))??;
+        Ok(vec![out.prediction().to_kind(Kind::Float)])
+    };
+    let mut out = tch::no_grad(|| match replays {
+        Some(replays) => replays.run("forward", &refs, forward),
+        None => forward(&refs),
+    })?;
+    Ok(out.remove(0))
 }
 
 /// Reads the frames of `samples` (frame indices per sample) in parallel.
@@ -86,7 +105,9 @@ fn read_samples(frames: &dyn FrameSource, samples: &[Vec<usize>]) -> Result<Vec<
 /// Predicts `triplets` of one video — frame indices (t, first neighbour, second neighbour),
 /// sorted by t — in chunks of `batch` frames, calling `emit(position in triplets, logits [1, 1,
 /// S, S])` in order. Single-frame models read only t; ZoomNeXt's video model reads the t's in
-/// clips (see the module docs).
+/// clips (see the module docs). With `replays`, batches of a shape seen before are replayed
+/// as CUDA graphs ([`GraphReplays`]).
+#[allow(clippy::too_many_arguments)]
 pub fn predict_video(
     model: &Model,
     device: Device,
@@ -94,6 +115,7 @@ pub fn predict_video(
     triplets: &[[usize; 3]],
     batch: usize,
     feature_cache: bool,
+    replays: Option<&GraphReplays>,
     mut emit: impl FnMut(usize, Tensor) -> Result<()>,
 ) -> Result<()> {
     let batch = batch.max(1);
@@ -123,7 +145,12 @@ pub fn predict_video(
                     .iter()
                     .map(|clip| clip.iter().map(|&p| triplets[p][0]).collect())
                     .collect();
-                let logits = predict_samples(model, device, &read_samples(frames, &samples)?)?;
+                let logits = predict_samples_replayed(
+                    model,
+                    device,
+                    &read_samples(frames, &samples)?,
+                    replays,
+                )?;
                 for (k, clip) in chunk.iter().enumerate() {
                     for (position_in_clip, &position) in clip.iter().enumerate() {
                         if plan.keep[position] == (first_clip + k, position_in_clip) {
@@ -151,8 +178,13 @@ pub fn predict_video(
                         .par_iter()
                         .map(|&i| Ok(frames.frame(i)?.remove(0)))
                         .collect::<Result<Vec<_>>>()?;
-                    let stacked = Tensor::stack(&inputs, 0).to_device(device);
-                    let features = precision.run(device, || encode(&stacked))??;
+                    let stacked = upload(&Tensor::stack(&inputs, 0), device)?;
+                    let features = graphed(replays, "encode", &[&stacked], |x| {
+                        Ok(Vec::from(precision.run(device, || encode(x[0]))??))
+                    })?;
+                    let features: Features = features
+                        .try_into()
+                        .map_err(|_| anyhow::anyhow!("the encoder gave other than 3 levels"))?;
                     for (row, &index) in missing.iter().enumerate() {
                         let row = row as i64;
                         cache.insert(index, features.each_ref().map(|f| f.narrow(0, row, 1)));
@@ -166,8 +198,16 @@ pub fn predict_video(
                         Tensor::cat(&parts, 0)
                     })
                 };
-                let fused = precision.run(device, || decode(&slot(0), &slot(1), &slot(2)))??;
-                let fused = float(fused);
+                let slots = [slot(0), slot(1), slot(2)];
+                let inputs: Vec<&Tensor> = slots.iter().flatten().collect();
+                let fused = graphed(replays, "decode", &inputs, |x| {
+                    let level =
+                        |k: usize| -> Features { [0, 1, 2].map(|l| x[3 * k + l].shallow_clone()) };
+                    let fused =
+                        precision.run(device, || decode(&level(0), &level(1), &level(2)))??;
+                    Ok(vec![float(fused)])
+                })?
+                .remove(0);
                 for row in 0..chunk.len() {
                     emit(c * batch + row, fused.narrow(0, row as i64, 1))?;
                 }
@@ -180,7 +220,12 @@ pub fn predict_video(
             let slots = kind.frames();
             for (c, chunk) in triplets.chunks(batch).enumerate() {
                 let samples: Vec<Vec<usize>> = chunk.iter().map(|s| s[..slots].to_vec()).collect();
-                let prediction = predict_samples(model, device, &read_samples(frames, &samples)?)?;
+                let prediction = predict_samples_replayed(
+                    model,
+                    device,
+                    &read_samples(frames, &samples)?,
+                    replays,
+                )?;
                 for row in 0..chunk.len() {
                     emit(c * batch + row, prediction.narrow(0, row as i64, 1))?;
                 }
@@ -188,6 +233,19 @@ pub fn predict_video(
         }
     }
     Ok(())
+}
+
+/// `f(inputs)`, through `replays` when given.
+fn graphed(
+    replays: Option<&GraphReplays>,
+    name: &'static str,
+    inputs: &[&Tensor],
+    f: impl Fn(&[&Tensor]) -> Result<Vec<Tensor>>,
+) -> Result<Vec<Tensor>> {
+    match replays {
+        Some(replays) => replays.run(name, inputs, f),
+        None => f(inputs),
+    }
 }
 
 /// Logits `[1, 1, S, S]` → sigmoid probabilities at `(width, height)`, resized bilinearly with

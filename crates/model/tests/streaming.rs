@@ -1,9 +1,11 @@
 //! The streaming API for the models that do not read triplets: ZoomNeXt's video model covers a
 //! video with clips (the last one shifted back, the later clip's prediction kept), single-frame
 //! models read each frame alone, and every kind's per-frame inputs stack as its forward takes
-//! them.
+//! them. Replaying batches through [`GraphReplays`] (emulated here: no GPU) gives the same
+//! maps as running them eagerly.
 
 use anyhow::Result;
+use fgstp_model::graph_replay::GraphReplays;
 use fgstp_model::streaming::{predict_samples, predict_video, stack_samples};
 use fgstp_model::zoomnext::{plan_clips, zoom_sizes};
 use fgstp_model::{Config, Model, ModelKind, PvtV2Variant};
@@ -15,6 +17,7 @@ fn model(kind: ModelKind) -> (VarStore, Model) {
     let cfg = Config {
         kind,
         backbone: PvtV2Variant::B0,
+        correlation_pools: [1, 1, 1],
         ..Config::default()
     };
     let model = Model::new(&vs.root(), &cfg).unwrap();
@@ -51,8 +54,18 @@ fn triplets(n: usize) -> Vec<[usize; 3]> {
     (0..n).map(|t| [t, (t + 1) % n, (t + 2) % n]).collect()
 }
 
-/// Runs `predict_video` and collects the emitted (position, logits).
+/// Runs `predict_video` (with the feature cache) and collects the emitted (position, logits).
 fn stream(model: &Model, frames: &[Vec<Tensor>], batch: usize) -> Vec<(usize, Tensor)> {
+    stream_with(model, frames, batch, true, None)
+}
+
+fn stream_with(
+    model: &Model,
+    frames: &[Vec<Tensor>],
+    batch: usize,
+    feature_cache: bool,
+    replays: Option<&GraphReplays>,
+) -> Vec<(usize, Tensor)> {
     let data: Vec<Vec<Vec<f32>>> = frames
         .iter()
         .map(|f| {
@@ -80,7 +93,8 @@ fn stream(model: &Model, frames: &[Vec<Tensor>], batch: usize) -> Vec<(usize, Te
             &source,
             &triplets(frames.len()),
             batch,
-            true,
+            feature_cache,
+            replays,
             |position, logits| {
                 out.push((position, logits));
                 Ok(())
@@ -165,4 +179,43 @@ fn stacking_follows_each_kinds_forward() {
     assert_eq!(stacked[0].size(), [10, 3, 32, 32]);
     assert_eq!(stacked[2].size(), [10, 3, 96, 96]);
     assert!(stacked[1].get(6).equal(&clips[1][1][1]));
+}
+
+/// `n` random 64 px frames, one input each (FGSTP).
+fn plain_frames(n: usize) -> Vec<Vec<Tensor>> {
+    tch::manual_seed(13);
+    (0..n)
+        .map(|_| vec![Tensor::rand([3, 64, 64], (Kind::Float, Device::Cpu))])
+        .collect()
+}
+
+#[test]
+fn replayed_batches_give_the_eager_maps_with_and_without_the_feature_cache() {
+    let (_vs, fgstp) = model(ModelKind::Fgstp);
+    let (_vs_zoom, zoomnext) = model(ModelKind::ZoomnextVideo);
+    // 9 frames in batches of 2: the shapes of the middle batches repeat, so they are captured
+    // and replayed; the first (it encodes two more frames) and the last are seen once.
+    let cases = [
+        (&fgstp, plain_frames(9), 2, true),
+        (&fgstp, plain_frames(9), 2, false),
+        (&zoomnext, zoom_frames(12), 5, false),
+    ];
+    for (model, frames, batch, cache) in cases {
+        let kind = model.config().kind;
+        let eager = stream_with(model, &frames, batch, cache, None);
+        let replays = GraphReplays::emulated(Device::Cpu, GraphReplays::DEFAULT_LIMIT);
+        let replayed = stream_with(model, &frames, batch, cache, Some(&replays));
+        assert!(
+            replays.captured() > 0,
+            "{kind:?}, cache {cache}: nothing was replayed"
+        );
+        assert_eq!(eager.len(), replayed.len());
+        for ((p, a), (q, b)) in eager.iter().zip(&replayed) {
+            assert_eq!(p, q);
+            assert!(
+                a.equal(b),
+                "{kind:?}, cache {cache}: frame {p} differs when replayed"
+            );
+        }
+    }
 }

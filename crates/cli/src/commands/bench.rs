@@ -67,7 +67,7 @@ pub fn run(args: Args) -> Result<()> {
 /// `sets`: the `--set` overrides, repeated in the reproduce line.
 fn print_table(b: &Bench, sets: &[String]) {
     let overrides: String = sets.iter().map(|s| format!(" --set '{s}'")).collect();
-    let rows: [(&str, String); 13] = [
+    let rows: [(&str, String); 14] = [
         (
             "model",
             format!(
@@ -113,6 +113,13 @@ fn print_table(b: &Bench, sets: &[String]) {
         (
             "video, no cache",
             format!("{:.2} frames/s", b.video_fps_uncached),
+        ),
+        (
+            "video, cache + CUDA graphs",
+            match b.video_fps_cached_graphs {
+                Some(fps) => format!("{fps:.2} frames/s"),
+                None => "— (CUDA only)".to_string(),
+            },
         ),
         (
             "cache speed-up",

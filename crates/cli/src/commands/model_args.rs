@@ -20,6 +20,9 @@ pub struct ModelArgs {
     /// Encode each frame once per triplet, as the reference does (same results, slower)
     #[arg(long)]
     pub no_feature_cache: bool,
+    /// On CUDA, replay batches of a repeated shape as CUDA graphs (eval.cuda_graphs)
+    #[arg(long)]
+    pub cuda_graphs: bool,
     /// fp32-strict, tf32 or bf16 [default: model.precision, tf32]
     #[arg(long, value_name = "MODE")]
     pub precision: Option<Precision>,
@@ -31,6 +34,9 @@ impl ModelArgs {
         let mut cfg = RunConfig::load(&self.config, &self.sets)?;
         if self.no_feature_cache {
             cfg.eval.feature_cache = false;
+        }
+        if self.cuda_graphs {
+            cfg.eval.cuda_graphs = true;
         }
         if let Some(precision) = self.precision {
             cfg.model.precision = precision;

@@ -24,6 +24,9 @@ pub struct Args {
     /// Stop as Ctrl-C would (save `last`, exit 0) after this many optimiser steps
     #[arg(long, value_name = "N", hide = true)]
     stop_after_steps: Option<u64>,
+    /// Read each step's loss one step late, as training on a GPU does
+    #[arg(long, hide = true)]
+    read_loss_late: bool,
 }
 
 pub fn run(args: Args, threads_from_cli: bool) -> Result<()> {
@@ -66,6 +69,7 @@ pub fn run(args: Args, threads_from_cli: bool) -> Result<()> {
         resume: args.resume.is_some(),
         stop,
         stop_after_steps: args.stop_after_steps,
+        read_loss_late: args.read_loss_late,
     };
     match train::train(&cfg, &options)? {
         Outcome::Finished { progress } => {

@@ -13,14 +13,16 @@ use anyhow::{bail, Context, Result};
 use fgstp_data::{EvalLoader, TrainLoader};
 use fgstp_metrics::registry;
 use fgstp_metrics::Report;
+use fgstp_model::backend::{self, StreamEvent};
 use fgstp_model::checkpoint::{layout, load_into, LoadOptions, StateDict};
 use fgstp_model::{zoomnext, Model, ModelKind};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tch::{nn::VarStore, Device, Tensor};
+use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use crate::model_inputs::{input_spec, training_clip};
 use crate::run_config::{OptimizerKind, PretrainedLayout, RunConfig, TrainConfig};
@@ -39,6 +41,8 @@ pub struct TrainOptions {
     pub stop: Arc<AtomicBool>,
     /// Behave as if Ctrl-C came right after this many optimiser steps (tests, demos).
     pub stop_after_steps: Option<u64>,
+    /// Read each step's loss one step late on the CPU too, as on a GPU (tests).
+    pub read_loss_late: bool,
 }
 
 #[derive(Debug)]
@@ -57,6 +61,78 @@ enum Flow {
 /// Sets up (or resumes) the run `opts` describes and trains it to the end or to a stop.
 pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Outcome> {
     Trainer::new(cfg, opts)?.run()
+}
+
+/// Where a step stands in the run.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    epoch: usize,
+    /// Counted from 1 over the run.
+    step: u64,
+    /// Counted from 1 within the epoch.
+    batch: usize,
+    lr: f64,
+}
+
+/// A step's loss and its parts on their way to the host. On a GPU they are copied to host
+/// memory without waiting and read one step later: reading them at once would leave the GPU
+/// idle while the CPU queues every backward. On the CPU they are ready when the step returns.
+struct QueuedLoss {
+    /// `[loss, part…]`, float32; on the host once `ready` has passed.
+    values: Tensor,
+    ready: Option<StreamEvent>,
+    names: Vec<&'static str>,
+    at: Position,
+}
+
+impl QueuedLoss {
+    fn new(
+        loss: &Tensor,
+        parts: &[(&'static str, Tensor)],
+        device: Device,
+        at: Position,
+    ) -> Result<Self> {
+        let values: Vec<Tensor> = std::iter::once(loss)
+            .chain(parts.iter().map(|(_, part)| part))
+            .map(|t| t.detach().to_kind(Kind::Float).reshape([1]))
+            .collect();
+        let values = Tensor::cat(&values, 0);
+        let (values, ready) = if device.is_cuda() {
+            // Non-blocking to the host: libtorch puts the copy in pinned memory and returns.
+            let host = values.to_device_(Device::Cpu, Kind::Float, true, false);
+            (host, StreamEvent::record(device)?)
+        } else {
+            (values, None)
+        };
+        Ok(Self {
+            values,
+            ready,
+            names: parts.iter().map(|(name, _)| *name).collect(),
+            at,
+        })
+    }
+
+    /// The loss and its named parts; waits for the step's forward if it is still running.
+    fn read(self) -> Result<(f64, Vec<(&'static str, f64)>)> {
+        if let Some(ready) = &self.ready {
+            ready.synchronize()?;
+        }
+        let values = Vec::<f32>::try_from(&self.values)
+            .context("cannot read the loss back from libtorch")?;
+        let parts = self
+            .names
+            .iter()
+            .zip(&values[1..])
+            .map(|(n, v)| (*n, f64::from(*v)));
+        Ok((f64::from(values[0]), parts.collect()))
+    }
+}
+
+/// The losses read in an epoch, for its mean.
+#[derive(Default)]
+struct LossTally {
+    sum: f64,
+    count: usize,
 }
 
 /// One training run: the model and optimiser, where training stands, the data streams and the
@@ -270,37 +346,37 @@ impl<'a> Trainer<'a> {
         };
         bar.set_position(self.progress.batch as u64);
         bar.reset_eta();
-        let (started, mut loss_sum, mut loss_count) = (std::time::Instant::now(), 0.0, 0usize);
+        let started = std::time::Instant::now();
+        let mut losses = LossTally::default();
+        // On a GPU each step's loss is read one step late (see `QueuedLoss`).
+        let lag = usize::from(self.device.is_cuda() || self.opts.read_loss_late);
+        let mut queued: VecDeque<QueuedLoss> = VecDeque::new();
         let mut stream = self
             .train_data
             .epoch_from(epoch as u64, self.progress.batch);
         while self.progress.batch < batches {
             if self.stop_requested() {
+                self.read_losses(&mut queued, 0, &mut losses, &bar)?;
                 bar.abandon_with_message("interrupted: saving last.safetensors");
                 self.save_last()?;
                 return Ok(Flow::Stopped);
             }
             let batch = stream.next().context("the data stream ended early")??;
             lr = self.schedule_step(epoch);
-            let (loss, parts) = self.step(&batch.frames, &batch.mask, epoch, lr, &bar)?;
-            loss_sum += loss;
-            loss_count += 1;
-            let step = self.progress.step;
-            if step.is_multiple_of(cfg.log.loss_every as u64) || self.progress.batch == batches {
-                self.log.losses(epoch, step, lr, loss, &parts)?;
-            }
-            bar.set_message(format!("loss {loss:.4} lr {lr:.1e}"));
-            bar.inc(1);
+            queued.push_back(self.step(&batch.frames, &batch.mask, epoch, lr)?);
+            self.read_losses(&mut queued, lag, &mut losses, &bar)?;
         }
+        self.read_losses(&mut queued, 0, &mut losses, &bar)?;
         bar.finish_and_clear();
         // The first batch of an epoch is always waited for; later waits mean the data stream
         // (decode + augmentation on `data.threads`) did not keep up with the model.
         let data = stream.starvation();
         eprintln!(
-            "epoch {epoch}/{}: mean loss {:.4} over {loss_count} steps, lr {lr:.1e}, {:.1} s; \
+            "epoch {epoch}/{}: mean loss {:.4} over {} steps, lr {lr:.1e}, {:.1} s; \
              data stream: {} of {} steps waited for a batch ({:.1} s)",
             cfg.train.epochs,
-            loss_sum / loss_count.max(1) as f64,
+            losses.sum / losses.count.max(1) as f64,
+            losses.count,
             started.elapsed().as_secs_f64(),
             data.starved,
             data.requests,
@@ -313,55 +389,53 @@ impl<'a> Trainer<'a> {
     }
 
     /// One optimiser step on a batch: forward, the loss and its parts, backward, clipping,
-    /// Adam. A non-finite loss stops training with the way back named.
+    /// Adam. The loss comes back queued, to be read by [`Trainer::read_losses`].
     fn step(
         &mut self,
         frames: &[Tensor],
         mask: &Tensor,
         epoch: usize,
         lr: f64,
-        bar: &indicatif::ProgressBar,
-    ) -> Result<(f64, Vec<(&'static str, Tensor)>)> {
+    ) -> Result<QueuedLoss> {
         let clip = training_clip(self.cfg);
+        let device = self.device;
         let frames: Vec<Tensor> = frames
             .iter()
             .map(|f| {
-                let f = f.to_device(self.device);
+                let f = backend::upload(f, device)?;
                 match clip {
                     // [B·T, C, H, W] → [B, T, C, H, W]
                     Some(t) => {
                         let mut size = f.size();
                         size[0] /= t as i64;
                         size.insert(1, t as i64);
-                        f.view(size.as_slice())
+                        Ok(f.view(size.as_slice()))
                     }
-                    None => f,
+                    None => Ok(f),
                 }
             })
-            .collect();
-        let mask = mask.to_device(self.device);
+            .collect::<Result<_>>()?;
+        let mask = backend::upload(mask, device)?;
         let refs: Vec<&Tensor> = frames.iter().take(self.cfg.model.kind.inputs()).collect();
         // Steps done before this one over all steps of the run (0 for the first).
         let total_steps = self.cfg.train.epochs * self.train_data.batches_per_epoch();
         let done = self.progress.step as f64 / total_steps.max(1) as f64;
         self.adam.zero_grad()?;
-        let (loss, parts) = self.cfg.model.precision.run(self.device, || {
+        let (loss, parts) = self.cfg.model.precision.run(device, || {
             let out = self.model.forward_t(&refs, true)?;
             anyhow::Ok(total_loss(&out, &mask, self.cfg.train.bce, done))
         })??;
-        let value = loss.double_value(&[]);
-        if !value.is_finite() {
-            bar.abandon();
-            bail!(
-                "the loss became {value} at epoch {epoch}, batch {} (step {}): training stopped. \
-                 The last good checkpoint is {} — lower train.lr (now {lr}) or check the data, \
-                 then resume with --resume {}",
-                self.progress.batch + 1,
-                self.progress.step + 1,
-                last_path(self.opts).display(),
-                self.opts.run_dir.display()
-            );
-        }
+        let queued = QueuedLoss::new(
+            &loss,
+            &parts,
+            device,
+            Position {
+                epoch,
+                step: self.progress.step + 1,
+                batch: self.progress.batch + 1,
+                lr,
+            },
+        )?;
         loss.backward();
         if self.cfg.train.clip > 0.0 {
             self.adam.clip_grad_value(self.cfg.train.clip)?;
@@ -370,7 +444,49 @@ impl<'a> Trainer<'a> {
         self.progress.batch += 1;
         self.progress.step += 1;
         self.progress.validated = false;
-        Ok((value, parts))
+        Ok(queued)
+    }
+
+    /// Reads the queued losses until at most `keep` remain: adds them to the epoch's tally,
+    /// logs them (every `log.loss_every` steps and the epoch's last) and shows them. A
+    /// non-finite loss stops training with the way back named.
+    fn read_losses(
+        &mut self,
+        queued: &mut VecDeque<QueuedLoss>,
+        keep: usize,
+        tally: &mut LossTally,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<()> {
+        while queued.len() > keep {
+            let Some(next) = queued.pop_front() else {
+                break;
+            };
+            let at = next.at;
+            let (loss, parts) = next.read()?;
+            if !loss.is_finite() {
+                bar.abandon();
+                bail!(
+                    "the loss became {loss} at epoch {}, batch {} (step {}): training stopped. \
+                     The last good checkpoint is {} — lower train.lr (now {}) or check the \
+                     data, then resume with --resume {}",
+                    at.epoch,
+                    at.batch,
+                    at.step,
+                    last_path(self.opts).display(),
+                    at.lr,
+                    self.opts.run_dir.display()
+                );
+            }
+            tally.sum += loss;
+            tally.count += 1;
+            let batches = self.train_data.batches_per_epoch();
+            if at.step.is_multiple_of(self.cfg.log.loss_every as u64) || at.batch == batches {
+                self.log.losses(at.epoch, at.step, at.lr, loss, &parts)?;
+            }
+            bar.set_message(format!("loss {loss:.4} lr {:.1e}", at.lr));
+            bar.inc(1);
+        }
+        Ok(())
     }
 
     fn stop_requested(&self) -> bool {
@@ -560,12 +676,11 @@ impl RunLog {
         step: u64,
         lr: f64,
         loss: f64,
-        parts: &[(&str, Tensor)],
+        parts: &[(&str, f64)],
     ) -> Result<()> {
         let mut line = serde_json::json!({ "epoch": epoch, "step": step, "lr": lr, "loss": loss });
-        for (name, part) in parts {
-            let value = part.double_value(&[]);
-            line[*name] = serde_json::json!(value);
+        for &(name, value) in parts {
+            line[name] = serde_json::json!(value);
             self.scalar(&format!("train/loss_{name}"), value, step);
         }
         writeln!(self.losses, "{line}")?;
