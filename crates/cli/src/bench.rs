@@ -9,7 +9,7 @@ use anyhow::Result;
 use fgstp_data::sample::neighbours;
 use fgstp_data::{InputSpec, PixelFormat, TrainLoader, TrainSamples};
 use fgstp_metrics::{FrameScores, GrayView};
-use fgstp_model::backend::CudaGraph;
+use fgstp_model::backend::{cuda_graphs_built, CudaGraph};
 use fgstp_model::complexity::forward_macs;
 use fgstp_model::graph_replay::GraphReplays;
 use fgstp_model::streaming::{predict_video, stack_samples};
@@ -146,7 +146,7 @@ fn forward_variants(
     let mut runners = Vec::new();
     for precision in modes {
         for (fused, graph) in [(false, false), (true, false), (true, true)] {
-            if graph && !device.is_cuda() {
+            if graph && !(device.is_cuda() && cuda_graphs_built()) {
                 continue;
             }
             let model_cfg = fgstp_model::Config {
@@ -369,13 +369,18 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
     }
     // On CUDA, the cached path again with batches replayed as graphs (`eval.cuda_graphs`):
     // one untimed pass sees each shape, `time`'s warm-up pass captures them.
-    let fps_graphs = if device.is_cuda() {
+    let fps_graphs = if device.is_cuda() && cuda_graphs_built() {
         step("video frames/s with the feature cache, replayed as CUDA graphs");
         let replays = GraphReplays::cuda(device, GraphReplays::DEFAULT_LIMIT)?;
         play(true, Some(&replays))?;
         let seconds = time(opts.repeats, device, || play(true, Some(&replays)))?;
         Some(n as f64 / seconds)
     } else {
+        if device.is_cuda() {
+            eprintln!(
+                "bench: this build cannot capture CUDA graphs (no CUDA headers at build time)"
+            );
+        }
         None
     };
 

@@ -32,8 +32,9 @@ extern "C" {
         eps: f64,
         weight_decay: f64,
         rule: c_int,
+        foreach: c_int,
     ) -> c_int;
-    fn fgstp_clamp_grads(params: *const *mut c_void, n: i64, max: f64) -> c_int;
+    fn fgstp_clamp_grads(params: *const *mut c_void, n: i64, max: f64, foreach: c_int) -> c_int;
     fn fgstp_clear_grads(params: *const *mut c_void, n: i64) -> c_int;
     fn fgstp_upload_pinned(t: *mut c_void, device: c_int, out: *mut *mut c_void) -> c_int;
     fn fgstp_stream_event_record(
@@ -191,10 +192,45 @@ fn raw(tensors: &[&Tensor]) -> Vec<*mut c_void> {
     tensors.iter().map(|t| t.as_ptr() as *mut c_void).collect()
 }
 
+/// How the optimiser's element-wise work is launched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernels {
+    /// One kernel per parameter and operation (PyTorch's CPU default).
+    PerTensor,
+    /// ATen's multi-tensor (`_foreach_*`) kernels over all parameters (PyTorch's CUDA default
+    /// for Adam): the same arithmetic, a few launches per step.
+    Foreach,
+}
+
+impl Kernels {
+    /// What PyTorch picks for parameters on `device`.
+    pub fn for_device(device: Device) -> Self {
+        if device.is_cuda() {
+            Kernels::Foreach
+        } else {
+            Kernels::PerTensor
+        }
+    }
+}
+
 /// One optimiser step for every parameter with a gradient, computed by libtorch with the same
 /// ATen calls in the same order as the Python optimiser `hyper.rule` names, so the result is bit
-/// for bit that optimiser's, without the temporaries tch's API would need.
+/// for bit that optimiser's, without the temporaries tch's API would need; launched as PyTorch
+/// does for the parameters' device ([`Kernels::for_device`]).
 pub fn adam_step(slots: &mut [AdamSlot<'_>], hyper: AdamHyper) -> Result<()> {
+    let kernels = slots.first().map_or(Kernels::PerTensor, |s| {
+        Kernels::for_device(s.param.device())
+    });
+    adam_step_with(slots, hyper, kernels)
+}
+
+/// [`adam_step`] with the kernels chosen (SLT-Net's AdamW always runs per tensor, as its own
+/// optimiser does).
+pub fn adam_step_with(
+    slots: &mut [AdamSlot<'_>],
+    hyper: AdamHyper,
+    kernels: Kernels,
+) -> Result<()> {
     let p = raw(&slots.iter().map(|s| s.param).collect::<Vec<_>>());
     let m = raw(&slots.iter().map(|s| s.exp_avg).collect::<Vec<_>>());
     let v = raw(&slots.iter().map(|s| s.exp_avg_sq).collect::<Vec<_>>());
@@ -220,6 +256,7 @@ pub fn adam_step(slots: &mut [AdamSlot<'_>], hyper: AdamHyper) -> Result<()> {
                 hyper.eps,
                 hyper.weight_decay,
                 rule,
+                c_int::from(kernels == Kernels::Foreach),
             )
         },
         "optimiser step",
@@ -230,12 +267,22 @@ pub fn adam_step(slots: &mut [AdamSlot<'_>], hyper: AdamHyper) -> Result<()> {
     Ok(())
 }
 
-/// Clamps every defined gradient of `params` to [-max, max], in place.
+/// Clamps every defined gradient of `params` to [-max, max], in place, launched as
+/// [`Kernels::for_device`] says.
 pub fn clamp_grads(params: &[&Tensor], max: f64) -> Result<()> {
+    let kernels = params
+        .first()
+        .map_or(Kernels::PerTensor, |p| Kernels::for_device(p.device()));
+    clamp_grads_with(params, max, kernels)
+}
+
+/// [`clamp_grads`] with the kernels chosen.
+pub fn clamp_grads_with(params: &[&Tensor], max: f64, kernels: Kernels) -> Result<()> {
     let p = raw(params);
+    let foreach = c_int::from(kernels == Kernels::Foreach);
     // SAFETY: as in adam_step.
     check(
-        unsafe { fgstp_clamp_grads(p.as_ptr(), p.len() as i64, max) },
+        unsafe { fgstp_clamp_grads(p.as_ptr(), p.len() as i64, max, foreach) },
         "clipping gradients",
     )
 }
@@ -442,6 +489,81 @@ mod tests {
             .run(Device::Cpu, || a.matmul(&b))
             .unwrap();
         assert_eq!(strict.kind(), Kind::Float);
+    }
+
+    /// Runs three clipped optimiser steps on three parameters (the last never gets a
+    /// gradient) and returns the parameters, moments and step counts.
+    fn optimise(kernels: Kernels, weight_decay: f64) -> Vec<Tensor> {
+        tch::manual_seed(3);
+        let shapes: [&[i64]; 3] = [&[4, 3], &[7], &[2, 2, 2]];
+        let params: Vec<Tensor> = shapes
+            .iter()
+            .map(|s| Tensor::randn(*s, (Kind::Float, Device::Cpu)).set_requires_grad(true))
+            .collect();
+        let moments: Vec<(Tensor, Tensor)> = params
+            .iter()
+            .map(|p| (p.zeros_like(), p.zeros_like()))
+            .collect();
+        let mut steps = [0i64; 3];
+        let lrs = [1e-3, 2e-3, 1e-3];
+        let hyper = AdamHyper {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+            rule: AdamRule::Torch,
+        };
+        for _ in 0..3 {
+            let refs: Vec<&Tensor> = params.iter().collect();
+            clear_grads(&refs).unwrap();
+            // d/dp Σ p·g = g: random gradients, some beyond the clip.
+            let loss = params[..2]
+                .iter()
+                .map(|p| (p * (p.randn_like() * 3.0)).sum(Kind::Float))
+                .reduce(|a, b| a + b)
+                .unwrap();
+            loss.backward();
+            clamp_grads_with(&refs, 0.5, kernels).unwrap();
+            let mut slots: Vec<AdamSlot<'_>> = params
+                .iter()
+                .zip(&moments)
+                .zip(steps.iter_mut())
+                .zip(lrs)
+                .map(|(((param, (m, v)), step), lr)| AdamSlot {
+                    param,
+                    exp_avg: m,
+                    exp_avg_sq: v,
+                    lr,
+                    step,
+                })
+                .collect();
+            adam_step_with(&mut slots, hyper, kernels).unwrap();
+        }
+        let mut out: Vec<Tensor> = params.iter().map(Tensor::detach).collect();
+        for (m, v) in &moments {
+            out.extend([m.shallow_clone(), v.shallow_clone()]);
+        }
+        out.push(Tensor::from_slice(&steps));
+        out
+    }
+
+    #[test]
+    fn foreach_kernels_give_the_per_tensor_optimiser_bit_for_bit() {
+        for weight_decay in [0.0, 1e-2] {
+            let per_tensor = optimise(Kernels::PerTensor, weight_decay);
+            let foreach = optimise(Kernels::Foreach, weight_decay);
+            // The parameter without a gradient is skipped by both.
+            assert_eq!(
+                per_tensor.last().unwrap(),
+                &Tensor::from_slice(&[3i64, 3, 0])
+            );
+            for (i, (a, b)) in per_tensor.iter().zip(&foreach).enumerate() {
+                assert!(
+                    a.equal(b),
+                    "tensor {i} differs (weight decay {weight_decay})"
+                );
+            }
+        }
     }
 
     #[test]
