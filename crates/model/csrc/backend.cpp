@@ -6,9 +6,7 @@
 #include <ATen/Functions.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/grad_mode.h>
-#include <ATen/core/stack.h>
 #include <c10/core/Event.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
 
@@ -205,48 +203,6 @@ int fgstp_upload_pinned(at::Tensor* t, int device, at::Tensor** out) {
     *out = new at::Tensor(t->pin_memory().to(target, /*non_blocking=*/true));
   });
 }
-
-// oneDNN's linear with a weight packed once for it (PyTorch's `mkldnn::_reorder_linear_weight`
-// and `mkldnn::_linear_pointwise`, the ops inductor freezes CPU linears into), reached through
-// the dispatcher: tch has no wrappers for them.
-int fgstp_onednn_linear_available() {
-  auto& dispatcher = c10::Dispatcher::singleton();
-  return dispatcher.findOp({"mkldnn::_reorder_linear_weight", ""}).has_value() &&
-                 dispatcher.findOp({"mkldnn::_linear_pointwise", ""}).has_value()
-             ? 1
-             : 0;
-}
-
-int fgstp_onednn_pack_linear(at::Tensor* weight, int64_t batch_hint, at::Tensor** out) {
-  return guarded([&] {
-    auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_reorder_linear_weight", "");
-    at::NoGradGuard no_grad;
-    torch::jit::Stack stack{c10::IValue(*weight), c10::IValue(batch_hint)};
-    op.callBoxed(&stack);
-    *out = new at::Tensor(stack.at(0).toTensor());
-  });
-}
-
-// `bias` may be null.
-int fgstp_onednn_linear(at::Tensor* x, at::Tensor* packed, at::Tensor* bias, at::Tensor** out) {
-  return guarded([&] {
-    auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
-    torch::jit::Stack stack{c10::IValue(*x),
-                            c10::IValue(*packed),
-                            bias != nullptr ? c10::IValue(*bias) : c10::IValue(),
-                            c10::IValue(std::string("none")),
-                            c10::IValue(c10::List<std::optional<at::Scalar>>()),
-                            c10::IValue(std::string(""))};
-    op.callBoxed(&stack);
-    *out = new at::Tensor(stack.at(0).toTensor());
-  });
-}
-
-// What decides whether the packed path may run: grad mode, CPU autocast, and a tensor's
-// in-place version counter (the weight's, to know when to pack again).
-int fgstp_grad_enabled() { return at::GradMode::is_enabled() ? 1 : 0; }
-int fgstp_cpu_autocast_enabled() { return at::autocast::is_autocast_enabled(at::kCPU) ? 1 : 0; }
-int64_t fgstp_tensor_version(at::Tensor* t) { return static_cast<int64_t>(t->_version()); }
 
 // A marker in a device's current stream: synchronising on it waits for the work queued before
 // it, not for later work. Goes through c10's device-generic event API (libc10_cuda registers

@@ -36,21 +36,6 @@ extern "C" {
     ) -> c_int;
     fn fgstp_clamp_grads(params: *const *mut c_void, n: i64, max: f64, foreach: c_int) -> c_int;
     fn fgstp_clear_grads(params: *const *mut c_void, n: i64) -> c_int;
-    fn fgstp_onednn_linear_available() -> c_int;
-    fn fgstp_onednn_pack_linear(
-        weight: *mut c_void,
-        batch_hint: i64,
-        out: *mut *mut c_void,
-    ) -> c_int;
-    fn fgstp_onednn_linear(
-        x: *mut c_void,
-        packed: *mut c_void,
-        bias: *mut c_void,
-        out: *mut *mut c_void,
-    ) -> c_int;
-    fn fgstp_grad_enabled() -> c_int;
-    fn fgstp_cpu_autocast_enabled() -> c_int;
-    fn fgstp_tensor_version(t: *mut c_void) -> i64;
     fn fgstp_upload_pinned(t: *mut c_void, device: c_int, out: *mut *mut c_void) -> c_int;
     fn fgstp_stream_event_record(
         device_type: c_int,
@@ -314,71 +299,6 @@ pub fn clear_grads(params: &[&Tensor]) -> Result<()> {
     )
 }
 
-/// A `tch::Tensor` taking ownership of an `at::Tensor*` the shim allocated.
-///
-/// # Safety
-/// `raw` must come from the shim's `new at::Tensor(...)` and be owned by nobody else.
-unsafe fn owned(raw: *mut c_void) -> Tensor {
-    // SAFETY: per the contract above; tch frees it.
-    unsafe { Tensor::from_ptr(raw as *mut torch_sys::C_tensor) }
-}
-
-fn ptr(t: &Tensor) -> *mut c_void {
-    t.as_ptr() as *mut c_void
-}
-
-/// Whether this libtorch has oneDNN's packed-weight linear (`mkldnn::_linear_pointwise`).
-pub fn onednn_linear_available() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    // SAFETY: a lookup in the dispatcher's registry.
-    *AVAILABLE.get_or_init(|| unsafe { fgstp_onednn_linear_available() != 0 })
-}
-
-/// `weight` (`[out, in]`, float32, CPU) packed into oneDNN's blocked layout for
-/// [`onednn_linear`], tuned for `batch_hint` rows.
-pub fn onednn_pack_linear(weight: &Tensor, batch_hint: i64) -> Result<Tensor> {
-    let mut out = std::ptr::null_mut();
-    // SAFETY: `weight` is live; on success `out` is a new tensor we own.
-    check(
-        unsafe { fgstp_onednn_pack_linear(ptr(weight), batch_hint, &mut out) },
-        "packing a linear weight for oneDNN",
-    )?;
-    // SAFETY: as above.
-    Ok(unsafe { owned(out) })
-}
-
-/// `x · Wᵀ + bias` with `packed` from [`onednn_pack_linear`] (no autograd).
-pub fn onednn_linear(x: &Tensor, packed: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    let mut out = std::ptr::null_mut();
-    let bias = bias.map_or(std::ptr::null_mut(), ptr);
-    // SAFETY: the tensors are live for the call; on success `out` is a new tensor we own.
-    check(
-        unsafe { fgstp_onednn_linear(ptr(x), ptr(packed), bias, &mut out) },
-        "oneDNN linear",
-    )?;
-    // SAFETY: as above.
-    Ok(unsafe { owned(out) })
-}
-
-/// Whether autograd records operations now (`torch.is_grad_enabled()`).
-pub fn grad_enabled() -> bool {
-    // SAFETY: reads a thread-local flag.
-    unsafe { fgstp_grad_enabled() != 0 }
-}
-
-/// Whether CPU autocast is on now.
-pub fn cpu_autocast_enabled() -> bool {
-    // SAFETY: reads a thread-local flag.
-    unsafe { fgstp_cpu_autocast_enabled() != 0 }
-}
-
-/// `t`'s in-place version counter: it moves whenever `t` is written in place (an optimiser
-/// step, a checkpoint load).
-pub fn tensor_version(t: &Tensor) -> i64 {
-    // SAFETY: `t` is live.
-    unsafe { fgstp_tensor_version(ptr(t)) }
-}
-
 /// `t` (on the host) on `device`. To a GPU the copy goes through pinned memory and does not
 /// wait: the CPU goes on queuing work while it runs (libtorch keeps the pinned block until the
 /// copy is done). A pageable copy would wait for everything queued before it on the stream.
@@ -397,7 +317,7 @@ pub fn upload(t: &Tensor, device: Device) -> Result<Tensor> {
         "copying a batch to the GPU",
     )?;
     // SAFETY: `out` is a newly allocated at::Tensor.
-    Ok(unsafe { owned(out) })
+    Ok(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) })
 }
 
 /// A marker in a CUDA device's current stream, for reading results without waiting for the

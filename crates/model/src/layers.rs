@@ -1,12 +1,8 @@
 //! Small building blocks shared by the FGSTP components, each initialised like its PyTorch
 //! counterpart in the reference and named so that VarStore paths equal its state-dict keys.
 
-use std::sync::Mutex;
-
 use tch::nn::{self, Init, Module, ModuleT};
-use tch::{Device, Kind, Tensor};
-
-use crate::backend;
+use tch::Tensor;
 
 /// Geometry of a 2-D convolution; `k`, `stride`, `padding`, `dilation` are (height, width).
 #[derive(Debug, Clone, Copy)]
@@ -110,7 +106,7 @@ pub fn conv2d(vs: &nn::Path, c_in: i64, c_out: i64, spec: ConvSpec, init: ConvIn
 
 /// `nn.Linear` as PVTv2 initialises it: trunc_normal(std 0.02) weight, zero bias. timm truncates
 /// at ±2 in absolute value, i.e. ±100 σ, so a plain normal has the same distribution.
-pub fn pvt_linear(vs: &nn::Path, c_in: i64, c_out: i64) -> Linear {
+pub fn pvt_linear(vs: &nn::Path, c_in: i64, c_out: i64) -> nn::Linear {
     let config = nn::LinearConfig {
         ws_init: Init::Randn {
             mean: 0.0,
@@ -119,65 +115,7 @@ pub fn pvt_linear(vs: &nn::Path, c_in: i64, c_out: i64) -> Linear {
         bs_init: Some(Init::Const(0.0)),
         bias: true,
     };
-    Linear::new(nn::linear(vs, c_in, c_out, config))
-}
-
-/// `nn.Linear` whose inference may run through oneDNN with its weight packed once
-/// ([`backend::onednn_linear`]; the op PyTorch's inductor freezes CPU linears into): about 10%
-/// faster than MKL's sgemm, which repacks the weight on every call. Taken when asked
-/// (`packed`), on the CPU, in float32, without autograd or autocast; the weight is packed
-/// again whenever it changes in place, and any failure falls back to the plain product.
-#[derive(Debug)]
-pub struct Linear {
-    pub inner: nn::Linear,
-    /// The weight's version when packed, and the packed weight; `Err` after a failure.
-    packed: Mutex<Option<Result<(i64, Tensor), ()>>>,
-}
-
-impl Linear {
-    pub fn new(inner: nn::Linear) -> Self {
-        Self {
-            inner,
-            packed: Mutex::new(None),
-        }
-    }
-
-    /// `xs · Wᵀ + b` over the last dimension; `packed`: through oneDNN where it applies.
-    pub fn forward_t(&self, xs: &Tensor, packed: bool) -> Tensor {
-        if packed && self.packs(xs) {
-            if let Some(out) = self.packed_forward(xs) {
-                return out;
-            }
-        }
-        self.inner.forward(xs)
-    }
-
-    fn packs(&self, xs: &Tensor) -> bool {
-        xs.device() == Device::Cpu
-            && xs.kind() == Kind::Float
-            && self.inner.ws.kind() == Kind::Float
-            && !backend::grad_enabled()
-            && !backend::cpu_autocast_enabled()
-            && backend::onednn_linear_available()
-    }
-
-    fn packed_forward(&self, xs: &Tensor) -> Option<Tensor> {
-        let mut slot = self.packed.lock().unwrap_or_else(|e| e.into_inner());
-        let version = backend::tensor_version(&self.inner.ws);
-        let fresh = matches!(&*slot, Some(Ok((v, _))) if *v == version);
-        if !fresh && !matches!(&*slot, Some(Err(()))) {
-            let rows = xs.numel() as i64 / self.inner.ws.size()[1].max(1);
-            *slot = Some(
-                backend::onednn_pack_linear(&self.inner.ws, rows)
-                    .map(|p| (version, p))
-                    .map_err(|_| ()),
-            );
-        }
-        let Some(Ok((_, weight))) = &*slot else {
-            return None;
-        };
-        backend::onednn_linear(xs, weight, self.inner.bs.as_ref()).ok()
-    }
+    nn::linear(vs, c_in, c_out, config)
 }
 
 /// `nn.LayerNorm(dim, eps)` over the last dimension, weight 1 and bias 0.
@@ -257,40 +195,4 @@ impl BasicConv2d {
 /// coordinates when `align_corners` is false.
 pub fn interpolate_bilinear(xs: &Tensor, scale: f64, align_corners: bool) -> Tensor {
     xs.upsample_bilinear2d_vec(None::<&[i64]>, align_corners, [scale, scale])
-}
-
-#[cfg(test)]
-mod packed_linear_tests {
-    use super::*;
-
-    #[test]
-    fn packed_linear_is_taken_in_cpu_inference_and_matches_the_plain_product() {
-        tch::manual_seed(5);
-        let vs = nn::VarStore::new(Device::Cpu);
-        let linear = pvt_linear(&vs.root(), 64, 96);
-        tch::no_grad(|| {
-            let mut ws = linear.inner.ws.shallow_clone();
-            ws.copy_(&Tensor::randn([96, 64], (Kind::Float, Device::Cpu)));
-        });
-        let xs = Tensor::randn([2, 50, 64], (Kind::Float, Device::Cpu));
-        let plain = tch::no_grad(|| linear.forward_t(&xs, false));
-        let packed = tch::no_grad(|| linear.forward_t(&xs, true));
-        let packed_now = || matches!(&*linear.packed.lock().unwrap(), Some(Ok(_)));
-        assert!(packed_now(), "the packed path was not taken");
-        assert_eq!(packed.size(), [2, 50, 96]);
-        let diff = (&packed - &plain).abs().max().double_value(&[]);
-        assert!(diff < 1e-4, "{diff}");
-        // A weight changed in place is packed again.
-        tch::no_grad(|| {
-            let mut ws = linear.inner.ws.shallow_clone();
-            let _ = ws.g_mul_scalar_(2.0);
-        });
-        let doubled = tch::no_grad(|| linear.forward_t(&xs, true));
-        let expected = tch::no_grad(|| linear.forward_t(&xs, false));
-        let diff = (&doubled - &expected).abs().max().double_value(&[]);
-        assert!(diff < 1e-4, "stale packed weight: {diff}");
-        // With autograd on, the plain product (the packed op has no backward).
-        let with_grad = linear.forward_t(&xs, true);
-        assert!(with_grad.requires_grad());
-    }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use crate::layers::{conv2d, layer_norm, pvt_linear, ConvInit, ConvSpec, Linear};
+use crate::layers::{conv2d, layer_norm, pvt_linear, ConvInit, ConvSpec};
 
 /// The epsilon of the per-block norms and the stage norms (`norm1..4`); the patch-embedding
 /// norm and the attention's spatial-reduction norm keep PyTorch's default 1e-5.
@@ -168,9 +168,9 @@ impl OverlapPatchEmbed {
 /// Multi-head attention whose keys/values come from a `sr_ratio`-times downsampled map.
 #[derive(Debug)]
 struct Attention {
-    q: Linear,
-    kv: Linear,
-    proj: Linear,
+    q: nn::Linear,
+    kv: nn::Linear,
+    proj: nn::Linear,
     /// Spatial reduction (strided conv + LayerNorm) when sr_ratio > 1.
     sr: Option<(nn::Conv2D, nn::LayerNorm)>,
     num_heads: i64,
@@ -197,14 +197,14 @@ impl Attention {
     }
 
     /// [B, N=H·W, C] → [B, N, C]; `fused`: scaled_dot_product_attention instead of the
-    /// reference's explicit product, softmax and product, and packed linears.
+    /// reference's explicit product, softmax and product.
     fn forward(&self, xs: &Tensor, h: i64, w: i64, fused: bool) -> Tensor {
         let (b, n, c) = xs.size3().expect("tokens are 3-D");
         let head_dim = c / self.num_heads;
         // [B, heads, N, head_dim]
         let q = self
             .q
-            .forward_t(xs, fused)
+            .forward(xs)
             .reshape([b, n, self.num_heads, head_dim])
             .permute([0, 2, 1, 3]);
         let kv_source = match &self.sr {
@@ -217,7 +217,7 @@ impl Attention {
         // [2, B, heads, N_kv, head_dim]
         let kv = self
             .kv
-            .forward_t(&kv_source, fused)
+            .forward(&kv_source)
             .reshape([b, -1, 2, self.num_heads, head_dim])
             .permute([2, 0, 3, 1, 4]);
         let (k, v) = (kv.get(0), kv.get(1));
@@ -237,17 +237,16 @@ impl Attention {
             let attn = (q.matmul(&k.transpose(-2, -1)) * self.scale).softmax(-1, None);
             attn.matmul(&v)
         };
-        self.proj
-            .forward_t(&out.transpose(1, 2).reshape([b, n, c]), fused)
+        self.proj.forward(&out.transpose(1, 2).reshape([b, n, c]))
     }
 }
 
 /// fc1 → 3×3 depth-wise conv on the token map → exact GELU → fc2.
 #[derive(Debug)]
 struct Mlp {
-    fc1: Linear,
+    fc1: nn::Linear,
     dwconv: nn::Conv2D,
-    fc2: Linear,
+    fc2: nn::Linear,
 }
 
 impl Mlp {
@@ -266,13 +265,12 @@ impl Mlp {
         }
     }
 
-    /// `packed`: the linears through oneDNN where they can ([`Linear::forward_t`]).
-    fn forward(&self, xs: &Tensor, h: i64, w: i64, packed: bool) -> Tensor {
-        let xs = self.fc1.forward_t(xs, packed);
+    fn forward(&self, xs: &Tensor, h: i64, w: i64) -> Tensor {
+        let xs = self.fc1.forward(xs);
         let (b, _, c) = xs.size3().expect("tokens are 3-D");
         let map = self.dwconv.forward(&xs.transpose(1, 2).view([b, c, h, w]));
         self.fc2
-            .forward_t(&map.flatten(2, -1).transpose(1, 2).gelu("none"), packed)
+            .forward(&map.flatten(2, -1).transpose(1, 2).gelu("none"))
     }
 }
 
@@ -296,7 +294,7 @@ impl Block {
 
     fn forward(&self, xs: &Tensor, h: i64, w: i64, fused: bool) -> Tensor {
         let xs = xs + self.attn.forward(&self.norm1.forward(xs), h, w, fused);
-        &xs + self.mlp.forward(&self.norm2.forward(&xs), h, w, fused)
+        &xs + self.mlp.forward(&self.norm2.forward(&xs), h, w)
     }
 }
 
@@ -355,9 +353,8 @@ impl PvtV2 {
         }
     }
 
-    /// Computes attention with libtorch's fused `scaled_dot_product_attention` (one kernel),
-    /// and, in inference on the CPU, the linear layers through oneDNN with packed weights
-    /// ([`Linear`]); equal to the reference's ops to float rounding, not bit for bit.
+    /// Computes attention with libtorch's fused `scaled_dot_product_attention` (one kernel;
+    /// equal to the reference's three ops to float rounding, not bit for bit).
     pub fn set_fused_attention(&mut self, fused: bool) {
         self.fused_attention = fused;
     }
