@@ -167,7 +167,10 @@ fn graph_replays(cfg: &RunConfig, device: Device) -> Result<Option<GraphReplays>
     if !device.is_cuda() {
         static NOTE: std::sync::Once = std::sync::Once::new();
         NOTE.call_once(|| {
-            eprintln!("note: eval.cuda_graphs needs a CUDA device; running on {device:?} without")
+            eprintln!(
+                "note: eval.cuda_graphs needs a CUDA device; running on {} without graphs",
+                format!("{device:?}").to_lowercase()
+            )
         });
         return Ok(None);
     }
