@@ -303,12 +303,9 @@ pub fn clear_grads(params: &[&Tensor]) -> Result<()> {
 /// wait: the CPU goes on queuing work while it runs (libtorch keeps the pinned block until the
 /// copy is done). A pageable copy would wait for everything queued before it on the stream.
 pub fn upload(t: &Tensor, device: Device) -> Result<Tensor> {
-    let Device::Cuda(index) = device else {
+    let (Device::Cuda(index), Device::Cpu) = (device, t.device()) else {
         return Ok(t.to_device(device));
     };
-    if t.device() != Device::Cpu {
-        return Ok(t.to_device(device));
-    }
     let mut out = std::ptr::null_mut();
     // SAFETY: `t` is a live tensor; on success the shim hands over a new one, owned by the
     // returned `Tensor` (tch frees it).

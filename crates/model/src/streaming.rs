@@ -134,6 +134,10 @@ pub fn predict_video(
         _ => None,
     };
     let kind = model.config().kind;
+    // The whole forward on a batch of samples (frame indices), read from `frames`.
+    let predict_batch = |samples: &[Vec<usize>]| {
+        predict_samples_replayed(model, device, &read_samples(frames, samples)?, replays)
+    };
     match streaming {
         _ if kind == ModelKind::ZoomnextVideo => {
             let clip_len = kind.frames();
@@ -145,12 +149,7 @@ pub fn predict_video(
                     .iter()
                     .map(|clip| clip.iter().map(|&p| triplets[p][0]).collect())
                     .collect();
-                let logits = predict_samples_replayed(
-                    model,
-                    device,
-                    &read_samples(frames, &samples)?,
-                    replays,
-                )?;
+                let logits = predict_batch(&samples)?;
                 for (k, clip) in chunk.iter().enumerate() {
                     for (position_in_clip, &position) in clip.iter().enumerate() {
                         if plan.keep[position] == (first_clip + k, position_in_clip) {
@@ -220,12 +219,7 @@ pub fn predict_video(
             let slots = kind.frames();
             for (c, chunk) in triplets.chunks(batch).enumerate() {
                 let samples: Vec<Vec<usize>> = chunk.iter().map(|s| s[..slots].to_vec()).collect();
-                let prediction = predict_samples_replayed(
-                    model,
-                    device,
-                    &read_samples(frames, &samples)?,
-                    replays,
-                )?;
+                let prediction = predict_batch(&samples)?;
                 for row in 0..chunk.len() {
                     emit(c * batch + row, prediction.narrow(0, row as i64, 1))?;
                 }
