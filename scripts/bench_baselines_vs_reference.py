@@ -27,6 +27,7 @@ Inputs per model, batch 1 (the reference's test-time shapes):
 import argparse
 import importlib.util
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -133,7 +134,15 @@ def main():
     model, inputs, call = build(args, gen)
     model.eval()
 
+    # The weights and inputs it hands the Rust side are hundreds of MB at full size.
     work = tempfile.mkdtemp(prefix="fgstp-baseline-bench-")
+    try:
+        run_side_by_side(args, model, inputs, call, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_side_by_side(args, model, inputs, call, work):
     weights = os.path.join(work, "weights.pth")
     inputs_file = os.path.join(work, "inputs.safetensors")
     torch.save(model.state_dict(), weights)

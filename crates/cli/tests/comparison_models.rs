@@ -4,7 +4,7 @@
 //! SLT-Net pipeline (the short-term model's maps are the long-term model's priors).
 
 mod common;
-use common::{ok, s, stderr, synth_64};
+use common::{ok, s, shared_scratch_dir, stderr, synth_64};
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -19,18 +19,16 @@ fn fgstp(args: &[&str]) -> Output {
 
 /// 4 synthetic videos of 6 frames (train 2, val 1, test 1), made once.
 struct Data {
-    _dir: tempfile::TempDir,
     root: PathBuf,
 }
 
 fn data() -> &'static Data {
     static DATA: OnceLock<Data> = OnceLock::new();
     DATA.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
+        let root = shared_scratch_dir();
         let out = root.join("data");
         synth_64(&out, 4, 6, 3, &[]);
-        Data { _dir: dir, root }
+        Data { root }
     })
 }
 

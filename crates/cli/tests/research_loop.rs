@@ -2,7 +2,7 @@
 //! videos): train, interrupt, resume, evaluate, infer — through the `fgstp` binary.
 
 mod common;
-use common::{fgstp, ok, stderr, synth_64, FGSTP};
+use common::{fgstp, ok, shared_scratch_dir, stderr, synth_64, FGSTP};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,6 @@ use fgstp_model::checkpoint::{read_safetensors_metadata, StateDict};
 
 /// A synthetic dataset and a tiny config, made once for the whole test binary.
 struct Fixture {
-    _dir: tempfile::TempDir,
     root: PathBuf,
     config: PathBuf,
     /// A finished uninterrupted run (2 epochs).
@@ -24,8 +23,7 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
+        let root = shared_scratch_dir();
         let data = root.join("data");
         synth_64(&data, 4, 6, 3, &[]);
         let config = root.join("tiny.toml");
@@ -66,12 +64,7 @@ progress = false
             "--run-dir",
             run.to_str().unwrap(),
         ]));
-        Fixture {
-            _dir: dir,
-            root,
-            config,
-            run,
-        }
+        Fixture { root, config, run }
     })
 }
 

@@ -6,7 +6,7 @@
 //! evaluates exactly like the same frames as PNGs; `data check` reads video scenes.
 
 mod common;
-use common::{fgstp, ok, s, synth_64};
+use common::{fgstp, ok, s, shared_scratch_dir, synth_64};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -21,7 +21,6 @@ fn text(bytes: &[u8]) -> String {
 /// Generated videos (3 scenes of 12 frames, 64×64, each also as `video.mp4`), the tiny
 /// config, and weights after one training step: made once for the whole test binary.
 struct Fixture {
-    _dir: tempfile::TempDir,
     root: PathBuf,
     data: PathBuf,
     weights: PathBuf,
@@ -63,8 +62,7 @@ fn write_config(path: &Path, data: &Path) -> PathBuf {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
+        let root = shared_scratch_dir();
         let data = root.join("data");
         synth_64(&data, 3, FRAMES, 3, &["--video"]);
         let config = write_config(&root.join("tiny.toml"), &data);
@@ -81,7 +79,6 @@ fn fixture() -> &'static Fixture {
             "eval.at_start=false",
         ]));
         Fixture {
-            _dir: dir,
             weights: run.join("last.safetensors"),
             root,
             data,

@@ -32,16 +32,11 @@ fn stdout_of(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn tempdir() -> PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "fgstp-weights-cli-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("fgstp-weights-cli-")
+        .tempdir()
+        .unwrap()
 }
 
 #[test]
@@ -107,8 +102,8 @@ fn inspect_recognises_the_official_pvt_v2_layout() {
 #[test]
 fn convert_to_safetensors_and_back_to_pth_keeps_every_bit() {
     let dir = tempdir();
-    let safetensors = dir.join("weights.safetensors");
-    let pth = dir.join("weights.pth");
+    let safetensors = dir.path().join("weights.safetensors");
+    let pth = dir.path().join("weights.pth");
     for (from, to) in [
         (fixture("dtypes.pth"), &safetensors),
         (safetensors.clone(), &pth),
@@ -138,7 +133,7 @@ fn convert_to_safetensors_and_back_to_pth_keeps_every_bit() {
 #[test]
 fn convert_refuses_to_overwrite_without_force() {
     let dir = tempdir();
-    let out = dir.join("out.safetensors");
+    let out = dir.path().join("out.safetensors");
     std::fs::write(&out, b"keep me").unwrap();
     let input = fixture("state_dict.pth");
     let refused = fgstp(&["convert", input.to_str().unwrap(), out.to_str().unwrap()]);
@@ -157,7 +152,7 @@ fn convert_refuses_to_overwrite_without_force() {
 #[test]
 fn broken_input_is_an_error_naming_the_file() {
     let dir = tempdir();
-    let truncated = dir.join("truncated.pth");
+    let truncated = dir.path().join("truncated.pth");
     let full = std::fs::read(fixture("state_dict.pth")).unwrap();
     std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
     for args in [
@@ -204,7 +199,8 @@ fn inspect_checks_a_reference_fgstp_checkpoint_against_our_model() {
             (k.to_string(), t)
         })
         .collect();
-    let altered = tempdir().join("altered.safetensors");
+    let scratch = tempdir();
+    let altered = scratch.path().join("altered.safetensors");
     StateDict::from_tensors(tensors)
         .unwrap()
         .write(&altered)

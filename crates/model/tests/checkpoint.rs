@@ -96,7 +96,7 @@ fn state_dict_keys_keep_file_order_and_the_format_is_told_by_content() {
 
     // A safetensors file renamed to .pth is still read as safetensors.
     let dir = tempdir();
-    let renamed = dir.join("really_safetensors.pth");
+    let renamed = dir.path().join("really_safetensors.pth");
     std::fs::copy(fixture("state_dict.pth.expected.safetensors"), &renamed).unwrap();
     assert_eq!(
         StateDict::read(&renamed).unwrap().source.format,
@@ -187,16 +187,11 @@ fn a_dtype_tch_lacks_is_an_error_naming_it_and_the_key() {
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-fn tempdir() -> PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "fgstp-checkpoint-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("fgstp-checkpoint-test-")
+        .tempdir()
+        .unwrap()
 }
 
 #[test]
@@ -205,7 +200,7 @@ fn written_pth_and_safetensors_round_trip_bit_exactly_with_keys_in_order() {
     for name in ["dtypes.pth", "views.pth", "nested.pth"] {
         let original = read(name);
         for ext in ["pth", "safetensors"] {
-            let out = dir.join(format!("{name}.{ext}"));
+            let out = dir.path().join(format!("{name}.{ext}"));
             original.write(&out).unwrap();
             let back = StateDict::read(&out).unwrap();
             assert_same(&format!("{name} via .{ext}"), &back, &original);
@@ -216,11 +211,11 @@ fn written_pth_and_safetensors_round_trip_bit_exactly_with_keys_in_order() {
                     original.keys().collect::<Vec<_>>()
                 );
             }
-            assert!(!dir.join(format!("{name}.{ext}.partial")).exists());
+            assert!(!dir.path().join(format!("{name}.{ext}.partial")).exists());
         }
     }
     let err = read("views.pth")
-        .write(&dir.join("weights.npz"))
+        .write(&dir.path().join("weights.npz"))
         .unwrap_err();
     assert!(format!("{err:#}").contains(".safetensors"), "{err:#}");
 }
@@ -442,7 +437,7 @@ fn a_truncated_file_is_an_error_naming_it() {
     let dir = tempdir();
     let full = std::fs::read(fixture("nested.pth")).unwrap();
     for len in [0, 100, full.len() / 2, full.len() - 1] {
-        let path = write_bytes(&dir, "cut.pth", &full[..len]);
+        let path = write_bytes(dir.path(), "cut.pth", &full[..len]);
         let err = format!("{:#}", StateDict::read(&path).unwrap_err());
         assert!(err.contains("cut.pth"), "cut at {len}: {err}");
     }
@@ -460,7 +455,7 @@ fn files_that_are_not_checkpoints_are_errors() {
             b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
         ),
     ] {
-        let path = write_bytes(&dir, name, data);
+        let path = write_bytes(dir.path(), name, data);
         let err = format!("{:#}", StateDict::read(&path).unwrap_err());
         assert!(err.contains(name), "{err}");
     }

@@ -502,9 +502,8 @@ fn nested_and_data_parallel_checkpoints_load_strictly() {
         .iter()
         .map(|(k, t)| (format!("module.{k}"), t.shallow_clone()))
         .collect();
-    let dir = std::env::temp_dir().join(format!("slt-net-layout-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("module.pth");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("module.pth");
     StateDict::from_tensors(prefixed)
         .unwrap()
         .write(&path)
@@ -517,7 +516,6 @@ fn nested_and_data_parallel_checkpoints_load_strictly() {
     for (name, t) in vs.variables() {
         assert!(t.equal(&vs2.variables()[&name]), "{name}");
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

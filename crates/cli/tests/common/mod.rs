@@ -1,8 +1,9 @@
 //! What the tests of the `fgstp` binary share: running it and checking that it succeeded.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Mutex;
 
 pub const FGSTP: &str = env!("CARGO_BIN_EXE_fgstp");
 
@@ -52,4 +53,36 @@ pub fn synth_64(out: &Path, scenes: usize, frames: usize, seed: u64, extra: &[&s
     ];
     args.extend_from_slice(extra);
     ok(fgstp(&args));
+}
+
+/// A scratch directory for a fixture shared by all tests of one binary (held in a `static`,
+/// whose `TempDir` would never be dropped): removed when the test process exits, pass or fail.
+/// Made under cargo's `target/tmp`, so what a killed run leaves goes with `cargo clean`.
+pub fn shared_scratch_dir() -> PathBuf {
+    static DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    extern "C" fn remove_all() {
+        if let Ok(dirs) = DIRS.lock() {
+            for dir in dirs.iter() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+    extern "C" {
+        fn atexit(callback: extern "C" fn()) -> std::ffi::c_int;
+    }
+    let parent = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(parent).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("fixture-")
+        .tempdir_in(parent)
+        .unwrap()
+        .keep();
+    let mut dirs = DIRS.lock().unwrap();
+    if dirs.is_empty() {
+        // SAFETY: registers a plain function with no arguments; the test harness leaves
+        // through `exit` (also on failure), which runs it once all tests have finished.
+        assert_eq!(unsafe { atexit(remove_all) }, 0, "atexit refused");
+    }
+    dirs.push(dir.clone());
+    dir
 }
