@@ -87,10 +87,7 @@ fn predict_samples_replayed(
         let out = precision.run(device, || model.forward_t(inputs, false))??;
         Ok(vec![out.prediction().to_kind(Kind::Float)])
     };
-    let mut out = tch::no_grad(|| match replays {
-        Some(replays) => replays.run("forward", &refs, forward),
-        None => forward(&refs),
-    })?;
+    let mut out = tch::no_grad(|| graphed(replays, "forward", &refs, forward))?;
     Ok(out.remove(0))
 }
 
