@@ -395,7 +395,7 @@ fn bench_against_the_reference_refuses_at_once_what_it_cannot_compare() {
     );
     let err = run(&zoomnext, &data().root);
     assert!(
-        err.contains("scripts/bench-baselines-vs-reference"),
+        err.contains("scripts/bench/bench-baselines-vs-reference"),
         "{err}"
     );
     // A folder that is not a checkout of GeekEagle/FGSTP.

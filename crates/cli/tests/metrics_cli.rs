@@ -1,5 +1,5 @@
 //! `fgstp metrics` end to end on the metrics crate's fixture PNGs, whose golden values come
-//! from PySODMetrics 1.6.2 (scripts/golden_metrics.py).
+//! from PySODMetrics 1.6.2 (scripts/fixtures/golden_metrics.py).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

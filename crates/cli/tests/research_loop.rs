@@ -197,7 +197,7 @@ fn tensorboards_own_reader_lists_the_scalar_and_image_tags() {
     let f = fixture();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts");
     let out = Command::new(script.join("pytools"))
-        .arg(script.join("tb_tags.py"))
+        .arg(script.join("reference/tb_tags.py"))
         .arg(f.run.join("tensorboard"))
         .output()
         .unwrap();

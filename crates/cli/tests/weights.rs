@@ -1,5 +1,5 @@
-//! `fgstp weights inspect|convert` run as a user would, on checkpoints written by real
-//! `torch.save` (crates/model/tests/fixtures/checkpoint, from scripts/make_checkpoint_fixtures.py).
+//! `fgstp weights inspect|convert` run as a user would, on checkpoints written by real `torch.save`
+//! (crates/model/tests/fixtures/checkpoint, from scripts/fixtures/make_checkpoint_fixtures.py).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

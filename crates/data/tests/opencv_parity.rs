@@ -1,6 +1,6 @@
 //! OpenCV's INTER_LINEAR resize against cv2's own output: the uint8 zoom scales ZoomNeXt's
 //! reference made of real frames (the model crate's ZoomNeXt fixture, from
-//! scripts/make_zoomnext_fixture.py) and float maps (scripts/fixtures/cv2_resize.py).
+//! scripts/fixtures/make_zoomnext_fixture.py) and float maps (scripts/fixtures/cv2_resize.py).
 
 use std::collections::BTreeMap;
 use std::path::Path;

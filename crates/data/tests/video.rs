@@ -1,5 +1,5 @@
-//! Video files: H.264 MP4, MJPEG and 16-bit AVI fixtures against what FFmpeg (PyAV) decodes
-//! from them (`scripts/pytools scripts/make_video_fixtures.py`), the refusals, a file cut off
+//! Video files: H.264 MP4, MJPEG and 16-bit AVI fixtures against what FFmpeg (PyAV) decodes from
+//! them (`scripts/pytools scripts/fixtures/make_video_fixtures.py`), the refusals, a file cut off
 //! part-way, and encode -> mux -> demux -> decode round trips of the writer (one read back by
 //! FFmpeg through PyAV).
 

@@ -1,7 +1,7 @@
 //! Prediction PNGs as other systems write them (palette ids, DAVIS-coloured RGB, 16-bit ids,
 //! grey + alpha, 16-bit soft maps, colour maps) read as OpenCV reads them and scored as
 //! PySODMetrics scores the map they stand for; golden values from
-//! `tests/fixtures/formats/make_fixtures.py` (OpenCV 4.14, PySODMetrics 1.6.2).
+//! `scripts/fixtures/make_metrics_formats.py` (OpenCV 4.14, PySODMetrics 1.6.2).
 
 use std::path::{Path, PathBuf};
 

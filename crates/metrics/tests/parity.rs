@@ -1,4 +1,4 @@
-//! Parity with PySODMetrics 1.6.2: golden values from `scripts/golden_metrics.py` on the
+//! Parity with PySODMetrics 1.6.2: golden values from `scripts/fixtures/golden_metrics.py` on the
 //! committed fixture PNGs (edge cases: empty and full masks, constant predictions, centroids
 //! on the border, single-pixel objects, non-square, single-row and single-column images).
 

@@ -1,6 +1,6 @@
 //! Serves the eval forward of a comparison model (SLT-Net short/long-term, ZoomNeXt image/video)
-//! for `scripts/bench-baselines-vs-reference`, which times it against the authors' PyTorch code on
-//! the same weights and inputs.
+//! for `scripts/bench/bench-baselines-vs-reference`, which times it against the authors' PyTorch
+//! code on the same weights and inputs.
 //!
 //!   baseline_forward_bench --kind slt-net|slt-net-long|zoomnext|zoomnext-video --backbone b0..b5
 //!       --weights FILE (the reference's torch.save'd state dict) --inputs FILE (safetensors:

@@ -8,8 +8,9 @@
 //!          --weights FILE (.pth/.safetensors; default: the model's own initialisation)
 //!          --frames FILE (safetensors with frame.0..2; default: random)
 //!          --compare FILE (safetensors with the reference's pair_t1.0..3, pair_t2.0..3, fused,
-//!                          e.g. from scripts/make_model_fixture.py: print the max abs differences)
-//!          --serve (for scripts/bench-model-vs-reference: answer commands on stdin,
+//!                          e.g. from scripts/fixtures/make_model_fixture.py: print the max abs
+//!                          differences)
+//!          --serve (for scripts/bench/bench-model-vs-reference: answer commands on stdin,
 //!                   `run` → `time <seconds>`, `save FILE` → the last outputs as safetensors
 //!                   (pair_t1.0..3, pair_t2.0..3, fused), `quit`)
 

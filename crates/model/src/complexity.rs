@@ -151,7 +151,7 @@ mod tests {
 
     /// FLOPs (2 × MACs) of one reference forward, batch 1, three frames each encoded once per
     /// triplet, from `torch.utils.flop_counter` on the reference model
-    /// (`scripts/count_reference_flops.py REF_CHECKOUT b0:256 b5:352`).
+    /// (`scripts/reference/count_reference_flops.py REF_CHECKOUT b0:256 b5:352`).
     #[test]
     fn counts_what_pytorchs_flop_counter_counts_on_the_reference() {
         for (variant, size, reference_flops) in [
@@ -171,7 +171,7 @@ mod tests {
     }
 
     /// SLT-Net's short- and long-term models at full size, as `torch.utils.flop_counter` counted
-    /// them on the reference (scripts/make_slt_net_fixture.py --flops; the NS ops through its
+    /// them on the reference (scripts/fixtures/make_slt_net_fixture.py --flops; the NS ops through its
     /// PyTorch port, since the counter cannot see the CUDA extension).
     #[test]
     fn counts_what_pytorchs_flop_counter_counts_on_slt_net() {

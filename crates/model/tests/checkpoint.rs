@@ -1,5 +1,6 @@
-//! Checkpoint reading against files written by real `torch.save` (scripts/make_checkpoint_fixtures.py),
-//! whose expected tensors PyTorch itself wrote to companion `.expected.safetensors` files.
+//! Checkpoint reading against files written by real `torch.save`
+//! (scripts/fixtures/make_checkpoint_fixtures.py), whose expected tensors PyTorch itself wrote to
+//! companion `.expected.safetensors` files.
 
 use std::path::{Path, PathBuf};
 
@@ -575,7 +576,7 @@ fn thousands_of_mutated_checkpoints_never_panic() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The real thing: a state dict the reference FGSTP wrote (scripts/make_model_fixture.py)
+// The real thing: a state dict the reference FGSTP wrote (scripts/fixtures/make_model_fixture.py)
 
 fn reference_fgstp_b0() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/fgstp_b0_256.pth")

@@ -1,10 +1,11 @@
 //! Parity with the reference PyTorch implementation (GeekEagle/FGSTP).
 //!
-//! The fixture was produced by running the reference itself (scripts/make_model_fixture.py, a
-//! b0-sized encoder at 256 px, every weight and BatchNorm statistic randomised, the correlation
-//! `W` non-zero): its `torch.save(model.state_dict())` checkpoint, the three input frames and
-//! every output. Regenerate with
-//!   scripts/pytools scripts/make_model_fixture.py <your FGSTP checkout> crates/model/tests/fixtures/parity
+//! The fixture was produced by running the reference itself
+//! (scripts/fixtures/make_model_fixture.py, a b0-sized encoder at 256 px, every weight and
+//! BatchNorm statistic randomised, the correlation `W` non-zero): its
+//! `torch.save(model.state_dict())` checkpoint, the three input frames and every output. Regenerate
+//! with
+//!   scripts/pytools scripts/fixtures/make_model_fixture.py <your FGSTP checkout> crates/model/tests/fixtures/parity
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

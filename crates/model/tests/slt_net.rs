@@ -1,13 +1,13 @@
 //! Parity with the authors' SLT-Net (XuelianCheng/SLT-Net), short-term and long-term models.
 //!
-//! The fixture was produced by running the reference itself (scripts/make_slt_net_fixture.py):
-//! both models with a small PVTv2 (the reference's own class; widths 16/32/80/128, depths
-//! 2/1/1/1), every weight and BatchNorm statistic randomised, their `torch.save` checkpoints (the
-//! long-term one through `nn.DataParallel`, as the reference saves it), the inputs and every
-//! output (every map at every third row and column). The long-term model's NS ops ran through
-//! the reference's serial C++ implementation (`reference.cpp`, compiled for the CPU). Regenerate
-//! with
-//!   scripts/pytools scripts/make_slt_net_fixture.py <your SLT-Net checkout> \
+//! The fixture was produced by running the reference itself
+//! (scripts/fixtures/make_slt_net_fixture.py): both models with a small PVTv2 (the reference's own
+//! class; widths 16/32/80/128, depths 2/1/1/1), every weight and BatchNorm statistic randomised,
+//! their `torch.save` checkpoints (the long-term one through `nn.DataParallel`, as the reference
+//! saves it), the inputs and every output (every map at every third row and column). The long-term
+//! model's NS ops ran through the reference's serial C++ implementation (`reference.cpp`, compiled
+//! for the CPU). Regenerate with
+//!   scripts/pytools scripts/fixtures/make_slt_net_fixture.py <your SLT-Net checkout> \
 //!       crates/model/tests/fixtures/slt_net --flops
 
 use std::collections::{BTreeMap, HashMap};
@@ -97,7 +97,8 @@ fn load_strictly(vs: &mut VarStore, sd: &StateDict) -> LoadReport {
     report
 }
 
-/// The maps are stored at every third row and column (scripts/make_slt_net_fixture.py, GRID).
+/// The maps are stored at every third row and column (scripts/fixtures/make_slt_net_fixture.py,
+/// GRID).
 fn grid(t: &Tensor) -> Tensor {
     let size = t.size();
     let (h, w) = (size[size.len() - 2], size[size.len() - 1]);

@@ -1,14 +1,15 @@
 //! ZoomNeXt against the authors' code (lartpang/ZoomNeXt).
 //!
-//! The fixture was produced by running the reference itself (scripts/make_zoomnext_fixture.py): its
-//! `PvtV2B2_ZoomNeXt` class with a b0-width, one-block-per-stage PVTv2 and 3 RGPU groups, every
-//! weight, BatchNorm statistic and normaliser buffer randomised, the logits spread to std 3, and the
-//! video model's temporal branch given weight (it starts as the identity). Stored: the image model's
-//! `torch.save(model.state_dict())`, the video model's temporal tensors, 2 clips × 5 uint8 frames,
-//! the three zoom scales the reference's `ms_resize` made of them, both models' logits, more
-//! `cv2.resize` cases (checked by the data crate, which makes the zoom scales: its
-//! tests/opencv_parity.rs), and the reference's key lists (also for b5). Regenerate with
-//!   scripts/pytools scripts/make_zoomnext_fixture.py <your ZoomNeXt checkout> crates/model/tests/fixtures/zoomnext
+//! The fixture was produced by running the reference itself
+//! (scripts/fixtures/make_zoomnext_fixture.py): its `PvtV2B2_ZoomNeXt` class with a b0-width,
+//! one-block-per-stage PVTv2 and 3 RGPU groups, every weight, BatchNorm statistic and normaliser
+//! buffer randomised, the logits spread to std 3, and the video model's temporal branch given
+//! weight (it starts as the identity). Stored: the image model's `torch.save(model.state_dict())`,
+//! the video model's temporal tensors, 2 clips × 5 uint8 frames, the three zoom scales the
+//! reference's `ms_resize` made of them, both models' logits, more `cv2.resize` cases (checked by
+//! the data crate, which makes the zoom scales: its tests/opencv_parity.rs), and the reference's
+//! key lists (also for b5). Regenerate with
+//!   scripts/pytools scripts/fixtures/make_zoomnext_fixture.py <your ZoomNeXt checkout> crates/model/tests/fixtures/zoomnext
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -425,13 +426,13 @@ fn macs_are_what_pytorchs_flop_counter_counts_on_the_reference() {
 
 /// The full-size check: the authors' b5 models at their 384×384 size, randomised weights, one
 /// frame (image model) and one 5-frame clip (video model). Too big for the repository: make it with
-///   scripts/pytools scripts/make_zoomnext_fixture.py REF_CHECKOUT unused --full-size DIR --threads N
+///   scripts/pytools scripts/fixtures/make_zoomnext_fixture.py REF_CHECKOUT unused --full-size DIR --threads N
 /// and run
 ///   ZOOMNEXT_FULL_SIZE_DIR=DIR cargo test -p fgstp-model --test zoomnext -- --ignored --nocapture
 /// (set the same thread count, e.g. with `taskset`, to compare the printed forward times with the
 /// reference's in DIR/zoomnext_b5_meta.json).
 #[test]
-#[ignore = "needs ZOOMNEXT_FULL_SIZE_DIR (scripts/make_zoomnext_fixture.py --full-size)"]
+#[ignore = "needs ZOOMNEXT_FULL_SIZE_DIR (scripts/fixtures/make_zoomnext_fixture.py --full-size)"]
 fn full_size_b5_matches_the_reference() {
     let dir =
         PathBuf::from(std::env::var("ZOOMNEXT_FULL_SIZE_DIR").expect("ZOOMNEXT_FULL_SIZE_DIR"));

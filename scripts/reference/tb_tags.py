@@ -1,6 +1,6 @@
 """Lists the scalar and image tags that TensorBoard's own reader finds in a run's events.
 
-Usage: scripts/pytools scripts/tb_tags.py LOGDIR   -> JSON {"scalars": {...}, "images": {...}}
+Usage: scripts/pytools scripts/reference/tb_tags.py LOGDIR   -> JSON {"scalars": {...}, "images": {...}}
 (each tag with its number of events and the last step)
 """
 import json

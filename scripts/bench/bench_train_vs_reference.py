@@ -1,7 +1,7 @@
 """Times one FGSTP training step on CPU, phase by phase: fgstp (tch) vs the reference's train.py,
-in one run. Run through scripts/bench-train-vs-reference (which builds the Rust side first):
+in one run. Run through scripts/bench/bench-train-vs-reference (which builds the Rust side first):
 
-    scripts/bench-train-vs-reference REF_CHECKOUT [--backbone b5] [--size 256] [--batch 2] [--rounds 6] [--threads N]
+    scripts/bench/bench-train-vs-reference REF_CHECKOUT [--backbone b5] [--size 256] [--batch 2] [--rounds 6] [--threads N]
 
 Both sides start from the same randomised weights (the reference's torch.save'd state dict) and
 take the same frames and mask. Each step is the reference's: training mode (every BatchNorm on
@@ -24,12 +24,13 @@ import types
 import torch
 from safetensors.torch import save_file
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+# The fixture generators (scripts/fixtures/) build the reference models.
+FIXTURE_SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
 PHASES = ["forward", "loss", "backward", "clip", "optimiser"]
 
 
 def load_fixture_module():
-    spec = importlib.util.spec_from_file_location("make_model_fixture", os.path.join(HERE, "make_model_fixture.py"))
+    spec = importlib.util.spec_from_file_location("make_model_fixture", os.path.join(FIXTURE_SCRIPTS, "make_model_fixture.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -1,6 +1,6 @@
 """Checks that PyTorch reads the checkpoints `fgstp weights convert` writes.
 
-Usage: scripts/pytools scripts/check_written_checkpoints.py [PATH_TO_FGSTP_BINARY]
+Usage: scripts/pytools scripts/reference/check_written_checkpoints.py [PATH_TO_FGSTP_BINARY]
 (default: target/debug/fgstp; build it first with `cargo build -p fgstp-cli`).
 
 For every fixture of crates/model/tests/fixtures/checkpoint, converts it with fgstp to `.pth`
@@ -17,7 +17,7 @@ import tempfile
 import torch
 from safetensors.torch import load_file
 
-REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 FIXTURES = os.path.join(REPO, "crates", "model", "tests", "fixtures", "checkpoint")
 
 

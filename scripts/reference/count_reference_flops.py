@@ -1,7 +1,7 @@
 """FLOPs of the reference FGSTP forward as PyTorch's own counter sees them, for checking
-`fgstp bench`'s analytic count (crates/cli/src/complexity.rs).
+`fgstp bench`'s analytic count (the model crate's complexity module).
 
-Usage: scripts/pytools scripts/count_reference_flops.py REF_CHECKOUT [b0:256 b5:352 ...]
+Usage: scripts/pytools scripts/reference/count_reference_flops.py REF_CHECKOUT [b0:256 b5:352 ...]
 Prints one JSON object: {"<variant>_<size>": FLOPs of one forward of a batch of 1, ...}.
 torch.utils.flop_counter counts matrix products and convolutions, FLOPs = 2 × MACs.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from make_model_fixture import build_reference  # noqa: E402
 
 ref = sys.argv[1]

@@ -1,6 +1,6 @@
 """Times reading a full-size FGSTP-b5 checkpoint: fgstp against torch.load.
 
-Usage: scripts/pytools scripts/bench_checkpoint_read.py [PATH_TO_FGSTP_BINARY] [--repeat N]
+Usage: scripts/pytools scripts/bench/bench_checkpoint_read.py [PATH_TO_FGSTP_BINARY] [--repeat N]
 (default binary: target/release/fgstp, else target/debug/fgstp).
 
 Writes, in a temporary directory, `torch.save(state_dict)` of an OrderedDict with every key and
@@ -23,7 +23,7 @@ import time
 import torch
 from safetensors.torch import load_file
 
-REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 KEYS = os.path.join(REPO, "crates", "model", "tests", "fixtures", "parity", "fgstp_b5_keys.txt")
 
 

@@ -1,14 +1,14 @@
 """Times a comparison model's eval forward on CPU: fgstp (tch) vs its authors' PyTorch code, in one
 run, and checks that the outputs agree (the full-size parity check when run at full size).
 
-Run through scripts/bench-baselines-vs-reference (which builds the Rust side first):
-    scripts/bench-baselines-vs-reference SLTNET_CHECKOUT ZOOMNEXT_CHECKOUT [--models a,b] \
+Run through scripts/bench/bench-baselines-vs-reference (which builds the Rust side first):
+    scripts/bench/bench-baselines-vs-reference SLTNET_CHECKOUT ZOOMNEXT_CHECKOUT [--models a,b] \
         [--backbone b5] [--rounds 5] [--threads N] [--small]
 
 One model per process (the two checkouts have packages of the same names): --model slt-net |
 slt-net-long | zoomnext | zoomnext-video, --ref the matching checkout. The reference model is
-built by this repository's fixture scripts (scripts/make_slt_net_fixture.py,
-scripts/make_zoomnext_fixture.py, which patch the checkouts in memory only), its weights
+built by this repository's fixture scripts (scripts/fixtures/make_slt_net_fixture.py,
+scripts/fixtures/make_zoomnext_fixture.py, which patch the checkouts in memory only), its weights
 randomised and torch.save'd; fgstp loads that file strictly. Both sides get the same inputs, the
 same intra-op thread count, eval mode and no_grad; after a warm-up each they run alternately (the
 order flips every round), each timing only its own forward.
@@ -38,11 +38,12 @@ import types
 import torch
 from safetensors.torch import load_file, save_file
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+# The fixture generators (scripts/fixtures/) build the reference models.
+FIXTURE_SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
 
 
 def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, f"{name}.py"))
+    spec = importlib.util.spec_from_file_location(name, os.path.join(FIXTURE_SCRIPTS, f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -1,7 +1,7 @@
 """Times FGSTP's eval forward on CPU: fgstp (tch) vs the reference PyTorch code, in one run.
 
-Run through scripts/bench-model-vs-reference (which builds the Rust side first):
-    scripts/bench-model-vs-reference REF_CHECKOUT [--backbone b5] [--size 352] [--rounds 7] [--threads N]
+Run through scripts/bench/bench-model-vs-reference (which builds the Rust side first):
+    scripts/bench/bench-model-vs-reference REF_CHECKOUT [--backbone b5] [--size 352] [--rounds 7] [--threads N]
 
 Both sides get the same randomised weights (the reference's torch.save'd state dict, loaded by
 fgstp's .pth reader), the same three frames, the same intra-op thread count, eval mode and no_grad.
@@ -21,11 +21,12 @@ import time
 import torch
 from safetensors.torch import load_file, save_file
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+# The fixture generators (scripts/fixtures/) build the reference models.
+FIXTURE_SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
 
 
 def load_fixture_module():
-    spec = importlib.util.spec_from_file_location("make_model_fixture", os.path.join(HERE, "make_model_fixture.py"))
+    spec = importlib.util.spec_from_file_location("make_model_fixture", os.path.join(FIXTURE_SCRIPTS, "make_model_fixture.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
