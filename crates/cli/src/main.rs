@@ -4,7 +4,9 @@ mod commands;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use commands::{bench, compare, data, eval, frames, infer, info, metrics, synth, train, weights};
+use commands::{
+    bench, compare, data, eval, frames, infer, info, kinds, metrics, synth, train, weights,
+};
 
 #[derive(Parser)]
 #[command(
@@ -25,7 +27,9 @@ struct Cli {
 enum Command {
     /// Show tch/libtorch versions, CUDA and cuDNN, MKL/OpenMP, threads, and the libtorch in use
     Info(info::Args),
-    /// Train FGSTP (or the single-frame baseline) from a run configuration, or resume a run
+    /// List the model kinds (FGSTP and the comparison models) with their references and configs
+    Kinds(kinds::Args),
+    /// Train any model kind from a run configuration, or resume a run
     Train(train::Args),
     /// Score trained weights on a dataset split (metrics table, JSON, masks and overlays)
     Eval(eval::Args),
@@ -65,6 +69,7 @@ fn run(cli: Cli) -> Result<()> {
     set_threads(cli.threads)?;
     match cli.command {
         Command::Info(args) => info::run(args),
+        Command::Kinds(args) => kinds::run(args),
         Command::Train(args) => train::run(args, cli.threads.is_some()),
         Command::Eval(args) => eval::run(args),
         Command::Infer(args) => infer::run(args),

@@ -1,16 +1,17 @@
 //! SLT-Net's and ZoomNeXt's training pieces against values their authors' own functions produced
-//! (`scripts/make_baseline_train_fixture.py`): SLT-Net's hybrid E-loss, AdamW and cyclic cosine
-//! schedule as its long-term training loop drives it; ZoomNeXt's loss with its ramp, its
+//! (`scripts/fixtures/make_baseline_train_fixture.py`): SLT-Net's hybrid E-loss, AdamW and cyclic
+//! cosine schedule as its long-term training loop drives it; ZoomNeXt's loss with its ramp, its
 //! per-iteration step and constant schedules, and its parameter groups.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use fgstp_cli::run_config::BceWeighting;
-use fgstp_cli::run_config::{LrSchedule, RunConfig, TrainConfig};
-use fgstp_cli::train::loss::{hybrid_e_loss, zoomnext_loss};
-use fgstp_cli::train::optim::{glob_match, Adam, AdamConfig, AdamRule};
-use fgstp_cli::train::schedule::{rates, At};
+use fgstp_train::loss::hybrid_e_loss;
+use fgstp_train::recipes::zoomnext::zoomnext_loss;
+use fgstp_train::run_config::BceWeighting;
+use fgstp_train::run_config::{LrSchedule, RunConfig, TrainConfig};
+use fgstp_train::trainer::optim::{glob_match, Adam, AdamConfig, AdamRule};
+use fgstp_train::trainer::schedule::{rates, At};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 fn golden() -> HashMap<String, Tensor> {

@@ -1,4 +1,6 @@
-//! The workspace's structure, checked from its sources: within each crate the modules depend on
+//! The workspace's structure, checked from its sources and manifests: the crates depend on each
+//! other one way (cli → train → {model, data, metrics}), the command-line crate holds only
+//! `main.rs` and its commands, within each crate the modules depend on
 //! each other one way (no cycles, neither between files nor between top-level modules), the
 //! run configuration's schema depends on nothing else in its crate but the generic TOML reader,
 //! the data crate's `layout` reads pixels through `decode` and not back, and the metrics crate
@@ -447,7 +449,7 @@ fn trees() -> Vec<Tree> {
         Tree::read("fgstp-metrics", &root.join("metrics/src/lib.rs")),
         Tree::read("fgstp-data", &root.join("data/src/lib.rs")),
         Tree::read("fgstp-model", &root.join("model/src/lib.rs")),
-        Tree::read("fgstp-cli (library)", &root.join("cli/src/lib.rs")),
+        Tree::read("fgstp-train", &root.join("train/src/lib.rs")),
         Tree::read("fgstp (binary)", &root.join("cli/src/main.rs")),
     ]
 }
@@ -494,19 +496,15 @@ fn module_graphs_have_no_cycles_between_files_or_top_level_modules() {
 #[test]
 fn the_run_configuration_depends_only_on_the_generic_toml_reader() {
     let trees = trees();
-    let cli = tree(&trees, "fgstp-cli");
+    let train = tree(&trees, "fgstp-train");
     let run_config = vec!["run_config".to_string()];
-    let targets: Vec<String> = cli
+    let targets: Vec<String> = train
         .edges()
         .iter()
         .filter(|(a, _)| *a == run_config)
         .map(|(_, b)| show(b))
         .collect();
-    assert_eq!(
-        targets,
-        ["toml_overrides"],
-        "run_config imports {targets:?}"
-    );
+    assert_eq!(targets, ["overrides"], "run_config imports {targets:?}");
 }
 
 #[test]
@@ -516,6 +514,86 @@ fn layout_reads_pixels_through_decode_not_back() {
     let (layout, decode) = (vec!["layout".to_string()], vec!["decode".to_string()]);
     assert!(edges.contains(&(layout.clone(), decode.clone())));
     assert!(!edges.contains(&(decode, layout)));
+}
+
+/// The workspace's crates (package name → the `fgstp-*` crates it depends on, dev-dependencies
+/// included), read from their manifests.
+fn crate_dependencies() -> BTreeMap<String, BTreeSet<String>> {
+    let mut out = BTreeMap::new();
+    for dir in ["metrics", "data", "model", "train", "cli"] {
+        let manifest: toml::Table =
+            std::fs::read_to_string(workspace().join("crates").join(dir).join("Cargo.toml"))
+                .unwrap()
+                .parse()
+                .unwrap();
+        let name = manifest["package"]["name"].as_str().unwrap().to_string();
+        let mut deps = BTreeSet::new();
+        for section in ["dependencies", "dev-dependencies", "build-dependencies"] {
+            if let Some(table) = manifest.get(section).and_then(|d| d.as_table()) {
+                deps.extend(table.keys().filter(|k| k.starts_with("fgstp-")).cloned());
+            }
+        }
+        out.insert(name, deps);
+    }
+    out
+}
+
+/// One way only: cli → train → {model, data, metrics}; the model and the data know nothing of
+/// each other, nor of the training loop; the metrics know none of the others.
+#[test]
+fn crates_depend_on_each_other_one_way() {
+    let deps = crate_dependencies();
+    let allowed: BTreeMap<&str, &[&str]> = [
+        ("fgstp-metrics", &[][..]),
+        ("fgstp-model", &[][..]),
+        ("fgstp-data", &[][..]),
+        (
+            "fgstp-train",
+            &["fgstp-model", "fgstp-data", "fgstp-metrics"][..],
+        ),
+        (
+            "fgstp-cli",
+            &["fgstp-train", "fgstp-model", "fgstp-data", "fgstp-metrics"][..],
+        ),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(
+        deps.keys().map(String::as_str).collect::<Vec<_>>(),
+        allowed.keys().copied().collect::<Vec<_>>(),
+        "the workspace's crates"
+    );
+    for (name, uses) in &deps {
+        for dep in uses {
+            assert!(
+                allowed[name.as_str()].contains(&dep.as_str()),
+                "{name} depends on {dep}: crates depend one way, cli -> train -> {{model, data, \
+                 metrics}}"
+            );
+        }
+    }
+}
+
+/// The command-line crate is thin: `main.rs` and one adapter per command in `commands/`.
+#[test]
+fn the_command_line_crate_holds_only_main_and_commands() {
+    let src = workspace().join("crates/cli/src");
+    let mut outside = Vec::new();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name != "main.rs" && name != "commands" {
+            outside.push(name);
+        }
+    }
+    let lines: usize = outside
+        .iter()
+        .map(|name| std::fs::read_to_string(src.join(name)).map_or(0, |text| text.lines().count()))
+        .sum();
+    assert!(
+        lines <= 300,
+        "crates/cli/src holds {lines} lines outside main.rs and commands/ ({outside:?}): library \
+         code belongs in crates/train"
+    );
 }
 
 #[test]

@@ -1,10 +1,10 @@
 //! The loss and optimiser against values produced by the reference's own functions
-//! (`scripts/make_train_fixture.py`, which runs the reference's structure_loss, clip_gradient
-//! and adjust_lr, and torch.optim.Adam).
+//! (`scripts/fixtures/make_train_fixture.py`, which runs the reference's structure_loss,
+//! clip_gradient and adjust_lr, and torch.optim.Adam).
 
-use fgstp_cli::run_config::BceWeighting;
-use fgstp_cli::train::loss::structure_loss;
-use fgstp_cli::train::optim::{step_lr, Adam, AdamConfig};
+use fgstp_train::loss::structure_loss;
+use fgstp_train::run_config::BceWeighting;
+use fgstp_train::trainer::optim::{step_lr, Adam, AdamConfig};
 use std::collections::HashMap;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 

@@ -1,7 +1,7 @@
 //! What a model reads, as the data crate needs to know it: which frames make a training sample,
 //! how a frame's pixels become model inputs, how masks are resized, which augmentations apply
 //! and which frames the reference evaluates. The data crate knows no models; the run
-//! configuration derives an [`InputSpec`] from the model kind (`fgstp_cli::model_inputs`).
+//! configuration derives an [`InputSpec`] from the model kind's recipe (`fgstp_train::recipes`).
 
 /// The frames of one training sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

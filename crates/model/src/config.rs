@@ -79,7 +79,8 @@ impl ModelKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// "fgstp", "sinet-v2", "slt-net" or "slt-net-long".
+    /// "fgstp", "sinet-v2", "slt-net", "slt-net-long", "zoomnext" or "zoomnext-video"
+    /// (`fgstp kinds` lists them).
     pub kind: ModelKind,
     /// PVTv2 encoder size, "b0" … "b5" (the paper: b5).
     pub backbone: PvtV2Variant,
@@ -166,6 +167,21 @@ impl Config {
             }
         }
         32 * multiple
+    }
+
+    /// Checks that training at `height`×`width` works: the frames go through the network and
+    /// the prediction comes out at the mask's size.
+    pub fn check_train_size(&self, height: i64, width: i64) -> Result<()> {
+        self.check_input_size(height, width)?;
+        if self.kind.is_zoomnext() {
+            ensure!(
+                height % 4 == 0 && width % 4 == 0,
+                "data.train_size = {height}×{width}: ZoomNeXt predicts at 4 × its encoder's 1/4 \
+                 map, so the base size must be a multiple of 4 on each side for the prediction to \
+                 match the mask (the reference uses 384)"
+            );
+        }
+        Ok(())
     }
 
     /// Checks that `height`×`width` frames can go through the network.

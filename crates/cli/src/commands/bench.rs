@@ -2,9 +2,9 @@
 //! throughput, for one run configuration, measured in one process.
 
 use anyhow::{Context, Result};
-use fgstp_cli::bench::reference::ReferenceComparison;
-use fgstp_cli::bench::{self, Bench, BenchOptions};
-use fgstp_cli::run_config::RunConfig;
+use fgstp_train::bench::reference::ReferenceComparison;
+use fgstp_train::bench::{self, Bench, BenchOptions};
+use fgstp_train::run_config::RunConfig;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -26,8 +26,8 @@ pub struct Args {
     video_frames: usize,
     /// Your checkout of https://github.com/GeekEagle/FGSTP: also time its forward and training
     /// step side by side with fgstp's (same weights, inputs and threads, alternating rounds,
-    /// --repeats of each) and print the ratios. Runs scripts/bench-model-vs-reference and
-    /// scripts/bench-train-vs-reference of this source tree (CPU; model.kind = "fgstp")
+    /// --repeats of each) and print the ratios. Runs scripts/bench/bench-model-vs-reference and
+    /// scripts/bench/bench-train-vs-reference of this source tree (CPU; model.kind = "fgstp")
     #[arg(long, value_name = "CHECKOUT")]
     reference: Option<PathBuf>,
 }

@@ -2,14 +2,14 @@
 
 use super::model_args::ModelArgs;
 use anyhow::{Context, Result};
-use fgstp_cli::evaluate::shard_split;
-use fgstp_cli::outputs::Outputs;
-use fgstp_cli::progress;
 use fgstp_data::layout::{Masks, Split};
 use fgstp_metrics::cli::report_json;
 use fgstp_metrics::io::state_file::state_json;
 use fgstp_metrics::{MetricRecorder, Shard};
 use fgstp_model::files::write_bytes_atomically;
+use fgstp_train::evaluate::shard_split;
+use fgstp_train::outputs::Outputs;
+use fgstp_train::progress;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

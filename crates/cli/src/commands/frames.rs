@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use fgstp_cli::progress;
 use fgstp_data::extract::{extract_frames, FrameSelection};
+use fgstp_train::progress;
 
 #[derive(clap::Args)]
 pub struct Args {

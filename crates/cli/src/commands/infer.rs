@@ -2,9 +2,9 @@
 
 use super::model_args::ModelArgs;
 use anyhow::{bail, Result};
-use fgstp_cli::footage::{infer, InferOptions};
-use fgstp_cli::progress;
 use fgstp_metrics::Shard;
+use fgstp_train::infer::{infer, InferOptions};
+use fgstp_train::progress;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]

@@ -1,5 +1,5 @@
-//! The subcommands, one file each: parse the arguments, call the library (`fgstp_cli` and the
-//! model, data and metrics crates), print.
+//! The subcommands, one file each: parse the arguments, call the library (`fgstp_train` and
+//! the model, data and metrics crates), print.
 
 pub mod bench;
 pub mod compare;
@@ -8,6 +8,7 @@ pub mod eval;
 pub mod frames;
 pub mod infer;
 pub mod info;
+pub mod kinds;
 pub mod metrics;
 mod model_args;
 pub mod synth;

@@ -1,9 +1,9 @@
 //! Arguments shared by the commands that run a trained model (`eval`, `infer`).
 
 use anyhow::Result;
-use fgstp_cli::run_config::RunConfig;
-use fgstp_cli::trained::LoadedModel;
 use fgstp_model::Precision;
+use fgstp_train::run_config::RunConfig;
+use fgstp_train::trained_run::LoadedModel;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]

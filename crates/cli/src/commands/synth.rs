@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use fgstp_cli::progress;
 use fgstp_data::synth_video::{write_scene_videos, SYNTH_FPS};
 use fgstp_data::SynthConfig;
+use fgstp_train::progress;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -1,8 +1,8 @@
 //! `fgstp train`: train from a run configuration, or continue a run.
 
 use anyhow::{bail, Result};
-use fgstp_cli::run_config::RunConfig;
-use fgstp_cli::train::{self, Outcome, TrainOptions};
+use fgstp_train::run_config::RunConfig;
+use fgstp_train::trainer::{self, Outcome, TrainOptions};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,7 +44,7 @@ pub fn run(args: Args, threads_from_cli: bool) -> Result<()> {
     let run_dir = match (&args.resume, args.run_dir) {
         (Some(run), _) => run.clone(),
         (None, Some(dir)) => dir,
-        (None, None) => train::new_run_dir(&cfg, &config_path),
+        (None, None) => trainer::new_run_dir(&cfg, &config_path),
     };
     if args.resume.is_none() && run_dir.join("last.safetensors").exists() {
         bail!(
@@ -71,7 +71,7 @@ pub fn run(args: Args, threads_from_cli: bool) -> Result<()> {
         stop_after_steps: args.stop_after_steps,
         read_loss_late: args.read_loss_late,
     };
-    match train::train(&cfg, &options)? {
+    match trainer::train(&cfg, &options)? {
         Outcome::Finished { progress } => {
             match &progress.best {
                 Some(best) => eprintln!(

@@ -130,7 +130,7 @@ fn inspect(args: InspectArgs) -> Result<()> {
         // A training checkpoint's optimiser state (`optimizer.*`) is not part of the model.
         let weights: Vec<(String, tch::Tensor)> = sd
             .iter()
-            .filter(|(key, _)| !key.starts_with(fgstp_cli::train::optim::STATE_PREFIX))
+            .filter(|(key, _)| !key.starts_with(fgstp_train::trainer::optim::STATE_PREFIX))
             .map(|(key, t)| (key.to_string(), t.shallow_clone()))
             .collect();
         if weights.len() == sd.iter().count() {

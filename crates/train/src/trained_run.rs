@@ -11,9 +11,9 @@ use std::sync::atomic::AtomicBool;
 use tch::{nn::VarStore, Device};
 
 use crate::evaluate::{predict_split, FramePrediction};
-use crate::model_inputs::input_spec;
+use crate::recipes::recipe;
 use crate::run_config::RunConfig;
-use crate::train::checkpoint::weights_load_options;
+use crate::trainer::train_state::weights_load_options;
 
 /// A configured model with its weights loaded, on the configured device.
 pub struct LoadedModel {
@@ -56,7 +56,7 @@ impl LoadedModel {
         Ok(EvalLoader::open_with(
             &self.cfg.data,
             split,
-            &input_spec(&self.cfg),
+            &recipe(self.cfg.model.kind).input_spec(&self.cfg),
         )?)
     }
 
@@ -75,7 +75,7 @@ impl LoadedModel {
         Ok(EvalLoader::new_filtered(
             split,
             &self.cfg.data,
-            &input_spec(&self.cfg),
+            &recipe(self.cfg.model.kind).input_spec(&self.cfg),
             keep,
         )?)
     }

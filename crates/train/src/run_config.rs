@@ -1,6 +1,6 @@
 //! The run configuration's schema: `[model] [data] [train] [eval] [log]` (and optionally
 //! `[synth]`), one TOML file per experiment. Every field has the reference's value as its
-//! default. Files are read by the generic [`crate::toml_overrides`].
+//! default. Files are read by the generic [`crate::overrides`].
 
 use anyhow::{ensure, Result};
 use fgstp_data::synth::SynthConfig;
@@ -10,7 +10,7 @@ use fgstp_model::DeviceSpec;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-use crate::toml_overrides;
+use crate::overrides;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -270,7 +270,7 @@ impl Default for LogConfig {
 impl RunConfig {
     /// Reads a config file with `--set` overrides and checks what serde cannot.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let cfg: RunConfig = toml_overrides::load(path, overrides)?;
+        let cfg: RunConfig = overrides::load(path, overrides)?;
         cfg.validate()
             .map_err(|e| e.context(format!("in config {}", path.display())))?;
         Ok(cfg)
@@ -280,16 +280,7 @@ impl RunConfig {
         self.model.validate()?;
         self.data.validate(Path::new("[data]"))?;
         let (height, width) = self.data.train_size.hw();
-        self.model.check_input_size(height, width)?;
-        if self.model.kind.is_zoomnext() {
-            ensure!(
-                height % 4 == 0 && width % 4 == 0,
-                "data.train_size = {}: ZoomNeXt predicts at 4 × its encoder's 1/4 map, so the \
-                 base size must be a multiple of 4 on each side for the prediction to match the \
-                 mask (the reference uses 384)",
-                self.data.train_size
-            );
-        }
+        self.model.check_train_size(height, width)?;
         ensure!(self.train.epochs >= 1, "train.epochs must be at least 1");
         ensure!(
             self.train.batch_size >= 1,

@@ -3,8 +3,8 @@
 //! (or resumes it), [`Trainer::run`] alternates validation (when due) and epochs.
 
 pub mod board;
-pub mod checkpoint;
-pub mod loss;
+pub mod train_state;
+
 pub mod optim;
 pub mod schedule;
 pub mod validate;
@@ -14,8 +14,8 @@ use fgstp_data::{EvalLoader, TrainLoader};
 use fgstp_metrics::registry;
 use fgstp_metrics::Report;
 use fgstp_model::backend::{self, StreamEvent};
-use fgstp_model::checkpoint::{layout, load_into, LoadOptions, StateDict};
-use fgstp_model::{zoomnext, Model, ModelKind};
+use fgstp_model::checkpoint::{load_into, LoadOptions, StateDict};
+use fgstp_model::Model;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
@@ -24,14 +24,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use crate::model_inputs::{input_spec, training_clip};
+use crate::recipes::recipe;
 use crate::run_config::{OptimizerKind, PretrainedLayout, RunConfig, TrainConfig};
-use crate::{progress, toml_overrides};
+use crate::{overrides, progress};
 use board::Board;
-use checkpoint::{weights_load_options, Best, Progress};
-use loss::total_loss;
 use optim::{glob_match, Adam, AdamConfig, AdamRule};
 use schedule::{rates, At};
+use train_state::{weights_load_options, Best, Progress};
 
 pub struct TrainOptions {
     /// The run directory (created; on resume, the run being continued).
@@ -165,7 +164,7 @@ impl<'a> Trainer<'a> {
         })?;
 
         prepare_data(cfg)?;
-        let spec = input_spec(cfg);
+        let spec = recipe(cfg.model.kind).input_spec(cfg);
         let train_data = TrainLoader::open_with(&cfg.data, cfg.train.sampling(), &spec)?;
         let val_data = EvalLoader::open_with(&cfg.data, &cfg.data.val_split, &spec)?;
 
@@ -180,7 +179,7 @@ impl<'a> Trainer<'a> {
         };
         if opts.resume {
             let last = last_path(opts);
-            let loaded = checkpoint::load(&last)?;
+            let loaded = train_state::load(&last)?;
             load_into(&mut vs, &loaded.tensors, &weights_load_options())
                 .with_context(|| format!("cannot resume from {}", last.display()))?;
             adam.load_state(|key| loaded.tensors.get(key).map(|t| t.to_device(device)))?;
@@ -201,7 +200,7 @@ impl<'a> Trainer<'a> {
             eprintln!("pretrained {}: {}", path.display(), report.summary());
         }
 
-        toml_overrides::write(cfg, &opts.run_dir.join("config.toml"))?;
+        overrides::write(cfg, &opts.run_dir.join("config.toml"))?;
         let log = RunLog::open(&opts.run_dir, cfg.log.tensorboard)?;
         Ok(Self {
             cfg,
@@ -397,7 +396,7 @@ impl<'a> Trainer<'a> {
         epoch: usize,
         lr: f64,
     ) -> Result<QueuedLoss> {
-        let clip = training_clip(self.cfg);
+        let clip = recipe(self.cfg.model.kind).training_clip(self.cfg);
         let device = self.device;
         let frames: Vec<Tensor> = frames
             .iter()
@@ -423,7 +422,7 @@ impl<'a> Trainer<'a> {
         self.adam.zero_grad()?;
         let (loss, parts) = self.cfg.model.precision.run(device, || {
             let out = self.model.forward_t(&refs, true)?;
-            anyhow::Ok(total_loss(&out, &mask, self.cfg.train.bce, done))
+            anyhow::Ok(recipe(self.cfg.model.kind).loss(&out, &mask, self.cfg.train.bce, done))
         })??;
         let queued = QueuedLoss::new(
             &loss,
@@ -498,7 +497,7 @@ impl<'a> Trainer<'a> {
     }
 
     fn save(&self, path: &Path) -> Result<()> {
-        checkpoint::save(
+        train_state::save(
             path,
             &self.vs,
             &self.adam,
@@ -512,11 +511,12 @@ impl<'a> Trainer<'a> {
     }
 }
 
-/// How `train.pretrained` loads into the model: matching keys only ("partial"; for ZoomNeXt's
-/// video model an image checkpoint's temporal tensors, made for one frame, are left out as the
-/// authors' `skip_unmatched_shape` does), or an official PVTv2 ImageNet file into the model's
-/// encoder, whose prefix depends on the model.
+/// How `train.pretrained` loads into the model: matching keys only ("partial"; tensors whose
+/// shape differs are left out where the kind's recipe says its authors skip them, e.g.
+/// ZoomNeXt's temporal tensors), or an official PVTv2 ImageNet file into the model's encoder,
+/// whose prefix the recipe names.
 fn pretrained_options(cfg: &RunConfig, vs: &VarStore, weights: &StateDict) -> LoadOptions {
+    let recipe = recipe(cfg.model.kind);
     match cfg.train.pretrained_layout {
         PretrainedLayout::Partial => {
             let variables = vs.variables();
@@ -525,30 +525,21 @@ fn pretrained_options(cfg: &RunConfig, vs: &VarStore, weights: &StateDict) -> Lo
                 drop_prefixes: vec![optim::STATE_PREFIX.to_string()],
                 ..LoadOptions::partial()
             };
-            if cfg.model.kind.is_zoomnext() {
-                options.drop_prefixes.extend(
-                    weights
-                        .iter()
-                        .filter(|(key, t)| {
-                            zoomnext::is_temporal_key(key)
-                                && variables.get(*key).is_some_and(|v| v.size() != t.size())
-                        })
-                        .map(|(key, _)| key.to_string()),
-                );
-            }
+            options.drop_prefixes.extend(
+                weights
+                    .iter()
+                    .filter(|(key, t)| {
+                        recipe.skips_mismatched_pretrained(key)
+                            && variables.get(*key).is_some_and(|v| v.size() != t.size())
+                    })
+                    .map(|(key, _)| key.to_string()),
+            );
             options
         }
-        PretrainedLayout::PvtV2Imagenet => {
-            let prefix = match cfg.model.kind {
-                ModelKind::Fgstp | ModelKind::SinetV2 => layout::PVT_PREFIX,
-                ModelKind::SltNet | ModelKind::SltNetLong => layout::SLT_NET_PVT_PREFIX,
-                ModelKind::Zoomnext | ModelKind::ZoomnextVideo => layout::ZOOMNEXT_PVT_PREFIX,
-            };
-            LoadOptions {
-                prefix_map: vec![(String::new(), prefix.to_string())],
-                ..LoadOptions::pvt_v2_imagenet()
-            }
-        }
+        PretrainedLayout::PvtV2Imagenet => LoadOptions {
+            prefix_map: vec![(String::new(), recipe.encoder_prefix().to_string())],
+            ..LoadOptions::pvt_v2_imagenet()
+        },
     }
 }
 

@@ -19,11 +19,10 @@ use serde::Serialize;
 use std::time::Instant;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use crate::model_inputs::{input_spec, training_clip};
+use crate::recipes::recipe;
 use crate::run_config::RunConfig;
-use crate::train::loss::total_loss;
-use crate::train::optim::{Adam, AdamConfig};
-use crate::train::prepare_data;
+use crate::trainer::optim::{Adam, AdamConfig};
+use crate::trainer::prepare_data;
 
 /// How long to measure.
 #[derive(Clone, Copy, Debug)]
@@ -270,12 +269,12 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
     let vs = VarStore::new(device);
     let model = Model::new(&vs.root(), &cfg.model)?;
     let kind = cfg.model.kind;
-    let spec = input_spec(cfg);
+    let spec = recipe(cfg.model.kind).input_spec(cfg);
     let shapes = frame_input_shapes(cfg, &spec);
     let frames_per_sample = kind.frames();
     let sample = match frames_per_sample {
         1 => "frame".to_string(),
-        3 if !kind.is_zoomnext() => "triplet".to_string(),
+        3 => "triplet".to_string(),
         n => format!("clip of {n} frames"),
     };
     let params: i64 = vs
@@ -287,7 +286,7 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
     let macs = forward_macs(&cfg.model, height, width, false)? as f64;
     // Per video frame: with the feature cache one encoder pass per frame; a clip model's clip
     // covers its frames (ignoring the overlap of a video's last clip).
-    let macs_cached = if kind.has_feature_cache() {
+    let macs_cached = if recipe(kind).has_feature_cache() {
         forward_macs(&cfg.model, height, width, true)? as f64
     } else {
         macs / frames_per_sample.max(1) as f64
@@ -337,7 +336,7 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
         })
         .collect();
     // Models without a feature cache run the same path either way: measured once.
-    let cache_modes: &[(usize, bool)] = if kind.has_feature_cache() {
+    let cache_modes: &[(usize, bool)] = if recipe(kind).has_feature_cache() {
         &[(0, true), (1, false)]
     } else {
         &[(0, true)]
@@ -400,7 +399,7 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
             .map(|j| {
                 let parts: Vec<&Tensor> = samples.iter().flatten().map(|f| &f[j]).collect();
                 let stacked = Tensor::stack(&parts, 0);
-                match training_clip(cfg) {
+                match recipe(cfg.model.kind).training_clip(cfg) {
                     Some(t) => stacked.unflatten(0, [batch as i64, t as i64]),
                     None => stacked,
                 }
@@ -423,7 +422,7 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
         let (loss, _) = cfg.model.precision.run(device, || {
             let out = model.forward_t(&train_refs, true)?;
             // Mid-training (ZoomNeXt's uncertainty ramp at half weight).
-            anyhow::Ok(total_loss(&out, &mask, cfg.train.bce, 0.5))
+            anyhow::Ok(recipe(cfg.model.kind).loss(&out, &mask, cfg.train.bce, 0.5))
         })??;
         loss.backward();
         if cfg.train.clip > 0.0 {
@@ -486,7 +485,7 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
 
     let bench = Bench {
         config: config.to_string(),
-        model: kind_name(cfg),
+        model: recipe(kind).name().to_string(),
         backbone: cfg.model.backbone.name().to_string(),
         input_size: height,
         input_height: height,
@@ -505,19 +504,11 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
         video_fps_uncached: fps[1],
         cache_speedup: fps[0] / fps[1],
         video_fps_cached_graphs: fps_graphs,
-        feature_cache: kind.has_feature_cache(),
+        feature_cache: recipe(kind).has_feature_cache(),
         train_step_s: train_s,
         data_triplets_per_s: data_rate,
         metrics_frames_per_s: metrics_fps,
         reference: None,
     };
     Ok(bench)
-}
-
-/// The model kind as the configuration spells it (`slt-net-long`, …).
-fn kind_name(cfg: &RunConfig) -> String {
-    toml::Value::try_from(cfg.model.kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("{:?}", cfg.model.kind).to_lowercase())
 }

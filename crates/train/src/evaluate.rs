@@ -13,8 +13,8 @@ use image::{GrayImage, RgbImage};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tch::Device;
 
+use crate::recipes::recipe;
 use crate::run_config::RunConfig;
-use crate::zoomnext_eval;
 
 /// One predicted frame, at its original size.
 pub struct FramePrediction<'a> {
@@ -76,8 +76,9 @@ impl std::fmt::Display for Interrupted {
 impl std::error::Error for Interrupted {}
 
 /// Predicts every sample of `loader` (video by video, in order) and hands each frame to
-/// `on_frame`. Returns `false` if `stop` was raised before the end. ZoomNeXt under
-/// `protocol = "reference"` goes through [`crate::zoomnext_eval`] (its batch normalisation).
+/// `on_frame`. Returns `false` if `stop` was raised before the end. Under
+/// `protocol = "reference"` a kind with its own evaluation ([`Recipe::reference_evaluation`],
+/// ZoomNeXt's batch normalisation) goes through it.
 pub fn predict_split(
     model: &Model,
     device: Device,
@@ -108,16 +109,13 @@ pub fn predict_split(
             sixteen_bit: cfg.data.sixteen_bit,
         })
     };
-    if cfg.model.kind.is_zoomnext() && cfg.data.protocol == Protocol::Reference {
-        // Normalised over each batch, batches across videos: see the module.
-        return zoomnext_eval::predict_split(
-            model,
-            device,
-            loader,
-            cfg.data.eval_batch_size,
-            stop,
-            |position, prob, gray| on_frame(&frame_prediction(position, prob, gray)?),
-        );
+    if cfg.data.protocol == Protocol::Reference {
+        let mut sink = |position, prob, gray| on_frame(&frame_prediction(position, prob, gray)?);
+        if let Some(done) =
+            recipe(cfg.model.kind).reference_evaluation(model, device, loader, cfg, stop, &mut sink)
+        {
+            return done;
+        }
     }
     let replays = graph_replays(cfg, device)?;
     let mut start = 0;

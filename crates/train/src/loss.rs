@@ -1,52 +1,53 @@
-//! The "structure loss" of the reference (as in F3Net / SINet-V2): BCE plus an edge-weighted
-//! IoU, summed over the deep-supervision maps.
+//! The losses the recipes compose: the "structure loss" of the reference (as in F3Net /
+//! SINet-V2: BCE plus an edge-weighted IoU) and SLT-Net's hybrid E-loss, summed over a model's
+//! deep-supervision maps.
 
-use fgstp_model::Output;
 use tch::{Kind, Reduction, Tensor};
 
 use crate::run_config::BceWeighting;
 
-/// The training loss of a forward pass and its parts (for logging): FGSTP's nine supervised
-/// maps as the reference sums them — three of each pair's four maps, then the fused map and
-/// both pairs' last —, SINet-V2's four, or ZoomNeXt's BCE with its uncertainty-aware term.
-/// `progress`: the fraction of training done, in [0, 1] (ZoomNeXt's ramp reads it).
-pub fn total_loss(
-    out: &Output,
-    mask: &Tensor,
-    bce: BceWeighting,
-    progress: f64,
-) -> (Tensor, Vec<(&'static str, Tensor)>) {
+/// A loss and its logged parts (name, value).
+pub type Loss = (Tensor, Vec<(&'static str, Tensor)>);
+
+/// FGSTP's and the short-term SLT-Net's loss: the structure loss on their nine maps as the
+/// reference sums them — three of each pair's four, then the fused map and both pairs'
+/// last —, each sum logged. `maps`: pair (t, t+1) ×4, pair (t, t+2) ×4, fused (`Output::maps`).
+pub fn nine_map_structure_loss(maps: &[&Tensor], mask: &Tensor, bce: BceWeighting) -> Loss {
+    assert_eq!(maps.len(), 9, "FGSTP's loss takes its nine maps");
     let weights = EdgeWeights::new(mask);
     let sl = |pred: &Tensor| structure_loss_weighted(pred, mask, &weights, bce);
-    match out {
-        Output::ZoomNext(logits) => {
-            let (bce, ual) = zoomnext_loss(logits, mask, progress);
-            (&bce + &ual, vec![("bce", bce), ("uncertainty", ual)])
-        }
-        // FGSTP, and SLT-Net's short-term model, which is trained exactly so (its train_video.py).
-        Output::Fgstp(o) => nine_maps(&o.pair_t1, &o.pair_t2, &o.fused, sl),
-        // Its long-term model: the hybrid E-loss on each of the four maps.
-        Output::SltNetLong(o) => {
-            let total = o
-                .maps
-                .iter()
-                .map(|m| hybrid_e_loss_weighted(m, mask, &weights, bce))
-                .fold(Tensor::zeros([], (Kind::Float, mask.device())), |a, b| {
-                    a + b
-                });
-            (total, vec![])
-        }
-        Output::SinetV2(o) => {
-            let total = o
-                .maps
-                .iter()
-                .map(sl)
-                .fold(Tensor::zeros([], (Kind::Float, mask.device())), |a, b| {
-                    a + b
-                });
-            (total, vec![])
-        }
-    }
+    let first = sl(maps[0]) + sl(maps[1]) + sl(maps[2]);
+    let second = sl(maps[4]) + sl(maps[5]) + sl(maps[6]);
+    let last = sl(maps[8]) + sl(maps[3]) + sl(maps[7]);
+    let total = &first + &second + &last;
+    (
+        total,
+        vec![("pair_t1", first), ("pair_t2", second), ("final", last)],
+    )
+}
+
+/// SINet-V2's loss: the structure loss summed over its maps.
+pub fn summed_structure_loss(maps: &[&Tensor], mask: &Tensor, bce: BceWeighting) -> Loss {
+    let weights = EdgeWeights::new(mask);
+    let total = maps
+        .iter()
+        .map(|m| structure_loss_weighted(m, mask, &weights, bce))
+        .fold(Tensor::zeros([], (Kind::Float, mask.device())), |a, b| {
+            a + b
+        });
+    (total, vec![])
+}
+
+/// The long-term SLT-Net's loss: the hybrid E-loss summed over its maps.
+pub fn summed_hybrid_e_loss(maps: &[&Tensor], mask: &Tensor, bce: BceWeighting) -> Loss {
+    let weights = EdgeWeights::new(mask);
+    let total = maps
+        .iter()
+        .map(|m| hybrid_e_loss_weighted(m, mask, &weights, bce))
+        .fold(Tensor::zeros([], (Kind::Float, mask.device())), |a, b| {
+            a + b
+        });
+    (total, vec![])
 }
 
 /// The structure loss's edge weights of a mask, `1 + 5·|local mean − mask|` over a 31×31
@@ -103,24 +104,6 @@ pub fn structure_loss_weighted(
     (wbce + wiou).mean(Kind::Float)
 }
 
-/// The reference's nine supervised maps: three of each pair's four, then the fused map and both
-/// pairs' last; the parts are logged.
-fn nine_maps(
-    pair_t1: &[Tensor; 4],
-    pair_t2: &[Tensor; 4],
-    fused: &Tensor,
-    sl: impl Fn(&Tensor) -> Tensor,
-) -> (Tensor, Vec<(&'static str, Tensor)>) {
-    let first = sl(&pair_t1[0]) + sl(&pair_t1[1]) + sl(&pair_t1[2]);
-    let second = sl(&pair_t2[0]) + sl(&pair_t2[1]) + sl(&pair_t2[2]);
-    let last = sl(fused) + sl(&pair_t1[3]) + sl(&pair_t2[3]);
-    let total = &first + &second + &last;
-    (
-        total,
-        vec![("pair_t1", first), ("pair_t2", second), ("final", last)],
-    )
-}
-
 /// SLT-Net's long-term "hybrid E-loss" of logits `pred` against a soft mask, both [B,1,H,W]: the
 /// structure loss's edge-weighted BCE (with the same `reduce='none'` quirk, see
 /// [`BceWeighting`]) and IoU, each with 1e-8 in numerator and denominator, plus an enhanced-
@@ -156,15 +139,4 @@ pub fn hybrid_e_loss_weighted(
     let union = per_image(&((&prob + mask) * &weights.weight));
     let wiou: Tensor = 1.0 - (&inter + 1.0 + 1e-8) / (union - inter + 1.0 + 1e-8);
     (wbce + eloss + wiou).mean(Kind::Float)
-}
-
-/// ZoomNeXt's loss: mean BCE with logits, plus its uncertainty-aware term
-/// `mean(1 − (2σ(x) − 1)²)` weighted by a cosine ramp from 0 (first step) to 1 (last),
-/// `(1 − cos(π·progress)) / 2`. Returns the two terms (the second already weighted).
-pub fn zoomnext_loss(logits: &Tensor, mask: &Tensor, progress: f64) -> (Tensor, Tensor) {
-    let bce = logits.binary_cross_entropy_with_logits::<Tensor>(mask, None, None, Reduction::Mean);
-    let certainty = (logits.sigmoid() * 2.0 - 1.0).pow_tensor_scalar(2);
-    let ramp = (1.0 - (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos()) / 2.0;
-    let ual = (-certainty + 1.0).mean(Kind::Float) * ramp;
-    (bce, ual)
 }

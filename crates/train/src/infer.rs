@@ -18,7 +18,7 @@ use fgstp_metrics::Shard;
 
 use crate::evaluate::shard_split;
 use crate::outputs::{Outputs, Written};
-use crate::trained::LoadedModel;
+use crate::trained_run::LoadedModel;
 
 /// Frame rate of the written videos when neither `--fps` nor the source gives one (frame
 /// folders; FLIR files that record none). Thermal cameras mostly record 30 frames/s.

@@ -1,5 +1,5 @@
 //! One FGSTP training step, timed phase by phase: forward (training mode), the nine-map loss,
-//! backward, clip by value, Adam. For scripts/bench-train-vs-reference, which times the
+//! backward, clip by value, Adam. For scripts/bench/bench-train-vs-reference, which times the
 //! reference's own step beside it.
 //!
 //!   cargo run --release -p fgstp-cli --example step_bench -- [options] --serve
@@ -17,11 +17,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use fgstp_cli::run_config::BceWeighting;
-use fgstp_cli::train::loss::total_loss;
-use fgstp_cli::train::optim::{Adam, AdamConfig};
 use fgstp_model::checkpoint::{load_into, LoadOptions, StateDict};
 use fgstp_model::{Config, Model, PvtV2Variant};
+use fgstp_train::loss::nine_map_structure_loss;
+use fgstp_train::run_config::BceWeighting;
+use fgstp_train::trainer::optim::{Adam, AdamConfig};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 struct Args {
@@ -144,7 +144,7 @@ fn main() -> Result<()> {
         adam.zero_grad()?;
         let out = model.forward_t(&refs, true)?;
         lap(&mut times[0]);
-        let (loss, _) = total_loss(&out, &mask, BceWeighting::Reference, 0.0);
+        let (loss, _) = nine_map_structure_loss(&out.maps(), &mask, BceWeighting::Reference);
         lap(&mut times[1]);
         loss.backward();
         lap(&mut times[2]);

@@ -1,7 +1,7 @@
 //! `fgstp bench --reference CHECKOUT`: the reference PyTorch code timed side by side with fgstp,
 //! through the two scripts that do it in one run each (same weights, inputs and threads,
-//! alternating rounds): `scripts/bench-model-vs-reference` (eval forward, and the full-size
-//! parity check) and `scripts/bench-train-vs-reference` (one training step, phase by phase).
+//! alternating rounds): `scripts/bench/bench-model-vs-reference` (eval forward, and the full-size
+//! parity check) and `scripts/bench/bench-train-vs-reference` (one training step, phase by phase).
 //! They need this source tree (the scripts and their Python environment, `scripts/pytools`)
 //! and the user's checkout of GeekEagle/FGSTP; the reference's code is never part of fgstp.
 
@@ -35,12 +35,12 @@ pub struct ReferenceComparison {
 
 /// Where the scripts are: the source tree this binary was built from.
 fn scripts_dir() -> Result<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench");
     ensure!(
         dir.join("bench-model-vs-reference").is_file(),
-        "--reference runs scripts/bench-model-vs-reference and scripts/bench-train-vs-reference of \
-         the fgstp source tree this binary was built from, but {} has no such scripts; run a \
-         binary built in an fgstp checkout",
+        "--reference runs scripts/bench/bench-model-vs-reference and \
+         scripts/bench/bench-train-vs-reference of the fgstp source tree this binary was built \
+         from, but {} has no such scripts; run a binary built in an fgstp checkout",
         dir.display()
     );
     Ok(dir)
@@ -51,7 +51,8 @@ pub fn check(cfg: &RunConfig, checkout: &Path) -> Result<()> {
     if cfg.model.kind != ModelKind::Fgstp {
         bail!(
             "--reference compares with the FGSTP reference (GeekEagle/FGSTP), but model.kind is \
-             {:?}; for SLT-Net and ZoomNeXt use scripts/bench-baselines-vs-reference SLTNET ZOOMNEXT",
+             {:?}; for SLT-Net and ZoomNeXt use scripts/bench/bench-baselines-vs-reference \
+             SLTNET ZOOMNEXT",
             cfg.model.kind
         );
     }
@@ -64,7 +65,7 @@ pub fn check(cfg: &RunConfig, checkout: &Path) -> Result<()> {
     ensure!(
         !matches!(cfg.train.device, DeviceSpec::Cuda(_)),
         "--reference: the side-by-side scripts run both codes on the CPU; add --set \
-         train.device=\"cpu\" (on a GPU, scripts/bench-gpu measures fgstp)"
+         train.device=\"cpu\" (on a GPU, scripts/bench/bench-gpu measures fgstp)"
     );
     let (h, w) = cfg.data.train_size.hw();
     ensure!(
@@ -110,7 +111,7 @@ pub(crate) fn parse_forward(text: &str) -> Result<(f64, f64, f64)> {
     let diff = number_after(text, "max over all outputs:");
     match (ours, theirs, diff) {
         (Some(a), Some(b), Some(d)) => Ok((a, b, d)),
-        _ => bail!("scripts/bench-model-vs-reference printed no medians/difference:\n{text}"),
+        _ => bail!("scripts/bench/bench-model-vs-reference printed no medians/difference:\n{text}"),
     }
 }
 
@@ -127,7 +128,9 @@ pub(crate) fn parse_train(text: &str) -> Result<(f64, f64)> {
                 .collect();
             (v.len() >= 2).then(|| (v[0], v[1]))
         });
-    row.with_context(|| format!("scripts/bench-train-vs-reference printed no step row:\n{text}"))
+    row.with_context(|| {
+        format!("scripts/bench/bench-train-vs-reference printed no step row:\n{text}")
+    })
 }
 
 /// Times the reference's forward and training step against fgstp's at `cfg`'s backbone, input
@@ -174,10 +177,13 @@ pub fn compare(
         train_step_ratio: train_step_s / reference_train_step_s,
         commands: vec![
             format!(
-                "scripts/bench-model-vs-reference {}",
+                "scripts/bench/bench-model-vs-reference {}",
                 forward_args.join(" ")
             ),
-            format!("scripts/bench-train-vs-reference {}", train_args.join(" ")),
+            format!(
+                "scripts/bench/bench-train-vs-reference {}",
+                train_args.join(" ")
+            ),
         ],
     })
 }

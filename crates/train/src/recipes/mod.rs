@@ -1,0 +1,176 @@
+//! One recipe per model kind: everything the training loop, evaluation, inference and the
+//! benchmarks need to know about a kind beyond its network — the data it reads, its loss, how
+//! pretrained encoder weights load into it, its evaluation protocol, whether video inference can
+//! cache its per-frame features — and the facts `fgstp kinds` and the docs list. The network
+//! itself is the model crate's (`fgstp_model::Model`, dispatched on `model.kind`).
+//!
+//! The registry, [`RECIPES`], is the one list of kinds: `fgstp kinds` prints it,
+//! `scripts/experiments/reproduce-table` takes its kinds from there, and a test keeps the docs'
+//! kind table equal to it. Adding a kind: its model file(s) in the model crate, a module here
+//! with a [`Recipe`], one line in [`RECIPES`], its config under `configs/`, its tests
+//! (docs: Developer guide, "Adding a model kind").
+//!
+//! What each kind reads from the data (its [`Recipe::input_spec`]):
+//!
+//! | kind | training sample | pixels | masks | augmentation | `protocol = "reference"` |
+//! | --- | --- | --- | --- | --- | --- |
+//! | fgstp, slt-net, sinet-v2 | triplet (t, t+1, t+2) | Pillow resize, ImageNet mean/std | Pillow resize | FGSTP's PIL set | frames 0 … n−3 |
+//! | zoomnext | annotated frame | 3 zoom scales, OpenCV resize of the uint8 frame, / 255 | > 0, OpenCV float resize | albumentations (image) | annotated frames |
+//! | zoomnext-video | clip of 5 (ZoomNeXt's starts) | as zoomnext | as zoomnext | albumentations (video) | annotated frames |
+//! | slt-net-long | clip of `train.clip_frames` (every start) | Pillow resize to 256×448, / 255, + prior | Pillow resize | shared flip/rotation (off in its recipe) | frames 0 … n−3 |
+
+mod fgstp;
+mod sinet_v2;
+mod slt_net;
+mod slt_net_long;
+pub mod zoomnext;
+
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Result;
+use fgstp_data::{EvalLoader, InputSpec};
+use fgstp_model::{Model, ModelKind, Output};
+use tch::{Device, Tensor};
+
+pub use crate::loss::Loss;
+use crate::run_config::{BceWeighting, RunConfig};
+
+/// Receives each evaluated frame: the sample's position in the loader, its probability map and
+/// its 8-bit grey map (both at the frame's original size).
+pub type FrameSink<'a> = dyn FnMut(usize, Vec<f32>, Vec<u8>) -> Result<()> + 'a;
+
+/// What the rest of the workspace needs to know of one model kind.
+pub trait Recipe: Sync {
+    /// The kind this recipe is for.
+    fn kind(&self) -> ModelKind;
+    /// `model.kind` as configurations spell it (`zoomnext-video`).
+    fn name(&self) -> &'static str;
+    /// The model, in a few words.
+    fn model(&self) -> &'static str;
+    /// The authors' code it reproduces.
+    fn reference(&self) -> &'static str;
+    /// The shipped configuration that trains it as its authors do.
+    fn config(&self) -> &'static str;
+    /// The learning-rate recipe of that configuration, in a few words.
+    fn lr_recipe(&self) -> &'static str;
+
+    /// What it reads from the data: training samples, pixels, masks, augmentation, the
+    /// reference protocol's frames.
+    fn input_spec(&self, cfg: &RunConfig) -> InputSpec;
+    /// Frames per training sample that its forward sees as a clip dimension (`[B·T, …]` batches
+    /// become `[B, T, …]`), if any.
+    fn training_clip(&self, _cfg: &RunConfig) -> Option<usize> {
+        None
+    }
+    /// Checks of the run configuration that only this kind needs.
+    fn validate(&self, _cfg: &RunConfig) -> Result<()> {
+        Ok(())
+    }
+
+    /// The training loss of a forward pass and its logged parts. `progress`: the fraction of
+    /// training done, in [0, 1].
+    fn loss(&self, out: &Output, mask: &Tensor, bce: BceWeighting, progress: f64) -> Loss;
+
+    /// Where an official PVTv2 ImageNet checkpoint's keys go in this model (the prefix of its
+    /// encoder in the state dict).
+    fn encoder_prefix(&self) -> &'static str;
+    /// Pretrained tensors (`train.pretrained_layout = "partial"`) that are left out when their
+    /// shape differs from the model's: none, except where the authors skip them.
+    fn skips_mismatched_pretrained(&self, _key: &str) -> bool {
+        false
+    }
+
+    /// Its authors' own evaluation for `data.protocol = "reference"`, where it differs from
+    /// predicting each frame alone: returns `None` to use the common path, else whether it ran
+    /// to the end (`false` when `stop` was raised).
+    fn reference_evaluation(
+        &self,
+        _model: &Model,
+        _device: Device,
+        _loader: &EvalLoader,
+        _cfg: &RunConfig,
+        _stop: &AtomicBool,
+        _on_frame: &mut FrameSink<'_>,
+    ) -> Option<Result<bool>> {
+        None
+    }
+
+    /// Whether video inference encodes each frame once and reuses its features in every
+    /// sample that contains it.
+    fn has_feature_cache(&self) -> bool {
+        self.kind().has_feature_cache()
+    }
+    /// Frames per sample.
+    fn frames(&self) -> usize {
+        self.kind().frames()
+    }
+}
+
+/// Every model kind, in the order `fgstp kinds` and the docs list them.
+pub static RECIPES: [&dyn Recipe; 6] = [
+    &fgstp::Fgstp,
+    &sinet_v2::SinetV2,
+    &slt_net::SltNet,
+    &slt_net_long::SltNetLong,
+    &zoomnext::ZoomNextImage,
+    &zoomnext::ZoomNextVideo,
+];
+
+/// The recipe of `kind`.
+pub fn recipe(kind: ModelKind) -> &'static dyn Recipe {
+    *RECIPES
+        .iter()
+        .find(|r| r.kind() == kind)
+        .expect("every ModelKind has a recipe in RECIPES")
+}
+
+/// The registry as a Markdown table (`fgstp kinds --markdown`, and the docs' kind table).
+pub fn markdown_table() -> String {
+    let mut out = String::from(
+        "| kind | model | frames per sample | feature cache | reference |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for r in RECIPES {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            r.name(),
+            r.model(),
+            r.frames(),
+            if r.has_feature_cache() { "yes" } else { "no" },
+            r.reference()
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The registry holds each kind once, and each name is the kind's configuration spelling.
+    #[test]
+    fn every_kind_has_one_recipe_named_as_configs_spell_it() {
+        let mut seen = Vec::new();
+        for r in RECIPES {
+            assert!(
+                !seen.contains(&r.kind()),
+                "{} is registered twice",
+                r.name()
+            );
+            seen.push(r.kind());
+            let spelled: ModelKind = toml::Value::String(r.name().to_string())
+                .try_into()
+                .unwrap();
+            assert_eq!(spelled, r.kind(), "{}", r.name());
+            assert!(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../..")
+                    .join(r.config())
+                    .is_file(),
+                "{}: {} is missing",
+                r.name(),
+                r.config()
+            );
+        }
+        assert_eq!(seen.len(), 6);
+    }
+}

@@ -1,0 +1,43 @@
+//! SLT-Net's short-term model (XuelianCheng/SLT-Net): FGSTP's network without FSP, under
+//! SLT-Net's own state-dict keys, trained exactly as FGSTP (its `train_video.py`).
+
+use fgstp_data::InputSpec;
+use fgstp_model::checkpoint::layout::SLT_NET_PVT_PREFIX;
+use fgstp_model::{ModelKind, Output};
+use tch::Tensor;
+
+use super::{Loss, Recipe};
+use crate::loss::nine_map_structure_loss;
+use crate::run_config::{BceWeighting, RunConfig};
+
+pub struct SltNet;
+
+impl Recipe for SltNet {
+    fn kind(&self) -> ModelKind {
+        ModelKind::SltNet
+    }
+    fn name(&self) -> &'static str {
+        "slt-net"
+    }
+    fn model(&self) -> &'static str {
+        "SLT-Net, short-term: FGSTP's network without FSP"
+    }
+    fn reference(&self) -> &'static str {
+        "XuelianCheng/SLT-Net"
+    }
+    fn config(&self) -> &'static str {
+        "configs/slt-net.toml"
+    }
+    fn lr_recipe(&self) -> &'static str {
+        "Adam 1e-6, × 0.1 every 50 epochs, gradients clipped by value at 0.5"
+    }
+    fn input_spec(&self, _cfg: &RunConfig) -> InputSpec {
+        InputSpec::default()
+    }
+    fn loss(&self, out: &Output, mask: &Tensor, bce: BceWeighting, _progress: f64) -> Loss {
+        nine_map_structure_loss(&out.maps(), mask, bce)
+    }
+    fn encoder_prefix(&self) -> &'static str {
+        SLT_NET_PVT_PREFIX
+    }
+}
