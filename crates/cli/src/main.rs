@@ -1,6 +1,8 @@
 //! `fgstp`: train, evaluate and run FGSTP gas-leak video segmentation.
 
 mod commands;
+#[cfg(test)]
+mod docs_check;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
