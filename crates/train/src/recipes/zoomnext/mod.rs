@@ -159,3 +159,43 @@ impl Recipe for ZoomNextVideo {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use fgstp_model::ModelKind;
+
+    use crate::run_config::{LrSchedule, RunConfig};
+
+    fn configs() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs")
+    }
+
+    #[test]
+    fn the_shipped_configs_hold_the_authors_recipes() {
+        let zoom = RunConfig::load(&configs().join("zoomnext.toml"), &[]).unwrap();
+        assert_eq!(zoom.model.kind, ModelKind::Zoomnext);
+        assert_eq!(zoom.train.lr_schedule, LrSchedule::IterationStep);
+        assert_eq!(zoom.train.frozen, ["encoder.patch_embed1.*"]);
+        assert_eq!(zoom.train.param_groups[0].lr_factor, 0.1);
+        assert_eq!((zoom.train.clip, zoom.data.drop_last), (0.0, true));
+        let video = RunConfig::load(&configs().join("zoomnext-video.toml"), &[]).unwrap();
+        assert_eq!(video.model.kind, ModelKind::ZoomnextVideo);
+        assert_eq!(video.train.lr_schedule, LrSchedule::Constant);
+        assert_eq!(video.train.param_groups.len(), 2);
+    }
+
+    #[test]
+    fn a_base_size_off_the_prediction_grid_is_named() {
+        let zoom = RunConfig::load(
+            &configs().join("gasvid.toml"),
+            &[
+                "model.kind=\"zoomnext\"".into(),
+                "data.train_size=66".into(),
+            ],
+        )
+        .unwrap_err();
+        assert!(format!("{zoom:#}").contains("multiple of 4"), "{zoom:#}");
+    }
+}
