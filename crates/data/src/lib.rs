@@ -4,7 +4,7 @@
 //! # Layout
 //! `ROOT/<split>/<scene>/images/<frame>.{jpg,png,tif,tiff}` and
 //! `ROOT/<split>/<scene>/masks/<frame>.png` (same stem; any subset of the frames), scenes and
-//! frames in natural order ([`natural`]). [`Split::open`] lists and checks a split; every
+//! frames in natural order ([`natural_order`]). [`Split::open`] lists and checks a split; every
 //! problem is a [`DataError`] naming the file and what to do.
 //!
 //! A scene may instead be one video file, `<scene>/video.mp4` (or `.avi`, `.seq`: the format
@@ -62,13 +62,13 @@
 
 pub mod augment;
 pub mod config;
+pub mod dataset;
 pub mod decode;
 pub mod error;
 pub mod extract;
 pub mod generated;
 pub mod inputs;
-pub mod layout;
-pub mod natural;
+pub mod natural_order;
 pub mod opencv;
 pub mod prior;
 pub mod sample;
@@ -80,11 +80,11 @@ pub mod video_scene;
 pub mod zoomnext_augment;
 
 pub use config::{DataConfig, ImageSize, Protocol, SixteenBit, TrainSampling};
+pub use dataset::{Frame, Masks, Scene, Split};
 pub use error::{DataError, Result};
 pub use inputs::{
     AugmentStyle, ClipStarts, InputSpec, MaskFormat, PixelFormat, ReferenceFrames, TrainSamples,
 };
-pub use layout::{Frame, Masks, Scene, Split};
 pub use sample::SampleRef;
 pub use stream::{
     Batch, Batches, EvalBatch, EvalLoader, Evaluation, Loader, SampleInfo, Starvation, TrainLoader,

@@ -32,10 +32,10 @@ use crate::augment::{
     AugmentDraw,
 };
 use crate::config::{DataConfig, TrainSampling};
+use crate::dataset::{Masks, Split};
 use crate::decode::{load_mask, load_mask_nonzero};
 use crate::error::{DataError, Result};
 use crate::inputs::{AugmentStyle, InputSpec, MaskFormat, PixelFormat, TrainSamples};
-use crate::layout::{Masks, Split};
 use crate::opencv::{resize_linear_f32, zoom_pyramid};
 use crate::prior::load_prior;
 use crate::sample::{evaluation_samples_for, rng_for, training_samples_for, SampleRef};

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use fgstp_cli::progress;
 use fgstp_data::decode::describe_color;
-use fgstp_data::natural::natural_sort;
+use fgstp_data::natural_order::natural_sort;
 use fgstp_data::sample::{evaluation_samples, training_samples};
 use fgstp_data::{Masks, Protocol, Split};
 

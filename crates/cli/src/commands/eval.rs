@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use fgstp_cli::evaluate::shard_split;
 use fgstp_cli::outputs::Outputs;
 use fgstp_cli::progress;
-use fgstp_data::layout::{Masks, Split};
+use fgstp_data::dataset::{Masks, Split};
 use fgstp_metrics::cli::report_json;
 use fgstp_metrics::io::state_file::state_json;
 use fgstp_metrics::{MetricRecorder, Shard};
