@@ -53,8 +53,8 @@
 //!
 //! # Synthetic data
 //! [`synth`] writes infrared-looking gas-leak videos in this layout (`fgstp synth`; with
-//! `--video` also as MP4s, [`synth_video`]); [`generated::prepare`] makes one on first use as
-//! a run's dataset.
+//! `--video` also as MP4s, [`synth::video`]); [`synth::prepare`] makes one on first use as a
+//! run's dataset.
 //!
 //! # Video files
 //! [`video`] reads MP4 (H.264), AVI and FLIR SEQ files and writes H.264 MP4; [`extract`]
@@ -66,7 +66,6 @@ pub mod dataset;
 pub mod decode;
 pub mod error;
 pub mod extract;
-pub mod generated;
 pub mod inputs;
 pub mod natural_order;
 pub mod opencv;
@@ -74,7 +73,6 @@ pub mod prior;
 pub mod sample;
 pub mod stream;
 pub mod synth;
-pub mod synth_video;
 pub mod video;
 pub mod video_scene;
 pub mod zoomnext_augment;

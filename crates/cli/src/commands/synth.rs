@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use fgstp_cli::progress;
-use fgstp_data::synth_video::{write_scene_videos, SYNTH_FPS};
+use fgstp_data::synth::video::{write_scene_videos, SYNTH_FPS};
 use fgstp_data::SynthConfig;
 
 #[derive(clap::Args)]
