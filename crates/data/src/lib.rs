@@ -44,7 +44,7 @@
 //! ```
 //! Batches are built in parallel (`threads`) on a background producer that keeps up to
 //! `prefetch` batches ready; every random draw derives from (seed, epoch, sample index), so a
-//! seed gives the same batches whatever the thread count ([`stream`]).
+//! seed gives the same batches whatever the thread count ([`loader`]).
 //!
 //! # Pixels
 //! 8-bit frames are read as PIL's `convert("RGB")`; 16-bit frames are stretched to 8 bits per
@@ -67,11 +67,11 @@ pub mod decode;
 pub mod error;
 pub mod extract;
 pub mod inputs;
+pub mod loader;
 pub mod natural_order;
 pub mod opencv;
 pub mod prior;
 pub mod sample;
-pub mod stream;
 pub mod synth;
 pub mod video;
 pub mod video_scene;
@@ -83,9 +83,9 @@ pub use error::{DataError, Result};
 pub use inputs::{
     AugmentStyle, ClipStarts, InputSpec, MaskFormat, PixelFormat, ReferenceFrames, TrainSamples,
 };
-pub use sample::SampleRef;
-pub use stream::{
+pub use loader::{
     Batch, Batches, EvalBatch, EvalLoader, Evaluation, Loader, SampleInfo, Starvation, TrainLoader,
     Training,
 };
+pub use sample::SampleRef;
 pub use synth::{generate, SynthConfig, SynthReport};
