@@ -3,7 +3,7 @@
 //! `main.rs` and its commands, within each crate the modules depend on
 //! each other one way (no cycles, neither between files nor between top-level modules), the
 //! run configuration's schema depends on nothing else in its crate but the generic TOML reader,
-//! the data crate's `layout` reads pixels through `decode` and not back, and the metrics crate
+//! the data crate's `dataset` reads pixels through `decode` and not back, and the metrics crate
 //! builds without libtorch. `cargo test -p fgstp-cli --test structure -- --nocapture` prints
 //! the module graph of every crate.
 
@@ -508,12 +508,12 @@ fn the_run_configuration_depends_only_on_the_generic_toml_reader() {
 }
 
 #[test]
-fn layout_reads_pixels_through_decode_not_back() {
+fn dataset_reads_pixels_through_decode_not_back() {
     let trees = trees();
     let edges = tree(&trees, "fgstp-data").edges();
-    let (layout, decode) = (vec!["layout".to_string()], vec!["decode".to_string()]);
-    assert!(edges.contains(&(layout.clone(), decode.clone())));
-    assert!(!edges.contains(&(decode, layout)));
+    let (dataset, decode) = (vec!["dataset".to_string()], vec!["decode".to_string()]);
+    assert!(edges.contains(&(dataset.clone(), decode.clone())));
+    assert!(!edges.contains(&(decode, dataset)));
 }
 
 /// The workspace's crates (package name → the `fgstp-*` crates it depends on, dev-dependencies

@@ -287,7 +287,7 @@ pub fn color(img: &mut RgbImage, factor: f32) {
 }
 
 /// `ImageEnhance.Sharpness(img).enhance(f)`: blend with PIL's SMOOTH filter
-/// (kernel [[1,1,1],[1,5,1],[1,1,1]]/13, outermost pixels left as they are).
+/// (kernel `[[1,1,1],[1,5,1],[1,1,1]]/13`, outermost pixels left as they are).
 pub fn sharpness(img: &mut RgbImage, factor: f32) {
     if factor == 1.0 {
         return;

@@ -7,6 +7,8 @@
 //! - Masks become luminance like PIL's `convert("L")` (ITU-R 601-2 with PIL's integer
 //!   weights) and are binarised as `test.py` does: a pixel is foreground when it is above half
 //!   of the mask's maximum (an all-zero mask stays empty). Stored as 0/255.
+//!
+//! [`SixteenBit`]: crate::SixteenBit
 
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! # Layout
 //! `ROOT/<split>/<scene>/images/<frame>.{jpg,png,tif,tiff}` and
 //! `ROOT/<split>/<scene>/masks/<frame>.png` (same stem; any subset of the frames), scenes and
-//! frames in natural order ([`natural`]). [`Split::open`] lists and checks a split; every
+//! frames in natural order ([`natural_order`]). [`Split::open`] lists and checks a split; every
 //! problem is a [`DataError`] naming the file and what to do.
 //!
 //! A scene may instead be one video file, `<scene>/video.mp4` (or `.avi`, `.seq`: the format
@@ -44,7 +44,7 @@
 //! ```
 //! Batches are built in parallel (`threads`) on a background producer that keeps up to
 //! `prefetch` batches ready; every random draw derives from (seed, epoch, sample index), so a
-//! seed gives the same batches whatever the thread count ([`stream`]).
+//! seed gives the same batches whatever the thread count ([`loader`]).
 //!
 //! # Pixels
 //! 8-bit frames are read as PIL's `convert("RGB")`; 16-bit frames are stretched to 8 bits per
@@ -53,8 +53,8 @@
 //!
 //! # Synthetic data
 //! [`synth`] writes infrared-looking gas-leak videos in this layout (`fgstp synth`; with
-//! `--video` also as MP4s, [`synth_video`]); [`generated::prepare`] makes one on first use as
-//! a run's dataset.
+//! `--video` also as MP4s, [`synth::video`]); [`synth::prepare`] makes one on first use as a
+//! run's dataset.
 //!
 //! # Video files
 //! [`video`] reads MP4 (H.264), AVI and FLIR SEQ files and writes H.264 MP4; [`extract`]
@@ -62,32 +62,30 @@
 
 pub mod augment;
 pub mod config;
+pub mod dataset;
 pub mod decode;
 pub mod error;
 pub mod extract;
-pub mod generated;
 pub mod inputs;
-pub mod layout;
-pub mod natural;
+pub mod loader;
+pub mod natural_order;
 pub mod opencv;
 pub mod prior;
 pub mod sample;
-pub mod stream;
 pub mod synth;
-pub mod synth_video;
 pub mod video;
 pub mod video_scene;
 pub mod zoomnext_augment;
 
 pub use config::{DataConfig, ImageSize, Protocol, SixteenBit, TrainSampling};
+pub use dataset::{Frame, Masks, Scene, Split};
 pub use error::{DataError, Result};
 pub use inputs::{
     AugmentStyle, ClipStarts, InputSpec, MaskFormat, PixelFormat, ReferenceFrames, TrainSamples,
 };
-pub use layout::{Frame, Masks, Scene, Split};
-pub use sample::SampleRef;
-pub use stream::{
+pub use loader::{
     Batch, Batches, EvalBatch, EvalLoader, Evaluation, Loader, SampleInfo, Starvation, TrainLoader,
     Training,
 };
+pub use sample::SampleRef;
 pub use synth::{generate, SynthConfig, SynthReport};

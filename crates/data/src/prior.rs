@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 use image::GrayImage;
 
+use crate::dataset::{Scene, Split};
 use crate::decode::{load_raw, pil_luma};
 use crate::error::{DataError, Result};
-use crate::layout::{Scene, Split};
 
 /// `prior_dir` with `{split}` replaced by `split`.
 pub fn prior_root(prior_dir: &str, split: &str) -> PathBuf {

@@ -25,8 +25,8 @@ use rand::rngs::ChaCha8Rng;
 use rand::SeedableRng;
 
 use crate::config::Protocol;
+use crate::dataset::Split;
 use crate::inputs::{ClipStarts, ReferenceFrames, TrainSamples};
-use crate::layout::Split;
 
 /// One sample: indices into `split.scenes[scene].frames`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use fgstp_data::augment::{
     sharpness,
 };
 use fgstp_data::decode::pil_luma;
-use fgstp_data::natural::natural_sort;
+use fgstp_data::natural_order::natural_sort;
 use image::{GrayImage, RgbImage};
 use serde_json::Value;
 

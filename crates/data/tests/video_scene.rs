@@ -395,12 +395,12 @@ fn synth_videos_hold_every_scene_and_read_like_its_frames() {
         ..SynthConfig::default()
     };
     fgstp_data::generate(&cfg, tmp.path(), &|| ()).unwrap();
-    let n = fgstp_data::synth_video::write_scene_videos(tmp.path(), &cfg, &|| ()).unwrap();
+    let n = fgstp_data::synth::video::write_scene_videos(tmp.path(), &cfg, &|| ()).unwrap();
     assert_eq!(n, 3);
     let dir = tmp.path().join("val/scene_001");
     let info = fgstp_data::video::probe(&dir.join("video.mp4")).unwrap();
     assert_eq!((info.frames, info.width, info.height), (5, 32, 24));
-    assert_eq!(info.fps, fgstp_data::synth_video::SYNTH_FPS);
+    assert_eq!(info.fps, fgstp_data::synth::video::SYNTH_FPS);
     // images/ wins while it is there; its frames and masks are named like the video's.
     let split = Split::open(tmp.path(), "val", Masks::Required).unwrap();
     let scene = &split.scenes[0];

@@ -3,7 +3,7 @@
 //! frame by frame to be scored with the paper's metrics or written out.
 
 use anyhow::Result;
-use fgstp_data::layout::{Scene, Split};
+use fgstp_data::dataset::{Scene, Split};
 use fgstp_data::{EvalLoader, Protocol, SixteenBit};
 use fgstp_metrics::{to_gray_map, GrayView, MetricRecorder, Shard};
 use fgstp_model::graph_replay::GraphReplays;

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use fgstp_data::layout::Split;
+use fgstp_data::dataset::Split;
 use fgstp_data::video::{VideoError, VideoWriter};
 use fgstp_data::DataError;
 use fgstp_metrics::Shard;

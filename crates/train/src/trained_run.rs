@@ -2,7 +2,7 @@
 //! training checkpoint or any state dict), loaded onto the configured device.
 
 use anyhow::{Context, Result};
-use fgstp_data::layout::Split;
+use fgstp_data::dataset::Split;
 use fgstp_data::{EvalLoader, SampleRef};
 use fgstp_model::checkpoint::{load_into, StateDict};
 use fgstp_model::Model;

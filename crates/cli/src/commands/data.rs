@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use fgstp_data::decode::describe_color;
-use fgstp_data::natural::natural_sort;
+use fgstp_data::natural_order::natural_sort;
 use fgstp_data::sample::{evaluation_samples, training_samples};
 use fgstp_data::{Masks, Protocol, Split};
 use fgstp_train::progress;

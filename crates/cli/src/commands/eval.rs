@@ -2,7 +2,7 @@
 
 use super::model_args::ModelArgs;
 use anyhow::{Context, Result};
-use fgstp_data::layout::{Masks, Split};
+use fgstp_data::dataset::{Masks, Split};
 use fgstp_metrics::cli::report_json;
 use fgstp_metrics::io::state_file::state_json;
 use fgstp_metrics::{MetricRecorder, Shard};

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use fgstp_data::synth_video::{write_scene_videos, SYNTH_FPS};
+use fgstp_data::synth::video::{write_scene_videos, SYNTH_FPS};
 use fgstp_data::SynthConfig;
 use fgstp_train::progress;
 

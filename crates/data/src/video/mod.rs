@@ -36,7 +36,7 @@
 //!
 //! # Writing
 //! [`VideoWriter`] writes H.264 (Constrained Baseline) in MP4 with the index first, exact
-//! frame rates and even sizes (see [`writer`] for the choices).
+//! frame rates and even sizes (see [`mp4_mux`] for the choices).
 //!
 //! # Limits worth knowing
 //! - MP4: the first video track is read; edit lists and the track's rotation matrix are
@@ -50,11 +50,12 @@ mod avi;
 mod error;
 mod format;
 mod h264;
+mod h264_encode;
 mod h264_track;
 mod mp4;
+pub mod mp4_mux;
 mod seq;
 mod sniff;
-pub mod writer;
 pub mod yuv;
 
 use std::collections::VecDeque;
@@ -65,7 +66,7 @@ use image::{DynamicImage, GrayImage};
 
 pub use error::VideoError;
 pub use format::{Codec, Container};
-pub use writer::{VideoWriter, WriterOptions};
+pub use mp4_mux::{VideoWriter, WriterOptions};
 pub use yuv::{ColorSpace, Matrix, Yuv420};
 
 use sniff::Sniffed;

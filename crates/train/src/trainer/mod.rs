@@ -694,7 +694,7 @@ pub fn prepare_data(cfg: &RunConfig) -> Result<()> {
     };
     let root = &cfg.data.root;
     let bar = std::sync::OnceLock::<indicatif::ProgressBar>::new();
-    fgstp_data::generated::prepare(
+    fgstp_data::synth::prepare::prepare(
         root,
         synth,
         |frames| {

@@ -27,7 +27,7 @@ use rayon::prelude::*;
 use crate::config::SixteenBit;
 use crate::decode::{is_sixteen_bit, load_raw, raw_range, to_rgb8};
 use crate::error::{DataError, Result};
-use crate::natural::natural_cmp;
+use crate::natural_order::natural_cmp;
 use crate::video_scene::{color_of, find_video, frame_index, frame_stem, DecodePool, VideoFrames};
 
 const FRAME_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "tif", "tiff"];

@@ -18,6 +18,12 @@
 //! Output is a pure function of the config: every random draw comes from (seed, scene, frame),
 //! so runs are byte-identical whatever the thread count. Scenes are simulated in parallel and
 //! frames rendered and PNG-encoded in parallel.
+//!
+//! [`video`] also writes each scene as one MP4 (`fgstp synth --video`); [`prepare`] makes a
+//! run's generated dataset on first use.
+
+pub mod prepare;
+pub mod video;
 
 use std::path::{Path, PathBuf};
 

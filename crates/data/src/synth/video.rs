@@ -13,8 +13,8 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use crate::config::SixteenBit;
+use crate::dataset::{Masks, Split};
 use crate::error::{DataError, Result};
-use crate::layout::{Masks, Split};
 use crate::synth::SynthConfig;
 use crate::video::VideoWriter;
 use crate::video_scene::frame_stem;

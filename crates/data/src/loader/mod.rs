@@ -16,30 +16,28 @@
 //! SLT-Net: RGB + prior), each `[B·F, C, h, w]` with the F frames of a sample next to each other,
 //! and a mask per frame, `[B·F, 1, H, W]`.
 
+mod pixels;
+mod prefetch;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use image::GrayImage;
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use tch::Tensor;
 
-use crate::augment::{
-    mask_into, normalisation_table, normalise_into, resize_mask_to, resize_rgb_to, unit_range_into,
-    AugmentDraw,
-};
+use crate::augment::{normalisation_table, AugmentDraw};
 use crate::config::{DataConfig, TrainSampling};
-use crate::decode::{load_mask, load_mask_nonzero};
+use crate::dataset::{Masks, Split};
+use crate::decode::load_mask;
 use crate::error::{DataError, Result};
-use crate::inputs::{AugmentStyle, InputSpec, MaskFormat, PixelFormat, TrainSamples};
-use crate::layout::{Masks, Split};
-use crate::opencv::{resize_linear_f32, zoom_pyramid};
-use crate::prior::load_prior;
+use crate::inputs::{InputSpec, TrainSamples};
 use crate::sample::{evaluation_samples_for, rng_for, training_samples_for, SampleRef};
-use crate::zoomnext_augment::FrameDraw;
+
+use pixels::{FrameAugment, SampleDraw, Source};
+use prefetch::{build_pool, spawn_producer};
+pub use prefetch::{Batches, Starvation};
 
 /// Who a sample is, for logs, metrics and written predictions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,144 +82,6 @@ pub struct EvalBatch {
     pub samples: Vec<SampleInfo>,
 }
 
-/// Iterator over the batches of one pass; see the module docs.
-pub struct Batches<T> {
-    rx: Option<Receiver<Result<T>>>,
-    stop: Arc<AtomicBool>,
-    producer: Option<JoinHandle<()>>,
-    remaining: usize,
-    starvation: Starvation,
-}
-
-/// How often the consumer found the prefetch queue empty and had to wait for a batch.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Starvation {
-    /// Batches handed out.
-    pub requests: usize,
-    /// Of those, the ones not ready when asked for.
-    pub starved: usize,
-    /// Total time spent waiting for them.
-    pub waited: std::time::Duration,
-}
-
-impl<T> Iterator for Batches<T> {
-    type Item = Result<T>;
-
-    fn next(&mut self) -> Option<Result<T>> {
-        let rx = self.rx.as_ref()?;
-        let item = match rx.try_recv() {
-            Ok(item) => item,
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
-            Err(std::sync::mpsc::TryRecvError::Empty) => {
-                let started = std::time::Instant::now();
-                let item = rx.recv().ok()?;
-                self.starvation.starved += 1;
-                self.starvation.waited += started.elapsed();
-                item
-            }
-        };
-        self.starvation.requests += 1;
-        self.remaining = self.remaining.saturating_sub(1);
-        if item.is_err() {
-            // The producer stops after an error; so does the iteration.
-            self.remaining = 0;
-        }
-        Some(item)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.remaining))
-    }
-}
-
-impl<T> Drop for Batches<T> {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Closing the queue makes a producer blocked in `send` return at once.
-        drop(self.rx.take());
-        if let Some(handle) = self.producer.take() {
-            let _ = handle.join();
-        }
-    }
-}
-
-impl<T> Batches<T> {
-    /// Whether the producer thread has exited (it does after the last batch, or once dropped).
-    pub fn producer_finished(&self) -> bool {
-        self.producer.as_ref().is_none_or(JoinHandle::is_finished)
-    }
-
-    /// Whether the consumer had to wait for batches so far (a data stream that keeps up
-    /// leaves `starved` at 0 after the first batch).
-    pub fn starvation(&self) -> Starvation {
-        self.starvation
-    }
-}
-
-type BuildFn<T> = dyn Fn(&[(usize, SampleRef)]) -> Result<T> + Send + Sync;
-
-fn spawn_producer<T: Send + 'static>(
-    batches: Vec<Vec<(usize, SampleRef)>>,
-    prefetch: usize,
-    pool: Arc<rayon::ThreadPool>,
-    build: Arc<BuildFn<T>>,
-) -> Batches<T> {
-    let (tx, rx) = sync_channel(prefetch.max(1));
-    let stop = Arc::new(AtomicBool::new(false));
-    let remaining = batches.len();
-    let producer_stop = Arc::clone(&stop);
-    let producer = std::thread::Builder::new()
-        .name("fgstp-prefetch".into())
-        .spawn(move || {
-            for batch in &batches {
-                if producer_stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                let result = pool.install(|| build(batch));
-                let failed = result.is_err();
-                if tx.send(result).is_err() || failed {
-                    return;
-                }
-            }
-        });
-    match producer {
-        Ok(handle) => Batches {
-            rx: Some(rx),
-            stop,
-            producer: Some(handle),
-            remaining,
-            starvation: Starvation::default(),
-        },
-        Err(e) => {
-            // No producer: hand the error out as the only item.
-            let (tx, rx) = sync_channel(1);
-            let _ = tx.send(Err(DataError::Threads {
-                threads: 1,
-                reason: e.to_string(),
-            }));
-            Batches {
-                rx: Some(rx),
-                stop,
-                producer: None,
-                remaining: 1,
-                starvation: Starvation::default(),
-            }
-        }
-    }
-}
-
-fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("fgstp-data-{i}"))
-        .build()
-        .map(Arc::new)
-        .map_err(|e| DataError::Threads {
-            threads,
-            reason: e.to_string(),
-        })
-}
-
 fn sample_info(split: &Split, index: usize, sample: &SampleRef) -> SampleInfo {
     let scene = &split.scenes[sample.scene];
     let frame = |k: usize| &scene.frames[sample.frames[k]];
@@ -235,166 +95,6 @@ fn sample_info(split: &Split, index: usize, sample: &SampleRef) -> SampleInfo {
         mask_path: frame(0).mask.clone(),
         supervised: sample.supervised,
         original_size: (scene.width, scene.height),
-    }
-}
-
-/// Shared state of a loader.
-struct Source {
-    split: Split,
-    samples: Vec<SampleRef>,
-    cfg: DataConfig,
-    spec: InputSpec,
-    table: [[f32; 256]; 3],
-}
-
-/// The random choices of one training sample.
-#[derive(Debug, Clone)]
-enum SampleDraw {
-    /// FGSTP's (also for the identity).
-    Reference(AugmentDraw),
-    /// ZoomNeXt's, one per frame read.
-    ZoomNext(Vec<FrameDraw>),
-}
-
-/// How one frame is augmented.
-#[derive(Clone, Copy)]
-enum FrameAugment<'a> {
-    None,
-    /// FGSTP's draw, frame slot `slot` (0 = t), with colour and mask salt-and-pepper.
-    Reference(&'a AugmentDraw, usize),
-    /// FGSTP's shared flip and rotation only (clips).
-    Geometry(&'a AugmentDraw),
-    ZoomNext(&'a FrameDraw),
-}
-
-impl SampleDraw {
-    fn for_frame(&self, spec: &InputSpec, f: usize) -> FrameAugment<'_> {
-        match self {
-            Self::Reference(draw) => match spec.train {
-                TrainSamples::Clips { .. } => FrameAugment::Geometry(draw),
-                _ => FrameAugment::Reference(draw, f.min(2)),
-            },
-            Self::ZoomNext(draws) => draws
-                .get(f)
-                .map_or(FrameAugment::None, FrameAugment::ZoomNext),
-        }
-    }
-}
-
-impl Source {
-    /// The model inputs of frame `frame` of scene `scene` (see [`PixelFormat`]), each a
-    /// channel-major block.
-    fn frame_inputs(&self, scene: usize, frame: usize, aug: FrameAugment) -> Result<Vec<Vec<f32>>> {
-        let scene_ref = &self.split.scenes[scene];
-        let img = scene_ref.load_frame(frame, self.cfg.sixteen_bit)?;
-        let img = match aug {
-            FrameAugment::None => img,
-            FrameAugment::Reference(draw, slot) => draw.frame(img, slot),
-            FrameAugment::Geometry(draw) => draw.geometry_rgb(img),
-            FrameAugment::ZoomNext(draw) => draw.frame(img),
-        };
-        let size = self.cfg.train_size;
-        let plane = size.area();
-        Ok(match self.spec.pixels {
-            PixelFormat::ImageNet => {
-                let mut out = vec![0f32; 3 * plane];
-                normalise_into(&resize_rgb_to(&img, size), &self.table, &mut out);
-                vec![out]
-            }
-            PixelFormat::UnitRange => {
-                let channels = if self.spec.prior { 4 } else { 3 };
-                let mut out = vec![0f32; channels * plane];
-                unit_range_into(&resize_rgb_to(&img, size), &mut out[..3 * plane]);
-                if self.spec.prior {
-                    let dir = self.cfg.prior_dir.as_deref().ok_or(DataError::NoPriorDir)?;
-                    let prior = load_prior(dir, &self.split, scene_ref, frame)?;
-                    let prior = match aug {
-                        FrameAugment::Reference(draw, _) | FrameAugment::Geometry(draw) => {
-                            draw.geometry_mask(prior)
-                        }
-                        FrameAugment::ZoomNext(draw) => draw.mask(prior),
-                        FrameAugment::None => prior,
-                    };
-                    mask_into(&resize_mask_to(&prior, size), &mut out[3 * plane..]);
-                }
-                vec![out]
-            }
-            PixelFormat::ZoomPyramid { sizes } => zoom_pyramid(&img, sizes)?.to_vec(),
-        })
-    }
-
-    /// The training mask of frame `frame`, resized to the input size (`[1, H, W]`).
-    fn frame_mask(&self, scene: usize, frame: usize, aug: FrameAugment) -> Result<Vec<f32>> {
-        let scene_ref = &self.split.scenes[scene];
-        // Training samples only read annotated frames.
-        let path = scene_ref.frames[frame]
-            .mask
-            .as_deref()
-            .expect("training samples are annotated");
-        let size = self.cfg.train_size;
-        match self.spec.masks {
-            MaskFormat::Pillow => {
-                let mask = load_mask(path)?;
-                let mask = match aug {
-                    FrameAugment::Reference(draw, _) => draw.mask(mask),
-                    FrameAugment::Geometry(draw) => draw.geometry_mask(mask),
-                    FrameAugment::ZoomNext(draw) => draw.mask(mask),
-                    FrameAugment::None => mask,
-                };
-                let mut out = vec![0f32; size.area()];
-                mask_into(&resize_mask_to(&mask, size), &mut out);
-                Ok(out)
-            }
-            MaskFormat::OpenCvLinear => {
-                let mask = load_mask_nonzero(path)?;
-                let mask = match aug {
-                    FrameAugment::ZoomNext(draw) => draw.mask(mask),
-                    FrameAugment::Reference(draw, _) | FrameAugment::Geometry(draw) => {
-                        draw.geometry_mask(mask)
-                    }
-                    FrameAugment::None => mask,
-                };
-                let (w, h) = mask.dimensions();
-                let values: Vec<f32> = mask.iter().map(|&v| f32::from(v) / 255.0).collect();
-                resize_linear_f32(
-                    &values,
-                    (h as usize, w as usize),
-                    (size.height as usize, size.width as usize),
-                )
-            }
-        }
-    }
-
-    /// Shapes `[C, h, w]` of the model inputs of one frame.
-    fn input_shapes(&self) -> Vec<[i64; 3]> {
-        let (h, w) = self.cfg.train_size.hw();
-        match self.spec.pixels {
-            PixelFormat::ImageNet => vec![[3, h, w]],
-            PixelFormat::UnitRange => vec![[if self.spec.prior { 4 } else { 3 }, h, w]],
-            PixelFormat::ZoomPyramid { sizes } => sizes
-                .iter()
-                .map(|&(h, w)| [3, i64::from(h), i64::from(w)])
-                .collect(),
-        }
-    }
-
-    /// The draw of training sample `index` in `epoch` (the identity without `augment`).
-    fn draw(&self, seed: u64, epoch: u64, index: usize) -> SampleDraw {
-        if !self.cfg.augment {
-            return SampleDraw::Reference(AugmentDraw::none());
-        }
-        let mut rng = rng_for(seed, epoch, index as u64);
-        match self.spec.augment {
-            AugmentStyle::Reference => SampleDraw::Reference(AugmentDraw::draw(&mut rng)),
-            AugmentStyle::ZoomNextImage => SampleDraw::ZoomNext(
-                (0..self.spec.frames_per_sample())
-                    .map(|_| FrameDraw::image(&mut rng))
-                    .collect(),
-            ),
-            AugmentStyle::ZoomNextVideo => {
-                SampleDraw::ZoomNext(FrameDraw::clip(&mut rng, self.spec.frames_per_sample()))
-            }
-        }
     }
 }
 
@@ -565,6 +265,8 @@ impl<Kind> Loader<Kind> {
     /// Frame `frame` of scene `scene` as the model sees it, without augmentation: one tensor per
     /// model input ([`PixelFormat`]: ImageNet-normalised `[3, H, W]`; `[3 or 4, H, W]` in
     /// [0, 1]; or the three zoom scales). For streaming inference, which reads each frame once.
+    ///
+    /// [`PixelFormat`]: crate::inputs::PixelFormat
     pub fn model_inputs(&self, scene: usize, frame: usize) -> Result<Vec<Tensor>> {
         let blocks = self.src.frame_inputs(scene, frame, FrameAugment::None)?;
         Ok(blocks
