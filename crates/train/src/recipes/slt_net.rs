@@ -6,7 +6,7 @@ use fgstp_model::checkpoint::layout::SLT_NET_PVT_PREFIX;
 use fgstp_model::{ModelKind, Output};
 use tch::Tensor;
 
-use super::{Loss, Recipe};
+use super::recipe::{Loss, Recipe};
 use crate::loss::nine_map_structure_loss;
 use crate::run_config::{BceWeighting, RunConfig};
 

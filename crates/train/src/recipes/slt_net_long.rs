@@ -8,7 +8,7 @@ use fgstp_model::checkpoint::layout::SLT_NET_PVT_PREFIX;
 use fgstp_model::{ModelKind, Output};
 use tch::Tensor;
 
-use super::{Loss, Recipe};
+use super::recipe::{Loss, Recipe};
 use crate::loss::summed_hybrid_e_loss;
 use crate::run_config::{BceWeighting, RunConfig};
 

@@ -16,7 +16,7 @@ use fgstp_model::zoomnext::{is_temporal_key, zoom_sizes, VIDEO_CLIP_FRAMES};
 use fgstp_model::{Model, ModelKind, Output};
 use tch::{Device, Kind, Reduction, Tensor};
 
-use super::{FrameSink, Loss, Recipe};
+use super::recipe::{FrameSink, Loss, Recipe};
 use crate::run_config::{BceWeighting, RunConfig};
 
 /// The image model: one annotated frame per sample.
