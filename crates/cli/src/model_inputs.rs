@@ -11,7 +11,7 @@
 use fgstp_data::{
     AugmentStyle, ClipStarts, InputSpec, MaskFormat, PixelFormat, ReferenceFrames, TrainSamples,
 };
-use fgstp_model::zoomnext::{zoom_sizes, VIDEO_CLIP_FRAMES};
+use fgstp_model::models::zoomnext::{zoom_sizes, VIDEO_CLIP_FRAMES};
 use fgstp_model::ModelKind;
 
 use crate::run_config::RunConfig;

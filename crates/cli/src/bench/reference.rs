@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 use fgstp_model::config::ModelKind;
-use fgstp_model::device::DeviceSpec;
+use fgstp_model::runtime::device::DeviceSpec;
 use serde::Serialize;
 
 use crate::run_config::RunConfig;

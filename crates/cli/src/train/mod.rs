@@ -13,9 +13,9 @@ use anyhow::{bail, Context, Result};
 use fgstp_data::{EvalLoader, TrainLoader};
 use fgstp_metrics::registry;
 use fgstp_metrics::Report;
-use fgstp_model::backend::{self, StreamEvent};
-use fgstp_model::checkpoint::{layout, load_into, LoadOptions, StateDict};
-use fgstp_model::{zoomnext, Model, ModelKind};
+use fgstp_model::checkpoint::{key_layout, load_into, LoadOptions, StateDict};
+use fgstp_model::runtime::backend::{self, StreamEvent};
+use fgstp_model::{models::zoomnext, Model, ModelKind};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
@@ -540,9 +540,9 @@ fn pretrained_options(cfg: &RunConfig, vs: &VarStore, weights: &StateDict) -> Lo
         }
         PretrainedLayout::PvtV2Imagenet => {
             let prefix = match cfg.model.kind {
-                ModelKind::Fgstp | ModelKind::SinetV2 => layout::PVT_PREFIX,
-                ModelKind::SltNet | ModelKind::SltNetLong => layout::SLT_NET_PVT_PREFIX,
-                ModelKind::Zoomnext | ModelKind::ZoomnextVideo => layout::ZOOMNEXT_PVT_PREFIX,
+                ModelKind::Fgstp | ModelKind::SinetV2 => key_layout::PVT_PREFIX,
+                ModelKind::SltNet | ModelKind::SltNetLong => key_layout::SLT_NET_PVT_PREFIX,
+                ModelKind::Zoomnext | ModelKind::ZoomnextVideo => key_layout::ZOOMNEXT_PVT_PREFIX,
             };
             LoadOptions {
                 prefix_map: vec![(String::new(), prefix.to_string())],

@@ -5,10 +5,10 @@
 //! continues bit for bit.
 
 use anyhow::{bail, Context, Result};
-use fgstp_model::backend::{self, AdamHyper, AdamSlot};
+use fgstp_model::runtime::backend::{self, AdamHyper, AdamSlot};
 use tch::{nn::VarStore, Tensor};
 
-pub use fgstp_model::backend::AdamRule;
+pub use fgstp_model::runtime::backend::AdamRule;
 
 #[derive(Clone, Copy, Debug)]
 pub struct AdamConfig {

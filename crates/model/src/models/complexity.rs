@@ -5,10 +5,10 @@
 
 use anyhow::Result;
 
-use crate::pvt_v2::PvtV2Config;
-use crate::zoomnext::macs::frame_macs;
-use crate::zoomnext::pyramid::zoom_sizes;
-use crate::zoomnext::ZoomNextConfig;
+use crate::models::zoomnext::macs::frame_macs;
+use crate::models::zoomnext::pyramid::zoom_sizes;
+use crate::models::zoomnext::ZoomNextConfig;
+use crate::nn::pvt_v2::PvtV2Config;
 use crate::{Config, ModelKind};
 
 /// A feature map size.

@@ -6,7 +6,7 @@
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use crate::layers::{conv2d, ConvBnRelu, ConvInit, ConvSpec};
+use crate::nn::layers::{conv2d, ConvBnRelu, ConvInit, ConvSpec};
 
 #[derive(Debug)]
 pub struct Mhsiu {

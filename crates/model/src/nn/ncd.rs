@@ -5,7 +5,7 @@
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use crate::layers::{conv2d, interpolate_bilinear, BasicConv2d, ConvInit, ConvSpec};
+use crate::nn::layers::{conv2d, interpolate_bilinear, BasicConv2d, ConvInit, ConvSpec};
 
 #[derive(Debug)]
 pub struct Ncd {

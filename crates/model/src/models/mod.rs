@@ -1,14 +1,26 @@
-//! One entry point for either kind of model, chosen by `Config::kind`.
+//! The models, one file (or folder) each, and [`Model`]: one entry point for either kind of
+//! model, chosen by `Config::kind`. Beside them, what works on any kind: streaming predictions
+//! over a video with the feature cache ([`feature_cache`]), multiply-accumulate counts
+//! ([`complexity`]), and which model a checkpoint fits ([`matching`]).
+
+pub mod complexity;
+pub mod feature_cache;
+pub mod fgstp;
+pub mod matching;
+pub mod sinet_v2;
+pub mod slt_net;
+pub mod slt_net_long;
+pub mod zoomnext;
 
 use anyhow::{ensure, Result};
 use tch::nn;
 use tch::Tensor;
 
 use crate::config::{Config, ModelKind};
-use crate::fgstp::{Fgstp, FgstpOutput};
-use crate::sinet_v2::{SinetV2, SinetV2Output};
-use crate::slt_net_long::{SltNetLong, SltNetLongOutput};
-use crate::zoomnext::{ZoomNext, ZoomNextConfig};
+use crate::models::fgstp::{Fgstp, FgstpOutput};
+use crate::models::sinet_v2::{SinetV2, SinetV2Output};
+use crate::models::slt_net_long::{SltNetLong, SltNetLongOutput};
+use crate::models::zoomnext::{ZoomNext, ZoomNextConfig};
 
 #[derive(Debug)]
 pub enum Model {

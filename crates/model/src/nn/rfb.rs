@@ -5,7 +5,7 @@
 use tch::nn;
 use tch::Tensor;
 
-use crate::layers::{BasicConv2d, ConvSpec};
+use crate::nn::layers::{BasicConv2d, ConvSpec};
 
 #[derive(Debug)]
 pub struct Rfb {

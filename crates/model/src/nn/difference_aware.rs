@@ -9,7 +9,7 @@
 use tch::nn::{self, Init, Module};
 use tch::Tensor;
 
-use crate::layers::{conv2d, ConvInit, ConvSpec};
+use crate::nn::layers::{conv2d, ConvInit, ConvSpec};
 
 /// PyTorch's `nn.LayerNorm` default epsilon (the reference normalises the differences over time with
 /// an affine-free `LayerNorm(num_frames)`).

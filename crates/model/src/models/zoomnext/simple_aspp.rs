@@ -4,7 +4,7 @@
 
 use tch::Tensor;
 
-use crate::layers::{ConvBnRelu, ConvSpec};
+use crate::nn::layers::{ConvBnRelu, ConvSpec};
 
 /// The dilation (and padding) of the three cascaded 3×3 convs (the reference's default).
 const DILATION: i64 = 3;

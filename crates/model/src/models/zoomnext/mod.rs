@@ -28,12 +28,12 @@ use tch::nn::{self, Module, VarStore};
 use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint::{
-    layout, load_into, plan_load, LoadMode, LoadOptions, LoadReport, StateDict,
+    key_layout, load_into, plan_load, LoadMode, LoadOptions, LoadReport, StateDict,
 };
 use crate::config::{Config, ModelKind};
-use crate::fsp::Fsp;
-use crate::layers::{conv2d, interpolate_bilinear, ConvBnRelu, ConvInit, ConvSpec};
-use crate::pvt_v2::{PvtV2, PvtV2Config, PvtV2Variant};
+use crate::nn::fsp::Fsp;
+use crate::nn::layers::{conv2d, interpolate_bilinear, ConvBnRelu, ConvInit, ConvSpec};
+use crate::nn::pvt_v2::{PvtV2, PvtV2Config, PvtV2Variant};
 
 pub use clips::{plan_clips, ClipPlan};
 pub use pyramid::{zoom_sizes, ZOOM_SCALES};
@@ -462,7 +462,7 @@ pub fn load_checkpoint(
 pub fn pvt_v2_imagenet_options() -> LoadOptions {
     LoadOptions {
         mode: LoadMode::Partial,
-        prefix_map: vec![(String::new(), layout::ZOOMNEXT_PVT_PREFIX.to_string())],
+        prefix_map: vec![(String::new(), key_layout::ZOOMNEXT_PVT_PREFIX.to_string())],
         drop_prefixes: vec!["head.".to_string()],
     }
 }

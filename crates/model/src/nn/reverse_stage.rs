@@ -4,7 +4,7 @@
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use crate::layers::{conv2d, ConvInit, ConvSpec};
+use crate::nn::layers::{conv2d, ConvInit, ConvSpec};
 
 /// One group-reversal attention block: `x` is split into `groups` channel chunks, the map `y`
 /// is placed after each chunk, a 3×3 conv + ReLU updates `x` residually and a 3×3 conv scores

@@ -1,6 +1,6 @@
 //! SLT-Net's long-term model (the reference's `lib/long_term_model.py`): a 1×1 `first_conv`
 //! turns RGB + the short-term model's prediction (4 channels) into 3, the encoder (PVTv2 + RFBs)
-//! runs on every frame of the clip, two NS blocks ([`crate::ns_block`]) relate the clip's 1/16
+//! runs on every frame of the clip, two NS blocks ([`crate::nn::ns_block`]) relate the clip's 1/16
 //! features across space and time, and the NCD + reverse-stage decoder gives four maps per frame.
 //!
 //! State-dict keys: `backbone.feat_net.*`, `backbone.decoder.*` (as the short-term model, whose
@@ -29,12 +29,12 @@ use anyhow::{bail, ensure, Result};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
-use crate::backbone::Backbone;
 use crate::config::{Config, ModelKind};
-use crate::layers::{conv2d, ConvInit, ConvSpec};
-use crate::ns_block::NsBlock;
-use crate::pvt_v2::PvtV2Config;
-use crate::slt_net::ENCODER_NAME;
+use crate::models::slt_net::ENCODER_NAME;
+use crate::nn::backbone::Backbone;
+use crate::nn::layers::{conv2d, ConvInit, ConvSpec};
+use crate::nn::ns_block::NsBlock;
+use crate::nn::pvt_v2::PvtV2Config;
 
 pub use crate::config::SLT_NET_LONG_INPUT as INPUT_SIZE;
 

@@ -1,10 +1,10 @@
-//! Which model a checkpoint fits: the layout detected from its keys ([`crate::checkpoint::layout`]) is
+//! Which model a checkpoint fits: the layout detected from its keys ([`crate::checkpoint::key_layout`]) is
 //! confirmed by building that model (kind and PVTv2 variant) and planning a load into it, key by
 //! key and shape by shape.
 
 use anyhow::Result;
 
-use crate::checkpoint::layout::{SltNetStage, PVT_PREFIX};
+use crate::checkpoint::key_layout::{SltNetStage, PVT_PREFIX};
 use crate::checkpoint::{plan_load, Detected, LoadOptions, LoadPlan, ModelLayout, StateDict};
 use crate::{Config, Model, ModelKind, PvtV2Variant};
 

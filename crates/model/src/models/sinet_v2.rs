@@ -6,8 +6,8 @@ use anyhow::{ensure, Result};
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
-use crate::backbone::Backbone;
 use crate::config::{check_frames, Config, ModelKind};
+use crate::nn::backbone::Backbone;
 
 /// The four decoder maps, logits [B, 1, H, W] at input resolution, coarse to fine.
 #[derive(Debug)]

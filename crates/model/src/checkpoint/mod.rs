@@ -19,7 +19,7 @@
 //! ```
 
 pub mod dtype;
-pub mod layout;
+pub mod key_layout;
 pub mod pickle;
 mod safetensors_format;
 mod torch_format;
@@ -34,7 +34,7 @@ use tch::Tensor;
 use crate::files::write_atomically;
 
 pub use dtype::DType;
-pub use layout::{Detected, ModelLayout, PvtInfo, SltNetStage};
+pub use key_layout::{Detected, ModelLayout, PvtInfo, SltNetStage};
 
 /// The container a checkpoint came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,7 +235,7 @@ impl StateDict {
             .iter()
             .map(|(k, t)| (k.as_str(), t.size()))
             .collect();
-        layout::detect(shapes.iter().map(|(k, s)| (*k, s.as_slice())))
+        key_layout::detect(shapes.iter().map(|(k, s)| (*k, s.as_slice())))
     }
 
     /// Writes the tensors with their keys and dtypes: `.safetensors` by extension, otherwise a
@@ -326,7 +326,7 @@ impl LoadOptions {
     pub fn pvt_v2_imagenet() -> Self {
         LoadOptions {
             mode: LoadMode::Partial,
-            prefix_map: vec![(String::new(), layout::PVT_PREFIX.to_string())],
+            prefix_map: vec![(String::new(), key_layout::PVT_PREFIX.to_string())],
             drop_prefixes: vec!["head.".to_string()],
         }
     }

@@ -2,7 +2,7 @@
 //! three FSP refiners (shared by both pairs), the decoder on each pair, and a fusion of the two
 //! pairs' finest maps.
 //!
-//! SLT-Net's short-term model ([`crate::slt_net`]) is the same network without FSP (its decoder
+//! SLT-Net's short-term model ([`crate::models::slt_net`]) is the same network without FSP (its decoder
 //! reads the correlation maps directly) under its own parameter names; `model.kind = "slt-net"`
 //! builds this type in that form.
 
@@ -10,13 +10,13 @@ use anyhow::{ensure, Result};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
-use crate::backbone::{Backbone, Features};
 use crate::config::{check_frames, Config, ModelKind};
-use crate::ctc::Ctc;
-use crate::fsp::Fsp;
-use crate::layers::{conv2d, ConvInit, ConvSpec};
-use crate::pvt_v2::PvtV2Config;
-use crate::slt_net;
+use crate::models::slt_net;
+use crate::nn::backbone::{Backbone, Features};
+use crate::nn::ctc::Ctc;
+use crate::nn::fsp::Fsp;
+use crate::nn::layers::{conv2d, ConvInit, ConvSpec};
+use crate::nn::pvt_v2::PvtV2Config;
 
 /// FGSTP's outputs, all logits [B, 1, H, W] at input resolution.
 #[derive(Debug)]

@@ -17,9 +17,9 @@ use rayon::prelude::*;
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 
-use crate::backend::upload;
-use crate::graph_replay::GraphReplays;
-use crate::zoomnext::plan_clips;
+use crate::models::zoomnext::plan_clips;
+use crate::runtime::backend::upload;
+use crate::runtime::graph_replay::GraphReplays;
 use crate::{Features, Model, ModelKind};
 
 /// Loads frame `index` of the current video as the model's per-frame inputs (CPU): one `[3, S,

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use anyhow::{bail, Context, Result};
 use tch::{Device, Kind, Tensor};
 
-use crate::backend::{cuda_graphs_built, CudaGraph};
+use crate::runtime::backend::{cuda_graphs_built, CudaGraph};
 
 /// A call's name and its inputs' shapes and kinds.
 type Key = (&'static str, Vec<(Vec<i64>, Kind)>);

@@ -10,8 +10,8 @@
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use crate::difference_aware::DifferenceAware;
-use crate::layers::{conv2d, ConvBnRelu, ConvInit, ConvSpec};
+use crate::nn::difference_aware::DifferenceAware;
+use crate::nn::layers::{conv2d, ConvBnRelu, ConvInit, ConvSpec};
 
 #[derive(Debug)]
 pub struct Fsp {

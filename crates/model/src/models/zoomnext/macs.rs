@@ -4,7 +4,7 @@
 //! operation's einsums. Normalisations, activations, pooling, resampling and elementwise products
 //! are not counted.
 //!
-//! The PVTv2 part is the count FGSTP's uses ([`PvtV2Config::macs`](crate::pvt_v2::PvtV2Config::macs)).
+//! The PVTv2 part is the count FGSTP's uses ([`PvtV2Config::macs`](crate::nn::pvt_v2::PvtV2Config::macs)).
 
 use super::{ZoomNextConfig, MID_DIM};
 

@@ -8,7 +8,7 @@
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use crate::layers::{conv2d, BasicConv2d, ConvInit, ConvSpec};
+use crate::nn::layers::{conv2d, BasicConv2d, ConvInit, ConvSpec};
 
 /// Non-local attention where every position attends to the max-pooled map: theta is the input
 /// itself, phi its max-pool, g a 1×1 conv followed by the same max-pool. No 1/√d scaling before

@@ -4,9 +4,9 @@
 use tch::nn;
 use tch::Tensor;
 
-use crate::decoder::Decoder;
-use crate::pvt_v2::{PvtV2, PvtV2Config, PvtV2Variant};
-use crate::rfb::Rfb;
+use crate::nn::decoder::Decoder;
+use crate::nn::pvt_v2::{PvtV2, PvtV2Config, PvtV2Variant};
+use crate::nn::rfb::Rfb;
 
 /// One frame's encoder features: RFB maps [B, channel, H/s, W/s] for s = 8, 16, 32.
 pub type Features = [Tensor; 3];

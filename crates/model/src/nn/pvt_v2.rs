@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use crate::layers::{conv2d, layer_norm, pvt_linear, ConvInit, ConvSpec};
+use crate::nn::layers::{conv2d, layer_norm, pvt_linear, ConvInit, ConvSpec};
 
 /// The epsilon of the per-block norms and the stage norms (`norm1..4`); the patch-embedding
 /// norm and the attention's spatial-reduction norm keep PyTorch's default 1e-5.

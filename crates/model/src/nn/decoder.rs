@@ -4,9 +4,9 @@
 use tch::nn;
 use tch::Tensor;
 
-use crate::layers::interpolate_bilinear;
-use crate::ncd::Ncd;
-use crate::reverse_stage::ReverseStage;
+use crate::nn::layers::interpolate_bilinear;
+use crate::nn::ncd::Ncd;
+use crate::nn::reverse_stage::ReverseStage;
 
 #[derive(Debug)]
 pub struct Decoder {
