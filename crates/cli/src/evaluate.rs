@@ -7,7 +7,7 @@ use fgstp_data::layout::{Scene, Split};
 use fgstp_data::{EvalLoader, Protocol, SixteenBit};
 use fgstp_metrics::{to_gray_map, GrayView, MetricRecorder, Shard};
 use fgstp_model::models::feature_cache::{predict_video, probability_at};
-use fgstp_model::runtime::graph_replay::GraphReplays;
+use fgstp_model::runtime::cuda_graph::GraphReplays;
 use fgstp_model::Model;
 use image::{GrayImage, RgbImage};
 use std::sync::atomic::{AtomicBool, Ordering};

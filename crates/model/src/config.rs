@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::nn::pvt_v2::PvtV2Variant;
-use crate::runtime::backend::Precision;
+use crate::runtime::precision::Precision;
 
 /// Frames per clip of ZoomNeXt's video model (the authors' `configs/vcod_finetune.py`:
 /// `num_frames = 5`).

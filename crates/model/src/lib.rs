@@ -32,5 +32,5 @@ pub use models::zoomnext::{ZoomNext, ZoomNextConfig};
 pub use models::{Model, Output};
 pub use nn::backbone::{Backbone, Features};
 pub use nn::pvt_v2::{PvtV2Config, PvtV2Variant};
-pub use runtime::backend::Precision;
 pub use runtime::device::DeviceSpec;
+pub use runtime::precision::Precision;

@@ -14,7 +14,7 @@ use fgstp_data::{EvalLoader, TrainLoader};
 use fgstp_metrics::registry;
 use fgstp_metrics::Report;
 use fgstp_model::checkpoint::{key_layout, load_into, LoadOptions, StateDict};
-use fgstp_model::runtime::backend::{self, StreamEvent};
+use fgstp_model::runtime::transfer::{self, StreamEvent};
 use fgstp_model::{models::zoomnext, Model, ModelKind};
 use std::collections::VecDeque;
 use std::fs::File;
@@ -402,7 +402,7 @@ impl<'a> Trainer<'a> {
         let frames: Vec<Tensor> = frames
             .iter()
             .map(|f| {
-                let f = backend::upload(f, device)?;
+                let f = transfer::upload(f, device)?;
                 match clip {
                     // [B·T, C, H, W] → [B, T, C, H, W]
                     Some(t) => {
@@ -415,7 +415,7 @@ impl<'a> Trainer<'a> {
                 }
             })
             .collect::<Result<_>>()?;
-        let mask = backend::upload(mask, device)?;
+        let mask = transfer::upload(mask, device)?;
         let refs: Vec<&Tensor> = frames.iter().take(self.cfg.model.kind.inputs()).collect();
         // Steps done before this one over all steps of the run (0 for the first).
         let total_steps = self.cfg.train.epochs * self.train_data.batches_per_epoch();

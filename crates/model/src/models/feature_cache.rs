@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 
 use crate::models::zoomnext::plan_clips;
-use crate::runtime::backend::upload;
-use crate::runtime::graph_replay::GraphReplays;
+use crate::runtime::cuda_graph::GraphReplays;
+use crate::runtime::transfer::upload;
 use crate::{Features, Model, ModelKind};
 
 /// Loads frame `index` of the current video as the model's per-frame inputs (CPU): one `[3, S,

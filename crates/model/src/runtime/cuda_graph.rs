@@ -1,5 +1,7 @@
-//! Fixed-shape inference replayed as CUDA graphs. On a GPU at fgstp's sizes most of a forward
-//! is kernel launches, not arithmetic; a captured graph launches them all at once.
+//! CUDA graphs (`csrc/cuda_graph.cpp`). On a GPU at fgstp's sizes most of a forward is kernel
+//! launches, not arithmetic; a captured graph launches them all at once. [`CudaGraph`] records
+//! the kernels a closure launches once and replays them with one launch; [`GraphReplays`]
+//! replays fixed-shape inference that way.
 //!
 //! [`GraphReplays::run`] keys each call by a name and its inputs' shapes and kinds. The first
 //! call with a key runs eagerly (this is also the warm-up capture needs: cuDNN's algorithm
@@ -16,11 +18,90 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ffi::{c_int, c_void};
 
 use anyhow::{bail, Context, Result};
 use tch::{Device, Kind, Tensor};
 
-use crate::runtime::backend::{cuda_graphs_built, CudaGraph};
+use super::check;
+
+extern "C" {
+    fn fgstp_cuda_graphs_available() -> c_int;
+    fn fgstp_cuda_graph_new(out: *mut *mut c_void) -> c_int;
+    fn fgstp_cuda_graph_capture_begin(graph: *mut c_void, device: c_int) -> c_int;
+    fn fgstp_cuda_graph_capture_end(graph: *mut c_void) -> c_int;
+    fn fgstp_cuda_graph_replay(graph: *mut c_void) -> c_int;
+    fn fgstp_cuda_graph_free(graph: *mut c_void);
+}
+
+/// Whether this build can capture CUDA graphs (it was compiled with the CUDA runtime headers);
+/// a GPU is needed as well.
+pub fn cuda_graphs_built() -> bool {
+    // SAFETY: returns a constant.
+    unsafe { fgstp_cuda_graphs_available() != 0 }
+}
+
+/// A captured CUDA graph: the kernels of one call, replayed with a single launch. Tensors
+/// created during capture live in the graph's private memory pool and are rewritten by every
+/// replay; inputs must be copied into the tensors the capture read.
+pub struct CudaGraph {
+    raw: *mut c_void,
+}
+
+impl CudaGraph {
+    /// Runs `f` once on a side stream while recording its kernels. Run `f` eagerly a few times
+    /// first (cuDNN picks its algorithms and libtorch initialises lazily on first calls;
+    /// neither may happen during a capture).
+    pub fn capture<T>(device: Device, f: impl FnOnce() -> Result<T>) -> Result<(CudaGraph, T)> {
+        let Device::Cuda(index) = device else {
+            bail!("CUDA graphs need a CUDA device, not {device:?}");
+        };
+        if !cuda_graphs_built() {
+            bail!(
+                "this fgstp was built without the CUDA runtime headers, so it cannot capture CUDA \
+                 graphs; run without them (or rebuild with CUDA_HOME set)"
+            );
+        }
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: the shim allocates a graph and returns its pointer.
+        check(
+            unsafe { fgstp_cuda_graph_new(&mut raw) },
+            "creating a CUDA graph",
+        )?;
+        let graph = CudaGraph { raw };
+        let device_index = c_int::try_from(index)?;
+        // SAFETY: `raw` is a live graph.
+        check(
+            unsafe { fgstp_cuda_graph_capture_begin(graph.raw, device_index) },
+            "starting a CUDA graph capture",
+        )?;
+        let out = f();
+        // SAFETY: as above; the capture must end even when `f` failed.
+        let ended = check(
+            unsafe { fgstp_cuda_graph_capture_end(graph.raw) },
+            "ending a CUDA graph capture",
+        );
+        let out = out?;
+        ended?;
+        Ok((graph, out))
+    }
+
+    /// Launches the recorded kernels again on the current stream.
+    pub fn replay(&self) -> Result<()> {
+        // SAFETY: `raw` is a live, captured graph.
+        check(
+            unsafe { fgstp_cuda_graph_replay(self.raw) },
+            "replaying a CUDA graph",
+        )
+    }
+}
+
+impl Drop for CudaGraph {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from fgstp_cuda_graph_new and is freed once.
+        unsafe { fgstp_cuda_graph_free(self.raw) }
+    }
+}
 
 /// A call's name and its inputs' shapes and kinds.
 type Key = (&'static str, Vec<(Vec<i64>, Kind)>);
@@ -242,5 +323,11 @@ mod tests {
     fn cuda_graphs_refuse_the_cpu_naming_the_setting() {
         let err = GraphReplays::cuda(Device::Cpu, 4).err().unwrap();
         assert!(format!("{err}").contains("eval.cuda_graphs"), "{err}");
+    }
+
+    #[test]
+    fn cuda_graphs_refuse_the_cpu_with_a_reason() {
+        let err = CudaGraph::capture(Device::Cpu, || Ok(())).err().unwrap();
+        assert!(format!("{err}").contains("CUDA device"), "{err}");
     }
 }
