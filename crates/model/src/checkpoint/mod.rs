@@ -22,7 +22,8 @@ pub mod dtype;
 pub mod key_layout;
 pub mod pickle;
 mod safetensors_format;
-mod torch_format;
+mod torch_reader;
+mod torch_writer;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -104,8 +105,8 @@ impl StateDict {
         let format = detect_format(&head, len)?;
         let contents = match format {
             // Storages are read one by one straight from the file.
-            Format::TorchZip => torch_format::read_zip(file, len)?,
-            Format::TorchLegacy => torch_format::read_legacy(&std::fs::read(path)?)?,
+            Format::TorchZip => torch_reader::read_zip(file, len)?,
+            Format::TorchLegacy => torch_reader::read_legacy(&std::fs::read(path)?)?,
             Format::Safetensors => safetensors_format::read(&std::fs::read(path)?)?.into(),
         };
         let mut sd = StateDict::from_contents(contents, format)?;
@@ -118,15 +119,15 @@ impl StateDict {
         let format = detect_format(&bytes[..bytes.len().min(16)], bytes.len() as u64)?;
         let contents = match format {
             Format::TorchZip => {
-                torch_format::read_zip(std::io::Cursor::new(bytes), bytes.len() as u64)?
+                torch_reader::read_zip(std::io::Cursor::new(bytes), bytes.len() as u64)?
             }
-            Format::TorchLegacy => torch_format::read_legacy(bytes)?,
+            Format::TorchLegacy => torch_reader::read_legacy(bytes)?,
             Format::Safetensors => safetensors_format::read(bytes)?.into(),
         };
         StateDict::from_contents(contents, format)
     }
 
-    fn from_contents(contents: torch_format::TorchFile, format: Format) -> Result<StateDict> {
+    fn from_contents(contents: torch_reader::TorchFile, format: Format) -> Result<StateDict> {
         let mut sd = StateDict::from_tensors(contents.tensors)?;
         sd.source.format = Some(format);
         sd.source.nesting = contents.nesting;
@@ -259,7 +260,7 @@ impl StateDict {
             if safetensors {
                 safetensors_format::write(tmp, &self.tensors, HashMap::new())
             } else {
-                torch_format::write_zip(tmp, &self.tensors)
+                torch_writer::write_zip(tmp, &self.tensors)
             }
         })
         .with_context(|| format!("writing checkpoint {}", path.display()))
@@ -270,7 +271,7 @@ impl StateDict {
 fn detect_format(head: &[u8], len: u64) -> Result<Format> {
     if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
         Ok(Format::TorchZip)
-    } else if torch_format::looks_legacy(head) {
+    } else if torch_reader::looks_legacy(head) {
         Ok(Format::TorchLegacy)
     } else if safetensors_format::looks_safetensors(head, len) {
         Ok(Format::Safetensors)
