@@ -17,7 +17,6 @@
 
 pub mod checkpoint;
 pub mod config;
-pub mod files;
 pub mod models;
 pub mod nn;
 pub mod runtime;

@@ -32,8 +32,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use tch::Tensor;
 
-use crate::files::write_atomically;
-
 pub use dtype::DType;
 pub use key_layout::{Detected, ModelLayout, PvtInfo, SltNetStage};
 
@@ -575,4 +573,54 @@ pub fn write_safetensors(
 pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>> {
     safetensors_format::read_metadata(path)
         .with_context(|| format!("reading the metadata of {}", path.display()))
+}
+
+/// Lets `write` fill a temporary file next to `path` (it receives that file's path), syncs it,
+/// then renames it over `path` (`tempfile`'s `persist`): readers, and a crash, see the old file
+/// or the new one, never a mix. The temporary file is removed if anything fails.
+fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut temporary = tempfile::Builder::new();
+    // The permissions `File::create` gives (0o666 less the umask), not a temporary file's 0o600.
+    #[cfg(unix)]
+    temporary.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let tmp = temporary
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    write(tmp.path())?;
+    std::fs::File::open(tmp.path())
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.json");
+        let write_bytes =
+            |bytes: &'static [u8]| write_atomically(&path, |tmp| Ok(std::fs::write(tmp, bytes)?));
+        write_bytes(b"old").unwrap();
+        let err = write_atomically(&path, |tmp| {
+            std::fs::write(tmp, b"half")?;
+            anyhow::bail!("disk full")
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("disk full"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "only the real file remains");
+        write_bytes(b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+    }
 }
