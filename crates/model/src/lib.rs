@@ -1,6 +1,6 @@
 //! FGSTP model: PVTv2 encoder, RFB, CTC correlation, FSP, NCD + reverse-stage decoder. The same
-//! modules also build the comparison systems SLT-Net short-term ([`models::slt_net`]) and long-term
-//! ([`models::slt_net_long`], with its NS blocks in [`nn::ns_block`]).
+//! modules also build the comparison systems SLT-Net short-term ([`SltNet`]) and long-term
+//! ([`SltNetLong`], with its NS blocks in [`nn::ns_block`]).
 //!
 //! Variable names in the VarStore are the reference PyTorch implementation's state-dict keys
 //! (e.g. `backbone.encoder.pvtv2_en.block3.12.attn.kv.weight`), so its checkpoints load as is.
@@ -16,14 +16,14 @@
 //! ```
 
 pub mod checkpoint;
-pub mod config;
+mod config;
 pub mod models;
 pub mod nn;
 pub mod runtime;
 
 pub use config::{Config, ModelKind};
 pub use models::fgstp::{Fgstp, FgstpOutput};
-/// SLT-Net's short-term model is FGSTP's network without FSP (see [`models::slt_net`]).
+/// SLT-Net's short-term model is FGSTP's network without FSP (see `models/slt_net.rs`).
 pub use models::fgstp::{Fgstp as SltNet, FgstpOutput as SltNetOutput};
 pub use models::sinet_v2::{SinetV2, SinetV2Output};
 pub use models::slt_net_long::{SltNetLong, SltNetLongOutput};
@@ -32,4 +32,5 @@ pub use models::{Model, Output};
 pub use nn::backbone::{Backbone, Features};
 pub use nn::pvt_v2::{PvtV2Config, PvtV2Variant};
 pub use runtime::device::DeviceSpec;
+pub use runtime::memory::keep_freed_memory;
 pub use runtime::precision::Precision;

@@ -3,7 +3,7 @@
 //! libtorch's own unpickler (`Tensor::loadz_multi`, `VarStore::load`) rejects an `OrderedDict`
 //! — every `model.state_dict()` — and nested training checkpoints, so fgstp reads `torch.save`
 //! files itself: the zip container, a safe interpreter for the pickle subset `torch.save`
-//! emits ([`pickle`]), and the raw storages, honouring each tensor's offset and strides. The
+//! emits (`pickle.rs`), and the raw storages, honouring each tensor's offset and strides. The
 //! legacy (pre-1.6) single-stream format and `.safetensors` are read too. The format is told
 //! by content, not by file extension.
 //!
@@ -18,9 +18,9 @@
 //! # Ok(()) }
 //! ```
 
-pub mod dtype;
+mod dtype;
 pub mod key_layout;
-pub mod pickle;
+mod pickle;
 mod safetensors_format;
 mod torch_reader;
 mod torch_writer;

@@ -5,11 +5,11 @@
 
 pub mod complexity;
 pub mod feature_cache;
-pub mod fgstp;
+pub(crate) mod fgstp;
 pub mod matching;
-pub mod sinet_v2;
-pub mod slt_net;
-pub mod slt_net_long;
+pub(crate) mod sinet_v2;
+pub(crate) mod slt_net;
+pub(crate) mod slt_net_long;
 pub mod zoomnext;
 
 use anyhow::{ensure, Result};

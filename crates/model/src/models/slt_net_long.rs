@@ -36,8 +36,6 @@ use crate::nn::layers::{conv2d, ConvInit, ConvSpec};
 use crate::nn::ns_block::NsBlock;
 use crate::nn::pvt_v2::PvtV2Config;
 
-pub use crate::config::SLT_NET_LONG_INPUT as INPUT_SIZE;
-
 /// Four logit maps [B·T, 1, H, W] (frame-major: index b·T + t), NCD, RS5, RS4, RS3; the last is
 /// the prediction (the reference's test script uses `preds[-1]`).
 #[derive(Debug)]

@@ -60,10 +60,6 @@ impl DifferenceAware {
         }
     }
 
-    pub fn frames(&self) -> i64 {
-        self.frames
-    }
-
     /// [B·T, C, H, W] (frames of a clip adjacent, clip-major) → the same shape. The caller checks
     /// that the batch is a multiple of T.
     pub fn forward(&self, xs: &Tensor) -> Tensor {

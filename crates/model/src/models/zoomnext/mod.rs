@@ -8,7 +8,7 @@
 //! turn each scale into four maps (1/4 … 1/32); per level a transition conv brings them to 64
 //! channels (SimpleASPP at 1/32), an MHSIU merges the three scales at the medium scale's size, and
 //! an RGPU refines the sum of that and the upsampled coarser result — top-down from 1/32 to 1/4.
-//! The RGPU is FGSTP's FSP ([`Fsp::rgpu`]) plus, in the video model, a difference-aware temporal
+//! The RGPU is FGSTP's FSP (`Fsp::rgpu`) plus, in the video model, a difference-aware temporal
 //! operation across the T frames of each clip. Two ×2 bilinear upsamplings with a conv block
 //! between them give one logit map at 4 × the medium scale's 1/4 map (the input size when it is
 //! a multiple of 4).
