@@ -177,14 +177,32 @@ mod tests {
     use super::*;
     use tch::Kind;
 
-    /// Runs three clipped optimiser steps on three parameters (the last never gets a
-    /// gradient) and returns the parameters, moments and step counts.
-    fn optimise(kernels: Kernels, weight_decay: f64) -> Vec<Tensor> {
+    /// Three parameters' initial values and, for each of three steps, the factors the first two
+    /// get their gradients from (the last never gets one): drawn once, so that both kernel
+    /// paths see the same numbers whatever other tests draw from libtorch's generator meanwhile.
+    fn draw() -> (Vec<Tensor>, Vec<Vec<Tensor>>) {
         tch::manual_seed(3);
         let shapes: [&[i64]; 3] = [&[4, 3], &[7], &[2, 2, 2]];
         let params: Vec<Tensor> = shapes
             .iter()
-            .map(|s| Tensor::randn(*s, (Kind::Float, Device::Cpu)).set_requires_grad(true))
+            .map(|s| Tensor::randn(*s, (Kind::Float, Device::Cpu)))
+            .collect();
+        let factors = (0..3)
+            .map(|_| params[..2].iter().map(|p| p.randn_like() * 3.0).collect())
+            .collect();
+        (params, factors)
+    }
+
+    /// Runs three clipped optimiser steps on the parameters `draw` gives and returns the
+    /// parameters, moments and step counts.
+    fn optimise(
+        kernels: Kernels,
+        weight_decay: f64,
+        (initial, factors): &(Vec<Tensor>, Vec<Vec<Tensor>>),
+    ) -> Vec<Tensor> {
+        let params: Vec<Tensor> = initial
+            .iter()
+            .map(|p| p.copy().set_requires_grad(true))
             .collect();
         let moments: Vec<(Tensor, Tensor)> = params
             .iter()
@@ -199,13 +217,14 @@ mod tests {
             weight_decay,
             rule: AdamRule::Torch,
         };
-        for _ in 0..3 {
+        for step_factors in factors {
             let refs: Vec<&Tensor> = params.iter().collect();
             clear_grads(&refs).unwrap();
             // d/dp Σ p·g = g: random gradients, some beyond the clip.
             let loss = params[..2]
                 .iter()
-                .map(|p| (p * (p.randn_like() * 3.0)).sum(Kind::Float))
+                .zip(step_factors)
+                .map(|(p, g)| (p * g).sum(Kind::Float))
                 .reduce(|a, b| a + b)
                 .unwrap();
             loss.backward();
@@ -235,9 +254,10 @@ mod tests {
 
     #[test]
     fn foreach_kernels_give_the_per_tensor_optimiser_bit_for_bit() {
+        let drawn = draw();
         for weight_decay in [0.0, 1e-2] {
-            let per_tensor = optimise(Kernels::PerTensor, weight_decay);
-            let foreach = optimise(Kernels::Foreach, weight_decay);
+            let per_tensor = optimise(Kernels::PerTensor, weight_decay, &drawn);
+            let foreach = optimise(Kernels::Foreach, weight_decay, &drawn);
             // The parameter without a gradient is skipped by both.
             assert_eq!(
                 per_tensor.last().unwrap(),
