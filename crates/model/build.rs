@@ -2,16 +2,27 @@ include!("../libtorch_link.rs");
 
 fn main() {
     link_libtorch();
-    build_backend_shim();
+    build_runtime_shim();
 }
 
-/// Compiles `csrc/backend.cpp` (TF32 switches, autocast dtype, CUDA graphs) against the
-/// libtorch tch links. CUDA graphs need a complete set of CUDA runtime headers:
-/// `$CUDA_HOME/include`, `/usr/local/cuda/include`, or in a PyPI install the ones triton
-/// bundles (the `nvidia-cuda-runtime` wheel's lack `crt/`); without them (or without
-/// libtorch_cuda) the graph functions report that they are not available.
-fn build_backend_shim() {
-    println!("cargo:rerun-if-changed=csrc/backend.cpp");
+/// The shim's translation units, one per concern of `src/runtime/` (`shim.h` is their shared
+/// error handling).
+const SHIM_SOURCES: [&str; 5] = [
+    "shim.cpp",
+    "precision.cpp",
+    "optim_kernels.cpp",
+    "transfer.cpp",
+    "cuda_graph.cpp",
+];
+
+/// Compiles the C++ shim in `csrc/` (precision switches, the optimiser's kernels, pinned
+/// uploads and stream events, CUDA graphs; see `src/runtime/`) against the libtorch tch links.
+/// CUDA graphs need a complete set of CUDA runtime headers: `$CUDA_HOME/include`,
+/// `/usr/local/cuda/include`, or in a PyPI install the ones triton bundles (the
+/// `nvidia-cuda-runtime` wheel's lack `crt/`); without them (or without libtorch_cuda) the graph
+/// functions report that they are not available.
+fn build_runtime_shim() {
+    println!("cargo:rerun-if-changed=csrc");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         return;
@@ -22,7 +33,7 @@ fn build_backend_shim() {
     let mut build = cc::Build::new();
     build
         .cpp(true)
-        .file("csrc/backend.cpp")
+        .files(SHIM_SOURCES.iter().map(|name| format!("csrc/{name}")))
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
@@ -39,7 +50,7 @@ fn build_backend_shim() {
         println!("cargo:rustc-link-lib=dylib=c10_cuda");
         println!("cargo:rustc-link-lib=dylib=torch_cuda");
     }
-    build.compile("fgstp_backend");
+    build.compile("fgstp_runtime");
 }
 
 fn cuda_runtime_include(torch_root: &std::path::Path) -> Option<std::path::PathBuf> {

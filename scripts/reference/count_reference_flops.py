@@ -1,5 +1,5 @@
 """FLOPs of the reference FGSTP forward as PyTorch's own counter sees them, for checking
-`fgstp bench`'s analytic count (the model crate's complexity module).
+`fgstp bench`'s analytic count (crates/model/src/models/complexity.rs).
 
 Usage: scripts/pytools scripts/reference/count_reference_flops.py REF_CHECKOUT [b0:256 b5:352 ...]
 Prints one JSON object: {"<variant>_<size>": FLOPs of one forward of a batch of 1, ...}.

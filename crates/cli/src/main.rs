@@ -56,7 +56,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     // Tensors' memory is reused instead of faulted in afresh for every forward pass (see the
     // function: up to a third faster at full size, same peak memory in training).
-    fgstp_model::backend::keep_freed_memory();
+    fgstp_model::keep_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -108,7 +108,7 @@ fn save_outputs(out: &FgstpOutput, path: &str) -> Result<()> {
 
 fn main() -> Result<()> {
     // As the fgstp binary does: what is timed here is what fgstp runs.
-    fgstp_model::backend::keep_freed_memory();
+    fgstp_model::keep_freed_memory();
     let args = parse_args()?;
     if let Some(n) = args.threads {
         tch::set_num_threads(n);

@@ -5,8 +5,8 @@ use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use crate::backend::Precision;
-use crate::pvt_v2::PvtV2Variant;
+use crate::nn::pvt_v2::PvtV2Variant;
+use crate::runtime::precision::Precision;
 
 /// Frames per clip of ZoomNeXt's video model (the authors' `configs/vcod_finetune.py`:
 /// `num_frames = 5`).
@@ -205,7 +205,7 @@ impl Config {
                 "input {height}×{width}: the long-term SLT-Net takes {h}×{w} (height × width) frames \
                  only — its NS blocks' LayerNorm has the fixed shape {:?}, the 1/16 feature map of \
                  a {h}×{w} frame; resize the frames to {h}×{w} as the reference's loader does",
-                crate::ns_block::NORM_SHAPE
+                crate::nn::ns_block::NORM_SHAPE
             );
             return Ok(());
         }

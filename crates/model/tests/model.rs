@@ -263,7 +263,7 @@ fn every_backbone_variant_builds_with_its_stage_widths() {
     for variant in PvtV2Variant::ALL {
         let cfg = variant.config();
         let vs = VarStore::new(Device::Cpu);
-        let encoder = fgstp_model::backbone::Encoder::new(&vs.root(), variant, 32);
+        let encoder = fgstp_model::nn::backbone::Encoder::new(&vs.root(), variant, 32);
         let vars = vs.variables();
         let blocks = |stage: usize| {
             (0..)

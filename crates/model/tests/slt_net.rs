@@ -17,7 +17,7 @@ use fgstp_model::checkpoint::{
     load_into, read_safetensors_metadata, LoadOptions, LoadReport, ModelLayout, SltNetStage,
     StateDict,
 };
-use fgstp_model::ns_block::{aggregation, relevance, DILATIONS, RADIUS};
+use fgstp_model::nn::ns_block::{aggregation, relevance, DILATIONS, RADIUS};
 use fgstp_model::{Config, ModelKind, PvtV2Config, PvtV2Variant, SltNet, SltNetLong};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -622,13 +622,13 @@ fn slt_net_layouts_and_their_encoder_are_detected() {
         ("slt_net_long_b5_keys.txt", SltNetStage::LongTerm),
     ] {
         let keys = reference_keys(file);
-        let detected = fgstp_model::checkpoint::layout::detect(
+        let detected = fgstp_model::checkpoint::key_layout::detect(
             keys.iter().map(|(k, s)| (k.as_str(), s.as_slice())),
         );
         assert_eq!(detected.layout, ModelLayout::SltNet { stage }, "{file}");
         assert_eq!(detected.pvt.and_then(|p| p.variant), Some("b5"), "{file}");
         // Without the temporal modules: SLT-Net's single-frame network (its COD10K pretraining).
-        let image = fgstp_model::checkpoint::layout::detect(
+        let image = fgstp_model::checkpoint::key_layout::detect(
             keys.iter()
                 .filter(|(k, _)| k.starts_with("backbone."))
                 .map(|(k, s)| (k.as_str(), s.as_slice())),

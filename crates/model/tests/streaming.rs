@@ -5,9 +5,9 @@
 //! maps as running them eagerly.
 
 use anyhow::Result;
-use fgstp_model::graph_replay::GraphReplays;
-use fgstp_model::streaming::{predict_samples, predict_video, stack_samples};
-use fgstp_model::zoomnext::{plan_clips, zoom_sizes};
+use fgstp_model::models::feature_cache::{predict_samples, predict_video, stack_samples};
+use fgstp_model::models::zoomnext::{plan_clips, zoom_sizes};
+use fgstp_model::runtime::cuda_graph::GraphReplays;
 use fgstp_model::{Config, Model, ModelKind, PvtV2Variant};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 

@@ -14,9 +14,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use fgstp_model::checkpoint::layout::{detect, ModelLayout};
+use fgstp_model::checkpoint::key_layout::{detect, ModelLayout};
 use fgstp_model::checkpoint::{load_into, LoadOptions, StateDict};
-use fgstp_model::zoomnext::{
+use fgstp_model::models::zoomnext::{
     is_temporal_key, load_checkpoint, macs::frame_macs, plan_clips, zoom_sizes,
 };
 use fgstp_model::{Config, Model, ModelKind, PvtV2Config, PvtV2Variant, ZoomNext, ZoomNextConfig};

@@ -7,7 +7,6 @@
 //! - `prob/[<video>/]<frame>.npy` — float32 `[H, W]` sigmoid probabilities (`--save-prob`).
 
 use anyhow::{Context, Result};
-use fgstp_model::files::write_atomically;
 use image::{GrayImage, ImageFormat, Rgb, RgbImage};
 use npyz::WriterBuilder;
 use std::path::{Path, PathBuf};
@@ -56,10 +55,21 @@ impl Outputs {
         let (w, h) = image.dimensions();
         let mask = GrayImage::from_raw(w, h, to_binary_mask(prob))
             .context("probability map of the wrong size")?;
-        // Each file is written whole or not at all (a rerun shard replaces its files cleanly).
+        // Each file is written whole or not at all (a rerun shard replaces its files cleanly):
+        // into a temporary file next to it, synced, then persisted over it.
         let save = |path: PathBuf, write: &dyn Fn(&Path) -> Result<()>| {
-            write_atomically(&path, write)
-                .with_context(|| format!("cannot write {}", path.display()))
+            (|| -> Result<()> {
+                let mut temporary = tempfile::Builder::new();
+                // The permissions `File::create` gives (0o666 less the umask), not 0o600.
+                #[cfg(unix)]
+                temporary.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+                let tmp = temporary.tempfile_in(path.parent().unwrap_or(Path::new(".")))?;
+                write(tmp.path())?;
+                std::fs::File::open(tmp.path())?.sync_all()?;
+                tmp.persist(&path)?;
+                Ok(())
+            })()
+            .with_context(|| format!("cannot write {}", path.display()))
         };
         let png = |path: PathBuf, img: &dyn Fn(&Path) -> image::ImageResult<()>| {
             save(path, &|tmp| Ok(img(tmp)?))

@@ -73,7 +73,7 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
 /// Writes the configuration as TOML (atomically), e.g. the resolved config of a run.
 pub fn write<T: serde::Serialize>(config: &T, path: &Path) -> Result<()> {
     let text = toml::to_string_pretty(config).context("cannot serialise the configuration")?;
-    fgstp_model::files::write_bytes_atomically(path, text.as_bytes())
+    fgstp_metrics::io::write_atomically(path, text.as_bytes())
 }
 
 #[cfg(test)]

@@ -58,7 +58,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&bench)? + "\n";
-        fgstp_model::files::write_bytes_atomically(path, text.as_bytes())
+        fgstp_metrics::io::write_atomically(path, text.as_bytes())
             .context("cannot write the bench JSON")?;
     }
     Ok(())

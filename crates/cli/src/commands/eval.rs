@@ -5,8 +5,8 @@ use anyhow::{Context, Result};
 use fgstp_data::dataset::{Masks, Split};
 use fgstp_metrics::cli::report_json;
 use fgstp_metrics::io::state_file::state_json;
+use fgstp_metrics::io::write_atomically;
 use fgstp_metrics::{MetricRecorder, Shard};
-use fgstp_model::files::write_bytes_atomically;
 use fgstp_train::evaluate::shard_split;
 use fgstp_train::outputs::Outputs;
 use fgstp_train::progress;
@@ -78,7 +78,7 @@ pub fn run(args: Args) -> Result<()> {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         let text = state_json(&recorder, args.shard, origin)?;
-        write_bytes_atomically(path, text.as_bytes())?;
+        write_atomically(path, text.as_bytes())?;
         eprintln!("wrote {}", path.display());
     }
     if args.shard.is_some() && recorder.frames() == 0 {
@@ -92,7 +92,7 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("no annotated frame in split {split:?}: nothing to score"))?;
     print!("{}", report.table());
     if let Some(path) = &args.json {
-        write_bytes_atomically(path, report_json(&report)?.as_bytes())?;
+        write_atomically(path, report_json(&report)?.as_bytes())?;
         eprintln!("wrote {}", path.display());
     }
     if let Some(dir) = &args.output {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use fgstp_model::checkpoint::{DType, StateDict};
-use fgstp_model::matching::{check_against_model, describe, load_hint};
+use fgstp_model::models::matching::{check_against_model, describe, load_hint};
 
 #[derive(clap::Args)]
 pub struct Args {

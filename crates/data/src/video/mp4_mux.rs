@@ -290,18 +290,19 @@ impl VideoWriter {
         let moov = self.moov_box(&sps, &pps, data_start);
         debug_assert_eq!(moov.len() as u64, moov_len);
 
-        let name = self
-            .path
-            .file_name()
-            .map_or_else(|| "video.mp4".into(), |n| n.to_string_lossy().into_owned());
         let dir = self
             .path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let partial = dir.join(format!(".{name}.{}.partial", std::process::id()));
+        // Written whole or not at all: into a temporary file next to the target, synced, then
+        // persisted over it.
         let mut write = || -> std::io::Result<()> {
-            let mut out = BufWriter::new(File::create(&partial)?);
+            let mut temporary = tempfile::Builder::new();
+            // The permissions `File::create` gives (0o666 less the umask), not 0o600.
+            #[cfg(unix)]
+            temporary.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+            let mut out = BufWriter::new(temporary.tempfile_in(dir)?);
             out.write_all(&ftyp)?;
             out.write_all(&moov)?;
             if large_mdat {
@@ -320,14 +321,11 @@ impl VideoWriter {
                 ));
             }
             let file = out.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            drop(file);
-            std::fs::rename(&partial, &self.path)
+            file.as_file().sync_all()?;
+            file.persist(&self.path)?;
+            Ok(())
         };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&partial);
-            self.write_error(e.to_string())
-        })
+        write().map_err(|e| self.write_error(e.to_string()))
     }
 
     fn moov_box(&self, sps: &[u8], pps: &[u8], data_start: u64) -> Vec<u8> {

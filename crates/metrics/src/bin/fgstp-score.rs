@@ -48,7 +48,7 @@ fn main() -> std::process::ExitCode {
 /// in again, which was an eighth of `compare`'s CPU time (system time 1.8 s of 13 s for 7
 /// systems × 500 frames at 480×640; 0.3 s with this). So blocks under 32 MiB come from the
 /// heap and freed memory stays in the process for the next frame. glibc on Linux only. (`fgstp`
-/// does the same for all its commands: `fgstp_model::backend::keep_freed_memory`.)
+/// does the same for all its commands: `fgstp_model::keep_freed_memory`.)
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters, before any worker thread starts.

@@ -1,7 +1,6 @@
 //! Writing result files so that a reader never sees half a file and a failed run leaves the
-//! previous file in place: write a temporary file next to the target, then rename it over the
-//! target (atomic on one file system). The same rule as `fgstp_model::files`, restated here
-//! because this crate depends on no other fgstp crate.
+//! previous file in place: a temporary file next to the target (`tempfile`), synced, then
+//! persisted over the target (a rename, atomic on one file system).
 
 use std::io::Write;
 use std::path::Path;
@@ -15,23 +14,19 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path
-        .file_name()
+    path.file_name()
         .with_context(|| format!("{}: not a file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
+    (|| -> Result<()> {
+        let mut temporary = tempfile::Builder::new();
+        // The permissions `File::create` gives (0o666 less the umask), not a temporary file's
+        // 0o600.
+        #[cfg(unix)]
+        temporary.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let mut file = temporary.tempfile_in(dir)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
+        file.as_file().sync_all()?;
+        file.persist(path)?;
         Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", path.display()))
+    })()
+    .with_context(|| format!("writing {}", path.display()))
 }

@@ -98,10 +98,6 @@ impl Pickle {
         self.nodes.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
-
     pub fn node(&self, id: Id) -> &Node {
         // Ids only come from this arena (the machine checks every memo/stack access).
         &self.nodes[id]

@@ -11,7 +11,8 @@ use safetensors::tensor::{SafeTensors, View};
 use tch::Tensor;
 
 use super::dtype::DType;
-use super::torch_format::{tensor_bytes, tensor_from_bytes, tensor_meta};
+use super::torch_reader::tensor_from_bytes;
+use super::torch_writer::{tensor_bytes, tensor_meta};
 
 /// Whether `head` starts like a safetensors file: a little-endian header length, then `{`.
 pub fn looks_safetensors(head: &[u8], file_len: u64) -> bool {

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
-use fgstp_model::config::ModelKind;
-use fgstp_model::device::DeviceSpec;
+use fgstp_model::DeviceSpec;
+use fgstp_model::ModelKind;
 use serde::Serialize;
 
 use crate::run_config::RunConfig;

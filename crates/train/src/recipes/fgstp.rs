@@ -2,7 +2,7 @@
 //! and the fused map, trained on nine of them with the structure loss.
 
 use fgstp_data::InputSpec;
-use fgstp_model::checkpoint::layout::PVT_PREFIX;
+use fgstp_model::checkpoint::key_layout::PVT_PREFIX;
 use fgstp_model::{ModelKind, Output};
 use tch::Tensor;
 

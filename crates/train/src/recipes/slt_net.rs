@@ -2,7 +2,7 @@
 //! SLT-Net's own state-dict keys, trained exactly as FGSTP (its `train_video.py`).
 
 use fgstp_data::InputSpec;
-use fgstp_model::checkpoint::layout::SLT_NET_PVT_PREFIX;
+use fgstp_model::checkpoint::key_layout::SLT_NET_PVT_PREFIX;
 use fgstp_model::{ModelKind, Output};
 use tch::Tensor;
 

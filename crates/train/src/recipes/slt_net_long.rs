@@ -4,7 +4,7 @@
 use fgstp_data::{
     AugmentStyle, ClipStarts, InputSpec, MaskFormat, PixelFormat, ReferenceFrames, TrainSamples,
 };
-use fgstp_model::checkpoint::layout::SLT_NET_PVT_PREFIX;
+use fgstp_model::checkpoint::key_layout::SLT_NET_PVT_PREFIX;
 use fgstp_model::{ModelKind, Output};
 use tch::Tensor;
 

@@ -13,8 +13,8 @@ use anyhow::{bail, Context, Result};
 use fgstp_data::{EvalLoader, TrainLoader};
 use fgstp_metrics::registry;
 use fgstp_metrics::Report;
-use fgstp_model::backend::{self, StreamEvent};
 use fgstp_model::checkpoint::{load_into, LoadOptions, StateDict};
+use fgstp_model::runtime::transfer::{self, StreamEvent};
 use fgstp_model::Model;
 use std::collections::VecDeque;
 use std::fs::File;
@@ -401,7 +401,7 @@ impl<'a> Trainer<'a> {
         let frames: Vec<Tensor> = frames
             .iter()
             .map(|f| {
-                let f = backend::upload(f, device)?;
+                let f = transfer::upload(f, device)?;
                 match clip {
                     // [B·T, C, H, W] → [B, T, C, H, W]
                     Some(t) => {
@@ -414,7 +414,7 @@ impl<'a> Trainer<'a> {
                 }
             })
             .collect::<Result<_>>()?;
-        let mask = backend::upload(mask, device)?;
+        let mask = transfer::upload(mask, device)?;
         let refs: Vec<&Tensor> = frames.iter().take(self.cfg.model.kind.inputs()).collect();
         // Steps done before this one over all steps of the run (0 for the first).
         let total_steps = self.cfg.train.epochs * self.train_data.batches_per_epoch();

@@ -5,10 +5,10 @@
 //! continues bit for bit.
 
 use anyhow::{bail, Context, Result};
-use fgstp_model::backend::{self, AdamHyper, AdamSlot};
+use fgstp_model::runtime::optim_kernels::{self, AdamHyper, AdamSlot};
 use tch::{nn::VarStore, Tensor};
 
-pub use fgstp_model::backend::AdamRule;
+pub use fgstp_model::runtime::optim_kernels::AdamRule;
 
 #[derive(Clone, Copy, Debug)]
 pub struct AdamConfig {
@@ -147,18 +147,18 @@ impl Adam {
     /// take no memory while the forward's activations are alive.
     pub fn zero_grad(&mut self) -> Result<()> {
         let params: Vec<&Tensor> = self.params.iter().map(|p| &p.param).collect();
-        backend::clear_grads(&params)
+        optim_kernels::clear_grads(&params)
     }
 
     /// Clamps every gradient to [-max, max] (the reference's `clip_gradient`).
     pub fn clip_grad_value(&mut self, max: f64) -> Result<()> {
         let params: Vec<&Tensor> = self.params.iter().map(|p| &p.param).collect();
-        backend::clamp_grads(&params, max)
+        optim_kernels::clamp_grads(&params, max)
     }
 
     /// One step for every parameter that has a gradient, at its group's learning rate,
     /// computed by libtorch exactly as the optimiser `cfg.rule` names does
-    /// (see [`backend::adam_step`]).
+    /// (see [`optim_kernels::adam_step`]).
     pub fn step(&mut self) -> Result<()> {
         let AdamConfig {
             beta1,
@@ -186,7 +186,7 @@ impl Adam {
             weight_decay,
             rule,
         };
-        backend::adam_step(&mut slots, hyper)
+        optim_kernels::adam_step(&mut slots, hyper)
     }
 
     /// The optimiser state as named tensors, to store beside the model's weights.

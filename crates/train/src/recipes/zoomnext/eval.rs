@@ -10,8 +10,8 @@
 use anyhow::Result;
 use fgstp_data::opencv::resize_linear_f32;
 use fgstp_data::EvalLoader;
-use fgstp_model::streaming::predict_samples;
-use fgstp_model::zoomnext::{plan_clips, VIDEO_CLIP_FRAMES};
+use fgstp_model::models::feature_cache::predict_samples;
+use fgstp_model::models::zoomnext::{plan_clips, VIDEO_CLIP_FRAMES};
 use fgstp_model::{Model, ModelKind};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};

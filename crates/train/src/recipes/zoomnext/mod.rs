@@ -11,8 +11,8 @@ use fgstp_data::{
     AugmentStyle, ClipStarts, EvalLoader, InputSpec, MaskFormat, PixelFormat, ReferenceFrames,
     TrainSamples,
 };
-use fgstp_model::checkpoint::layout::ZOOMNEXT_PVT_PREFIX;
-use fgstp_model::zoomnext::{is_temporal_key, zoom_sizes, VIDEO_CLIP_FRAMES};
+use fgstp_model::checkpoint::key_layout::ZOOMNEXT_PVT_PREFIX;
+use fgstp_model::models::zoomnext::{is_temporal_key, zoom_sizes, VIDEO_CLIP_FRAMES};
 use fgstp_model::{Model, ModelKind, Output};
 use tch::{Device, Kind, Reduction, Tensor};
 
