@@ -82,9 +82,8 @@ fn fgstp_invocations(command: &str) -> Vec<Vec<String>> {
                         .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
             })
         });
-        match words.next().as_deref() {
-            Some("fgstp" | "scripts/fgstp") => out.push(words.collect()),
-            _ => {}
+        if let Some("fgstp" | "scripts/fgstp") = words.next().as_deref() {
+            out.push(words.collect());
         }
     }
     out
