@@ -596,6 +596,46 @@ fn the_command_line_crate_holds_only_main_and_commands() {
     );
 }
 
+/// Adding a model kind touches its own files, a registry line and few others: the source files
+/// (tests and examples aside) naming ZoomNeXt outside its model folder and its recipe are at
+/// most five — the kind enum, the model dispatch, the recipe registry and the two checkpoint
+/// layout files.
+#[test]
+fn a_model_kind_lives_in_its_own_files() {
+    let own = ["model/src/models/zoomnext", "train/src/recipes/zoomnext"];
+    let mut outside = Vec::new();
+    let mut pending = vec![workspace().join("crates")];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(workspace().join("crates"))
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if path.is_dir() {
+                if !["tests", "examples", "target"]
+                    .iter()
+                    .any(|d| path.ends_with(d))
+                {
+                    pending.push(path);
+                }
+            } else if rel.ends_with(".rs") && !own.iter().any(|o| rel.starts_with(o)) {
+                let text = std::fs::read_to_string(&path).unwrap();
+                if text.contains("zoomnext") || text.contains("ZoomNext") {
+                    outside.push(rel);
+                }
+            }
+        }
+    }
+    outside.sort();
+    assert!(
+        outside.len() <= 5,
+        "{} source files outside ZoomNeXt's own name it: {outside:?}",
+        outside.len()
+    );
+}
+
 #[test]
 fn the_metrics_crate_builds_without_libtorch() {
     let manifest: toml::Table =

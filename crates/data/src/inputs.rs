@@ -20,11 +20,11 @@ pub enum ClipStarts {
     /// Every frame that has `len − 1` annotated frames after it (the long-term SLT-Net's
     /// `VideoFinetuneDataset`).
     EveryFrame,
-    /// ZoomNeXt's `VideoTrainDataset` exactly: with stride s = len − 1 it loops
+    /// The stride applied twice, as ZoomNeXt's `VideoTrainDataset` does: with stride s = len − 1 it loops
     /// `clip_idx in range(0, L, s)` and starts each clip at `clip_idx · s` — the stride applied
     /// twice —, a start past the end clamped to L − len. So clips start at 0, s², 2s², … and
     /// the video's last clip repeats (⌈L / s⌉ clips in all).
-    ZoomNextReference,
+    StrideTwice,
 }
 
 /// How a frame's pixels become model inputs (after augmentation, at the original size).
@@ -68,10 +68,10 @@ pub enum AugmentStyle {
     /// per-frame colour enhancement, salt-and-pepper on the mask. Clips get the shared flip and
     /// rotation only (the long-term SLT-Net's own, disabled, `cv_random_flip`/`randomRotation`).
     Reference,
-    /// ZoomNeXt's albumentations set, image model ([`crate::zoomnext_augment`]).
-    ZoomNextImage,
+    /// ZoomNeXt's albumentations set, image model ([`crate::albumentations`]).
+    AlbumentationsImage,
     /// ZoomNeXt's albumentations set, video model: per clip and per frame.
-    ZoomNextVideo,
+    AlbumentationsClip,
 }
 
 /// The frames `protocol = "reference"` evaluates.

@@ -60,6 +60,7 @@
 //! [`video`] reads MP4 (H.264), AVI and FLIR SEQ files and writes H.264 MP4; [`extract`]
 //! writes a video's frames as a scene's `images/` (`fgstp frames`).
 
+pub mod albumentations;
 pub mod augment;
 pub mod config;
 pub mod dataset;
@@ -75,7 +76,6 @@ pub mod sample;
 pub mod synth;
 pub mod video;
 pub mod video_scene;
-pub mod zoomnext_augment;
 
 pub use config::{DataConfig, ImageSize, Protocol, SixteenBit, TrainSampling};
 pub use dataset::{Frame, Masks, Scene, Split};

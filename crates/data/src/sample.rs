@@ -128,7 +128,7 @@ pub fn clip_starts(count: usize, len: usize, starts: ClipStarts) -> Vec<usize> {
     }
     match starts {
         ClipStarts::EveryFrame => (0..=count - len).collect(),
-        ClipStarts::ZoomNextReference => {
+        ClipStarts::StrideTwice => {
             let stride = if len > 1 { len - 1 } else { 1 };
             (0..count)
                 .step_by(stride)
@@ -212,14 +212,14 @@ mod tests {
         // ZoomNeXt, T = 5 (stride 4): range(0, 20, 4) → starts 0, 16, then 32, 48, 64 clamped
         // to 15.
         assert_eq!(
-            clip_starts(20, 5, ClipStarts::ZoomNextReference),
+            clip_starts(20, 5, ClipStarts::StrideTwice),
             [0, 15, 15, 15, 15]
         );
         assert_eq!(
-            clip_starts(40, 5, ClipStarts::ZoomNextReference),
+            clip_starts(40, 5, ClipStarts::StrideTwice),
             [0, 16, 32, 35, 35, 35, 35, 35, 35, 35]
         );
-        assert_eq!(clip_starts(5, 5, ClipStarts::ZoomNextReference), [0, 0]);
-        assert_eq!(clip_starts(3, 1, ClipStarts::ZoomNextReference), [0, 1, 2]);
+        assert_eq!(clip_starts(5, 5, ClipStarts::StrideTwice), [0, 0]);
+        assert_eq!(clip_starts(3, 1, ClipStarts::StrideTwice), [0, 1, 2]);
     }
 }

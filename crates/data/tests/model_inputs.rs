@@ -122,7 +122,7 @@ fn clips_are_runs_of_annotated_frames_from_every_start_or_zoomnexts_starts() {
     // ZoomNeXt, T = 5, stride 4: starts 0, then 16 clamped to L − 5.
     let zoomnext = TrainSamples::Clips {
         len: 5,
-        starts: ClipStarts::ZoomNextReference,
+        starts: ClipStarts::StrideTwice,
     };
     let clips: Vec<Vec<usize>> = training_samples_for(&split, zoomnext)
         .into_iter()
@@ -175,9 +175,9 @@ fn zoomnext_batches_hold_the_three_scales_per_frame_and_opencv_resized_masks() {
     let spec = zoomnext_spec(
         TrainSamples::Clips {
             len: 5,
-            starts: ClipStarts::ZoomNextReference,
+            starts: ClipStarts::StrideTwice,
         },
-        AugmentStyle::ZoomNextVideo,
+        AugmentStyle::AlbumentationsClip,
     );
     let loader = TrainLoader::open_with(&cfg, SAMPLING, &spec).unwrap();
     let batch = loader.epoch(0).next().unwrap().unwrap();
@@ -208,9 +208,9 @@ fn zoomnext_batches_hold_the_three_scales_per_frame_and_opencv_resized_masks() {
 }
 
 #[test]
-fn zoomnext_augmentation_is_seeded_per_sample_whatever_the_thread_count() {
+fn albumentationsation_is_seeded_per_sample_whatever_the_thread_count() {
     let tmp = dataset();
-    let spec = zoomnext_spec(TrainSamples::Frames, AugmentStyle::ZoomNextImage);
+    let spec = zoomnext_spec(TrainSamples::Frames, AugmentStyle::AlbumentationsImage);
     let epoch = |threads| {
         let cfg = DataConfig {
             augment: true,
@@ -316,7 +316,7 @@ fn a_missing_prior_or_prior_dir_is_an_error_naming_the_way_out() {
 #[test]
 fn drop_last_leaves_out_the_incomplete_batch() {
     let tmp = dataset();
-    let spec = zoomnext_spec(TrainSamples::Frames, AugmentStyle::ZoomNextImage);
+    let spec = zoomnext_spec(TrainSamples::Frames, AugmentStyle::AlbumentationsImage);
     let sampling = TrainSampling {
         batch_size: 4,
         seed: 1,

@@ -27,7 +27,6 @@ pub use models::fgstp::{Fgstp, FgstpOutput};
 pub use models::fgstp::{Fgstp as SltNet, FgstpOutput as SltNetOutput};
 pub use models::sinet_v2::{SinetV2, SinetV2Output};
 pub use models::slt_net_long::{SltNetLong, SltNetLongOutput};
-pub use models::zoomnext::{ZoomNext, ZoomNextConfig};
 pub use models::{Model, Output};
 pub use nn::backbone::{Backbone, Features};
 pub use nn::pvt_v2::{PvtV2Config, PvtV2Variant};

@@ -19,7 +19,8 @@ use fgstp_model::checkpoint::{load_into, LoadOptions, StateDict};
 use fgstp_model::models::zoomnext::{
     is_temporal_key, load_checkpoint, macs::frame_macs, plan_clips, zoom_sizes,
 };
-use fgstp_model::{Config, Model, ModelKind, PvtV2Config, PvtV2Variant, ZoomNext, ZoomNextConfig};
+use fgstp_model::models::zoomnext::{ZoomNext, ZoomNextConfig};
+use fgstp_model::{Config, Model, ModelKind, PvtV2Config, PvtV2Variant};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 

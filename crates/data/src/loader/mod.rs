@@ -369,7 +369,7 @@ impl Loader<Training> {
     pub fn draw(&self, epoch: u64, index: usize) -> AugmentDraw {
         match self.src.draw(self.kind.sampling.seed, epoch, index) {
             SampleDraw::Reference(draw) => draw,
-            SampleDraw::ZoomNext(_) => AugmentDraw::none(),
+            SampleDraw::Albumentations(_) => AugmentDraw::none(),
         }
     }
 

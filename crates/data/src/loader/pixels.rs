@@ -2,6 +2,7 @@
 //! ([`AugmentStyle`]) and the per-kind pixel pipelines ([`PixelFormat`], [`MaskFormat`]), each
 //! frame or mask as channel-major `f32` blocks.
 
+use crate::albumentations::FrameDraw;
 use crate::augment::{
     mask_into, normalise_into, resize_mask_to, resize_rgb_to, unit_range_into, AugmentDraw,
 };
@@ -13,7 +14,6 @@ use crate::inputs::{AugmentStyle, InputSpec, MaskFormat, PixelFormat, TrainSampl
 use crate::opencv::{resize_linear_f32, zoom_pyramid};
 use crate::prior::load_prior;
 use crate::sample::{rng_for, SampleRef};
-use crate::zoomnext_augment::FrameDraw;
 
 /// Shared state of a loader.
 pub(super) struct Source {
@@ -30,7 +30,7 @@ pub(super) enum SampleDraw {
     /// FGSTP's (also for the identity).
     Reference(AugmentDraw),
     /// ZoomNeXt's, one per frame read.
-    ZoomNext(Vec<FrameDraw>),
+    Albumentations(Vec<FrameDraw>),
 }
 
 /// How one frame is augmented.
@@ -41,7 +41,7 @@ pub(super) enum FrameAugment<'a> {
     Reference(&'a AugmentDraw, usize),
     /// FGSTP's shared flip and rotation only (clips).
     Geometry(&'a AugmentDraw),
-    ZoomNext(&'a FrameDraw),
+    Albumentations(&'a FrameDraw),
 }
 
 impl SampleDraw {
@@ -51,9 +51,9 @@ impl SampleDraw {
                 TrainSamples::Clips { .. } => FrameAugment::Geometry(draw),
                 _ => FrameAugment::Reference(draw, f.min(2)),
             },
-            Self::ZoomNext(draws) => draws
+            Self::Albumentations(draws) => draws
                 .get(f)
-                .map_or(FrameAugment::None, FrameAugment::ZoomNext),
+                .map_or(FrameAugment::None, FrameAugment::Albumentations),
         }
     }
 }
@@ -73,7 +73,7 @@ impl Source {
             FrameAugment::None => img,
             FrameAugment::Reference(draw, slot) => draw.frame(img, slot),
             FrameAugment::Geometry(draw) => draw.geometry_rgb(img),
-            FrameAugment::ZoomNext(draw) => draw.frame(img),
+            FrameAugment::Albumentations(draw) => draw.frame(img),
         };
         let size = self.cfg.train_size;
         let plane = size.area();
@@ -94,7 +94,7 @@ impl Source {
                         FrameAugment::Reference(draw, _) | FrameAugment::Geometry(draw) => {
                             draw.geometry_mask(prior)
                         }
-                        FrameAugment::ZoomNext(draw) => draw.mask(prior),
+                        FrameAugment::Albumentations(draw) => draw.mask(prior),
                         FrameAugment::None => prior,
                     };
                     mask_into(&resize_mask_to(&prior, size), &mut out[3 * plane..]);
@@ -125,7 +125,7 @@ impl Source {
                 let mask = match aug {
                     FrameAugment::Reference(draw, _) => draw.mask(mask),
                     FrameAugment::Geometry(draw) => draw.geometry_mask(mask),
-                    FrameAugment::ZoomNext(draw) => draw.mask(mask),
+                    FrameAugment::Albumentations(draw) => draw.mask(mask),
                     FrameAugment::None => mask,
                 };
                 let mut out = vec![0f32; size.area()];
@@ -135,7 +135,7 @@ impl Source {
             MaskFormat::OpenCvLinear => {
                 let mask = load_mask_nonzero(path)?;
                 let mask = match aug {
-                    FrameAugment::ZoomNext(draw) => draw.mask(mask),
+                    FrameAugment::Albumentations(draw) => draw.mask(mask),
                     FrameAugment::Reference(draw, _) | FrameAugment::Geometry(draw) => {
                         draw.geometry_mask(mask)
                     }
@@ -173,13 +173,13 @@ impl Source {
         let mut rng = rng_for(seed, epoch, index as u64);
         match self.spec.augment {
             AugmentStyle::Reference => SampleDraw::Reference(AugmentDraw::draw(&mut rng)),
-            AugmentStyle::ZoomNextImage => SampleDraw::ZoomNext(
+            AugmentStyle::AlbumentationsImage => SampleDraw::Albumentations(
                 (0..self.spec.frames_per_sample())
                     .map(|_| FrameDraw::image(&mut rng))
                     .collect(),
             ),
-            AugmentStyle::ZoomNextVideo => {
-                SampleDraw::ZoomNext(FrameDraw::clip(&mut rng, self.spec.frames_per_sample()))
+            AugmentStyle::AlbumentationsClip => {
+                SampleDraw::Albumentations(FrameDraw::clip(&mut rng, self.spec.frames_per_sample()))
             }
         }
     }

@@ -3,11 +3,8 @@
 //! `torch.utils.flop_counter` counts (it reports FLOPs = 2 × MACs). Normalisations,
 //! activations, pooling and resampling are not counted (they are memory-bound and small).
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
-use crate::models::zoomnext::macs::frame_macs;
-use crate::models::zoomnext::pyramid::zoom_sizes;
-use crate::models::zoomnext::ZoomNextConfig;
 use crate::nn::pvt_v2::PvtV2Config;
 use crate::{Config, ModelKind};
 
@@ -88,8 +85,8 @@ fn decoder(s8: Hw, s16: Hw, s32: Hw, c: i64) -> i64 {
 
 /// MACs per sample of one forward at `height × width`. With `feature_cache`, the per-frame
 /// part (encoder + RFB) is counted once, as in streaming inference; otherwise once per frame
-/// of the triplet, as in training and the reference. A ZoomNeXt sample is one frame (image)
-/// or one clip (video) at its three zoom scales.
+/// of the triplet, as in training and the reference. The kinds built from FGSTP's modules; the
+/// others count in their own files ([`super::forward_macs`] dispatches).
 pub fn forward_macs(cfg: &Config, height: i64, width: i64, feature_cache: bool) -> Result<i64> {
     let c = cfg.channel;
     // Encoder + RFBs of one frame, and the RFB map sizes at 1/8, 1/16, 1/32.
@@ -135,12 +132,10 @@ pub fn forward_macs(cfg: &Config, height: i64, width: i64, feature_cache: bool) 
             let ns_block = 4 * t * s16.n() * c * c + 2 * heads * t * t * 49 * s16.n() * head_dim;
             conv(Hw(height, width), 4, 3, 1, 1, 1) + frame + decoder(s8, s16, s32, c) + 2 * ns_block
         }
-        ModelKind::Zoomnext | ModelKind::ZoomnextVideo => {
-            let zoom = ZoomNextConfig::from_model_config(cfg)?;
-            let scales =
-                zoom_sizes(height as usize, width as usize).map(|(h, w)| (h as i64, w as i64));
-            frame_macs(&zoom, scales) * cfg.kind.frames() as i64
-        }
+        other => bail!(
+            "model.kind {other:?} counts its multiply-accumulates in its own model file \
+             (models::forward_macs dispatches)"
+        ),
     })
 }
 

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 
-use crate::models::zoomnext::plan_clips;
+use crate::models::clips::plan_clips;
 use crate::runtime::cuda_graph::GraphReplays;
 use crate::runtime::transfer::upload;
 use crate::{Features, Model, ModelKind};

@@ -3,6 +3,7 @@
 //! over a video with the feature cache ([`feature_cache`]), multiply-accumulate counts
 //! ([`complexity`]), and which model a checkpoint fits ([`matching`]).
 
+pub mod clips;
 pub mod complexity;
 pub mod feature_cache;
 pub(crate) mod fgstp;
@@ -21,6 +22,15 @@ use crate::models::fgstp::{Fgstp, FgstpOutput};
 use crate::models::sinet_v2::{SinetV2, SinetV2Output};
 use crate::models::slt_net_long::{SltNetLong, SltNetLongOutput};
 use crate::models::zoomnext::{ZoomNext, ZoomNextConfig};
+
+/// Multiply-accumulates of one forward per sample at `height × width` (see
+/// [`complexity::forward_macs`]; with `feature_cache`, the per-frame part counted once).
+pub fn forward_macs(cfg: &Config, height: i64, width: i64, feature_cache: bool) -> Result<i64> {
+    if cfg.kind.is_zoomnext() {
+        return zoomnext::macs::forward_macs(cfg, height, width);
+    }
+    complexity::forward_macs(cfg, height, width, feature_cache)
+}
 
 #[derive(Debug)]
 pub enum Model {

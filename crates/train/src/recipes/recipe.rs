@@ -18,7 +18,7 @@ pub type FrameSink<'a> = dyn FnMut(usize, Vec<f32>, Vec<u8>) -> Result<()> + 'a;
 pub trait Recipe: Sync {
     /// The kind this recipe is for.
     fn kind(&self) -> ModelKind;
-    /// `model.kind` as configurations spell it (`zoomnext-video`).
+    /// `model.kind` as configurations spell it (`slt-net-long`).
     fn name(&self) -> &'static str;
     /// The model, in a few words.
     fn model(&self) -> &'static str;

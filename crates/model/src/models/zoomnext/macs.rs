@@ -93,3 +93,12 @@ pub fn frame_macs(cfg: &ZoomNextConfig, scales: [(i64, i64); 3]) -> i64 {
         + conv((4 * h, 4 * w), 32, 1, 1); // predictor.2
     encoder + transitions + levels + head
 }
+
+/// MACs of one forward per sample at a `height × width` base size: one frame (image model) or
+/// one clip (video model), each frame at its three zoom scales.
+pub fn forward_macs(cfg: &crate::config::Config, height: i64, width: i64) -> anyhow::Result<i64> {
+    let zoom = super::ZoomNextConfig::from_model_config(cfg)?;
+    let scales =
+        super::zoom_sizes(height as usize, width as usize).map(|(h, w)| (h as i64, w as i64));
+    Ok(frame_macs(&zoom, scales) * cfg.kind.frames() as i64)
+}

@@ -17,7 +17,6 @@
 //! `siu_5.conv_lms.conv.weight`, `hmu_2.fuse.0.temperal_proj_kv.weight`, `normalizer.mean`, …),
 //! so the authors' checkpoints load as they are ([`load_checkpoint`]).
 
-pub mod clips;
 pub mod macs;
 pub mod mhsiu;
 pub mod pyramid;
@@ -35,7 +34,7 @@ use crate::nn::fsp::Fsp;
 use crate::nn::layers::{conv2d, interpolate_bilinear, ConvBnRelu, ConvInit, ConvSpec};
 use crate::nn::pvt_v2::{PvtV2, PvtV2Config, PvtV2Variant};
 
-pub use clips::{plan_clips, ClipPlan};
+pub use super::clips::{plan_clips, ClipPlan};
 pub use pyramid::{zoom_sizes, ZOOM_SCALES};
 
 use mhsiu::Mhsiu;

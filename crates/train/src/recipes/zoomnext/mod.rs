@@ -121,7 +121,7 @@ impl Recipe for ZoomNextImage {
             train: TrainSamples::Frames,
             pixels: zoom_pyramid(cfg),
             masks: MaskFormat::OpenCvLinear,
-            augment: AugmentStyle::ZoomNextImage,
+            augment: AugmentStyle::AlbumentationsImage,
             reference_frames: ReferenceFrames::Annotated,
             prior: false,
         }
@@ -149,11 +149,11 @@ impl Recipe for ZoomNextVideo {
         InputSpec {
             train: TrainSamples::Clips {
                 len: VIDEO_CLIP_FRAMES as usize,
-                starts: ClipStarts::ZoomNextReference,
+                starts: ClipStarts::StrideTwice,
             },
             pixels: zoom_pyramid(cfg),
             masks: MaskFormat::OpenCvLinear,
-            augment: AugmentStyle::ZoomNextVideo,
+            augment: AugmentStyle::AlbumentationsClip,
             reference_frames: ReferenceFrames::Annotated,
             prior: false,
         }

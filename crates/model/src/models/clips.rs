@@ -1,5 +1,5 @@
-//! How the video model covers a whole video with clips of T frames, as the reference's
-//! `VideoTestDataset` (main_for_video.py) does: consecutive clips from frame 0, the last one shifted
+//! How a clip model (ZoomNeXt's video model) covers a whole video with clips of T frames, as its
+//! reference's `VideoTestDataset` (main_for_video.py) does: consecutive clips from frame 0, the last one shifted
 //! back to end on the last frame; where two clips overlap, the prediction of the later clip is the
 //! one kept (the reference counts each frame's appearances and scores it at its last one).
 

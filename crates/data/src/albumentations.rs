@@ -1,5 +1,5 @@
-//! ZoomNeXt's training augmentations (albumentations 1.3.1, as `main_for_image.py` and
-//! `main_for_video.py` compose them), applied to the uint8 frame and its binary mask at the
+//! The albumentations (1.3.1) training augmentations as ZoomNeXt's `main_for_image.py` and
+//! `main_for_video.py` compose them, applied to the uint8 frame and its binary mask at the
 //! original size, before the zoom scales are made:
 //!
 //! - image model, each with p = 0.5: horizontal flip; rotation by an angle uniform in
