@@ -484,7 +484,7 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
 
     let bench = Bench {
         config: config.to_string(),
-        model: recipe(kind).name().to_string(),
+        model: recipe(kind).about().name.to_string(),
         backbone: cfg.model.backbone.name().to_string(),
         input_size: height,
         input_height: height,

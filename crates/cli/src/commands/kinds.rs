@@ -35,14 +35,17 @@ pub fn run(args: Args) -> Result<()> {
     }
     let kinds: Vec<Kind> = RECIPES
         .iter()
-        .map(|r| Kind {
-            kind: r.name(),
-            model: r.model(),
-            frames_per_sample: r.frames(),
-            feature_cache: r.has_feature_cache(),
-            reference: r.reference(),
-            config: r.config(),
-            lr_recipe: r.lr_recipe(),
+        .map(|r| {
+            let about = r.about();
+            Kind {
+                kind: about.name,
+                model: about.model,
+                frames_per_sample: r.frames(),
+                feature_cache: r.has_feature_cache(),
+                reference: about.reference,
+                config: about.config,
+                lr_recipe: about.lr_recipe,
+            }
         })
         .collect();
     if args.names {

@@ -6,30 +6,26 @@ use fgstp_model::checkpoint::key_layout::PVT_PREFIX;
 use fgstp_model::{ModelKind, Output};
 use tch::Tensor;
 
-use super::recipe::{Loss, Recipe};
+use super::recipe::{About, Loss, Recipe};
 use crate::loss::nine_map_structure_loss;
 use crate::run_config::{BceWeighting, RunConfig};
 
 pub struct Fgstp;
 
+const ABOUT: About = About {
+    name: "fgstp",
+    model: "FGSTP: PVTv2, RFB, correlation (CTC), FSP, NCD + reverse attention, fused pairs",
+    reference: "GeekEagle/FGSTP",
+    config: "configs/gasvid.toml",
+    lr_recipe: "Adam 1e-4, × 0.1 every 45 epochs, gradients clipped by value at 0.5",
+};
+
 impl Recipe for Fgstp {
+    fn about(&self) -> &'static About {
+        &ABOUT
+    }
     fn kind(&self) -> ModelKind {
         ModelKind::Fgstp
-    }
-    fn name(&self) -> &'static str {
-        "fgstp"
-    }
-    fn model(&self) -> &'static str {
-        "FGSTP: PVTv2, RFB, correlation (CTC), FSP, NCD + reverse attention, fused pairs"
-    }
-    fn reference(&self) -> &'static str {
-        "GeekEagle/FGSTP"
-    }
-    fn config(&self) -> &'static str {
-        "configs/gasvid.toml"
-    }
-    fn lr_recipe(&self) -> &'static str {
-        "Adam 1e-4, × 0.1 every 45 epochs, gradients clipped by value at 0.5"
     }
     fn input_spec(&self, _cfg: &RunConfig) -> InputSpec {
         InputSpec::default()

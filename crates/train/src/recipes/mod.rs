@@ -28,7 +28,7 @@ pub mod zoomnext;
 
 use fgstp_model::ModelKind;
 
-pub use recipe::{FrameSink, Loss, Recipe};
+pub use recipe::{About, FrameSink, Loss, Recipe};
 
 /// Every model kind, in the order `fgstp kinds` and the docs list them.
 pub static RECIPES: [&dyn Recipe; 6] = [
@@ -54,13 +54,14 @@ pub fn markdown_table() -> String {
         "| kind | model | frames per sample | feature cache | reference |\n| --- | --- | --- | --- | --- |\n",
     );
     for r in RECIPES {
+        let about = r.about();
         out.push_str(&format!(
             "| `{}` | {} | {} | {} | {} |\n",
-            r.name(),
-            r.model(),
+            about.name,
+            about.model,
             r.frames(),
             if r.has_feature_cache() { "yes" } else { "no" },
-            r.reference()
+            about.reference
         ));
     }
     out
@@ -78,21 +79,21 @@ mod tests {
             assert!(
                 !seen.contains(&r.kind()),
                 "{} is registered twice",
-                r.name()
+                r.about().name
             );
             seen.push(r.kind());
-            let spelled: ModelKind = toml::Value::String(r.name().to_string())
+            let spelled: ModelKind = toml::Value::String(r.about().name.to_string())
                 .try_into()
                 .unwrap();
-            assert_eq!(spelled, r.kind(), "{}", r.name());
+            assert_eq!(spelled, r.kind(), "{}", r.about().name);
             assert!(
                 std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                     .join("../..")
-                    .join(r.config())
+                    .join(r.about().config)
                     .is_file(),
                 "{}: {} is missing",
-                r.name(),
-                r.config()
+                r.about().name,
+                r.about().config
             );
         }
         assert_eq!(seen.len(), 6);

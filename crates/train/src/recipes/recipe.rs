@@ -14,20 +14,27 @@ use crate::run_config::{BceWeighting, RunConfig};
 /// its 8-bit grey map (both at the frame's original size).
 pub type FrameSink<'a> = dyn FnMut(usize, Vec<f32>, Vec<u8>) -> Result<()> + 'a;
 
+/// The facts `fgstp kinds` and the docs list of a kind.
+#[derive(Debug)]
+pub struct About {
+    /// `model.kind` as configurations spell it (`slt-net-long`).
+    pub name: &'static str,
+    /// The model, in a few words.
+    pub model: &'static str,
+    /// The authors' code it reproduces.
+    pub reference: &'static str,
+    /// The shipped configuration that trains it as its authors do.
+    pub config: &'static str,
+    /// The learning-rate recipe of that configuration, in a few words.
+    pub lr_recipe: &'static str,
+}
+
 /// What the rest of the workspace needs to know of one model kind.
 pub trait Recipe: Sync {
     /// The kind this recipe is for.
     fn kind(&self) -> ModelKind;
-    /// `model.kind` as configurations spell it (`slt-net-long`).
-    fn name(&self) -> &'static str;
-    /// The model, in a few words.
-    fn model(&self) -> &'static str;
-    /// The authors' code it reproduces.
-    fn reference(&self) -> &'static str;
-    /// The shipped configuration that trains it as its authors do.
-    fn config(&self) -> &'static str;
-    /// The learning-rate recipe of that configuration, in a few words.
-    fn lr_recipe(&self) -> &'static str;
+    /// What `fgstp kinds` and the docs say of it.
+    fn about(&self) -> &'static About;
 
     /// What it reads from the data: training samples, pixels, masks, augmentation, the
     /// reference protocol's frames.

@@ -6,30 +6,26 @@ use fgstp_model::checkpoint::key_layout::PVT_PREFIX;
 use fgstp_model::{ModelKind, Output};
 use tch::Tensor;
 
-use super::recipe::{Loss, Recipe};
+use super::recipe::{About, Loss, Recipe};
 use crate::loss::summed_structure_loss;
 use crate::run_config::{BceWeighting, RunConfig};
 
 pub struct SinetV2;
 
+const ABOUT: About = About {
+    name: "sinet-v2",
+    model: "SINet-V2: FGSTP's encoder and decoder on frame t alone",
+    reference: "GeekEagle/FGSTP (its single-frame row)",
+    config: "configs/gasvid.toml",
+    lr_recipe: "FGSTP's (configs/gasvid.toml with model.kind = \"sinet-v2\")",
+};
+
 impl Recipe for SinetV2 {
+    fn about(&self) -> &'static About {
+        &ABOUT
+    }
     fn kind(&self) -> ModelKind {
         ModelKind::SinetV2
-    }
-    fn name(&self) -> &'static str {
-        "sinet-v2"
-    }
-    fn model(&self) -> &'static str {
-        "SINet-V2: FGSTP's encoder and decoder on frame t alone"
-    }
-    fn reference(&self) -> &'static str {
-        "GeekEagle/FGSTP (its single-frame row)"
-    }
-    fn config(&self) -> &'static str {
-        "configs/gasvid.toml"
-    }
-    fn lr_recipe(&self) -> &'static str {
-        "FGSTP's (configs/gasvid.toml with model.kind = \"sinet-v2\")"
     }
     fn input_spec(&self, _cfg: &RunConfig) -> InputSpec {
         InputSpec::default()

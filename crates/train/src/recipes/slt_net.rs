@@ -6,30 +6,26 @@ use fgstp_model::checkpoint::key_layout::SLT_NET_PVT_PREFIX;
 use fgstp_model::{ModelKind, Output};
 use tch::Tensor;
 
-use super::recipe::{Loss, Recipe};
+use super::recipe::{About, Loss, Recipe};
 use crate::loss::nine_map_structure_loss;
 use crate::run_config::{BceWeighting, RunConfig};
 
 pub struct SltNet;
 
+const ABOUT: About = About {
+    name: "slt-net",
+    model: "SLT-Net, short-term: FGSTP's network without FSP",
+    reference: "XuelianCheng/SLT-Net",
+    config: "configs/slt-net.toml",
+    lr_recipe: "Adam 1e-6, × 0.1 every 50 epochs, gradients clipped by value at 0.5",
+};
+
 impl Recipe for SltNet {
+    fn about(&self) -> &'static About {
+        &ABOUT
+    }
     fn kind(&self) -> ModelKind {
         ModelKind::SltNet
-    }
-    fn name(&self) -> &'static str {
-        "slt-net"
-    }
-    fn model(&self) -> &'static str {
-        "SLT-Net, short-term: FGSTP's network without FSP"
-    }
-    fn reference(&self) -> &'static str {
-        "XuelianCheng/SLT-Net"
-    }
-    fn config(&self) -> &'static str {
-        "configs/slt-net.toml"
-    }
-    fn lr_recipe(&self) -> &'static str {
-        "Adam 1e-6, × 0.1 every 50 epochs, gradients clipped by value at 0.5"
     }
     fn input_spec(&self, _cfg: &RunConfig) -> InputSpec {
         InputSpec::default()

@@ -8,30 +8,26 @@ use fgstp_model::checkpoint::key_layout::SLT_NET_PVT_PREFIX;
 use fgstp_model::{ModelKind, Output};
 use tch::Tensor;
 
-use super::recipe::{Loss, Recipe};
+use super::recipe::{About, Loss, Recipe};
 use crate::loss::summed_hybrid_e_loss;
 use crate::run_config::{BceWeighting, RunConfig};
 
 pub struct SltNetLong;
 
+const ABOUT: About = About {
+    name: "slt-net-long",
+    model: "SLT-Net, long-term: RGB + the short-term prediction, NS blocks over clips",
+    reference: "XuelianCheng/SLT-Net",
+    config: "configs/slt-net-long.toml",
+    lr_recipe: "SLT-Net's AdamW 1e-5 under cyclic cosine restarts (period 5, × 1.2, down to 1e-7)",
+};
+
 impl Recipe for SltNetLong {
+    fn about(&self) -> &'static About {
+        &ABOUT
+    }
     fn kind(&self) -> ModelKind {
         ModelKind::SltNetLong
-    }
-    fn name(&self) -> &'static str {
-        "slt-net-long"
-    }
-    fn model(&self) -> &'static str {
-        "SLT-Net, long-term: RGB + the short-term prediction, NS blocks over clips"
-    }
-    fn reference(&self) -> &'static str {
-        "XuelianCheng/SLT-Net"
-    }
-    fn config(&self) -> &'static str {
-        "configs/slt-net-long.toml"
-    }
-    fn lr_recipe(&self) -> &'static str {
-        "SLT-Net's AdamW 1e-5 under cyclic cosine restarts (period 5, × 1.2, down to 1e-7)"
     }
     fn input_spec(&self, cfg: &RunConfig) -> InputSpec {
         InputSpec {

@@ -16,7 +16,7 @@ use fgstp_model::models::zoomnext::{is_temporal_key, zoom_sizes, VIDEO_CLIP_FRAM
 use fgstp_model::{Model, ModelKind, Output};
 use tch::{Device, Kind, Reduction, Tensor};
 
-use super::recipe::{FrameSink, Loss, Recipe};
+use super::recipe::{About, FrameSink, Loss, Recipe};
 use crate::run_config::{BceWeighting, RunConfig};
 
 /// The image model: one annotated frame per sample.
@@ -71,9 +71,6 @@ fn reference_evaluation(
 /// The facts both ZoomNeXt kinds share.
 macro_rules! zoomnext_common {
     () => {
-        fn reference(&self) -> &'static str {
-            "lartpang/ZoomNeXt"
-        }
         fn loss(&self, out: &Output, mask: &Tensor, _bce: BceWeighting, progress: f64) -> Loss {
             loss(out, mask, progress)
         }
@@ -99,22 +96,21 @@ macro_rules! zoomnext_common {
     };
 }
 
+const IMAGE: About = About {
+    name: "zoomnext",
+    model: "ZoomNeXt, image: one frame at three zoom scales",
+    reference: "lartpang/ZoomNeXt",
+    config: "configs/zoomnext.toml",
+    lr_recipe: "Adam 1e-4, × 0.1 after 2/3 of all iterations",
+};
+
 impl Recipe for ZoomNextImage {
     zoomnext_common!();
+    fn about(&self) -> &'static About {
+        &IMAGE
+    }
     fn kind(&self) -> ModelKind {
         ModelKind::Zoomnext
-    }
-    fn name(&self) -> &'static str {
-        "zoomnext"
-    }
-    fn model(&self) -> &'static str {
-        "ZoomNeXt, image: one frame at three zoom scales"
-    }
-    fn config(&self) -> &'static str {
-        "configs/zoomnext.toml"
-    }
-    fn lr_recipe(&self) -> &'static str {
-        "Adam 1e-4, × 0.1 after 2/3 of all iterations"
     }
     fn input_spec(&self, cfg: &RunConfig) -> InputSpec {
         InputSpec {
@@ -128,22 +124,21 @@ impl Recipe for ZoomNextImage {
     }
 }
 
+const VIDEO: About = About {
+    name: "zoomnext-video",
+    model: "ZoomNeXt, video: clips of 5 frames, each at three zoom scales",
+    reference: "lartpang/ZoomNeXt",
+    config: "configs/zoomnext-video.toml",
+    lr_recipe: "Adam 1e-4 constant; 0.1× for the pretrained image model's parameters",
+};
+
 impl Recipe for ZoomNextVideo {
     zoomnext_common!();
+    fn about(&self) -> &'static About {
+        &VIDEO
+    }
     fn kind(&self) -> ModelKind {
         ModelKind::ZoomnextVideo
-    }
-    fn name(&self) -> &'static str {
-        "zoomnext-video"
-    }
-    fn model(&self) -> &'static str {
-        "ZoomNeXt, video: clips of 5 frames, each at three zoom scales"
-    }
-    fn config(&self) -> &'static str {
-        "configs/zoomnext-video.toml"
-    }
-    fn lr_recipe(&self) -> &'static str {
-        "Adam 1e-4 constant; 0.1× for the pretrained image model's parameters"
     }
     fn input_spec(&self, cfg: &RunConfig) -> InputSpec {
         InputSpec {
