@@ -3,7 +3,7 @@
 Every `X.pth`/`X.pt` gets a companion `X.expected.safetensors`, written by the `safetensors`
 package, holding the tensors our reader must produce from X (after unwrapping a `state_dict`
 nesting and stripping a DataParallel `module.` prefix), as contiguous copies made by PyTorch.
-The Rust tests (crates/model/tests/checkpoint.rs) compare against those bit for bit.
+The Rust tests (crates/model/tests/integration/checkpoint.rs) compare against those bit for bit.
 
 Deterministic (seeded); the whole directory stays well under 1 MB.
 """

@@ -1,4 +1,4 @@
-"""Tiny video fixtures for crates/data/tests/video*.rs, and what FFmpeg (PyAV) decodes from them.
+"""Tiny video fixtures for crates/data/tests/integration/video*.rs, and what FFmpeg (PyAV) decodes from them.
 
     scripts/pytools scripts/make_video_fixtures.py [OUT_DIR]   (default crates/data/tests/fixtures/video)
 

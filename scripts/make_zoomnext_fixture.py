@@ -57,7 +57,7 @@ full-size check: the authors' PvtV2B5_ZoomNeXt and videoPvtV2B5_ZoomNeXt at thei
   zoomnext_b5_image.pth, zoomnext_b5_video.pth   torch.save(model.state_dict()), float16 storage
   zoomnext_b5_io.safetensors                     the uint8 scales and both models' logits
   zoomnext_b5_meta.json                          reference forward times (--threads) and statistics
-crates/model/tests/zoomnext.rs's ignored test `full_size_b5_matches_the_reference` reads DIR from
+crates/model/tests/integration/zoomnext.rs's ignored test `full_size_b5_matches_the_reference` reads DIR from
 ZOOMNEXT_FULL_SIZE_DIR.
 """
 
