@@ -9,9 +9,9 @@
 //! weights, `s0·a0 + s1·a1` per pass. An exact halving of both sides takes OpenCV's "fast area"
 //! path instead (the mean of each 2×2 block: integer rounding for 8 bits; for floats its 4-lane
 //! SIMD order `((a + b) + (c + d))·0.25` and a scalar tail `(a + b + c + d)·0.25`), and equal
-//! sizes are a copy. Checked against cv2 4.8 and 4.14 (tests/opencv_parity.rs). OpenCV's x86
-//! wheels route float resizes through Intel IPP by default, which differs from OpenCV's own code
-//! by up to ~4e-6 (values in [0, 1]); these functions are OpenCV's own code
+//! sizes are a copy. Checked against cv2 4.8 and 4.14 (tests/integration/opencv_parity.rs).
+//! OpenCV's x86 wheels route float resizes through Intel IPP by default, which differs from
+//! OpenCV's own code by up to ~4e-6 (values in [0, 1]); these functions are OpenCV's own code
 //! (`cv2.ipp.setUseIPP(False)`).
 
 use image::RgbImage;

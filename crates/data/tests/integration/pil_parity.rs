@@ -11,7 +11,7 @@ use image::{GrayImage, RgbImage};
 use serde_json::Value;
 
 fn fixture() -> Value {
-    let text = include_str!("fixtures/pil_augment.json");
+    let text = include_str!("../fixtures/pil_augment.json");
     serde_json::from_str(text).expect("fixture parses")
 }
 

@@ -1,5 +1,4 @@
 //! What the tests of the `fgstp` binary share: running it and checking that it succeeded.
-#![allow(dead_code)] // each test binary uses its own subset
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -55,7 +54,7 @@ pub fn synth_64(out: &Path, scenes: usize, frames: usize, seed: u64, extra: &[&s
     ok(fgstp(&args));
 }
 
-/// A scratch directory for a fixture shared by all tests of one binary (held in a `static`,
+/// A scratch directory for a fixture shared by all tests of one module (held in a `static`,
 /// whose `TempDir` would never be dropped): removed when the test process exits, pass or fail.
 /// Made under cargo's `target/tmp`, so what a killed run leaves goes with `cargo clean`.
 pub fn shared_scratch_dir() -> PathBuf {

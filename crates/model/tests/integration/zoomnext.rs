@@ -7,7 +7,7 @@
 //! weight (it starts as the identity). Stored: the image model's `torch.save(model.state_dict())`,
 //! the video model's temporal tensors, 2 clips × 5 uint8 frames, the three zoom scales the
 //! reference's `ms_resize` made of them, both models' logits, more `cv2.resize` cases (checked by
-//! the data crate, which makes the zoom scales: its tests/opencv_parity.rs), and the reference's
+//! the data crate, which makes the zoom scales: its tests/integration/opencv_parity.rs), and the reference's
 //! key lists (also for b5). Regenerate with
 //!   scripts/pytools scripts/fixtures/make_zoomnext_fixture.py <your ZoomNeXt checkout> crates/model/tests/fixtures/zoomnext
 
@@ -233,8 +233,8 @@ fn per_frame_features_and_clip_decoding_compose_to_the_forward() {
 
 #[test]
 fn zoom_sizes_are_pythons_truncated_products() {
-    // The pixels themselves are the data crate's (crates/data/tests/opencv_parity.rs checks them
-    // against this fixture's cv2 output).
+    // The pixels themselves are the data crate's (crates/data/tests/integration/opencv_parity.rs
+    // checks them against this fixture's cv2 output).
     assert_eq!(zoom_sizes(64, 96), [(32, 48), (64, 96), (96, 144)]);
     assert_eq!(zoom_sizes(97, 97), [(48, 48), (97, 97), (145, 145)]);
 }
@@ -429,7 +429,8 @@ fn macs_are_what_pytorchs_flop_counter_counts_on_the_reference() {
 /// frame (image model) and one 5-frame clip (video model). Too big for the repository: make it with
 ///   scripts/pytools scripts/fixtures/make_zoomnext_fixture.py REF_CHECKOUT unused --full-size DIR --threads N
 /// and run
-///   ZOOMNEXT_FULL_SIZE_DIR=DIR cargo test -p fgstp-model --test zoomnext -- --ignored --nocapture
+///   ZOOMNEXT_FULL_SIZE_DIR=DIR cargo test -p fgstp-model --test integration -- zoomnext:: \
+///       --ignored --nocapture
 /// (set the same thread count, e.g. with `taskset`, to compare the printed forward times with the
 /// reference's in DIR/zoomnext_b5_meta.json).
 #[test]

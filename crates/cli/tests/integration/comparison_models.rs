@@ -3,7 +3,7 @@
 //! schedule and parameter groups), `eval` under both protocols, `infer`, and the two-stage
 //! SLT-Net pipeline (the short-term model's maps are the long-term model's priors).
 
-mod common;
+use crate::common;
 use common::{ok, s, shared_scratch_dir, stderr, synth_64};
 
 use std::path::{Path, PathBuf};

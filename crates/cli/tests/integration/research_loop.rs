@@ -1,7 +1,7 @@
 //! The research loop end to end on a tiny configuration (b0 encoder, 64 px, a few synthetic
 //! videos): train, interrupt, resume, evaluate, infer — through the `fgstp` binary.
 
-mod common;
+use crate::common;
 use common::{fgstp, ok, shared_scratch_dir, stderr, synth_64, FGSTP};
 
 use std::collections::BTreeMap;

@@ -26,7 +26,8 @@ use tch::{Device, Kind, Tensor};
 const TOLERANCE: f64 = 1e-4;
 
 /// The committed fixture, or (for the full-size check) one the script wrote elsewhere:
-/// `SLT_NET_FIXTURE_DIR=/tmp/b5 SLT_NET_BACKBONE=b5 cargo test -p fgstp-model --test slt_net`.
+/// `SLT_NET_FIXTURE_DIR=/tmp/b5 SLT_NET_BACKBONE=b5 cargo test -p fgstp-model --test integration
+/// -- slt_net::`.
 fn fixture(name: &str) -> PathBuf {
     match std::env::var_os("SLT_NET_FIXTURE_DIR") {
         Some(dir) => PathBuf::from(dir).join(name),

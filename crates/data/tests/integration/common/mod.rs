@@ -1,5 +1,4 @@
 //! Tiny on-disk datasets for the tests.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 

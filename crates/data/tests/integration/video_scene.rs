@@ -2,7 +2,7 @@
 //! stream and train exactly like the same frames stored as PNGs, decode each frame once when
 //! read in order, and every problem is an error naming the file.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! clips of annotated frames, the long-term SLT-Net's RGB + prior at a non-square size,
 //! `drop_last`, and which frames each reference evaluates.
 
-mod common;
+use crate::common;
 
 use common::*;
 use fgstp_data::augment::{mask_into, resize_mask_to, resize_rgb_to};

@@ -1,7 +1,7 @@
 //! `fgstp compare`: a folder written by `fgstp eval --output` (masks/, maps/, overlays/) and a
 //! folder of XMem++ output (DAVIS-coloured RGB masks in <video>/masks/) in one table.
 
-mod common;
+use crate::common;
 use common::{fgstp, ok, s};
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! Layout, ordering, sampling, decoding and every dataset error with its message.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

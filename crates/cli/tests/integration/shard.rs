@@ -4,7 +4,7 @@
 //! system's PNGs). A shard writes only its own videos' files, so rerunning one replaces only
 //! those.
 
-mod common;
+use crate::common;
 use common::{fgstp, ok, s, synth_64};
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! Transform invariants, the training/evaluation streams, determinism across thread counts,
 //! and clean shutdown.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

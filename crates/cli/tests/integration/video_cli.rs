@@ -5,7 +5,7 @@
 //! after its readable frames are written; a dataset of video scenes trains, validates and
 //! evaluates exactly like the same frames as PNGs; `data check` reads video scenes.
 
-mod common;
+use crate::common;
 use common::{fgstp, ok, s, shared_scratch_dir, synth_64};
 
 use std::path::{Path, PathBuf};
