@@ -4,7 +4,8 @@
 //! each other one way (no cycles, neither between files nor between top-level modules), the
 //! run configuration's schema depends on nothing else in its crate but the generic TOML reader,
 //! the data crate's `dataset` reads pixels through `decode` and not back, and the metrics crate
-//! builds without libtorch. `cargo test -p fgstp-cli --test structure -- --nocapture` prints
+//! builds without libtorch.
+//! `cargo test -p fgstp-cli --test integration -- structure:: --nocapture` prints
 //! the module graph of every crate.
 
 use std::collections::{BTreeMap, BTreeSet};
