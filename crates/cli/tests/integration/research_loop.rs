@@ -421,6 +421,28 @@ fn infer_writes_masks_overlays_and_probabilities_identically_with_and_without_th
         "{}",
         stderr(&out)
     );
+    // The same uncached path one frame per batch: on CPUs whose libtorch kernels sum a frame
+    // alike in any batch (the AMD EPYC, AVX2), the two agree bit for bit and so must the cache;
+    // where they do not (an Intel Xeon with AVX512: about 1.5e-7), the cache's frames, encoded
+    // in other batches, can only agree to that float rounding.
+    let single = f.root.join("infer-uncached-batch1");
+    run(
+        &single,
+        &["--no-feature-cache", "--set", "data.eval_batch_size=1"],
+    );
+    let probabilities = |dir: &Path, name: &std::ffi::OsStr| -> Vec<f32> {
+        let bytes = std::fs::read(dir.join("prob").join(name)).unwrap();
+        bytes[bytes.len() - 64 * 64 * 4..]
+            .chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    let max_diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
     let names: Vec<_> = std::fs::read_dir(cached.join("prob"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -433,7 +455,31 @@ fn infer_writes_masks_overlays_and_probabilities_identically_with_and_without_th
     for name in &names {
         let a = std::fs::read(cached.join("prob").join(name)).unwrap();
         let b = std::fs::read(uncached.join("prob").join(name)).unwrap();
-        assert_eq!(a, b, "{name:?}: cached and uncached probabilities differ");
+        let batch_noise = max_diff(
+            &probabilities(&uncached, name),
+            &probabilities(&single, name),
+        );
+        if batch_noise == 0.0 {
+            assert_eq!(a, b, "{name:?}: cached and uncached probabilities differ");
+        } else {
+            let cache_diff = max_diff(
+                &probabilities(&cached, name),
+                &probabilities(&uncached, name),
+            );
+            println!("{name:?}: batch 1 vs the default differs by {batch_noise:e}, cached vs uncached by {cache_diff:e}");
+            assert!(
+                cache_diff <= 1e-6,
+                "{name:?}: cached and uncached probabilities differ by {cache_diff:e} (libtorch's \
+                 batch dependence here: {batch_noise:e})"
+            );
+            let (ma, mb) = (cached.join("masks"), uncached.join("masks"));
+            let stem = Path::new(name).with_extension("png");
+            assert_eq!(
+                std::fs::read(ma.join(&stem)).unwrap(),
+                std::fs::read(mb.join(&stem)).unwrap(),
+                "{name:?}: cached and uncached masks differ"
+            );
+        }
         // NumPy header, then 64×64 float32 values in [0, 1].
         assert!(
             a.starts_with(b"\x93NUMPY")

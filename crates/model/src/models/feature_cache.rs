@@ -5,7 +5,8 @@
 //! - FGSTP and SLT-Net read the triplet, with or without the feature cache: with it, each frame
 //!   goes through the encoder once and its features serve all (up to three) triplets that
 //!   contain it; the reference encodes every frame of every triplet, three times per frame. Both
-//!   paths give the same maps (tested).
+//!   paths give the same maps, bit for bit where libtorch's CPU kernels sum a frame alike in any
+//!   batch size (AVX2), to float rounding where they do not (AVX512: 1.5e-7); tested.
 //! - Single-frame models (SINet-V2, ZoomNeXt's image model, the long-term SLT-Net as its test
 //!   script runs it) read t alone.
 //! - ZoomNeXt's video model reads clips of 5 frames that cover the video ([`plan_clips`]: the
