@@ -13,6 +13,7 @@ mod baseline_train_parity;
 mod compare;
 mod comparison_models;
 mod data_cli;
+mod kinds;
 mod link;
 mod metrics_cli;
 mod research_loop;
