@@ -2,7 +2,7 @@
 //! backward, clip by value, Adam. For scripts/bench/bench-train-vs-reference, which times the
 //! reference's own step beside it.
 //!
-//!   cargo run --release -p fgstp-cli --example step_bench -- [options] --serve
+//!   cargo run --release -p fgstp-train --example step_bench -- [options] --serve
 //!
 //! Options: --backbone b0..b5 (b5)  --size N (256)  --batch N (2)  --threads N
 //!          --weights FILE (.pth; default: the model's own initialisation)
