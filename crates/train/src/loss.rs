@@ -28,22 +28,25 @@ pub fn nine_map_structure_loss(maps: &[&Tensor], mask: &Tensor, bce: BceWeightin
 
 /// SINet-V2's loss: the structure loss summed over its maps.
 pub fn summed_structure_loss(maps: &[&Tensor], mask: &Tensor, bce: BceWeighting) -> Loss {
-    let weights = EdgeWeights::new(mask);
-    let total = maps
-        .iter()
-        .map(|m| structure_loss_weighted(m, mask, &weights, bce))
-        .fold(Tensor::zeros([], (Kind::Float, mask.device())), |a, b| {
-            a + b
-        });
-    (total, vec![])
+    summed_over_maps(maps, mask, |m, w| structure_loss_weighted(m, mask, w, bce))
 }
 
 /// The long-term SLT-Net's loss: the hybrid E-loss summed over its maps.
 pub fn summed_hybrid_e_loss(maps: &[&Tensor], mask: &Tensor, bce: BceWeighting) -> Loss {
+    summed_over_maps(maps, mask, |m, w| hybrid_e_loss_weighted(m, mask, w, bce))
+}
+
+/// `loss(map, edge weights)` summed over `maps` in order, from zero; the mask's edge weights
+/// computed once.
+fn summed_over_maps(
+    maps: &[&Tensor],
+    mask: &Tensor,
+    loss: impl Fn(&Tensor, &EdgeWeights) -> Tensor,
+) -> Loss {
     let weights = EdgeWeights::new(mask);
     let total = maps
         .iter()
-        .map(|m| hybrid_e_loss_weighted(m, mask, &weights, bce))
+        .map(|m| loss(m, &weights))
         .fold(Tensor::zeros([], (Kind::Float, mask.device())), |a, b| {
             a + b
         });
