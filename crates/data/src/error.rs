@@ -120,7 +120,7 @@ pub enum DataError {
     #[error("data config {path}: {reason}")]
     Config { path: PathBuf, reason: String },
 
-    #[error("{root} was generated with other [synth] settings than the config's ({record} says {made_with}, the config {wanted}): delete {root} to regenerate it, or point data.root elsewhere")]
+    #[error("{root} was generated with other [synth] settings or by another version of the generator than the config asks for ({record} says {made_with}, the config {wanted}): delete {root} to regenerate it, or point data.root elsewhere")]
     GeneratedWithOtherSettings {
         root: PathBuf,
         record: PathBuf,

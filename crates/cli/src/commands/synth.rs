@@ -1,9 +1,11 @@
 //! `fgstp synth`: write synthetic infrared gas-leak videos in the dataset layout.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use fgstp_data::synth::episodes::generate_episodes;
+use fgstp_data::synth::gallery::gallery;
 use fgstp_data::synth::video::{write_scene_videos, SYNTH_FPS};
 use fgstp_data::SynthConfig;
 use fgstp_train::progress;
@@ -32,6 +34,44 @@ pub struct Args {
     /// 8 (PNG L8) or 16 (PNG L16, raw counts like a thermal camera)
     #[arg(long, default_value_t = 8)]
     bit_depth: u8,
+    /// Share of leak-free scenes (empty masks), spread evenly over train, val and test
+    #[arg(long, value_name = "F", default_value_t = SynthConfig::default().negatives)]
+    negatives: f32,
+    /// Share of leaking scenes whose leak starts during the video
+    #[arg(long, value_name = "F", default_value_t = SynthConfig::default().onsets)]
+    onsets: f32,
+    /// Share of leaking scenes whose leak stops during the video (the gas then dissipates)
+    #[arg(long, value_name = "F", default_value_t = SynthConfig::default().stops)]
+    stops: f32,
+    /// Up to N pipe ends per scene that never leak
+    #[arg(long, value_name = "N", default_value_t = SynthConfig::default().idle_pipes)]
+    idle_pipes: u32,
+    /// Share of leaks from a point without visible equipment (not a pipe end)
+    #[arg(long, value_name = "F", default_value_t = SynthConfig::default().hidden_sources)]
+    hidden_sources: f32,
+    /// Share of scenes with heat shimmer above a hot surface (a distractor)
+    #[arg(long, value_name = "F", default_value_t = SynthConfig::default().shimmer)]
+    shimmer: f32,
+    /// Share of scenes with steam rising from a stack (a distractor)
+    #[arg(long, value_name = "F", default_value_t = SynthConfig::default().steam)]
+    steam: f32,
+    /// Share of scenes with a person or a vehicle crossing (a distractor)
+    #[arg(long, value_name = "F", default_value_t = SynthConfig::default().crossers)]
+    crossers: f32,
+    /// Share of scenes with a flat-field correction: a shutter frame, then an offset (a distractor)
+    #[arg(long, value_name = "F", default_value_t = SynthConfig::default().nuc)]
+    nuc: f32,
+    /// Share of scenes with a short camera shake (a distractor)
+    #[arg(long, value_name = "F", default_value_t = SynthConfig::default().shake)]
+    shake: f32,
+    /// Instead of a dataset: one video of one scene (--frames long) whose leak comes and
+    /// goes N times, as DIR/video.mp4, DIR/{images,masks}/ and DIR/episodes.json
+    #[arg(long, value_name = "N", conflicts_with_all = ["video", "gallery"])]
+    episodes: Option<usize>,
+    /// Instead of a dataset: one picture (frame | mask) of each element the generator
+    /// draws, as DIR/<element>.png, with DIR/gallery.md listing them
+    #[arg(long, conflicts_with = "video")]
+    gallery: bool,
     /// Write into DIR even if it is not empty (files of the same names are replaced)
     #[arg(long)]
     force: bool,
@@ -62,6 +102,16 @@ pub fn run(args: Args) -> Result<()> {
         seed: args.seed,
         contrast: args.contrast,
         bit_depth: args.bit_depth,
+        negatives: args.negatives,
+        onsets: args.onsets,
+        stops: args.stops,
+        idle_pipes: args.idle_pipes,
+        hidden_sources: args.hidden_sources,
+        shimmer: args.shimmer,
+        steam: args.steam,
+        crossers: args.crossers,
+        nuc: args.nuc,
+        shake: args.shake,
     };
     if let Err(reason) = cfg.validate() {
         bail!("{reason}");
@@ -72,6 +122,12 @@ pub fn run(args: Args) -> Result<()> {
             "{} is not empty: choose another --out, or pass --force to write into it",
             args.out.display()
         );
+    }
+    if args.gallery {
+        return write_gallery(&cfg, &args.out);
+    }
+    if let Some(episodes) = args.episodes {
+        return write_episodes(&cfg, episodes, &args.out);
     }
     let total = (cfg.scenes * cfg.frames) as u64;
     let bar = progress::bar(total, "synth", "frames");
@@ -107,6 +163,58 @@ pub fn run(args: Args) -> Result<()> {
         args.out.display(),
         secs,
         report.frames as f64 / secs.max(1e-9),
+    );
+    Ok(())
+}
+
+fn write_episodes(cfg: &SynthConfig, episodes: usize, out: &Path) -> Result<()> {
+    let bar = progress::bar(cfg.frames as u64, "synth episodes", "frames");
+    let start = Instant::now();
+    let file = generate_episodes(cfg, episodes, out, &|| bar.inc(1))
+        .with_context(|| format!("writing the episodes video to {}", out.display()))?;
+    bar.finish_and_clear();
+    let spans: Vec<String> = file
+        .episodes
+        .iter()
+        .map(|e| format!("{:.2}–{:.2} s", e.start_s, e.end_s))
+        .collect();
+    println!(
+        "wrote {} frames of {}x{} ({:.1} s at {} frames/s) with {} leak episodes ({}) to {} (video.mp4, images/, masks/, episodes.json) in {:.2} s",
+        file.frames,
+        file.width,
+        file.height,
+        file.frames as f64 / file.fps,
+        file.fps,
+        file.episodes.len(),
+        spans.join(", "),
+        out.display(),
+        start.elapsed().as_secs_f64(),
+    );
+    Ok(())
+}
+
+fn write_gallery(cfg: &SynthConfig, out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let items = gallery(cfg.seed, cfg.width, cfg.height, 2);
+    let mut listing = String::from(
+        "<!-- written by `fgstp synth --gallery`: each picture is a generated frame (left) and its mask (right) -->\n",
+    );
+    for item in &items {
+        let path = out.join(format!("{}.png", item.name));
+        item.image
+            .save(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        listing.push_str(&format!(
+            "\n**{}**: {}\n\n![{}]({}.png)\n",
+            item.name, item.caption, item.caption, item.name
+        ));
+    }
+    let md = out.join("gallery.md");
+    std::fs::write(&md, listing).with_context(|| format!("cannot write {}", md.display()))?;
+    println!(
+        "wrote {} pictures (frame | mask) and gallery.md to {}",
+        items.len(),
+        out.display()
     );
     Ok(())
 }

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use fgstp_data::synth::{generate, SynthConfig};
+use fgstp_data::synth::episodes::generate_episodes;
+use fgstp_data::synth::{generate, Plan, SynthConfig};
 use fgstp_data::{Masks, Split};
 
 fn small(seed: u64) -> SynthConfig {
@@ -70,29 +71,53 @@ fn same_seed_gives_byte_identical_output_for_any_thread_count() {
     );
 }
 
+fn load_masks(scene: &fgstp_data::Scene) -> Vec<image::GrayImage> {
+    scene
+        .frames
+        .iter()
+        .map(|f| fgstp_data::decode::load_mask(f.mask.as_ref().unwrap()).unwrap())
+        .collect()
+}
+
+fn area(m: &image::GrayImage) -> usize {
+    m.iter().filter(|&&v| v == 255).count()
+}
+
 #[test]
-fn output_is_a_valid_dataset_with_moving_plumes() {
-    let cfg = small(5);
+fn output_is_a_valid_dataset_with_moving_plumes_and_leak_free_scenes() {
+    let cfg = SynthConfig {
+        scenes: 12,
+        negatives: 0.5,
+        onsets: 0.0,
+        stops: 0.0,
+        nuc: 0.0,
+        ..small(5)
+    };
     let dir = run(&cfg, 2);
     let mut scenes = 0;
+    let mut leak_free = 0;
     for (split, range) in cfg.splits() {
         let s = Split::open(dir.path(), split, Masks::Required).unwrap();
         s.verify_pixels(&|| {}).unwrap();
         assert_eq!(s.scenes.len(), range.len());
-        scenes += s.scenes.len();
-        for scene in &s.scenes {
+        for (scene, index) in s.scenes.iter().zip(range.clone()) {
+            scenes += 1;
             assert_eq!(scene.frames.len(), cfg.frames);
             assert_eq!(scene.mask_count(), cfg.frames);
             assert_eq!((scene.width, scene.height), (cfg.width, cfg.height));
-            let masks: Vec<image::GrayImage> = scene
-                .frames
-                .iter()
-                .map(|f| fgstp_data::decode::load_mask(f.mask.as_ref().unwrap()).unwrap())
-                .collect();
-            let area = |m: &image::GrayImage| m.iter().filter(|&&v| v == 255).count();
+            let masks = load_masks(scene);
+            if cfg.leak_free(index) {
+                leak_free += 1;
+                assert!(
+                    masks.iter().all(|m| area(m) == 0),
+                    "{}: a leak-free scene has empty masks",
+                    scene.name
+                );
+                continue;
+            }
             assert!(
                 masks.iter().all(|m| area(m) > 0),
-                "{}: every frame shows gas",
+                "{}: every frame of a steady leak shows gas",
                 scene.name
             );
             assert!(
@@ -109,9 +134,181 @@ fn output_is_a_valid_dataset_with_moving_plumes() {
         }
     }
     assert_eq!(scenes, cfg.scenes);
+    // 12 scenes: train 8, val 2, test 2; half of each split leak-free.
+    assert_eq!(leak_free, 4 + 1 + 1);
     assert_eq!(
         cfg.splits().iter().map(|(n, _)| *n).collect::<Vec<_>>(),
         ["train", "val", "test"]
+    );
+}
+
+#[test]
+fn leak_free_scenes_are_spread_over_the_splits() {
+    let cfg = SynthConfig {
+        scenes: 96,
+        ..SynthConfig::default()
+    };
+    let per_split: Vec<(usize, usize)> = cfg
+        .splits()
+        .into_iter()
+        .map(|(_, r)| (r.len(), r.filter(|&i| cfg.leak_free(i)).count()))
+        .collect();
+    // About a third of each split (0.33, rounded down): 68 → 22, 14 → 4, 14 → 4.
+    assert_eq!(per_split, [(68, 22), (14, 4), (14, 4)]);
+    let none = SynthConfig {
+        negatives: 0.0,
+        ..cfg.clone()
+    };
+    assert!((0..96).all(|i| !none.leak_free(i)));
+    let all = SynthConfig {
+        negatives: 1.0,
+        ..cfg
+    };
+    assert!((0..96).all(|i| all.leak_free(i)));
+}
+
+/// A leak that starts has empty masks before its start and gas from the frame after; one
+/// that stops leaves gas that is gone within a few frames.
+#[test]
+fn leaks_start_and_stop_inside_videos() {
+    let cfg = SynthConfig {
+        scenes: 10,
+        frames: 16,
+        negatives: 0.0,
+        onsets: 1.0,
+        stops: 1.0,
+        nuc: 0.0,
+        ..small(21)
+    };
+    let dir = run(&cfg, 2);
+    let mut checked = 0;
+    for (split, range) in cfg.splits() {
+        let s = Split::open(dir.path(), split, Masks::Required).unwrap();
+        for (scene, index) in s.scenes.iter().zip(range) {
+            let plan = Plan::draw(&cfg, index);
+            let (start, stop) = plan.leak.as_ref().unwrap().windows[0];
+            let (start, stop) = (start as usize, stop as usize);
+            assert!(
+                start >= 1 && stop > start + 1 && stop <= cfg.frames,
+                "{start}..{stop}"
+            );
+            let masks = load_masks(scene);
+            for (t, m) in masks.iter().enumerate() {
+                if t < start {
+                    assert_eq!(
+                        area(m),
+                        0,
+                        "{} frame {t}: before the onset at {start}",
+                        scene.name
+                    );
+                } else if t > start && t < stop {
+                    assert!(
+                        area(m) > 0,
+                        "{} frame {t}: leaking since {start}",
+                        scene.name
+                    );
+                } else if t >= stop + 5 {
+                    assert_eq!(
+                        area(m),
+                        0,
+                        "{} frame {t}: gas gone after the stop at {stop}",
+                        scene.name
+                    );
+                }
+            }
+            // Building up: more gas two frames after the start than in the first frame.
+            if start + 2 < stop {
+                assert!(
+                    area(&masks[start + 2]) > area(&masks[start]),
+                    "{}",
+                    scene.name
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 10);
+}
+
+/// Distractors change the frames but never the masks.
+#[test]
+fn distractors_are_drawn_but_never_masked() {
+    let quiet = SynthConfig {
+        negatives: 1.0,
+        shimmer: 0.0,
+        steam: 0.0,
+        crossers: 0.0,
+        nuc: 0.0,
+        shake: 0.0,
+        ..small(4)
+    };
+    let busy = SynthConfig {
+        shimmer: 1.0,
+        steam: 1.0,
+        crossers: 1.0,
+        nuc: 1.0,
+        shake: 1.0,
+        ..quiet.clone()
+    };
+    let (a, b) = (run(&quiet, 2), run(&busy, 2));
+    let (fa, fb) = (files(a.path()), files(b.path()));
+    let mut changed_images = 0;
+    for (path, bytes) in &fb {
+        let name = path.to_string_lossy();
+        if name.contains("/masks/") {
+            let m = image::load_from_memory(bytes).unwrap().to_luma8();
+            assert_eq!(area(&m), 0, "{name}: a distractor is not gas");
+        } else if name.contains("/images/") && fa[path] != *bytes {
+            changed_images += 1;
+        }
+    }
+    assert_eq!(changed_images, 4 * 6, "every frame shows some distractor");
+}
+
+#[test]
+fn episodes_video_has_leaks_exactly_where_episodes_json_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        frames: 48,
+        ..small(8)
+    };
+    let file = generate_episodes(&cfg, 2, dir.path(), &|| {}).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("episodes.json")).unwrap()).unwrap();
+    assert_eq!(json["episodes"].as_array().unwrap().len(), 2);
+    assert_eq!(json["fps"], 30.0);
+    let mut with_gas = Vec::new();
+    for t in 0..cfg.frames {
+        let m = image::open(dir.path().join(format!("masks/frame_{:05}.png", t + 1)))
+            .unwrap()
+            .to_luma8();
+        with_gas.push(area(&m) > 0);
+    }
+    for (t, &gas) in with_gas.iter().enumerate() {
+        let inside = file
+            .episodes
+            .iter()
+            .any(|e| t >= e.first_frame && t <= e.last_frame);
+        if !inside {
+            assert!(!gas, "frame {t} outside every episode shows no gas");
+        }
+    }
+    for e in &file.episodes {
+        assert!(with_gas[e.first_frame] && with_gas[e.last_frame]);
+        assert!(e.first_frame >= e.release_start && e.last_frame >= e.release_stop - 1);
+        assert!(
+            e.last_frame < e.release_stop + 6,
+            "dissipates within a few frames"
+        );
+    }
+    let info = fgstp_data::video::probe(&dir.path().join("video.mp4")).unwrap();
+    assert_eq!(info.frames, cfg.frames);
+
+    let err = generate_episodes(&cfg, 5, dir.path(), &|| {}).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("--episodes 5 needs --frames of at least 60"),
+        "{err}"
     );
 }
 
@@ -217,4 +414,17 @@ fn bad_settings_are_refused_with_the_option_named() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("--bit-depth 12"), "{err}");
+    let err = generate(
+        &SynthConfig {
+            steam: 1.5,
+            ..small(1)
+        },
+        dir.path(),
+        &|| {},
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("--steam 1.5 must be a share"),
+        "{err}"
+    );
 }
