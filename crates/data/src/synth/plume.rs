@@ -4,12 +4,15 @@
 
 use super::noise::{bilinear, fractal, value_noise};
 
-/// Simulation steps before the first frame, so that a release running since before the video
+/// Frames simulated before the first one, so that a release running since before the video
 /// has a developed plume in its first frame.
-pub(crate) const WARMUP: usize = 40;
+pub(crate) const WARMUP: usize = 20;
+/// Simulation steps per frame: gas moves about a cell per step, so a starting leak fills a
+/// plume within a few frames instead of creeping out of its source.
+const STEPS_PER_FRAME: usize = 2;
 /// Frames over which a starting release ramps up to full strength.
 const RAMP_FRAMES: f32 = 2.0;
-/// Extra decay per frame of the gas left behind after a release stops: it dissipates over a
+/// Extra decay per frame (spread over its steps) of the gas left behind after a release stops: it dissipates over a
 /// few frames instead of lingering for hundreds.
 const DISSIPATION: f32 = 0.6;
 
@@ -62,9 +65,10 @@ pub(crate) struct Release {
 impl Release {
     /// The drift of the plume (and its texture) per frame, in cells.
     pub fn drift(&self) -> (f32, f32) {
+        let steps = STEPS_PER_FRAME as f32;
         (
-            self.wind_speed * self.wind_angle.cos(),
-            self.wind_speed * self.wind_angle.sin() - self.buoyancy,
+            steps * self.wind_speed * self.wind_angle.cos(),
+            steps * (self.wind_speed * self.wind_angle.sin() - self.buoyancy),
         )
     }
 }
@@ -77,13 +81,16 @@ pub(crate) fn simulate(r: &Release, gw: usize, gh: usize, frames: usize) -> Vec<
     let mut out = Vec::with_capacity(frames);
     let turb_scale = 6.0f32;
     let mut empty = true;
-    for step in 0..WARMUP + frames {
+    let dissipation = DISSIPATION.powf(1.0 / STEPS_PER_FRAME as f32);
+    for step in 0..(WARMUP + frames) * STEPS_PER_FRAME {
         let t = step as f32;
-        let frame = step as i64 - WARMUP as i64;
+        let frame = (step / STEPS_PER_FRAME) as i64 - WARMUP as i64;
+        // The frame is taken after its last step.
+        let shown = frame >= 0 && (step + 1) % STEPS_PER_FRAME == 0;
         let (strength, dissipating) = r.schedule.at(frame);
         if empty && strength == 0.0 {
             // Nothing released yet: nothing to move.
-            if step >= WARMUP {
+            if shown {
                 out.push(rho.clone());
             }
             continue;
@@ -113,7 +120,7 @@ pub(crate) fn simulate(r: &Release, gw: usize, gh: usize, frames: usize) -> Vec<
         }
         // Diffusion, decay (faster once the release has stopped), and the flickering source.
         let decay = if dissipating {
-            r.decay * DISSIPATION
+            r.decay * dissipation
         } else {
             r.decay
         };
@@ -146,7 +153,7 @@ pub(crate) fn simulate(r: &Release, gw: usize, gh: usize, frames: usize) -> Vec<
                 }
             }
         }
-        if step >= WARMUP {
+        if shown {
             out.push(rho.clone());
         }
     }
