@@ -1,6 +1,7 @@
 //! Segmentation metrics identical to PySODMetrics 1.6 (`lartpang/PySODMetrics`), without
 //! libtorch: S-measure, weighted F-measure, MAE, E-measure, F-measure, IoU and Dice, plus
-//! the Jaccard/F1/J&F protocol of the FGSTP reference `test.py`.
+//! the Jaccard/F1/J&F protocol of the FGSTP reference `test.py`, and frame-level leak
+//! detection rates ([`detection`]).
 //!
 //! ```
 //! use fgstp_metrics::{GrayView, MetricRecorder};
@@ -29,6 +30,7 @@
 mod binary;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod detection;
 mod edt;
 mod emeasure;
 mod frame;
@@ -49,6 +51,7 @@ pub mod state;
 mod table;
 mod wfmeasure;
 
+pub use detection::{Detection, MinLeakArea, MinLeakAreaError};
 pub use mask::GrayView;
 pub use mask_geometry::MaskGeometry;
 pub use protocol::{min_max_normalised, to_binary_mask, to_gray_map, JaccardF1};
@@ -77,4 +80,12 @@ pub enum MetricsError {
     },
     #[error("no frames were scored")]
     NoFrames,
+    #[error(
+        "cannot merge frames scored with minimum leak area {theirs} into frames scored with \
+         {ours}: score both with one --min-leak-area / eval.min_leak_area"
+    )]
+    RuleMismatch {
+        ours: MinLeakArea,
+        theirs: MinLeakArea,
+    },
 }

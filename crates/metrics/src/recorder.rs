@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::detection::MinLeakArea;
 use crate::registry::{measure_index, metric_index, Aggregate, Metric, Reading, MEASURES, METRICS};
 use crate::{FrameScores, GrayView, MetricsError};
 
@@ -64,6 +65,11 @@ pub(crate) enum MeasureTotal {
     Curve(Box<[ExactSum; 256]>),
     /// The sum over the frames that have the measure, and their count.
     Annotated(ExactSum, u64),
+    /// Of the frames that have the measure: how many count, and how many there are.
+    Count {
+        hits: u64,
+        frames: u64,
+    },
 }
 
 impl Default for Totals {
@@ -74,6 +80,7 @@ impl Default for Totals {
                 Reading::Value(_) => MeasureTotal::Value(ExactSum::default()),
                 Reading::Curve(_) => MeasureTotal::Curve(Box::new([ExactSum::default(); 256])),
                 Reading::Annotated(_) => MeasureTotal::Annotated(ExactSum::default(), 0),
+                Reading::Count(_) => MeasureTotal::Count { hits: 0, frames: 0 },
             })
             .collect();
         Self {
@@ -84,7 +91,7 @@ impl Default for Totals {
 }
 
 impl Totals {
-    fn add(&mut self, s: &FrameScores) {
+    fn add(&mut self, s: &FrameScores, rule: MinLeakArea) {
         self.frames += 1;
         for (total, measure) in self.measures.iter_mut().zip(MEASURES) {
             match (total, measure.reading) {
@@ -98,6 +105,12 @@ impl Totals {
                     if let Some(x) = read(s) {
                         *count += 1;
                         sum.add(x);
+                    }
+                }
+                (MeasureTotal::Count { hits, frames }, Reading::Count(read)) => {
+                    if let Some(hit) = read(&s.detection, rule) {
+                        *frames += 1;
+                        *hits += hit as u64;
                     }
                 }
                 _ => unreachable!("totals are built from MEASURES"),
@@ -119,6 +132,13 @@ impl Totals {
                     x.merge(y);
                     *n += m;
                 }
+                (
+                    MeasureTotal::Count { hits, frames },
+                    MeasureTotal::Count { hits: h, frames: f },
+                ) => {
+                    *hits += h;
+                    *frames += f;
+                }
                 _ => unreachable!("totals are built from MEASURES"),
             }
         }
@@ -136,6 +156,10 @@ impl Totals {
                     MeasureTotal::Annotated(sum, count) => {
                         MeasureMean::Annotated((*count > 0).then(|| sum.mean(*count)))
                     }
+                    MeasureTotal::Count { hits, frames } => MeasureMean::Count {
+                        hits: *hits,
+                        frames: *frames,
+                    },
                 })
                 .collect(),
         )
@@ -143,19 +167,21 @@ impl Totals {
 }
 
 /// Per-frame averages of a group, one entry per [`MEASURES`] item: values, curves averaged
-/// threshold by threshold, and annotated-frame averages.
+/// threshold by threshold, annotated-frame averages, and frame counts (kept as counts, so
+/// that groups pool them).
 struct Means(Vec<MeasureMean>);
 
 enum MeasureMean {
     Value(f64),
     Curve(Box<[f64; 256]>),
     Annotated(Option<f64>),
+    Count { hits: u64, frames: u64 },
 }
 
 impl Means {
     /// The mean over groups: values averaged, curves averaged threshold by threshold (then
     /// [`Means::scores`] takes their mean and maximum), annotated measures averaged over the
-    /// groups that have any.
+    /// groups that have any, counts pooled (added up over the groups).
     fn over_groups(groups: &[Means]) -> Means {
         let n = groups.len() as f64;
         let per_measure = (0..MEASURES.len()).map(|k| match MEASURES[k].reading {
@@ -190,6 +216,16 @@ impl Means {
                 MeasureMean::Annotated(
                     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64),
                 )
+            }
+            Reading::Count(_) => {
+                let (mut hits, mut frames) = (0, 0);
+                for g in groups {
+                    if let MeasureMean::Count { hits: h, frames: f } = g.0[k] {
+                        hits += h;
+                        frames += f;
+                    }
+                }
+                MeasureMean::Count { hits, frames }
             }
         });
         Means(per_measure.collect())
@@ -227,6 +263,12 @@ impl Means {
                     MeasureMean::Annotated(x) => *x,
                     _ => unreachable!("the registry test checks measure kinds"),
                 },
+                Aggregate::PooledShare(key) => match measure(key) {
+                    MeasureMean::Count { hits, frames } => {
+                        (*frames > 0).then(|| *hits as f64 / *frames as f64)
+                    }
+                    _ => unreachable!("the registry test checks measure kinds"),
+                },
                 // Earlier in METRICS (checked by the registry test), so already computed.
                 Aggregate::MeanOf(a, b) => values[metric_index(a)]
                     .zip(values[metric_index(b)])
@@ -241,7 +283,9 @@ impl Means {
 /// The metrics of a set of frames, one value per [`METRICS`] item (see there for the keys).
 /// `_adp`: at the adaptive threshold (twice the mean prediction); `_mean`/`_max`: mean and
 /// maximum over the 256 thresholds. `jaccard`, `f1` and `jf` follow the reference `test.py`
-/// and are absent (JSON `null`) when no frame has a non-empty mask. Serialises as a JSON
+/// and are absent (JSON `null`) when no frame has a non-empty mask; `leak_recall` and
+/// `leak_fpr` are shares of frames, absent when there are no frames with (without) a leak in
+/// the mask. Serialises as a JSON
 /// object with the registry's keys, in its order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scores {
@@ -293,7 +337,8 @@ pub struct Curves {
 }
 
 /// Results over all frames (`overall`: every frame weighs the same), per video, and over
-/// videos (`video_mean`: every video weighs the same).
+/// videos (`video_mean`: every video weighs the same, except for the detection rates, which
+/// are pooled over all frames there too; see [`Aggregate::PooledShare`]).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
     pub overall: Scores,
@@ -304,15 +349,31 @@ pub struct Report {
 }
 
 /// Collects frame scores by video. `step` per frame, `results` at the end; recorders of
-/// disjoint shards of a dataset `merge` into exactly the recorder of the whole.
+/// disjoint shards of a dataset `merge` into exactly the recorder of the whole. The recorder
+/// applies its [`MinLeakArea`] rule to each frame it adds (frame-level detection).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MetricRecorder {
+    pub(crate) min_leak_area: MinLeakArea,
     pub(crate) videos: BTreeMap<String, Totals>,
 }
 
 impl MetricRecorder {
+    /// A recorder with the default detection rule ([`MinLeakArea::default`], 0.5 %).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A recorder whose frames are predicted leak from `min_leak_area` on.
+    pub fn with_min_leak_area(min_leak_area: MinLeakArea) -> Self {
+        Self {
+            min_leak_area,
+            videos: BTreeMap::new(),
+        }
+    }
+
+    /// The detection rule this recorder applies.
+    pub fn min_leak_area(&self) -> MinLeakArea {
+        self.min_leak_area
     }
 
     /// Scores one frame of `video` (see [`FrameScores::compute`]).
@@ -343,21 +404,41 @@ impl MetricRecorder {
 
     /// Adds a frame scored elsewhere (e.g. on another thread).
     pub fn add(&mut self, video: &str, scores: &FrameScores) {
+        let rule = self.min_leak_area;
         match self.videos.get_mut(video) {
-            Some(totals) => totals.add(scores),
+            Some(totals) => totals.add(scores, rule),
             None => {
                 let mut totals = Totals::default();
-                totals.add(scores);
+                totals.add(scores, rule);
                 self.videos.insert(video.to_string(), totals);
             }
         }
     }
 
     /// Adds everything `other` recorded; the result does not depend on the order of merges.
+    ///
+    /// # Panics
+    /// When `other` applies another detection rule (the recorders of one evaluation are made
+    /// with one rule); [`MetricRecorder::try_merge`] returns an error instead.
     pub fn merge(&mut self, other: &MetricRecorder) {
+        if let Err(e) = self.try_merge(other) {
+            panic!("{e}");
+        }
+    }
+
+    /// As [`MetricRecorder::merge`], refusing (and changing nothing) when `other` applies
+    /// another detection rule.
+    pub fn try_merge(&mut self, other: &MetricRecorder) -> Result<(), MetricsError> {
+        if self.min_leak_area != other.min_leak_area {
+            return Err(MetricsError::RuleMismatch {
+                ours: self.min_leak_area,
+                theirs: other.min_leak_area,
+            });
+        }
         for (video, totals) in &other.videos {
             self.videos.entry(video.clone()).or_default().merge(totals);
         }
+        Ok(())
     }
 
     pub fn frames(&self) -> u64 {

@@ -3,11 +3,13 @@
 //! metric is added here (and computed per frame in [`FrameScores`]) and nowhere else.
 //!
 //! Two levels:
-//! - a [`Measure`] is what one frame yields: a value, a 256-threshold curve, or a value that
-//!   only frames with a non-empty mask have (the reference `test.py`'s protocol);
+//! - a [`Measure`] is what one frame yields: a value, a 256-threshold curve, a value that
+//!   only frames with a non-empty mask have (the reference `test.py`'s protocol), or a yes/no
+//!   that only some frames have (frame-level leak detection, see [`crate::detection`]);
 //! - a [`Metric`] is what a set of frames reports: a measure's mean, a curve's mean or maximum
-//!   after averaging it over frames, or a mean of two metrics.
+//!   after averaging it over frames, a mean of two metrics, or a share of frames.
 
+use crate::detection::{Detection, MinLeakArea};
 use crate::FrameScores;
 
 /// Whether a larger value of a metric is better.
@@ -36,6 +38,9 @@ pub enum Reading {
     Curve(fn(&FrameScores) -> &[f64; 256]),
     /// A value only frames with a non-empty mask have (`test.py` averages over those).
     Annotated(fn(&FrameScores) -> Option<f64>),
+    /// Whether a frame counts (`Some(true)`), does not (`Some(false)`), or is not among the
+    /// frames the share is taken of (`None`), under the recorder's [`MinLeakArea`] rule.
+    Count(fn(&Detection, MinLeakArea) -> Option<bool>),
 }
 
 /// A per-frame quantity the recorder accumulates.
@@ -64,6 +69,10 @@ pub const MEASURES: &[Measure] = &[
     Measure { key: "recall", reading: Reading::Curve(|s| &s.recall_curve) },
     Measure { key: "jaccard", reading: Reading::Annotated(|s| s.jaccard_f1.map(|j| j.jaccard)) },
     Measure { key: "f1", reading: Reading::Annotated(|s| s.jaccard_f1.map(|j| j.f1)) },
+    // Frames with a leak in the mask: predicted leak or not.
+    Measure { key: "leak_found", reading: Reading::Count(Detection::found) },
+    // Leak-free frames: predicted leak or not.
+    Measure { key: "leak_false_alarm", reading: Reading::Count(Detection::false_alarm) },
 ];
 
 /// How a metric is made from the measures of a set of frames.
@@ -81,6 +90,10 @@ pub enum Aggregate {
     AnnotatedMean(&'static str),
     /// The mean of two earlier metrics; absent when either is.
     MeanOf(&'static str, &'static str),
+    /// The share of a `Count` measure's frames that count, pooled over frames in every
+    /// aggregate (`video_mean` too: frames of all videos together, not a mean over videos);
+    /// absent when there are no such frames.
+    PooledShare(&'static str),
 }
 
 /// A reported metric.
@@ -95,7 +108,8 @@ pub struct Metric {
     pub better: Better,
     pub aggregate: Aggregate,
     /// A column of the per-video table and of the one-line validation summary: the paper's
-    /// six (S-alpha, weighted F, MAE, mean E-phi, mIoU, mDice) and `test.py`'s three.
+    /// six (S-alpha, weighted F, MAE, mean E-phi, mIoU, mDice), `test.py`'s three and the two
+    /// frame-level detection rates.
     pub headline: bool,
 }
 
@@ -117,7 +131,7 @@ const fn metric(
     }
 }
 
-use Aggregate::{AnnotatedMean, CurveMax, CurveMean, Mean, MeanOf};
+use Aggregate::{AnnotatedMean, CurveMax, CurveMean, Mean, MeanOf, PooledShare};
 use Better::{Higher, Lower};
 
 /// Every reported metric, in the order of the JSON keys and the tables.
@@ -141,6 +155,8 @@ pub const METRICS: &[Metric] = &[
     metric("jaccard",   "Jaccard (test.py)", "jaccard", Higher, AnnotatedMean("jaccard"), true),
     metric("f1",        "F1 (test.py)",     "f1",      Higher, AnnotatedMean("f1"),  true),
     metric("jf",        "J&F (test.py)",    "J&F",     Higher, MeanOf("jaccard", "f1"), true),
+    metric("leak_recall", "leak recall",    "leakR",   Higher, PooledShare("leak_found"), true),
+    metric("leak_fpr",  "leak FPR",         "leakFPR", Lower,  PooledShare("leak_false_alarm"), true),
 ];
 
 /// The columns of the paper's table, in its order: S-alpha, weighted F, MAE, E-phi, mIoU,
@@ -153,6 +169,11 @@ pub const METRICS: &[Metric] = &[
 /// ZoomNeXt) the paper's rows come from. S-alpha, weighted F and MAE are single values
 /// (`sm`, `wfm`, `mae`).
 pub const PAPER_COLUMNS: &[&str] = &["sm", "wfm", "mae", "em_mean", "iou_mean", "dice_mean"];
+
+/// Frame-level leak detection (see [`crate::detection`]), shown beside the paper's columns by
+/// `fgstp compare`: the share of frames with a leak that are predicted leak, and of leak-free
+/// frames that are.
+pub const DETECTION_COLUMNS: &[&str] = &["leak_recall", "leak_fpr"];
 
 /// The metric called `key`.
 pub fn find(key: &str) -> Option<&'static Metric> {
@@ -199,6 +220,7 @@ mod tests {
                 AnnotatedMean(k) => {
                     assert!(matches!(kind(k), Reading::Annotated(_)), "{}", m.key)
                 }
+                PooledShare(k) => assert!(matches!(kind(k), Reading::Count(_)), "{}", m.key),
                 // Both must come earlier, so that one pass in order computes them.
                 MeanOf(a, b) => assert!(metric_index(a) < i && metric_index(b) < i, "{}", m.key),
             }
@@ -207,6 +229,9 @@ mod tests {
             assert!(MEASURES[..i].iter().all(|o| o.key != m.key), "{}", m.key);
         }
         assert_eq!(find("mae").map(|m| m.better), Some(Better::Lower));
+        for key in PAPER_COLUMNS.iter().chain(DETECTION_COLUMNS) {
+            assert!(find(key).is_some(), "{key}");
+        }
         assert!(find("nope").is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! Every metric of one frame.
 
-use crate::frame::Frame;
+use crate::detection::{self, Detection};
+use crate::frame::{Frame, PROTOCOL_FG};
 use crate::mask_geometry::MaskGeometry;
 use crate::protocol::{self, JaccardF1};
 use crate::{binary, emeasure, smeasure, wfmeasure, GrayView, MetricsError};
@@ -31,6 +32,9 @@ pub struct FrameScores {
     /// The reference `test.py`'s Jaccard and F1; `None` when the mask is empty (such frames
     /// are not part of its averages).
     pub jaccard_f1: Option<JaccardF1>,
+    /// The areas frame-level leak detection is decided from (`leak_recall`, `leak_fpr`): the
+    /// prediction is not min-max normalised (see [`crate::detection`]).
+    pub detection: Detection,
 }
 
 impl FrameScores {
@@ -51,7 +55,11 @@ impl FrameScores {
     ) -> Result<Self, MetricsError> {
         let frame = Frame::new(pred, gt, geometry)?;
         let jf = protocol::from_frame(&frame);
-        Ok(Self::from_frame(&frame, jf, geometry))
+        let detection = Detection {
+            predicted_area: count_pixels(&frame, |v, _| v >= 128),
+            ..detection_of(&frame)
+        };
+        Ok(Self::from_frame(&frame, jf, detection, geometry))
     }
 
     /// As [`FrameScores::compute`], but the `test.py` protocol binarises `probability` (the
@@ -72,10 +80,19 @@ impl FrameScores {
             });
         }
         let jf = protocol::from_probability(probability, &frame);
-        Ok(Self::from_frame(&frame, jf, &geometry))
+        let detection = Detection {
+            predicted_area: detection::probability_area(probability),
+            ..detection_of(&frame)
+        };
+        Ok(Self::from_frame(&frame, jf, detection, &geometry))
     }
 
-    fn from_frame(f: &Frame, jaccard_f1: Option<JaccardF1>, geometry: &MaskGeometry) -> Self {
+    fn from_frame(
+        f: &Frame,
+        jaccard_f1: Option<JaccardF1>,
+        detection: Detection,
+        geometry: &MaskGeometry,
+    ) -> Self {
         let adaptive = binary::adaptive(f);
         let curves = binary::curves(f);
         Self {
@@ -93,7 +110,32 @@ impl FrameScores {
             precision_curve: curves.map(|b| b.precision),
             recall_curve: curves.map(|b| b.recall),
             jaccard_f1,
+            detection,
         }
+    }
+}
+
+/// Pixels whose raw prediction value `v` and mask code satisfy `keep(v, code)`.
+fn count_pixels(f: &Frame, keep: impl Fn(usize, usize) -> bool) -> u64 {
+    let mut n = 0;
+    for quadrant in f.hist.iter() {
+        for (code, h) in quadrant.iter().enumerate() {
+            for (v, &c) in h.iter().enumerate() {
+                if keep(v, code) {
+                    n += c as u64;
+                }
+            }
+        }
+    }
+    n
+}
+
+/// The mask's side of a frame's [`Detection`] (no predicted area yet).
+fn detection_of(f: &Frame) -> Detection {
+    Detection {
+        predicted_area: 0,
+        mask_area: count_pixels(f, |_, code| code & PROTOCOL_FG != 0),
+        pixels: f.size,
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::detection::MinLeakArea;
 use crate::recorder::{ExactSum, MeasureTotal, Totals};
 use crate::registry::{Reading, MEASURES};
 use crate::{MetricRecorder, Shard};
@@ -13,7 +14,7 @@ use crate::{MetricRecorder, Shard};
 /// `format` of every state file.
 pub const STATE_FORMAT: &str = "fgstp-metric-state";
 /// Bumped whenever the meaning of a state changes; readers refuse other versions.
-pub const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 2;
 
 /// A recorder's totals per video, with what produced them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,6 +25,9 @@ pub struct RecorderState {
     pub fixed_point: String,
     /// The measures, in the order of each video's `sums`.
     pub measures: Vec<MeasureSpec>,
+    /// The detection rule the frames were scored with (`0.5%`, `40px`): states of different
+    /// rules do not merge.
+    pub min_leak_area: String,
     /// The shard this state covers, if it is one.
     #[serde(default)]
     pub shard: Option<Shard>,
@@ -36,7 +40,8 @@ pub struct RecorderState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MeasureSpec {
     pub key: String,
-    /// `value`, `curve` (256 sums) or `annotated` (a sum and the number of frames that have it).
+    /// `value`, `curve` (256 sums), `annotated` (a sum and the number of frames that have it)
+    /// or `count` (how many of the frames that have it count, and how many there are).
     pub kind: String,
 }
 
@@ -53,6 +58,7 @@ pub enum SumState {
     Value(String),
     Curve(Vec<String>),
     Annotated { sum: String, count: u64 },
+    Count { hits: u64, frames: u64 },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -63,6 +69,8 @@ pub enum StateError {
     Version { found: u32 },
     #[error("the state's measures ({found}) differ from this build's ({expected}): merge with the fgstp version that wrote it")]
     Measures { found: String, expected: String },
+    #[error("the state's minimum leak area: {0}")]
+    Rule(String),
     #[error("video {video:?}, measure {key:?}: {problem}")]
     Value {
         video: String,
@@ -76,6 +84,7 @@ fn kind_name(reading: Reading) -> &'static str {
         Reading::Value(_) => "value",
         Reading::Curve(_) => "curve",
         Reading::Annotated(_) => "annotated",
+        Reading::Count(_) => "count",
     }
 }
 
@@ -139,6 +148,10 @@ impl MetricRecorder {
                             sum: write_sum(s),
                             count: *count,
                         },
+                        MeasureTotal::Count { hits, frames } => SumState::Count {
+                            hits: *hits,
+                            frames: *frames,
+                        },
                     })
                     .collect();
                 (
@@ -157,6 +170,7 @@ impl MetricRecorder {
                 "each sum is an integer number of 2^-64 (values rounded once, then added exactly)"
                     .to_string(),
             measures: specs(),
+            min_leak_area: self.min_leak_area.to_string(),
             shard,
             origin,
             videos,
@@ -186,7 +200,11 @@ impl MetricRecorder {
                 expected: list(&expected),
             });
         }
-        let mut recorder = MetricRecorder::new();
+        let rule: MinLeakArea = state
+            .min_leak_area
+            .parse()
+            .map_err(|e: crate::MinLeakAreaError| StateError::Rule(e.to_string()))?;
+        let mut recorder = MetricRecorder::with_min_leak_area(rule);
         for (video, v) in &state.videos {
             let mut totals = Totals {
                 frames: v.frames,
@@ -219,6 +237,19 @@ impl MetricRecorder {
                     (MeasureTotal::Annotated(t, n), SumState::Annotated { sum, count }) => {
                         *t = read_sum(sum, video, key)?;
                         *n = *count;
+                    }
+                    (
+                        MeasureTotal::Count { hits, frames },
+                        SumState::Count { hits: h, frames: f },
+                    ) => {
+                        if h > f {
+                            return Err(StateError::Value {
+                                video: video.clone(),
+                                key: key.to_string(),
+                                problem: format!("{h} hits among {f} frames"),
+                            });
+                        }
+                        (*hits, *frames) = (*h, *f);
                     }
                     _ => return Err(mismatch()),
                 }

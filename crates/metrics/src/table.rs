@@ -68,12 +68,13 @@ impl Report {
 }
 
 impl Scores {
-    /// The headline metrics on one line, `test.py`'s first:
-    /// `jaccard 0.3373 f1 0.4700 J&F 0.4036 | S 0.6470 wF … MAE … E … mIoU … mDice …`.
+    /// The headline metrics on one line, `test.py`'s first, frame-level detection last:
+    /// `jaccard 0.3373 f1 0.4700 J&F 0.4036 | S 0.6470 wF … MAE … E … mIoU … mDice … |
+    /// leakR 1.0000 leakFPR 0.2500`.
     pub fn summary(&self) -> String {
-        let part = |protocol: bool| {
+        let part = |group: Group| {
             self.iter()
-                .filter(|(m, _)| m.headline && is_protocol(m) == protocol)
+                .filter(|(m, _)| m.headline && Group::of(m) == group)
                 .map(|(m, v)| match v {
                     Some(v) => format!("{} {v:.4}", m.short),
                     None => format!("{} n/a", m.short),
@@ -81,14 +82,31 @@ impl Scores {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        format!("{} | {}", part(true), part(false))
+        format!(
+            "{} | {} | {}",
+            part(Group::Protocol),
+            part(Group::Sod),
+            part(Group::Detection)
+        )
     }
 }
 
-/// `test.py`'s metrics (only frames with a non-empty mask count).
-fn is_protocol(metric: &Metric) -> bool {
-    matches!(
-        metric.aggregate,
-        Aggregate::AnnotatedMean(_) | Aggregate::MeanOf(..)
-    )
+#[derive(PartialEq, Eq)]
+enum Group {
+    /// `test.py`'s metrics (only frames with a non-empty mask count).
+    Protocol,
+    /// PySODMetrics'.
+    Sod,
+    /// Frame-level detection rates.
+    Detection,
+}
+
+impl Group {
+    fn of(metric: &Metric) -> Group {
+        match metric.aggregate {
+            Aggregate::AnnotatedMean(_) | Aggregate::MeanOf(..) => Group::Protocol,
+            Aggregate::PooledShare(_) => Group::Detection,
+            _ => Group::Sod,
+        }
+    }
 }

@@ -17,7 +17,7 @@ use fgstp_data::DataError;
 use fgstp_metrics::Shard;
 
 use crate::evaluate::shard_split;
-use crate::outputs::{Outputs, Written};
+use crate::outputs::{MaskRule, Outputs, Written};
 use crate::trained_run::LoadedModel;
 
 /// Frame rate of the written videos when neither `--fps` nor the source gives one (frame
@@ -38,6 +38,8 @@ pub struct InferOptions {
     pub mask_video: Option<PathBuf>,
     /// Frame rate of the written videos; `None`: the source's, else [`FALLBACK_FPS`].
     pub fps: Option<f64>,
+    /// Which pixels masks/, overlays/ and the mask video mark.
+    pub mask: MaskRule,
 }
 
 /// A video that broke part-way.
@@ -80,7 +82,12 @@ pub fn infer(
     let per_video = split.scenes.iter().any(|scene| scene.dir != options.input);
     let mut videos = VideoOutputs::new(options, &split)?;
     let video_fps = videos.as_ref().map(|v| (v.fps, v.fallback));
-    let outputs = Outputs::new(&options.output, options.save_maps, options.save_prob);
+    let outputs = Outputs::new(
+        &options.output,
+        options.save_maps,
+        options.save_prob,
+        options.mask,
+    );
     let mut done: HashSet<(String, usize)> = HashSet::new();
     let mut broken: Vec<Broken> = Vec::new();
     loop {

@@ -5,7 +5,7 @@
 use anyhow::{ensure, Result};
 use fgstp_data::synth::SynthConfig;
 use fgstp_data::{DataConfig, TrainSampling};
-use fgstp_metrics::registry;
+use fgstp_metrics::{registry, MinLeakArea};
 use fgstp_model::DeviceSpec;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -217,6 +217,10 @@ pub struct EvalConfig {
     /// The metric that picks the `best` checkpoint, any key of the metric registry (its
     /// direction decides whether higher or lower is better; reference: "jaccard").
     pub best_metric: String,
+    /// Frame-level detection (`leak_recall`, `leak_fpr`): a frame is predicted leak when at
+    /// least this many pixels have probability > 0.5 — pixels (`40`, `"40px"`) or percent of
+    /// the frame (`"0.5%"`, rounded up, at least 1 pixel). Validation and `fgstp eval`.
+    pub min_leak_area: MinLeakArea,
     /// Compute each frame's encoder features once and reuse them for the three triplets
     /// that contain it (same outputs, about 3× fewer encoder passes).
     pub feature_cache: bool,
@@ -231,6 +235,7 @@ impl Default for EvalConfig {
             every: 5,
             at_start: true,
             best_metric: "jaccard".into(),
+            min_leak_area: MinLeakArea::default(),
             feature_cache: true,
             cuda_graphs: false,
         }
@@ -363,6 +368,36 @@ mod tests {
                 _ => out.push(path),
             }
         }
+    }
+
+    #[test]
+    fn the_minimum_leak_area_and_detection_metrics_are_set_like_other_keys() {
+        let base = configs().join("gasvid.toml");
+        let cfg = RunConfig::load(
+            &base,
+            &[
+                "eval.min_leak_area=\"40px\"".into(),
+                "eval.best_metric=\"leak_fpr\"".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.eval.min_leak_area, MinLeakArea::Pixels(40));
+        assert_eq!(cfg.eval.best_metric, "leak_fpr");
+        let cfg = RunConfig::load(&base, &["eval.min_leak_area=12".into()]).unwrap();
+        assert_eq!(cfg.eval.min_leak_area, MinLeakArea::Pixels(12));
+        let cfg = RunConfig::load(&base, &["eval.min_leak_area=\"1.5%\"".into()]).unwrap();
+        assert_eq!(cfg.eval.min_leak_area.to_string(), "1.5%");
+        let text = toml::to_string(&cfg).unwrap();
+        assert!(text.contains("min_leak_area = \"1.5%\""), "{text}");
+        for bad in ["\"-1%\"", "0", "\"big\"", "0.5"] {
+            let err = RunConfig::load(&base, &[format!("eval.min_leak_area={bad}")]).unwrap_err();
+            let err = format!("{err:#}");
+            assert!(
+                err.contains("min_leak_area") && err.contains("0.5%"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(RunConfig::default().eval.min_leak_area.to_string(), "0.5%");
     }
 
     #[test]

@@ -6,9 +6,9 @@ use fgstp_data::dataset::{Masks, Split};
 use fgstp_metrics::cli::report_json;
 use fgstp_metrics::io::state_file::state_json;
 use fgstp_metrics::io::write_atomically;
-use fgstp_metrics::{MetricRecorder, Shard};
+use fgstp_metrics::{MetricRecorder, MinLeakArea, Shard};
 use fgstp_train::evaluate::shard_split;
-use fgstp_train::outputs::Outputs;
+use fgstp_train::outputs::{MaskRule, Outputs};
 use fgstp_train::progress;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -33,6 +33,16 @@ pub struct Args {
     /// Write the exact metric state (versioned JSON) for `fgstp metrics merge`
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+    /// Frame-level detection: a frame is predicted leak when at least this many pixels have
+    /// probability > 0.5: pixels (40 or 40px) or percent of the frame (0.5%, rounded up)
+    /// [default: eval.min_leak_area of the run's config]
+    #[arg(long, value_name = "AREA")]
+    min_leak_area: Option<MinLeakArea>,
+    /// Which pixels masks/ and overlays/ mark (maps/ are always min-max normalised):
+    /// probability (probability > 0.5, the predicted area of the detection rates) or
+    /// normalised (the reference test.py's masks)
+    #[arg(long, value_name = "RULE", default_value_t = MaskRule::Probability)]
+    mask: MaskRule,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -51,10 +61,11 @@ pub fn run(args: Args) -> Result<()> {
     let outputs = args
         .output
         .as_deref()
-        .map(|dir| Outputs::new(dir, true, false));
+        .map(|dir| Outputs::new(dir, true, false, args.mask));
+    let min_leak_area = args.min_leak_area.unwrap_or(cfg.eval.min_leak_area);
 
     let bar = progress::bar(loader.len() as u64, format!("eval {split}"), "frames");
-    let mut recorder = MetricRecorder::new();
+    let mut recorder = MetricRecorder::with_min_leak_area(min_leak_area);
     loaded.predict(&loader, |frame| {
         frame.score(&mut recorder)?;
         if let Some(out) = &outputs {

@@ -4,6 +4,7 @@ use super::model_args::ModelArgs;
 use anyhow::{bail, Result};
 use fgstp_metrics::Shard;
 use fgstp_train::infer::{infer, InferOptions};
+use fgstp_train::outputs::MaskRule;
 use fgstp_train::progress;
 use std::path::PathBuf;
 
@@ -39,6 +40,11 @@ pub struct Args {
     /// frame folders and files that record none]
     #[arg(long, value_name = "FPS")]
     fps: Option<f64>,
+    /// Which pixels masks/, overlays/ and --mask-video mark: probability (probability > 0.5; a
+    /// frame without a predicted leak stays empty) or normalised (the reference test.py's
+    /// masks: min-max normalised per frame, > 0.5)
+    #[arg(long, value_name = "RULE", default_value_t = MaskRule::Probability)]
+    mask: MaskRule,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -52,6 +58,7 @@ pub fn run(args: Args) -> Result<()> {
         overlay_video: args.overlay_video,
         mask_video: args.mask_video,
         fps: args.fps,
+        mask: args.mask,
     };
     let bar = progress::bar(0, "infer", "frames");
     let report = infer(&loaded, &options, &|n| bar.set_length(n), &|| bar.inc(1))?;

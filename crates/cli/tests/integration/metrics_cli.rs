@@ -92,10 +92,12 @@ fn assert_shape(report: &Value) {
         let keys: Vec<&str> = g.as_object().unwrap().keys().map(|k| k.as_str()).collect();
         let mut sorted = keys.clone();
         sorted.sort();
+        // The golden keys, then frame-level detection (fgstp's own, no golden values).
         let mut expected = KEYS.to_vec();
+        expected.extend(["leak_recall", "leak_fpr"]);
         expected.sort();
         assert_eq!(sorted, expected);
-        for k in KEYS {
+        for k in expected {
             assert!(g[k].is_f64() || g[k].is_null(), "{k} is {}", g[k]);
         }
     }

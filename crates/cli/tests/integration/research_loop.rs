@@ -323,6 +323,8 @@ fn eval_scores_every_frame_and_writes_the_metrics_json() {
         out_dir.to_str().unwrap(),
         "--json",
         json.to_str().unwrap(),
+        "--min-leak-area",
+        "1px",
     ]));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("video"),
@@ -337,7 +339,7 @@ fn eval_scores_every_frame_and_writes_the_metrics_json() {
     for part in ["overall", "video_mean"] {
         assert_eq!(
             report[part].as_object().unwrap().len(),
-            18,
+            fgstp_metrics::METRICS.len(),
             "{part}: {}",
             report[part]
         );
@@ -358,6 +360,37 @@ fn eval_scores_every_frame_and_writes_the_metrics_json() {
             "{kind}"
         );
     }
+    // masks/ mark probability > 0.5 (the default --mask): with a rule of one pixel, the
+    // detection rates are the shares of frames whose written mask marks anything.
+    let (mut leak, mut found, mut quiet, mut alarms) = (0, 0, 0, 0);
+    for entry in std::fs::read_dir(out_dir.join("masks").join(&video)).unwrap() {
+        let path = entry.unwrap().path();
+        let any = |p: &Path| {
+            image::open(p)
+                .unwrap()
+                .to_luma8()
+                .pixels()
+                .any(|v| v.0[0] > 0)
+        };
+        let gt = f
+            .root
+            .join("data/test")
+            .join(&video)
+            .join("masks")
+            .join(path.file_name().unwrap());
+        let marked = any(&path);
+        if any(&gt) {
+            (leak, found) = (leak + 1, found + marked as u32);
+        } else {
+            (quiet, alarms) = (quiet + 1, alarms + marked as u32);
+        }
+    }
+    let share = |hits: u32, of: u32| (of > 0).then(|| hits as f64 / of as f64);
+    assert_eq!(
+        report["overall"]["leak_recall"].as_f64(),
+        share(found, leak)
+    );
+    assert_eq!(report["overall"]["leak_fpr"].as_f64(), share(alarms, quiet));
     let reference = ok(fgstp(&[
         "eval",
         "--config",

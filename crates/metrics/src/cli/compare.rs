@@ -6,10 +6,11 @@ use std::str::FromStr;
 
 use anyhow::{bail, Result};
 
-use super::{exclusions, progress_bar, thread_pool, write_text, EXCLUDE_HELP};
+use super::{exclusions, progress_bar, thread_pool, write_text, EXCLUDE_HELP, MIN_LEAK_AREA_HELP};
 use crate::io::compare::{compare_systems, CompareOptions, GridFrames, System};
 use crate::io::{describe_readings, Aggregation, PredKind, TableOptions};
 use crate::registry::{self, Metric, METRICS};
+use crate::MinLeakArea;
 
 /// `NAME=DIR`.
 #[derive(Clone, Debug)]
@@ -66,6 +67,8 @@ pub struct Args {
     /// How prediction PNGs become maps (see `metrics --help`); the same for every system
     #[arg(long, value_enum, default_value_t = PredKind::Auto)]
     pub pred_kind: PredKind,
+    #[arg(long, value_name = "AREA", default_value_t = MinLeakArea::default(), help = MIN_LEAK_AREA_HELP)]
+    pub min_leak_area: MinLeakArea,
     #[arg(long, value_name = "FRAMES", help = EXCLUDE_HELP)]
     pub exclude: Vec<String>,
     /// Leave out the frames named in DIR (the reference masks the VOS methods were given)
@@ -117,6 +120,7 @@ pub fn run(args: Args, threads: Option<usize>) -> Result<()> {
     let sort = args.sort.as_deref().map(find_metric).transpose()?;
     let options = CompareOptions {
         kind: args.pred_kind,
+        min_leak_area: args.min_leak_area,
         exclude: exclusions(&args.exclude, &args.exclude_annotated)?,
         grid: grid_frames(args.grid_frames.as_deref(), args.plots.is_some())?,
     };

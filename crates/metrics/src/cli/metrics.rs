@@ -7,10 +7,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use super::{exclusions, progress_bar, report_json, thread_pool, write_text, EXCLUDE_HELP};
+use super::{
+    exclusions, progress_bar, report_json, thread_pool, write_text, EXCLUDE_HELP,
+    MIN_LEAK_AREA_HELP,
+};
 use crate::io::state_file::{merge_states, write_state};
 use crate::io::{describe_readings, pair_files, score_pairs, PairOptions, PredKind};
-use crate::Shard;
+use crate::{MinLeakArea, Shard};
 
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -38,6 +41,8 @@ pub struct Args {
     /// (as cv2.IMREAD_GRAYSCALE), binary (grey ≥ 128) or index (non-zero = foreground)
     #[arg(long, value_enum, default_value_t = PredKind::Auto)]
     pub pred_kind: PredKind,
+    #[arg(long, value_name = "AREA", default_value_t = MinLeakArea::default(), help = MIN_LEAK_AREA_HELP)]
+    pub min_leak_area: MinLeakArea,
     #[arg(long, value_name = "FRAMES", help = EXCLUDE_HELP)]
     pub exclude: Vec<String>,
     /// Leave out the frames named in DIR (<video>/<frame>.*, <video>/masks/<frame>.*, or
@@ -95,7 +100,11 @@ pub fn run(args: Args, threads: Option<usize>) -> Result<()> {
         args.shard.map_or(String::new(), |s| format!(", shard {s}"))
     );
     let bar = progress_bar(pairs.frames.len() as u64, "scoring", "frames");
-    let scored = pool.install(|| score_pairs(&pairs.frames, args.pred_kind, &|| bar.inc(1)))?;
+    let scored = pool.install(|| {
+        score_pairs(&pairs.frames, args.pred_kind, args.min_leak_area, &|| {
+            bar.inc(1)
+        })
+    })?;
     bar.finish_and_clear();
 
     if let Some(path) = &args.state {
@@ -104,6 +113,7 @@ pub fn run(args: Args, threads: Option<usize>) -> Result<()> {
             ("pred", pred.display().to_string()),
             ("gt", gt.display().to_string()),
             ("pred_kind", args.pred_kind.to_string()),
+            ("min_leak_area", args.min_leak_area.to_string()),
             ("exclude", args.exclude.join(",")),
             (
                 "exclude_annotated",

@@ -67,6 +67,12 @@ pub(crate) fn exclusions(lists: &[String], annotated: &[std::path::PathBuf]) -> 
     Ok(ex)
 }
 
+/// Help of `--min-leak-area`, shared by the commands that score.
+pub const MIN_LEAK_AREA_HELP: &str = "Frame-level detection: a frame is predicted leak when \
+    at least this many of its prediction's pixels are >= 128 (absolute, not min-max \
+    normalised): pixels (40 or 40px) or percent of the frame (0.5%, rounded up) \
+    [default: 0.5%]";
+
 /// Help shared by the commands that read predictions.
 pub(crate) const EXCLUDE_HELP: &str = "Frames not to score, comma-separated: STEM, FIRST-LAST \
     (numeric stems, inclusive), each optionally VIDEO/…; repeatable";

@@ -13,7 +13,7 @@ use super::pairing::{pair_files, FramePair, PairOptions};
 use super::pred_kind::{PredKind, Reading};
 use super::score::{read_mask, read_prediction, Map};
 use crate::recorder::Curves;
-use crate::{FrameScores, MaskGeometry, MetricRecorder, Report};
+use crate::{FrameScores, MaskGeometry, MetricRecorder, MinLeakArea, Report};
 
 /// One system to compare: its name in the table and its predictions (any layout `fgstp
 /// metrics --pred` reads).
@@ -35,6 +35,8 @@ pub enum GridFrames {
 
 pub struct CompareOptions {
     pub kind: PredKind,
+    /// The frame-level detection rule (see [`MinLeakArea`]).
+    pub min_leak_area: MinLeakArea,
     pub exclude: Exclusions,
     pub grid: GridFrames,
 }
@@ -154,7 +156,7 @@ pub fn compare_systems(
         readings: Vec<BTreeMap<Reading, usize>>,
     }
     let empty = || Acc {
-        recorders: vec![MetricRecorder::new(); n],
+        recorders: vec![MetricRecorder::with_min_leak_area(options.min_leak_area); n],
         resized: vec![0; n],
         readings: vec![BTreeMap::new(); n],
     };

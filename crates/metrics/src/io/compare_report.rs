@@ -1,5 +1,6 @@
 //! The comparison as the paper's table — one row per system, the columns of
-//! [`PAPER_COLUMNS`] — as text, Markdown, CSV and JSON, best value per column marked.
+//! [`PAPER_COLUMNS`], then frame-level detection's [`DETECTION_COLUMNS`] — as text, Markdown,
+//! CSV and JSON, best value per column marked.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -7,7 +8,7 @@ use std::fmt::Write;
 use serde_json::{json, Value};
 
 use super::compare::Comparison;
-use crate::registry::{self, Better, Metric, PAPER_COLUMNS};
+use crate::registry::{self, Better, Metric, DETECTION_COLUMNS, PAPER_COLUMNS};
 use crate::Scores;
 
 /// Which of the report's aggregates the table shows.
@@ -42,7 +43,8 @@ pub struct TableOptions {
 fn columns() -> Vec<&'static Metric> {
     PAPER_COLUMNS
         .iter()
-        .map(|k| registry::find(k).expect("paper columns are registered"))
+        .chain(DETECTION_COLUMNS)
+        .map(|k| registry::find(k).expect("the columns are registered"))
         .collect()
 }
 

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::decode::decode_png;
 use super::pairing::FramePair;
 use super::pred_kind::{prediction_map, PredKind, Reading};
-use crate::{FrameScores, GrayView, MetricRecorder};
+use crate::{FrameScores, GrayView, MetricRecorder, MinLeakArea};
 
 /// An 8-bit grey image owned by the caller of the scorer.
 #[derive(Clone, Debug)]
@@ -87,15 +87,23 @@ pub struct Scored {
     pub readings: BTreeMap<Reading, usize>,
 }
 
-/// Scores every pair on the current rayon pool, reading predictions as `kind`, calling
+/// Scores every pair on the current rayon pool, reading predictions as `kind`, a frame being
+/// predicted leak from `min_leak_area` on (pixels `>= 128` of the map as read), calling
 /// `progress` after each frame. The recorder's totals are exact, so the result is the same on
 /// any thread count.
 pub fn score_pairs(
     frames: &[FramePair],
     kind: PredKind,
+    min_leak_area: MinLeakArea,
     progress: &(dyn Fn() + Sync),
 ) -> Result<Scored> {
-    let empty = || (MetricRecorder::new(), 0usize, BTreeMap::new());
+    let empty = || {
+        (
+            MetricRecorder::with_min_leak_area(min_leak_area),
+            0usize,
+            BTreeMap::new(),
+        )
+    };
     let (recorder, resized, readings) = frames
         .par_iter()
         .map(|pair| -> Result<(String, FrameScores, bool, Reading)> {

@@ -50,13 +50,14 @@ pub struct Merged {
 
 /// Merges state files of disjoint shards. Refuses a video present in two files (the same
 /// shard twice, or shards of different splits); when the files name their shards, refuses
-/// shards of different counts, a shard given twice, and — unless `allow_partial` — missing
-/// shards, since the result would not be the unsharded run's.
+/// shards of different counts, a shard given twice, states scored with different minimum leak
+/// areas, and — unless `allow_partial` — missing shards, since the result would not be the
+/// unsharded run's.
 pub fn merge_states(paths: &[PathBuf], allow_partial: bool) -> Result<Merged> {
     if paths.is_empty() {
         bail!("no state files to merge");
     }
-    let mut merged = MetricRecorder::new();
+    let mut merged: Option<(MetricRecorder, &Path)> = None;
     let mut owner: BTreeMap<String, &Path> = BTreeMap::new();
     let mut shards: BTreeMap<usize, &Path> = BTreeMap::new();
     let mut counts = BTreeSet::new();
@@ -91,8 +92,24 @@ pub fn merge_states(paths: &[PathBuf], allow_partial: bool) -> Result<Merged> {
             None => unlabelled += 1,
         }
         origins.push((path, state.origin.clone()));
-        merged.merge(&recorder);
+        match &mut merged {
+            None => merged = Some((recorder, path)),
+            Some((all, first)) => {
+                if all.min_leak_area() != recorder.min_leak_area() {
+                    bail!(
+                        "{} was scored with minimum leak area {} but {} with {}: the detection \
+                         rates would mix two rules (score every shard with one --min-leak-area)",
+                        first.display(),
+                        all.min_leak_area(),
+                        path.display(),
+                        recorder.min_leak_area()
+                    );
+                }
+                all.try_merge(&recorder)?;
+            }
+        }
     }
+    let (merged, _) = merged.expect("at least one state file");
     if counts.len() > 1 {
         bail!(
             "the state files come from different shard counts ({:?}): merge the shards of one run",

@@ -60,7 +60,7 @@ fn score(folder: &str, kind: PredKind) -> (Report, Vec<Reading>) {
         pairs.excluded, 2,
         "{folder}: one given annotation per video"
     );
-    let scored = score_pairs(&pairs.frames, kind, &|| {}).unwrap();
+    let scored = score_pairs(&pairs.frames, kind, Default::default(), &|| {}).unwrap();
     let readings = scored.readings.keys().copied().collect();
     (scored.recorder.results().unwrap(), readings)
 }
@@ -138,8 +138,8 @@ fn auto_on_grey_predictions_is_the_soft_reading_of_before() {
     let pred = fixtures().join("pred");
     let gt = fixtures().join("gt");
     let pairs = pair_files(&pred, &gt, &PairOptions::default()).unwrap();
-    let auto = score_pairs(&pairs.frames, PredKind::Auto, &|| {}).unwrap();
-    let soft = score_pairs(&pairs.frames, PredKind::Soft, &|| {}).unwrap();
+    let auto = score_pairs(&pairs.frames, PredKind::Auto, Default::default(), &|| {}).unwrap();
+    let soft = score_pairs(&pairs.frames, PredKind::Soft, Default::default(), &|| {}).unwrap();
     assert_eq!(auto.recorder, soft.recorder);
     assert_eq!(
         auto.readings.into_iter().collect::<Vec<_>>(),
@@ -156,7 +156,7 @@ fn precision_recall_curves_match_pysodmetrics() {
         &PairOptions::default(),
     )
     .unwrap();
-    let scored = score_pairs(&pairs.frames, PredKind::Auto, &|| {}).unwrap();
+    let scored = score_pairs(&pairs.frames, PredKind::Auto, Default::default(), &|| {}).unwrap();
     let curves = scored.recorder.curves().unwrap();
     for key in ["precision", "recall"] {
         let ours = &curves.video_mean[key];

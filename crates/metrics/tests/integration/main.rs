@@ -6,6 +6,7 @@
 //! `cargo test --workspace` builds this crate with both, because fgstp-cli depends on it
 //! with `io` and `cli` (features are unified across the packages built together).
 
+mod detection;
 #[cfg(feature = "io")]
 mod formats;
 mod parity;

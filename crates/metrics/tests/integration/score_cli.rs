@@ -68,7 +68,8 @@ fn three_shards_merge_to_the_unsharded_json_byte_for_byte() {
         ok(score(&args));
         let v: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
         assert_eq!(v["format"], "fgstp-metric-state");
-        assert_eq!(v["version"], 1);
+        assert_eq!(v["version"], 2);
+        assert_eq!(v["min_leak_area"], "0.5%");
         assert_eq!(v["shard"]["index"], k);
         frames += v["videos"]
             .as_object()
@@ -114,6 +115,42 @@ fn three_shards_merge_to_the_unsharded_json_byte_for_byte() {
         s(&states[0]),
         s(&states[1]),
     ]));
+
+    // A shard scored with another detection rule is refused, naming both rules.
+    let other = dir.path().join("other-rule.state.json");
+    ok(score(&[
+        "metrics",
+        "--pred",
+        s(&pred),
+        "--gt",
+        s(&gt),
+        "--shard",
+        "2/3",
+        "--min-leak-area",
+        "40px",
+        "--state",
+        s(&other),
+    ]));
+    let out = score(&["metrics", "merge", s(&states[0]), s(&states[1]), s(&other)]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("minimum leak area") && err.contains("40px") && err.contains("0.5%"),
+        "{err}"
+    );
+    // A bad rule names the value and the accepted forms.
+    let out = score(&[
+        "metrics",
+        "--pred",
+        s(&pred),
+        "--gt",
+        s(&gt),
+        "--min-leak-area",
+        "5%%",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("\"5%%\"") && err.contains("\"0.5%\""), "{err}");
 }
 
 #[test]
@@ -167,7 +204,16 @@ fn compare_scores_systems_on_common_frames_and_writes_tables_and_plots() {
         .collect();
     assert_eq!(
         columns,
-        ["sm", "wfm", "mae", "em_mean", "iou_mean", "dice_mean"]
+        [
+            "sm",
+            "wfm",
+            "mae",
+            "em_mean",
+            "iou_mean",
+            "dice_mean",
+            "leak_recall",
+            "leak_fpr"
+        ]
     );
     let systems = report["systems"].as_array().unwrap();
     // Sorted by MAE, lowest first.
@@ -186,7 +232,9 @@ fn compare_scores_systems_on_common_frames_and_writes_tables_and_plots() {
             .iter()
             .map(|v| v.as_str().unwrap())
             .collect();
-        assert!(!best.is_empty());
+        // Absent values (no leak-free frame: leak_fpr) have no best.
+        let present = systems.iter().any(|s| !s["table"][key].is_null());
+        assert_eq!(!best.is_empty(), present, "{key}");
         assert_eq!(best.contains(&"XMem"), best.contains(&"XMem++"), "{key}");
     }
     // The table equals what `metrics` reports for each system alone.
@@ -203,16 +251,27 @@ fn compare_scores_systems_on_common_frames_and_writes_tables_and_plots() {
         s(&alone),
     ]));
     let alone: Value = serde_json::from_slice(&std::fs::read(&alone).unwrap()).unwrap();
-    for key in ["sm", "wfm", "mae", "em_mean", "iou_mean", "dice_mean"] {
+    for key in [
+        "sm",
+        "wfm",
+        "mae",
+        "em_mean",
+        "iou_mean",
+        "dice_mean",
+        "leak_recall",
+        "leak_fpr",
+    ] {
         assert_eq!(row("XMem++")[key], alone["video_mean"][key], "{key}");
     }
+    assert!(row("XMem++")["leak_recall"].is_number());
     assert_eq!(
         report["per_video"]["cam_a"]["XMem++"]["iou_mean"],
         alone["per_video"]["cam_a"]["iou_mean"]
     );
 
     let csv = std::fs::read_to_string(&csv).unwrap();
-    assert!(csv.starts_with("system,video,sm,wfm,mae,em_mean,iou_mean,dice_mean\n"));
+    assert!(csv
+        .starts_with("system,video,sm,wfm,mae,em_mean,iou_mean,dice_mean,leak_recall,leak_fpr\n"));
     assert_eq!(
         csv.lines().count(),
         1 + 3 + 3 * 2,

@@ -288,25 +288,17 @@ impl<'a> Trainer<'a> {
     /// metric's direction); if so it becomes the best.
     fn record_if_best(&mut self, report: &Report) -> bool {
         let key = &self.cfg.eval.best_metric;
-        let Some(metric) = registry::find(key) else {
-            return false; // the configuration was validated against the registry
-        };
-        let Some(value) = report.overall.get(key) else {
-            return false;
-        };
-        let improved = self
-            .progress
-            .best
-            .as_ref()
-            .is_none_or(|b| metric.better.improves(value, b.value));
-        if improved {
-            self.progress.best = Some(Best {
-                metric: key.clone(),
-                value,
-                epoch: self.progress.epoch,
-            });
+        match new_best(key, report, self.progress.best.as_ref()) {
+            Some(value) => {
+                self.progress.best = Some(Best {
+                    metric: key.clone(),
+                    value,
+                    epoch: self.progress.epoch,
+                });
+                true
+            }
+            None => false,
         }
-        improved
     }
 
     /// Sets the learning rates and weight decay of the next optimiser step; returns the base
@@ -725,4 +717,57 @@ pub fn new_run_dir(cfg: &RunConfig, config_path: &Path) -> PathBuf {
     });
     let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
     cfg.log.dir.join(format!("{name}-{stamp}"))
+}
+
+/// `report`'s value of metric `key` if it beats `best` in the registry's direction for that
+/// metric (or there is no best yet); `None` when it does not, or `report` has no value (e.g.
+/// `leak_fpr` of a split without leak-free frames).
+fn new_best(key: &str, report: &Report, best: Option<&Best>) -> Option<f64> {
+    // The configuration was validated against the registry.
+    let metric = registry::find(key)?;
+    let value = report.overall.get(key)?;
+    best.is_none_or(|b| metric.better.improves(value, b.value))
+        .then_some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fgstp_metrics::{GrayView, MetricRecorder, MinLeakArea};
+
+    /// A validation of leak-free 4×4 frames, `alarms` of `frames` with a predicted pixel.
+    fn validation(alarms: usize, frames: usize) -> Report {
+        let mut recorder = MetricRecorder::with_min_leak_area(MinLeakArea::Pixels(1));
+        let empty = [0u8; 16];
+        for k in 0..frames {
+            let mut pred = [0u8; 16];
+            pred[0] = if k < alarms { 255 } else { 0 };
+            recorder
+                .step(
+                    "v",
+                    GrayView::new(&pred, 4, 4).unwrap(),
+                    GrayView::new(&empty, 4, 4).unwrap(),
+                )
+                .unwrap();
+        }
+        recorder.results().unwrap()
+    }
+
+    #[test]
+    fn leak_fpr_picks_the_lower_and_leak_recall_the_higher_value() {
+        let best = |value| Best {
+            metric: String::new(),
+            value,
+            epoch: 0,
+        };
+        let (quiet, noisy) = (validation(1, 4), validation(3, 4));
+        assert_eq!(noisy.overall.get("leak_fpr"), Some(0.75));
+        assert_eq!(new_best("leak_fpr", &quiet, None), Some(0.25));
+        assert_eq!(new_best("leak_fpr", &quiet, Some(&best(0.75))), Some(0.25));
+        assert_eq!(new_best("leak_fpr", &noisy, Some(&best(0.25))), None);
+        // leak_recall is absent without leak frames: never a new best.
+        assert_eq!(new_best("leak_recall", &quiet, None), None);
+        // A higher-is-better metric the other way round.
+        assert_eq!(new_best("mae", &quiet, Some(&best(0.0))), None);
+    }
 }

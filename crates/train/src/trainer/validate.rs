@@ -25,7 +25,7 @@ pub fn run(
 ) -> Result<Option<Report>> {
     let wanted = preview_indices(val, cfg.log.images);
     let mut previews: Vec<RgbImage> = Vec::new();
-    let mut recorder = MetricRecorder::new();
+    let mut recorder = MetricRecorder::with_min_leak_area(cfg.eval.min_leak_area);
     let completed = predict_split(model, device, val, cfg, stop, |frame: &FramePrediction| {
         frame.score(&mut recorder)?;
         if wanted.contains(&frame.sample_index) {
