@@ -12,6 +12,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::GrayView;
+
 /// Decimals a percentage may have.
 const MAX_DECIMALS: u32 = 6;
 
@@ -168,6 +170,12 @@ pub struct Detection {
 }
 
 impl Detection {
+    /// The predicted area of an 8-bit map or mask as it is: its pixels `>= 128` (what
+    /// [`crate::FrameScores::compute`] counts of its prediction).
+    pub fn map_area(map: GrayView<'_>) -> u64 {
+        map.pixels().iter().filter(|&&v| v >= 128).count() as u64
+    }
+
     /// Whether the mask marks a leak.
     pub fn has_leak(&self) -> bool {
         self.mask_area > 0

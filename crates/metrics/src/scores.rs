@@ -53,10 +53,24 @@ impl FrameScores {
         gt: GrayView<'_>,
         geometry: &MaskGeometry,
     ) -> Result<Self, MetricsError> {
+        Self::compute_with_predicted_area(pred, gt, geometry, None)
+    }
+
+    /// As [`FrameScores::compute_with_geometry`], with the detection's predicted area given:
+    /// `Some(area)` is taken as it is (e.g. [`Detection::map_area`] of the binary mask written
+    /// beside a min-max normalised map, whose own `>= 128` pixels mean nothing), `None` counts
+    /// `pred`'s pixels `>= 128`. Every other metric is computed from `pred` alone, bit for bit
+    /// as without the override.
+    pub fn compute_with_predicted_area(
+        pred: GrayView<'_>,
+        gt: GrayView<'_>,
+        geometry: &MaskGeometry,
+        predicted_area: Option<u64>,
+    ) -> Result<Self, MetricsError> {
         let frame = Frame::new(pred, gt, geometry)?;
         let jf = protocol::from_frame(&frame);
         let detection = Detection {
-            predicted_area: count_pixels(&frame, |v, _| v >= 128),
+            predicted_area: predicted_area.unwrap_or_else(|| count_pixels(&frame, |v, _| v >= 128)),
             ..detection_of(&frame)
         };
         Ok(Self::from_frame(&frame, jf, detection, geometry))

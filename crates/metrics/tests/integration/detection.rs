@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use fgstp_metrics::{
-    FrameScores, GrayView, MetricRecorder, MetricsError, MinLeakArea, Report, Shard,
+    Detection, FrameScores, GrayView, MaskGeometry, MetricRecorder, MetricsError, MinLeakArea,
+    Report, Shard,
 };
 
 const W: usize = 10;
@@ -90,6 +91,30 @@ fn the_predicted_area_counts_8_bit_pixels_from_128_and_the_mask_any_non_zero_pix
     assert!(s.detection.has_leak() && s.jaccard_f1.is_some());
     let s = FrameScores::compute(view(&prediction(0)), view(&mask(false))).unwrap();
     assert!(!s.detection.has_leak());
+}
+
+#[test]
+fn a_given_predicted_area_replaces_the_counted_one_and_nothing_else() {
+    let (pred, gt) = (prediction(30), mask(false));
+    let geometry = MaskGeometry::new(view(&gt));
+    let counted = FrameScores::compute(view(&pred), view(&gt)).unwrap();
+    assert_eq!(Detection::map_area(view(&pred)), 30);
+    let none =
+        FrameScores::compute_with_predicted_area(view(&pred), view(&gt), &geometry, None).unwrap();
+    assert_eq!(none, counted);
+    let given =
+        FrameScores::compute_with_predicted_area(view(&pred), view(&gt), &geometry, Some(2))
+            .unwrap();
+    assert_eq!(given.detection.predicted_area, 2);
+    assert_eq!(
+        FrameScores {
+            detection: counted.detection,
+            ..given.clone()
+        },
+        counted
+    );
+    let rule = MinLeakArea::Pixels(3);
+    assert!(counted.detection.predicts_leak(rule) && !given.detection.predicts_leak(rule));
 }
 
 #[test]
