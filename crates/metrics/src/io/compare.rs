@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use super::exclude::Exclusions;
 use super::pairing::{pair_files, FramePair, PairOptions};
 use super::pred_kind::{PredKind, Reading};
-use super::score::{read_mask, read_prediction, Map};
+use super::score::{detection_area, read_mask, read_prediction, Map};
 use crate::recorder::Curves;
 use crate::{FrameScores, MaskGeometry, MetricRecorder, MinLeakArea, Report};
 
@@ -172,12 +172,18 @@ pub fn compare_systems(
             let mut readings = Vec::with_capacity(n);
             let mut maps = Vec::new();
             for (frames, ..) in &paired {
-                let pred_path = &frames[key].pred;
-                let (pred, reading, was_resized) =
-                    read_prediction(pred_path, options.kind, (mask.width, mask.height))?;
+                let pair = &frames[key];
+                let size = (mask.width, mask.height);
+                let (pred, reading, was_resized) = read_prediction(&pair.pred, options.kind, size)?;
+                let area = detection_area(pair, options.kind, size)?;
                 scores.push(
-                    FrameScores::compute_with_geometry(pred.view()?, mask.view()?, &geometry)
-                        .with_context(|| format!("scoring {}", pred_path.display()))?,
+                    FrameScores::compute_with_predicted_area(
+                        pred.view()?,
+                        mask.view()?,
+                        &geometry,
+                        area,
+                    )
+                    .with_context(|| format!("scoring {}", pair.pred.display()))?,
                 );
                 resized.push(was_resized);
                 readings.push(reading);

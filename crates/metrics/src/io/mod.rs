@@ -18,6 +18,10 @@ pub use compare_report::{Aggregation, TableOptions};
 pub use decode::{decode_png, read_gray, Color, Decoded};
 pub use exclude::Exclusions;
 pub use files::write_atomically;
-pub use pairing::{pair_files, prediction_videos, FramePair, PairOptions, Pairs};
+pub use pairing::{
+    eval_maps_and_masks, pair_files, prediction_videos, FramePair, PairOptions, Pairs,
+};
 pub use pred_kind::{prediction_map, PredKind, Reading};
-pub use score::{describe_readings, read_mask, read_prediction, score_pairs, Map, Scored};
+pub use score::{
+    describe_readings, detection_area, read_mask, read_prediction, score_pairs, Map, Scored,
+};

@@ -19,6 +19,10 @@ pub struct FramePair {
     pub stem: String,
     pub pred: PathBuf,
     pub gt: PathBuf,
+    /// The binary mask the frame-level detection's predicted area is counted from, when it is
+    /// not `pred`: in an `fgstp eval`/`infer --output` folder with `maps/` and `masks/`, the
+    /// `masks/` file of the `maps/` prediction (see [`eval_maps_and_masks`]).
+    pub detection: Option<PathBuf>,
     /// The frame itself, when `--gt` is a dataset split root (`<video>/images/<stem>.*`).
     pub image: Option<PathBuf>,
 }
@@ -93,10 +97,22 @@ fn name_of(path: &Path) -> String {
 /// A folder of one video's predictions; `None` = a flat folder (one video).
 type VideoDir = (Option<String>, PathBuf);
 
+/// The `maps/` and `masks/` folders of an `fgstp eval`/`infer --output` folder (it has
+/// `overlays/`) that has both. Its `maps/` are min-max normalised per frame (what PySODMetrics
+/// scores), so their pixels `>= 128` say nothing about whether a leak is predicted; its
+/// `masks/` mark the predicted pixels (probability `> 0.5` with the default `--mask
+/// probability`). The maps are scored, and each frame's detection area is counted from the
+/// mask of the same video and file stem.
+pub fn eval_maps_and_masks(pred: &Path) -> Option<(PathBuf, PathBuf)> {
+    let (maps, masks) = (pred.join("maps"), pred.join("masks"));
+    (pred.join("overlays").is_dir() && maps.is_dir() && masks.is_dir()).then_some((maps, masks))
+}
+
 /// Where the predictions of each video are, and the layout in words. Accepted:
 /// - a path with one `*` component standing for the video (`OUT/*/masks`, `RESULTS/*/mean`);
 /// - an `fgstp eval`/`infer --output` folder (it has `overlays/`): its `maps/` (what eval
-///   scores), else its `masks/`;
+///   scores; with its `masks/` for the detection areas, see [`eval_maps_and_masks`]), else its
+///   `masks/`;
 /// - `<video>/<frame>.png`, `<video>/masks/<frame>.png`, or `<frame>.png` for one video.
 pub fn prediction_videos(pred: &Path) -> Result<(Vec<VideoDir>, String)> {
     let components: Vec<Component> = pred.components().collect();
@@ -145,7 +161,15 @@ pub fn prediction_videos(pred: &Path) -> Result<(Vec<VideoDir>, String)> {
             let dir = pred.join(sub);
             if dir.is_dir() {
                 let (videos, layout) = plain_layout(&dir)?;
-                return Ok((videos, format!("fgstp eval/infer output, {sub}/{layout}")));
+                let detection = if sub == "maps" && eval_maps_and_masks(pred).is_some() {
+                    format!("; detection areas from masks/{layout}")
+                } else {
+                    String::new()
+                };
+                return Ok((
+                    videos,
+                    format!("fgstp eval/infer output, {sub}/{layout}{detection}"),
+                ));
             }
         }
     }
@@ -227,12 +251,15 @@ fn is_image(path: &Path) -> bool {
 /// Pairs `pred` (see [`prediction_videos`]) with `gt` (the same tree, or a dataset split root
 /// with `<video>/masks/<frame>.png`). A prediction without a mask is an error listing the first
 /// few, unless the frame exists in the split without a mask (counted) or is excluded
-/// (counted); masks without a prediction are counted, or an error with `strict`.
+/// (counted); masks without a prediction are counted, or an error with `strict`. In an eval
+/// output with `maps/` and `masks/` (see [`eval_maps_and_masks`]), a scored map without its
+/// binary mask is an error listing the first few.
 pub fn pair_files(pred: &Path, gt: &Path, options: &PairOptions) -> Result<Pairs> {
     if !gt.is_dir() {
         bail!("--gt {}: not a directory", gt.display());
     }
     let (mut videos, layout) = prediction_videos(pred)?;
+    let eval_dirs = eval_maps_and_masks(pred);
     if let Some(shard) = options.shard {
         let flat_name = flat_video_name(gt);
         videos = shard.select(videos, |(name, _)| {
@@ -243,6 +270,7 @@ pub fn pair_files(pred: &Path, gt: &Path, options: &PairOptions) -> Result<Pairs
     let mut frames = Vec::new();
     let mut missing_masks = Vec::new();
     let mut unpredicted = Vec::new();
+    let mut missing_detection = Vec::new();
     let (mut excluded, mut unannotated) = (0, 0);
     for (video, dir) in videos {
         let predictions = pngs(&dir)?;
@@ -257,19 +285,44 @@ pub fn pair_files(pred: &Path, gt: &Path, options: &PairOptions) -> Result<Pairs
             None => BTreeMap::new(),
         };
         let name = video.clone().unwrap_or_else(|| flat_video_name(gt));
+        // The eval output's masks/ counterpart of this maps/ folder.
+        let detection_dir = eval_dirs
+            .as_ref()
+            .and_then(|(maps, masks)| dir.strip_prefix(maps).ok().map(|rel| masks.join(rel)));
+        let detection_masks = match &detection_dir {
+            Some(d) if d.is_dir() => pngs(d)?,
+            _ => BTreeMap::new(),
+        };
         for (stem, pred_path) in &predictions {
             if options.exclude.excludes(&name, stem) {
                 excluded += 1;
                 continue;
             }
             match masks.get(stem) {
-                Some(mask) => frames.push(FramePair {
-                    video: name.clone(),
-                    stem: stem.clone(),
-                    pred: pred_path.clone(),
-                    gt: mask.clone(),
-                    image: images.get(stem).cloned(),
-                }),
+                Some(mask) => {
+                    let detection = match &detection_dir {
+                        None => None,
+                        Some(d) => match detection_masks.get(stem) {
+                            Some(path) => Some(path.clone()),
+                            None => {
+                                missing_detection.push(format!(
+                                    "{} (no {})",
+                                    pred_path.display(),
+                                    d.join(format!("{stem}.png")).display()
+                                ));
+                                None
+                            }
+                        },
+                    };
+                    frames.push(FramePair {
+                        video: name.clone(),
+                        stem: stem.clone(),
+                        pred: pred_path.clone(),
+                        gt: mask.clone(),
+                        detection,
+                        image: images.get(stem).cloned(),
+                    })
+                }
                 None if images.contains_key(stem) => unannotated += 1,
                 None => missing_masks.push(format!(
                     "{} (no {})",
@@ -298,6 +351,19 @@ pub fn pair_files(pred: &Path, gt: &Path, options: &PairOptions) -> Result<Pairs
             missing_masks.len() + frames.len(),
             gt.display(),
             missing_masks[..missing_masks.len().min(SHOW_MISSING)].join("\n  ")
+        );
+    }
+    if !missing_detection.is_empty() {
+        bail!(
+            "{} of {} maps of the fgstp eval/infer output {} have no binary mask in its masks/, \
+             from which the frame-level detection's predicted area is counted (the min-max \
+             normalised maps cannot tell), e.g.:\n  {}\n\
+             write the folder again with `fgstp eval --output`, or point --pred at its masks/ \
+             to score the binary masks alone",
+            missing_detection.len(),
+            frames.len(),
+            pred.display(),
+            missing_detection[..missing_detection.len().min(SHOW_MISSING)].join("\n  ")
         );
     }
     if options.strict && !unpredicted.is_empty() {

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::decode::decode_png;
 use super::pairing::FramePair;
 use super::pred_kind::{prediction_map, PredKind, Reading};
-use crate::{FrameScores, GrayView, MetricRecorder, MinLeakArea};
+use crate::{Detection, FrameScores, GrayView, MaskGeometry, MetricRecorder, MinLeakArea};
 
 /// An 8-bit grey image owned by the caller of the scorer.
 #[derive(Clone, Debug)]
@@ -78,6 +78,22 @@ pub fn read_prediction(
     ))
 }
 
+/// The frame-level detection's predicted area of `pair` when it is counted from another file
+/// than the prediction (`pair.detection`, an eval output's binary mask): that file read as
+/// `kind` and resized to `size` as the prediction is, then its pixels `>= 128`
+/// ([`Detection::map_area`]). `None` when the prediction's own pixels count.
+pub fn detection_area(
+    pair: &FramePair,
+    kind: PredKind,
+    size: (usize, usize),
+) -> Result<Option<u64>> {
+    let Some(path) = &pair.detection else {
+        return Ok(None);
+    };
+    let (mask, _, _) = read_prediction(path, kind, size)?;
+    Ok(Some(Detection::map_area(mask.view()?)))
+}
+
 /// What scoring a set of pairs gave.
 pub struct Scored {
     pub recorder: MetricRecorder,
@@ -88,7 +104,8 @@ pub struct Scored {
 }
 
 /// Scores every pair on the current rayon pool, reading predictions as `kind`, a frame being
-/// predicted leak from `min_leak_area` on (pixels `>= 128` of the map as read), calling
+/// predicted leak from `min_leak_area` on (pixels `>= 128` of the map as read, or of the
+/// pair's `detection` mask: see [`detection_area`]), calling
 /// `progress` after each frame. The recorder's totals are exact, so the result is the same on
 /// any thread count.
 pub fn score_pairs(
@@ -110,8 +127,11 @@ pub fn score_pairs(
             let gt = read_mask(&pair.gt)?;
             let (pred, reading, resized) =
                 read_prediction(&pair.pred, kind, (gt.width, gt.height))?;
-            let scores = FrameScores::compute(pred.view()?, gt.view()?)
-                .with_context(|| format!("scoring {}", pair.pred.display()))?;
+            let area = detection_area(pair, kind, (gt.width, gt.height))?;
+            let geometry = MaskGeometry::new(gt.view()?);
+            let scores =
+                FrameScores::compute_with_predicted_area(pred.view()?, gt.view()?, &geometry, area)
+                    .with_context(|| format!("scoring {}", pair.pred.display()))?;
             progress();
             Ok((pair.video.clone(), scores, resized, reading))
         })
