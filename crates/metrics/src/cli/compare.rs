@@ -26,7 +26,7 @@ impl FromStr for SystemArg {
                 pred: PathBuf::from(dir),
             })),
             _ => Err(format!(
-                "{s:?}: write NAME=DIR, e.g. FGSTP=runs/eval/maps or 'XMem++=out/*/masks'"
+                "{s:?}: write NAME=DIR, e.g. FGSTP=runs/eval or 'XMem++=out/*/masks'"
             )),
         }
     }
@@ -39,7 +39,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub gt: PathBuf,
     /// A system: its name in the table and its predictions, in any layout `metrics --pred`
-    /// reads (an `fgstp eval --output` folder, <video>/masks/, 'OUT/*/mean', …); repeat per system
+    /// reads (an `fgstp eval --output` folder: maps/ scored, detection areas from masks/;
+    /// <video>/masks/, 'OUT/*/mean', …); repeat per system
     #[arg(long = "pred", value_name = "NAME=DIR", required = true)]
     pub preds: Vec<SystemArg>,
     /// Write everything as JSON: table rows, full reports, best per column, per-video rows

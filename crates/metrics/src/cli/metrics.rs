@@ -21,8 +21,9 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<MetricsCommand>,
     /// Predictions: DIR/<video>/<frame>.png, DIR/<video>/masks/<frame>.png, DIR/<frame>.png
-    /// (one video), an `fgstp eval --output` folder (its maps/), or a path with one * for the
-    /// video, e.g. 'OUT/*/mean'
+    /// (one video), an `fgstp eval`/`infer --output` folder (its maps/ scored, the detection
+    /// areas from its masks/; masks/ alone without maps/), or a path with one * for the video,
+    /// e.g. 'OUT/*/mean'
     #[arg(long, value_name = "DIR", required = true)]
     pub pred: Option<PathBuf>,
     /// Ground-truth masks: the same tree as --pred, or a dataset split root

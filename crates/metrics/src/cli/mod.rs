@@ -69,9 +69,9 @@ pub(crate) fn exclusions(lists: &[String], annotated: &[std::path::PathBuf]) -> 
 
 /// Help of `--min-leak-area`, shared by the commands that score.
 pub const MIN_LEAK_AREA_HELP: &str = "Frame-level detection: a frame is predicted leak when \
-    at least this many of its prediction's pixels are >= 128 (absolute, not min-max \
-    normalised): pixels (40 or 40px) or percent of the frame (0.5%, rounded up) \
-    [default: 0.5%]";
+    at least this many of its prediction's pixels are >= 128 (as read, not min-max \
+    normalised; of an eval/infer output folder, its masks/): pixels (40 or 40px) or percent \
+    of the frame (0.5%, rounded up) [default: 0.5%]";
 
 /// Help shared by the commands that read predictions.
 pub(crate) const EXCLUDE_HELP: &str = "Frames not to score, comma-separated: STEM, FIRST-LAST \
