@@ -60,7 +60,8 @@ fn an_eval_output_folder_and_xmem_plus_plus_output_sit_in_one_table() {
     ]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("fgstp eval/infer output, maps/"),
+        stderr.contains("fgstp eval/infer output, maps/")
+            && stderr.contains("detection areas from masks/"),
         "{stderr}"
     );
     assert!(stderr.contains("DAVIS-palette colours"), "{stderr}");

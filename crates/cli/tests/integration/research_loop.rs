@@ -391,6 +391,25 @@ fn eval_scores_every_frame_and_writes_the_metrics_json() {
         share(found, leak)
     );
     assert_eq!(report["overall"]["leak_fpr"].as_f64(), share(alarms, quiet));
+    // `fgstp metrics` on the output folder scores its normalised maps/ but counts the detection
+    // areas in its masks/: the same rates as eval's.
+    let from_folder = f.root.join("eval-folder.json");
+    ok(fgstp(&[
+        "metrics",
+        "--pred",
+        out_dir.to_str().unwrap(),
+        "--gt",
+        f.root.join("data/test").to_str().unwrap(),
+        "--min-leak-area",
+        "1px",
+        "--json",
+        from_folder.to_str().unwrap(),
+    ]));
+    let folder: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&from_folder).unwrap()).unwrap();
+    for key in ["leak_recall", "leak_fpr"] {
+        assert_eq!(folder["overall"][key], report["overall"][key], "{key}");
+    }
     let reference = ok(fgstp(&[
         "eval",
         "--config",

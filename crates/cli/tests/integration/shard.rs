@@ -206,8 +206,9 @@ progress = false
         std::fs::read(&whole_json).unwrap()
     );
 
-    // `fgstp metrics` reads the eval output folder directly (its maps/): the SOD metrics
-    // agree with eval's exactly (eval's J&F thresholds the float probability instead).
+    // `fgstp metrics` reads the eval output folder directly (its maps/, and its masks/ for the
+    // detection areas): the SOD metrics and the detection rates agree with eval's exactly
+    // (eval's J&F thresholds the float probability instead).
     let from_folder = root.join("from-folder.json");
     ok(fgstp(&[
         "metrics",
@@ -230,8 +231,13 @@ progress = false
         "iou_mean",
         "dice_mean",
         "fm_max",
+        "leak_recall",
+        "leak_fpr",
     ] {
         assert_eq!(a["video_mean"][key], b["video_mean"][key], "{key}");
+    }
+    for key in ["leak_recall", "leak_fpr"] {
+        assert_eq!(a["overall"][key], b["overall"][key], "{key}");
     }
 }
 
