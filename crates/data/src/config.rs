@@ -124,6 +124,22 @@ pub struct TrainSampling {
     pub batch_size: usize,
     /// Seed of the shuffle and of every augmentation draw (reference: 2025).
     pub seed: u64,
+    /// What an empty (leak-free) training mask goes through.
+    pub empty_masks: EmptyMasks,
+}
+
+/// How training treats a frame whose mask is empty (a leak-free frame; `train.empty_masks`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmptyMasks {
+    /// As the reference: the augmentation's salt-and-pepper sets ⌊0.0015·H·W⌋ random mask
+    /// pixels (about half of them to gas), and the structure loss keeps its IoU term.
+    #[default]
+    Reference,
+    /// Leak-free stays leak-free: no salt-and-pepper on an empty mask, and the structure loss
+    /// charges the frame for the area it marks (BCE plus `Σp / (Σp + 1% of the pixels)` in
+    /// place of the IoU term).
+    LeakFree,
 }
 
 impl Default for TrainSampling {
@@ -132,6 +148,7 @@ impl Default for TrainSampling {
         TrainSampling {
             batch_size: 6,
             seed: 2025,
+            empty_masks: EmptyMasks::Reference,
         }
     }
 }

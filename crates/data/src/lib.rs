@@ -77,7 +77,7 @@ pub mod synth;
 pub mod video;
 pub mod video_scene;
 
-pub use config::{DataConfig, ImageSize, Protocol, SixteenBit, TrainSampling};
+pub use config::{DataConfig, EmptyMasks, ImageSize, Protocol, SixteenBit, TrainSampling};
 pub use dataset::{Frame, Masks, Scene, Split};
 pub use error::{DataError, Result};
 pub use inputs::{

@@ -144,7 +144,7 @@ fn main() -> Result<()> {
         adam.zero_grad()?;
         let out = model.forward_t(&refs, true)?;
         lap(&mut times[0]);
-        let (loss, _) = nine_map_structure_loss(&out.maps(), &mask, BceWeighting::Reference);
+        let (loss, _) = nine_map_structure_loss(&out.maps(), &mask, BceWeighting::Reference.into());
         lap(&mut times[1]);
         loss.backward();
         lap(&mut times[2]);

@@ -9,13 +9,42 @@ use crate::run_config::BceWeighting;
 /// A loss and its logged parts (name, value).
 pub type Loss = (Tensor, Vec<(&'static str, Tensor)>);
 
+/// The choices a run makes about the structure losses' terms (`train.bce`,
+/// `train.empty_masks`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LossTerms {
+    pub bce: BceWeighting,
+    /// Whether an image whose mask is empty gets the reference's IoU term. That term of an
+    /// empty mask is `1 − 1/(Σp·w + 1)`: near 1 unless every probability is near 0, with a
+    /// vanishing gradient until then, so leak-free images add an almost constant loss and
+    /// little signal. When false, such an image's IoU term is its false area against a small
+    /// leak's, `Σp / (Σp + K)` with `K` = [`FALSE_AREA_SCALE`] of its pixels: 0 for an empty
+    /// prediction, 1/2 when it marks as much as a small leak, graded in between.
+    pub iou_on_empty_masks: bool,
+}
+
+/// The area, as a share of an image's pixels, against which a leak-free image's false area is
+/// measured when [`LossTerms::iou_on_empty_masks`] is false: 1%, twice the default minimum leak
+/// area of the detection metrics (`eval.min_leak_area`, 0.5%).
+pub const FALSE_AREA_SCALE: f64 = 0.01;
+
+impl From<BceWeighting> for LossTerms {
+    /// The reference's terms with this BCE weighting.
+    fn from(bce: BceWeighting) -> Self {
+        LossTerms {
+            bce,
+            iou_on_empty_masks: true,
+        }
+    }
+}
+
 /// FGSTP's and the short-term SLT-Net's loss: the structure loss on their nine maps as the
 /// reference sums them — three of each pair's four, then the fused map and both pairs'
 /// last —, each sum logged. `maps`: pair (t, t+1) ×4, pair (t, t+2) ×4, fused (`Output::maps`).
-pub fn nine_map_structure_loss(maps: &[&Tensor], mask: &Tensor, bce: BceWeighting) -> Loss {
+pub fn nine_map_structure_loss(maps: &[&Tensor], mask: &Tensor, terms: LossTerms) -> Loss {
     assert_eq!(maps.len(), 9, "FGSTP's loss takes its nine maps");
     let weights = EdgeWeights::new(mask);
-    let sl = |pred: &Tensor| structure_loss_weighted(pred, mask, &weights, bce);
+    let sl = |pred: &Tensor| structure_loss_weighted(pred, mask, &weights, terms);
     let first = sl(maps[0]) + sl(maps[1]) + sl(maps[2]);
     let second = sl(maps[4]) + sl(maps[5]) + sl(maps[6]);
     let last = sl(maps[8]) + sl(maps[3]) + sl(maps[7]);
@@ -27,13 +56,13 @@ pub fn nine_map_structure_loss(maps: &[&Tensor], mask: &Tensor, bce: BceWeightin
 }
 
 /// SINet-V2's loss: the structure loss summed over its maps.
-pub fn summed_structure_loss(maps: &[&Tensor], mask: &Tensor, bce: BceWeighting) -> Loss {
-    summed_over_maps(maps, mask, |m, w| structure_loss_weighted(m, mask, w, bce))
+pub fn summed_structure_loss(maps: &[&Tensor], mask: &Tensor, terms: LossTerms) -> Loss {
+    summed_over_maps(maps, mask, |m, w| structure_loss_weighted(m, mask, w, terms))
 }
 
 /// The long-term SLT-Net's loss: the hybrid E-loss summed over its maps.
-pub fn summed_hybrid_e_loss(maps: &[&Tensor], mask: &Tensor, bce: BceWeighting) -> Loss {
-    summed_over_maps(maps, mask, |m, w| hybrid_e_loss_weighted(m, mask, w, bce))
+pub fn summed_hybrid_e_loss(maps: &[&Tensor], mask: &Tensor, terms: LossTerms) -> Loss {
+    summed_over_maps(maps, mask, |m, w| hybrid_e_loss_weighted(m, mask, w, terms))
 }
 
 /// `loss(map, edge weights)` summed over `maps` in order, from zero; the mask's edge weights
@@ -60,6 +89,8 @@ fn summed_over_maps(
 pub struct EdgeWeights {
     weight: Tensor,
     sum: Tensor,
+    /// 1 for each image whose mask has a non-zero pixel, else 0: [B, 1].
+    has_mask: Tensor,
 }
 
 impl EdgeWeights {
@@ -67,7 +98,25 @@ impl EdgeWeights {
         let local_mean = mask.avg_pool2d([31, 31], [1, 1], [15, 15], false, true, None::<i64>);
         let weight = (local_mean - mask).abs() * 5.0 + 1.0;
         let sum = per_image(&weight);
-        Self { weight, sum }
+        let has_mask = per_image(mask).gt(0.0).to_kind(Kind::Float);
+        Self {
+            weight,
+            sum,
+            has_mask,
+        }
+    }
+}
+
+impl EdgeWeights {
+    /// The per-image IoU term as `terms` wants it: the reference's, or for the images whose
+    /// mask is empty their false area `Σp / (Σp + K)` (`union` is `Σp·w` there, and `w` is 1).
+    fn iou_term(&self, wiou: Tensor, union: &Tensor, terms: LossTerms) -> Tensor {
+        if terms.iou_on_empty_masks {
+            return wiou;
+        }
+        let pixels = (self.weight.size()[2] * self.weight.size()[3]) as f64;
+        let false_area = union / (union + FALSE_AREA_SCALE * pixels);
+        &wiou * &self.has_mask + false_area * (1.0 - &self.has_mask)
     }
 }
 
@@ -86,8 +135,8 @@ fn bce_map(pred: &Tensor, mask: &Tensor, bce: BceWeighting) -> Tensor {
 }
 
 /// Structure loss of logits `pred` `[B,1,H,W]` against a mask `[B,1,H,W]` in [0, 1]; a scalar.
-pub fn structure_loss(pred: &Tensor, mask: &Tensor, bce: BceWeighting) -> Tensor {
-    structure_loss_weighted(pred, mask, &EdgeWeights::new(mask), bce)
+pub fn structure_loss(pred: &Tensor, mask: &Tensor, terms: LossTerms) -> Tensor {
+    structure_loss_weighted(pred, mask, &EdgeWeights::new(mask), terms)
 }
 
 /// [`structure_loss`] with the mask's edge weights computed beforehand.
@@ -95,15 +144,16 @@ pub fn structure_loss_weighted(
     pred: &Tensor,
     mask: &Tensor,
     weights: &EdgeWeights,
-    bce: BceWeighting,
+    terms: LossTerms,
 ) -> Tensor {
     // For `Reference` this is mean·Σw/Σw: kept in the reference's order so values match bit
     // for bit, not only up to rounding.
-    let wbce = per_image(&(&weights.weight * bce_map(pred, mask, bce))) / &weights.sum;
+    let wbce = per_image(&(&weights.weight * bce_map(pred, mask, terms.bce))) / &weights.sum;
     let prob = pred.sigmoid();
     let inter = per_image(&(&prob * mask * &weights.weight));
     let union = per_image(&((prob + mask) * &weights.weight));
-    let wiou: Tensor = 1.0 - (&inter + 1.0) / (union - inter + 1.0);
+    let wiou: Tensor = 1.0 - (&inter + 1.0) / (&union - inter + 1.0);
+    let wiou = weights.iou_term(wiou, &union, terms);
     (wbce + wiou).mean(Kind::Float)
 }
 
@@ -112,8 +162,8 @@ pub fn structure_loss_weighted(
 /// [`BceWeighting`]) and IoU, each with 1e-8 in numerator and denominator, plus an enhanced-
 /// alignment term `1 − mean((1 + E)² / 4)` with `E = (2·φp·φg + 1e-8) / (φp² + φg² + 1e-8)` and
 /// φ the map minus its per-image mean; averaged over the batch.
-pub fn hybrid_e_loss(pred: &Tensor, mask: &Tensor, bce: BceWeighting) -> Tensor {
-    hybrid_e_loss_weighted(pred, mask, &EdgeWeights::new(mask), bce)
+pub fn hybrid_e_loss(pred: &Tensor, mask: &Tensor, terms: LossTerms) -> Tensor {
+    hybrid_e_loss_weighted(pred, mask, &EdgeWeights::new(mask), terms)
 }
 
 /// [`hybrid_e_loss`] with the mask's edge weights computed beforehand.
@@ -121,14 +171,14 @@ pub fn hybrid_e_loss_weighted(
     pred: &Tensor,
     mask: &Tensor,
     weights: &EdgeWeights,
-    bce: BceWeighting,
+    terms: LossTerms,
 ) -> Tensor {
     let mean_per_image = |t: &Tensor| {
         t.mean_dim([2i64, 3].as_slice(), true, Kind::Float)
             .expand_as(t)
     };
     let wbce =
-        (per_image(&(&weights.weight * bce_map(pred, mask, bce))) + 1e-8) / (&weights.sum + 1e-8);
+        (per_image(&(&weights.weight * bce_map(pred, mask, terms.bce))) + 1e-8) / (&weights.sum + 1e-8);
 
     let prob = pred.sigmoid();
     let phi_pred = &prob - mean_per_image(&prob);
@@ -140,6 +190,49 @@ pub fn hybrid_e_loss_weighted(
 
     let inter = per_image(&(&prob * mask * &weights.weight));
     let union = per_image(&((&prob + mask) * &weights.weight));
-    let wiou: Tensor = 1.0 - (&inter + 1.0 + 1e-8) / (union - inter + 1.0 + 1e-8);
+    let wiou: Tensor = 1.0 - (&inter + 1.0 + 1e-8) / (&union - inter + 1.0 + 1e-8);
+    let wiou = weights.iou_term(wiou, &union, terms);
     (wbce + eloss + wiou).mean(Kind::Float)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In leak-free mode a leak-free image's IoU term is its false area against 1% of its
+    /// pixels, and an image with a mask is scored as before.
+    #[test]
+    fn a_leak_free_image_is_charged_for_its_false_area() {
+        tch::manual_seed(3);
+        let pred = Tensor::randn([2, 1, 16, 16], (Kind::Float, tch::Device::Cpu));
+        let mask = Tensor::zeros([2, 1, 16, 16], (Kind::Float, tch::Device::Cpu));
+        let _ = mask.get(0).narrow(1, 4, 6).narrow(2, 4, 6).fill_(1.0);
+        let reference = LossTerms::from(BceWeighting::EdgeWeighted);
+        let leak_free = LossTerms {
+            iou_on_empty_masks: false,
+            ..reference
+        };
+        let per = |terms: LossTerms, i: i64| {
+            structure_loss(&pred.narrow(0, i, 1), &mask.narrow(0, i, 1), terms).double_value(&[])
+        };
+        // Image 0 has a mask: the same loss either way.
+        assert_eq!(per(reference, 0), per(leak_free, 0));
+        // Image 1 is leak-free: BCE plus Σp / (Σp + 0.01·256).
+        let (p1, m1) = (pred.narrow(0, 1, 1), mask.narrow(0, 1, 1));
+        let bce = p1
+            .binary_cross_entropy_with_logits::<Tensor>(&m1, None, None, Reduction::Mean)
+            .double_value(&[]);
+        let area = p1.sigmoid().sum(Kind::Float).double_value(&[]);
+        let expected = bce + area / (area + 2.56);
+        assert!((per(leak_free, 1) - expected).abs() < 1e-5, "{} vs {expected}", per(leak_free, 1));
+        // The reference's term: 1 − 1/(Σp + 1).
+        let reference_expected = bce + 1.0 - 1.0 / (area + 1.0);
+        assert!((per(reference, 1) - reference_expected).abs() < 1e-5);
+        // A batch averages its images' losses.
+        let both = structure_loss(&pred, &mask, leak_free).double_value(&[]);
+        assert!((both - (per(leak_free, 0) + per(leak_free, 1)) / 2.0).abs() < 1e-6);
+        // No false area, no charge.
+        let quiet = Tensor::full([1, 1, 16, 16], -30.0, (Kind::Float, tch::Device::Cpu));
+        assert!(structure_loss(&quiet, &m1, leak_free).double_value(&[]) < 1e-6);
+    }
 }

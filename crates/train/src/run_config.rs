@@ -4,7 +4,7 @@
 
 use anyhow::{ensure, Result};
 use fgstp_data::synth::SynthConfig;
-use fgstp_data::{DataConfig, TrainSampling};
+use fgstp_data::{DataConfig, EmptyMasks, TrainSampling};
 use fgstp_metrics::{registry, MinLeakArea};
 use fgstp_model::DeviceSpec;
 use serde::{Deserialize, Serialize};
@@ -78,6 +78,10 @@ pub struct TrainConfig {
     /// The BCE term of the structure loss: "reference" (what the reference computes: a plain
     /// mean) or "edge-weighted" (what it intended).
     pub bce: BceWeighting,
+    /// How frames with an empty mask (leak-free frames) are trained: "reference" (the mask's
+    /// salt-and-pepper noise and the structure loss's IoU term, as the reference) or
+    /// "leak-free" (the mask stays empty; the BCE term alone; see `loss::LossTerms`).
+    pub empty_masks: EmptyMasks,
     /// libtorch intra-op threads; 0 = all cores.
     pub threads: usize,
 }
@@ -105,17 +109,27 @@ impl Default for TrainConfig {
             pretrained: None,
             pretrained_layout: PretrainedLayout::Partial,
             bce: BceWeighting::Reference,
+            empty_masks: EmptyMasks::Reference,
             threads: 0,
         }
     }
 }
 
 impl TrainConfig {
+    /// The loss terms this table chooses.
+    pub fn loss_terms(&self) -> crate::loss::LossTerms {
+        crate::loss::LossTerms {
+            bce: self.bce,
+            iou_on_empty_masks: self.empty_masks == EmptyMasks::Reference,
+        }
+    }
+
     /// What the training stream needs of this table.
     pub fn sampling(&self) -> TrainSampling {
         TrainSampling {
             batch_size: self.batch_size,
             seed: self.seed,
+            empty_masks: self.empty_masks,
         }
     }
 }

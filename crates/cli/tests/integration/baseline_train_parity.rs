@@ -38,7 +38,7 @@ fn values(t: &Tensor) -> Vec<f64> {
 fn hybrid_e_loss_and_its_gradient_match_sltnets_function() {
     let g = golden();
     let pred = g["hybrid.pred"].set_requires_grad(true);
-    let loss = hybrid_e_loss(&pred, &g["hybrid.mask"], BceWeighting::Reference);
+    let loss = hybrid_e_loss(&pred, &g["hybrid.mask"], BceWeighting::Reference.into());
     let (got, expected) = (loss.double_value(&[]), g["hybrid.value"].double_value(&[0]));
     println!("hybrid E-loss {got} vs reference {expected}");
     assert!((got - expected).abs() <= 1e-6, "{got} vs {expected}");

@@ -28,7 +28,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 fn structure_loss_and_its_gradient_match_the_reference() {
     let g = golden();
     let pred = g["loss.pred"].set_requires_grad(true);
-    let loss = structure_loss(&pred, &g["loss.mask"], BceWeighting::Reference);
+    let loss = structure_loss(&pred, &g["loss.mask"], BceWeighting::Reference.into());
     let expected = g["loss.value"].double_value(&[0]);
     let got = loss.double_value(&[]);
     assert!(
@@ -46,8 +46,8 @@ fn structure_loss_and_its_gradient_match_the_reference() {
 #[test]
 fn edge_weighted_bce_differs_from_the_reference_quirk() {
     let g = golden();
-    let reference = structure_loss(&g["loss.pred"], &g["loss.mask"], BceWeighting::Reference);
-    let weighted = structure_loss(&g["loss.pred"], &g["loss.mask"], BceWeighting::EdgeWeighted);
+    let reference = structure_loss(&g["loss.pred"], &g["loss.mask"], BceWeighting::Reference.into());
+    let weighted = structure_loss(&g["loss.pred"], &g["loss.mask"], BceWeighting::EdgeWeighted.into());
     let (r, w) = (reference.double_value(&[]), weighted.double_value(&[]));
     assert!(
         (r - w).abs() > 1e-3,

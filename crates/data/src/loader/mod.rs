@@ -28,7 +28,7 @@ use rayon::prelude::*;
 use tch::Tensor;
 
 use crate::augment::{normalisation_table, AugmentDraw};
-use crate::config::{DataConfig, TrainSampling};
+use crate::config::{DataConfig, EmptyMasks, TrainSampling};
 use crate::dataset::{Masks, Split};
 use crate::decode::load_mask;
 use crate::error::{DataError, Result};
@@ -218,6 +218,7 @@ impl<Kind> Loader<Kind> {
         cfg: &DataConfig,
         spec: &InputSpec,
         kind: Kind,
+        empty_masks: EmptyMasks,
     ) -> Result<Self> {
         if spec.prior && cfg.prior_dir.is_none() {
             return Err(DataError::NoPriorDir);
@@ -230,6 +231,7 @@ impl<Kind> Loader<Kind> {
                 cfg: cfg.clone(),
                 spec: *spec,
                 table: normalisation_table(),
+                empty_masks,
             }),
             kind,
         })
@@ -339,7 +341,14 @@ impl Loader<Training> {
                 ),
             });
         }
-        Self::with_samples(split, samples, cfg, spec, Training { sampling })
+        Self::with_samples(
+            split,
+            samples,
+            cfg,
+            spec,
+            Training { sampling },
+            sampling.empty_masks,
+        )
     }
 
     /// Batches per epoch (the last one may be smaller, as the reference's `DataLoader`, unless
@@ -382,7 +391,9 @@ impl Loader<Training> {
     /// on yet, identical to those of an uninterrupted epoch (nothing before `first` is decoded).
     pub fn epoch_from(&self, epoch: u64, first: usize) -> Batches<Batch> {
         let order = self.order(epoch);
-        let TrainSampling { batch_size, seed } = self.kind.sampling;
+        let TrainSampling {
+            batch_size, seed, ..
+        } = self.kind.sampling;
         let batches: Vec<Vec<(usize, SampleRef)>> = order
             .chunks(batch_size)
             .take(self.batches_per_epoch())
@@ -437,7 +448,7 @@ impl Loader<Evaluation> {
         cfg.validate(Path::new("<data config>"))?;
         let mut samples = evaluation_samples_for(&split, cfg.protocol, spec.reference_frames);
         samples.retain(keep);
-        Self::with_samples(split, samples, cfg, spec, Evaluation)
+        Self::with_samples(split, samples, cfg, spec, Evaluation, EmptyMasks::Reference)
     }
 
     pub fn batches_per_pass(&self) -> usize {

@@ -6,7 +6,7 @@ use crate::albumentations::FrameDraw;
 use crate::augment::{
     mask_into, normalise_into, resize_mask_to, resize_rgb_to, unit_range_into, AugmentDraw,
 };
-use crate::config::DataConfig;
+use crate::config::{DataConfig, EmptyMasks};
 use crate::dataset::Split;
 use crate::decode::{load_mask, load_mask_nonzero};
 use crate::error::{DataError, Result};
@@ -22,6 +22,7 @@ pub(super) struct Source {
     pub(super) cfg: DataConfig,
     pub(super) spec: InputSpec,
     pub(super) table: [[f32; 256]; 3],
+    pub(super) empty_masks: EmptyMasks,
 }
 
 /// The random choices of one training sample.
@@ -122,7 +123,13 @@ impl Source {
         match self.spec.masks {
             MaskFormat::Pillow => {
                 let mask = load_mask(path)?;
+                let leak_free = mask.iter().all(|&v| v == 0);
                 let mask = match aug {
+                    FrameAugment::Reference(draw, _)
+                        if self.empty_masks == EmptyMasks::LeakFree && leak_free =>
+                    {
+                        draw.geometry_mask(mask)
+                    }
                     FrameAugment::Reference(draw, _) => draw.mask(mask),
                     FrameAugment::Geometry(draw) => draw.geometry_mask(mask),
                     FrameAugment::Albumentations(draw) => draw.mask(mask),

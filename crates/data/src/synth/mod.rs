@@ -106,7 +106,7 @@ impl Default for SynthConfig {
             negatives: 0.33,
             onsets: 0.2,
             stops: 0.2,
-            idle_pipes: 2,
+            idle_pipes: 3,
             hidden_sources: 0.3,
             shimmer: 0.3,
             steam: 0.3,

@@ -31,6 +31,7 @@ fn config(root: &std::path::Path, threads: usize) -> DataConfig {
 const SAMPLING: TrainSampling = TrainSampling {
     batch_size: 3,
     seed: 2025,
+    empty_masks: fgstp_data::EmptyMasks::Reference,
 };
 
 fn dataset() -> tempfile::TempDir {

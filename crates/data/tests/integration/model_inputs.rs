@@ -62,6 +62,7 @@ fn config(root: &std::path::Path, threads: usize) -> DataConfig {
 const SAMPLING: TrainSampling = TrainSampling {
     batch_size: 2,
     seed: 2025,
+    empty_masks: fgstp_data::EmptyMasks::Reference,
 };
 
 /// Train: a video of 7 frames whose frame 4 has no mask, and one of 5 fully annotated.
@@ -320,6 +321,7 @@ fn drop_last_leaves_out_the_incomplete_batch() {
     let sampling = TrainSampling {
         batch_size: 4,
         seed: 1,
+        empty_masks: fgstp_data::EmptyMasks::Reference,
     };
     let keep = TrainLoader::open_with(&config(tmp.path(), 1), sampling, &spec).unwrap();
     assert_eq!(keep.batches_per_epoch(), 3); // 11 frames: 4 + 4 + 3

@@ -164,6 +164,7 @@ fn a_video_scene_streams_and_trains_exactly_like_its_frames_as_pngs() {
     let sampling = TrainSampling {
         batch_size: 3,
         seed: 7,
+        empty_masks: fgstp_data::EmptyMasks::Reference,
     };
     let train = |root: &Path| {
         let loader = TrainLoader::open(&cfg(root), sampling).unwrap();

@@ -8,7 +8,8 @@ use fgstp_model::{Model, ModelKind, Output};
 use tch::{Device, Tensor};
 
 pub use crate::loss::Loss;
-use crate::run_config::{BceWeighting, RunConfig};
+use crate::loss::LossTerms;
+use crate::run_config::RunConfig;
 
 /// Receives each evaluated frame: the sample's position in the loader, its probability map and
 /// its 8-bit grey map (both at the frame's original size).
@@ -51,7 +52,7 @@ pub trait Recipe: Sync {
 
     /// The training loss of a forward pass and its logged parts. `progress`: the fraction of
     /// training done, in [0, 1].
-    fn loss(&self, out: &Output, mask: &Tensor, bce: BceWeighting, progress: f64) -> Loss;
+    fn loss(&self, out: &Output, mask: &Tensor, terms: LossTerms, progress: f64) -> Loss;
 
     /// Where an official PVTv2 ImageNet checkpoint's keys go in this model (the prefix of its
     /// encoder in the state dict).

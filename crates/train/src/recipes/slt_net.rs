@@ -8,7 +8,8 @@ use tch::Tensor;
 
 use super::recipe::{About, Loss, Recipe};
 use crate::loss::nine_map_structure_loss;
-use crate::run_config::{BceWeighting, RunConfig};
+use crate::loss::LossTerms;
+use crate::run_config::RunConfig;
 
 pub struct SltNet;
 
@@ -30,8 +31,8 @@ impl Recipe for SltNet {
     fn input_spec(&self, _cfg: &RunConfig) -> InputSpec {
         InputSpec::default()
     }
-    fn loss(&self, out: &Output, mask: &Tensor, bce: BceWeighting, _progress: f64) -> Loss {
-        nine_map_structure_loss(&out.maps(), mask, bce)
+    fn loss(&self, out: &Output, mask: &Tensor, terms: LossTerms, _progress: f64) -> Loss {
+        nine_map_structure_loss(&out.maps(), mask, terms)
     }
     fn encoder_prefix(&self) -> &'static str {
         SLT_NET_PVT_PREFIX

@@ -10,7 +10,8 @@ use tch::Tensor;
 
 use super::recipe::{About, Loss, Recipe};
 use crate::loss::summed_hybrid_e_loss;
-use crate::run_config::{BceWeighting, RunConfig};
+use crate::loss::LossTerms;
+use crate::run_config::RunConfig;
 
 pub struct SltNetLong;
 
@@ -45,8 +46,8 @@ impl Recipe for SltNetLong {
     fn training_clip(&self, cfg: &RunConfig) -> Option<usize> {
         Some(cfg.train.clip_frames)
     }
-    fn loss(&self, out: &Output, mask: &Tensor, bce: BceWeighting, _progress: f64) -> Loss {
-        summed_hybrid_e_loss(&out.maps(), mask, bce)
+    fn loss(&self, out: &Output, mask: &Tensor, terms: LossTerms, _progress: f64) -> Loss {
+        summed_hybrid_e_loss(&out.maps(), mask, terms)
     }
     fn encoder_prefix(&self) -> &'static str {
         SLT_NET_PVT_PREFIX

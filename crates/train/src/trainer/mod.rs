@@ -414,7 +414,7 @@ impl<'a> Trainer<'a> {
         self.adam.zero_grad()?;
         let (loss, parts) = self.cfg.model.precision.run(device, || {
             let out = self.model.forward_t(&refs, true)?;
-            anyhow::Ok(recipe(self.cfg.model.kind).loss(&out, &mask, self.cfg.train.bce, done))
+            anyhow::Ok(recipe(self.cfg.model.kind).loss(&out, &mask, self.cfg.train.loss_terms(), done))
         })??;
         let queued = QueuedLoss::new(
             &loss,

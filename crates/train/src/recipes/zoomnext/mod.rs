@@ -17,7 +17,8 @@ use fgstp_model::{Model, ModelKind, Output};
 use tch::{Device, Kind, Reduction, Tensor};
 
 use super::recipe::{About, FrameSink, Loss, Recipe};
-use crate::run_config::{BceWeighting, RunConfig};
+use crate::loss::LossTerms;
+use crate::run_config::RunConfig;
 
 /// The image model: one annotated frame per sample.
 pub struct ZoomNextImage;
@@ -71,7 +72,7 @@ fn reference_evaluation(
 /// The facts both ZoomNeXt kinds share.
 macro_rules! zoomnext_common {
     () => {
-        fn loss(&self, out: &Output, mask: &Tensor, _bce: BceWeighting, progress: f64) -> Loss {
+        fn loss(&self, out: &Output, mask: &Tensor, _terms: LossTerms, progress: f64) -> Loss {
             loss(out, mask, progress)
         }
         fn encoder_prefix(&self) -> &'static str {
