@@ -155,6 +155,29 @@ fn the_books_kind_table_is_the_registry() {
 }
 
 #[test]
+fn the_books_gallery_shows_every_element_the_generator_draws() {
+    let page = workspace().join("docs/src/user-guide/data.md");
+    let text = std::fs::read_to_string(&page).unwrap();
+    for item in fgstp_data::synth::gallery::gallery(7, 32, 32, 1) {
+        let link = format!("](../images/synth/{}.png)", item.name);
+        assert!(
+            text.contains(&link) && text.contains(item.caption),
+            "docs/src/user-guide/data.md does not show the generator's element {:?} ({link}, {:?})",
+            item.name,
+            item.caption
+        );
+        let picture = workspace()
+            .join("docs/src/images/synth")
+            .join(format!("{}.png", item.name));
+        assert!(
+            picture.exists(),
+            "{} is missing: run scripts/synth-gallery",
+            picture.display()
+        );
+    }
+}
+
+#[test]
 fn the_checker_joins_continuations_and_skips_comments_and_assignments() {
     let text = "x\n```sh\n# a comment\nFOO=1 fgstp eval --config a.toml \\\n  --weights w # note\nls | fgstp info\n```\n```text\nfgstp nonsense\n```\n";
     let commands = shell_commands(text);

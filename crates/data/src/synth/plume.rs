@@ -14,7 +14,7 @@ const STEPS_PER_FRAME: usize = 2;
 const RAMP_FRAMES: f32 = 2.0;
 /// Extra decay per frame (spread over its steps) of the gas left behind after a release stops: it dissipates over a
 /// few frames instead of lingering for hundreds.
-const DISSIPATION: f32 = 0.6;
+const DISSIPATION: f32 = 0.35;
 
 /// When a release emits, in frames of the video (negative = before the first frame).
 #[derive(Clone, Debug, PartialEq)]

@@ -396,7 +396,9 @@ pub(crate) fn build_scene(cfg: &SynthConfig, index: usize, plan: &Plan) -> Scene
         };
         simulate(&release, gw, gh, cfg.frames)
     });
-    let steam_gain = rng.random_range(40.0..60.0f32);
+    // Well above the brightest plume of the usual contrasts (up to about 100 grey levels at
+    // `contrast` 90): dense steam is near the sensor's top, as hot condensing vapour is.
+    let steam_gain = rng.random_range(100.0..140.0f32);
     let steam_level = ground_level + steam_gain;
 
     let gas = plan.leak.as_ref().map(|leak| {
