@@ -45,6 +45,9 @@ pub struct AugmentDraw {
     pub enhance: [Enhance; 3],
     /// Seed of the mask's salt-and-pepper positions; `None`: no salt-and-pepper.
     pub pepper_seed: Option<u64>,
+    /// Frames inverted (255 − v) after their enhancement (`data.invert_polarity`; never in the
+    /// reference).
+    pub invert: bool,
 }
 
 /// `random.randint(lo, hi) / 10.0` as the float32 that Pillow's C code receives.
@@ -69,6 +72,7 @@ impl AugmentDraw {
             rotation,
             enhance,
             pepper_seed: Some(rng.random()),
+            invert: false,
         }
     }
 
@@ -85,6 +89,7 @@ impl AugmentDraw {
             rotation: None,
             enhance: [one; 3],
             pepper_seed: None,
+            invert: false,
         }
     }
 
@@ -121,6 +126,9 @@ impl AugmentDraw {
         contrast(&mut img, e.contrast);
         color(&mut img, e.color);
         sharpness(&mut img, e.sharpness);
+        if self.invert {
+            imageops::invert(&mut img);
+        }
         img
     }
 

@@ -32,6 +32,12 @@ pub struct DataConfig {
     pub sixteen_bit: SixteenBit,
     /// Random flip, rotation, colour enhancement and mask salt-and-pepper for training.
     pub augment: bool,
+    /// With `augment`, the share of training samples whose frames are inverted (255 − v, drawn
+    /// per sample after the reference's draws, which stay as they are): a plume that absorbs
+    /// becomes one that emits and the other way round, so that a short training sees both
+    /// polarities of gas and of every distractor alike. The reference's transforms only (FGSTP,
+    /// SINet-V2, short-term SLT-Net); 0 = never (the reference).
+    pub invert_polarity: f64,
     /// Shuffle training samples every epoch.
     pub shuffle: bool,
     /// Leave out the last, incomplete training batch of an epoch (ZoomNeXt's loader does).
@@ -167,6 +173,7 @@ impl Default for DataConfig {
             protocol: Protocol::Full,
             sixteen_bit: SixteenBit::PerVideo,
             augment: true,
+            invert_polarity: 0.0,
             shuffle: true,
             drop_last: false,
             prior_dir: None,
@@ -201,6 +208,12 @@ impl DataConfig {
         }
         if self.eval_batch_size == 0 {
             return bad("eval_batch_size must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.invert_polarity) {
+            return bad(format!(
+                "invert_polarity = {} must be a share between 0 and 1",
+                self.invert_polarity
+            ));
         }
         if self.prefetch == 0 {
             return bad("prefetch must be at least 1 (batches prepared ahead)".into());

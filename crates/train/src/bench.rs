@@ -421,7 +421,12 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
         let (loss, _) = cfg.model.precision.run(device, || {
             let out = model.forward_t(&train_refs, true)?;
             // Mid-training (ZoomNeXt's uncertainty ramp at half weight).
-            anyhow::Ok(recipe(cfg.model.kind).loss(&out, &mask, cfg.train.loss_terms(), 0.5))
+            anyhow::Ok(recipe(cfg.model.kind).loss(
+                &out,
+                &mask,
+                cfg.train.loss_terms(cfg.train.epochs),
+                0.5,
+            ))
         })??;
         loss.backward();
         if cfg.train.clip > 0.0 {

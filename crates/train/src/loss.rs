@@ -11,22 +11,20 @@ pub type Loss = (Tensor, Vec<(&'static str, Tensor)>);
 
 /// The choices a run makes about the structure losses' terms (`train.bce`,
 /// `train.empty_masks`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LossTerms {
     pub bce: BceWeighting,
     /// Whether an image whose mask is empty gets the reference's IoU term. That term of an
     /// empty mask is `1 − 1/(Σp·w + 1)`: near 1 unless every probability is near 0, with a
     /// vanishing gradient until then, so leak-free images add an almost constant loss and
     /// little signal. When false, such an image's IoU term is its false area against a small
-    /// leak's, `Σp / (Σp + K)` with `K` = [`FALSE_AREA_SCALE`] of its pixels: 0 for an empty
-    /// prediction, 1/2 when it marks as much as a small leak, graded in between.
+    /// leak's, `Σp / (Σp + K)` with `K` = `false_area_scale` of its pixels: 0 for an empty
+    /// prediction, 1/2 when it marks as much as a small leak, graded in between (no term at
+    /// all when `false_area_scale` is 0: the BCE alone).
     pub iou_on_empty_masks: bool,
+    /// `K` above, as a share of an image's pixels (`train.false_area_scale`).
+    pub false_area_scale: f64,
 }
-
-/// The area, as a share of an image's pixels, against which a leak-free image's false area is
-/// measured when [`LossTerms::iou_on_empty_masks`] is false: 1%, twice the default minimum leak
-/// area of the detection metrics (`eval.min_leak_area`, 0.5%).
-pub const FALSE_AREA_SCALE: f64 = 0.01;
 
 impl From<BceWeighting> for LossTerms {
     /// The reference's terms with this BCE weighting.
@@ -34,6 +32,7 @@ impl From<BceWeighting> for LossTerms {
         LossTerms {
             bce,
             iou_on_empty_masks: true,
+            false_area_scale: 0.0,
         }
     }
 }
@@ -57,7 +56,9 @@ pub fn nine_map_structure_loss(maps: &[&Tensor], mask: &Tensor, terms: LossTerms
 
 /// SINet-V2's loss: the structure loss summed over its maps.
 pub fn summed_structure_loss(maps: &[&Tensor], mask: &Tensor, terms: LossTerms) -> Loss {
-    summed_over_maps(maps, mask, |m, w| structure_loss_weighted(m, mask, w, terms))
+    summed_over_maps(maps, mask, |m, w| {
+        structure_loss_weighted(m, mask, w, terms)
+    })
 }
 
 /// The long-term SLT-Net's loss: the hybrid E-loss summed over its maps.
@@ -114,9 +115,13 @@ impl EdgeWeights {
         if terms.iou_on_empty_masks {
             return wiou;
         }
+        let with_mask = &wiou * &self.has_mask;
+        if terms.false_area_scale <= 0.0 {
+            return with_mask;
+        }
         let pixels = (self.weight.size()[2] * self.weight.size()[3]) as f64;
-        let false_area = union / (union + FALSE_AREA_SCALE * pixels);
-        &wiou * &self.has_mask + false_area * (1.0 - &self.has_mask)
+        let false_area = union / (union + terms.false_area_scale * pixels);
+        with_mask + false_area * (1.0 - &self.has_mask)
     }
 }
 
@@ -177,8 +182,8 @@ pub fn hybrid_e_loss_weighted(
         t.mean_dim([2i64, 3].as_slice(), true, Kind::Float)
             .expand_as(t)
     };
-    let wbce =
-        (per_image(&(&weights.weight * bce_map(pred, mask, terms.bce))) + 1e-8) / (&weights.sum + 1e-8);
+    let wbce = (per_image(&(&weights.weight * bce_map(pred, mask, terms.bce))) + 1e-8)
+        / (&weights.sum + 1e-8);
 
     let prob = pred.sigmoid();
     let phi_pred = &prob - mean_per_image(&prob);
@@ -210,6 +215,7 @@ mod tests {
         let reference = LossTerms::from(BceWeighting::EdgeWeighted);
         let leak_free = LossTerms {
             iou_on_empty_masks: false,
+            false_area_scale: 0.01,
             ..reference
         };
         let per = |terms: LossTerms, i: i64| {
@@ -224,13 +230,23 @@ mod tests {
             .double_value(&[]);
         let area = p1.sigmoid().sum(Kind::Float).double_value(&[]);
         let expected = bce + area / (area + 2.56);
-        assert!((per(leak_free, 1) - expected).abs() < 1e-5, "{} vs {expected}", per(leak_free, 1));
+        assert!(
+            (per(leak_free, 1) - expected).abs() < 1e-5,
+            "{} vs {expected}",
+            per(leak_free, 1)
+        );
         // The reference's term: 1 − 1/(Σp + 1).
         let reference_expected = bce + 1.0 - 1.0 / (area + 1.0);
         assert!((per(reference, 1) - reference_expected).abs() < 1e-5);
         // A batch averages its images' losses.
         let both = structure_loss(&pred, &mask, leak_free).double_value(&[]);
         assert!((both - (per(leak_free, 0) + per(leak_free, 1)) / 2.0).abs() < 1e-6);
+        // With no scale, the BCE alone.
+        let bce_only = LossTerms {
+            false_area_scale: 0.0,
+            ..leak_free
+        };
+        assert!((per(bce_only, 1) - bce).abs() < 1e-5);
         // No false area, no charge.
         let quiet = Tensor::full([1, 1, 16, 16], -30.0, (Kind::Float, tch::Device::Cpu));
         assert!(structure_loss(&quiet, &m1, leak_free).double_value(&[]) < 1e-6);

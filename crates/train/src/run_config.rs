@@ -82,6 +82,14 @@ pub struct TrainConfig {
     /// salt-and-pepper noise and the structure loss's IoU term, as the reference) or
     /// "leak-free" (the mask stays empty; the BCE term alone; see `loss::LossTerms`).
     pub empty_masks: EmptyMasks,
+    /// With `empty_masks = "leak-free"`: the area, as a share of the frame, against which a
+    /// leak-free frame's marked area is charged (`Σp / (Σp + K)`); 0 charges nothing (the BCE
+    /// term alone).
+    pub false_area_scale: f64,
+    /// The first epoch (1-based) whose leak-free frames are charged their false area; the
+    /// epochs before it train them with the BCE term alone, so that the model first learns
+    /// what gas looks like before it is taught to stay quiet where there is none.
+    pub false_area_from_epoch: usize,
     /// libtorch intra-op threads; 0 = all cores.
     pub threads: usize,
 }
@@ -110,17 +118,21 @@ impl Default for TrainConfig {
             pretrained_layout: PretrainedLayout::Partial,
             bce: BceWeighting::Reference,
             empty_masks: EmptyMasks::Reference,
+            false_area_scale: 0.01,
+            false_area_from_epoch: 1,
             threads: 0,
         }
     }
 }
 
 impl TrainConfig {
-    /// The loss terms this table chooses.
-    pub fn loss_terms(&self) -> crate::loss::LossTerms {
+    /// The loss terms this table chooses for `epoch` (1-based).
+    pub fn loss_terms(&self, epoch: usize) -> crate::loss::LossTerms {
+        let charged = epoch >= self.false_area_from_epoch;
         crate::loss::LossTerms {
             bce: self.bce,
             iou_on_empty_masks: self.empty_masks == EmptyMasks::Reference,
+            false_area_scale: if charged { self.false_area_scale } else { 0.0 },
         }
     }
 
@@ -314,6 +326,15 @@ impl RunConfig {
             "train.clip must be ≥ 0 (0 disables clipping)"
         );
         ensure!(
+            self.train.false_area_scale >= 0.0 && self.train.false_area_scale.is_finite(),
+            "train.false_area_scale must be ≥ 0 (0 charges no false area), not {}",
+            self.train.false_area_scale
+        );
+        ensure!(
+            self.train.false_area_from_epoch >= 1,
+            "train.false_area_from_epoch must be at least 1 (epochs count from 1)"
+        );
+        ensure!(
             self.train.lr_decay_every >= 1,
             "train.lr_decay_every must be at least 1"
         );
@@ -412,6 +433,34 @@ mod tests {
             );
         }
         assert_eq!(RunConfig::default().eval.min_leak_area.to_string(), "0.5%");
+    }
+
+    #[test]
+    fn the_false_area_is_charged_from_its_epoch_on() {
+        let base = configs().join("gasvid.toml");
+        let cfg = RunConfig::load(
+            &base,
+            &[
+                "train.empty_masks=\"leak-free\"".into(),
+                "train.false_area_scale=0.02".into(),
+                "train.false_area_from_epoch=3".into(),
+            ],
+        )
+        .unwrap();
+        let scale = |epoch| cfg.train.loss_terms(epoch).false_area_scale;
+        assert_eq!(
+            (scale(1), scale(2), scale(3), scale(9)),
+            (0.0, 0.0, 0.02, 0.02)
+        );
+        assert!(!cfg.train.loss_terms(1).iou_on_empty_masks);
+        for bad in [
+            "train.false_area_scale=-0.1",
+            "train.false_area_from_epoch=0",
+        ] {
+            let err = format!("{:#}", RunConfig::load(&base, &[bad.into()]).unwrap_err());
+            let key = bad.split('=').next().unwrap();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -46,8 +46,16 @@ fn structure_loss_and_its_gradient_match_the_reference() {
 #[test]
 fn edge_weighted_bce_differs_from_the_reference_quirk() {
     let g = golden();
-    let reference = structure_loss(&g["loss.pred"], &g["loss.mask"], BceWeighting::Reference.into());
-    let weighted = structure_loss(&g["loss.pred"], &g["loss.mask"], BceWeighting::EdgeWeighted.into());
+    let reference = structure_loss(
+        &g["loss.pred"],
+        &g["loss.mask"],
+        BceWeighting::Reference.into(),
+    );
+    let weighted = structure_loss(
+        &g["loss.pred"],
+        &g["loss.mask"],
+        BceWeighting::EdgeWeighted.into(),
+    );
     let (r, w) = (reference.double_value(&[]), weighted.double_value(&[]));
     assert!(
         (r - w).abs() > 1e-3,

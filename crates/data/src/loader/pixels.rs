@@ -14,6 +14,7 @@ use crate::inputs::{AugmentStyle, InputSpec, MaskFormat, PixelFormat, TrainSampl
 use crate::opencv::{resize_linear_f32, zoom_pyramid};
 use crate::prior::load_prior;
 use crate::sample::{rng_for, SampleRef};
+use rand::RngExt;
 
 /// Shared state of a loader.
 pub(super) struct Source {
@@ -179,7 +180,14 @@ impl Source {
         }
         let mut rng = rng_for(seed, epoch, index as u64);
         match self.spec.augment {
-            AugmentStyle::Reference => SampleDraw::Reference(AugmentDraw::draw(&mut rng)),
+            AugmentStyle::Reference => {
+                let mut draw = AugmentDraw::draw(&mut rng);
+                // After the reference's draws, so that they stay the reference's.
+                if self.cfg.invert_polarity > 0.0 {
+                    draw.invert = rng.random_bool(self.cfg.invert_polarity);
+                }
+                SampleDraw::Reference(draw)
+            }
             AugmentStyle::AlbumentationsImage => SampleDraw::Albumentations(
                 (0..self.spec.frames_per_sample())
                     .map(|_| FrameDraw::image(&mut rng))

@@ -67,6 +67,7 @@ fn flip_and_rotation_are_shared_by_the_three_frames_and_the_mask() {
             rotation,
             enhance: [identity_enhance(); 3],
             pepper_seed: None,
+            invert: false,
         };
         let m = draw.mask(mask.clone());
         for slot in 0..3 {
@@ -131,6 +132,7 @@ fn flip_and_salt_and_pepper_keep_a_mask_binary() {
         rotation: None,
         enhance: [identity_enhance(); 3],
         pepper_seed: Some(3),
+        invert: false,
     };
     let out = draw.mask(mask.clone());
     assert!(out.iter().all(|&v| v == 0 || v == 255));
@@ -238,6 +240,61 @@ fn batches_apply_each_samples_draw_to_frames_and_mask() {
             }
         }
     }
+}
+
+/// `invert_polarity` adds a draw after the reference's: those stay as they are, a share of the
+/// samples gets its frames inverted (255 − v), and their masks are untouched.
+#[test]
+fn inverted_polarity_flips_the_frames_of_a_share_of_samples_and_nothing_else() {
+    let tmp = dataset();
+    let plain = TrainLoader::open(&config(tmp.path(), 2), SAMPLING).unwrap();
+    let cfg = DataConfig {
+        invert_polarity: 0.5,
+        ..config(tmp.path(), 2)
+    };
+    let inverting = TrainLoader::open(&cfg, SAMPLING).unwrap();
+    let (mut inverted, mut kept) = (0, 0);
+    for index in 0..plain.len() {
+        let (a, b) = (plain.draw(0, index), inverting.draw(0, index));
+        assert!(!a.invert);
+        assert_eq!(
+            a,
+            AugmentDraw {
+                invert: false,
+                ..b.clone()
+            }
+        );
+        if b.invert {
+            inverted += 1;
+        } else {
+            kept += 1;
+        }
+        let frame = RgbImage::from_fn(W, H, |x, y| image::Rgb([(x * 7 + y) as u8, 40, 200]));
+        let mut want = a.frame(frame.clone(), 1);
+        if b.invert {
+            image::imageops::invert(&mut want);
+        }
+        assert_eq!(b.frame(frame, 1), want);
+        let mask = mask_image(W, H);
+        assert_eq!(a.mask(mask.clone()), b.mask(mask));
+    }
+    assert!(inverted > 0 && kept > 0, "{inverted} inverted, {kept} kept");
+    assert!(!same(
+        &epoch_tensors(&plain, 0),
+        &epoch_tensors(&inverting, 0)
+    ));
+    let bad = DataConfig {
+        invert_polarity: 1.5,
+        ..config(tmp.path(), 2)
+    };
+    let err = bad
+        .validate(std::path::Path::new("run.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("invert_polarity") && err.contains("run.toml"),
+        "{err}"
+    );
 }
 
 fn epoch_tensors(loader: &TrainLoader, epoch: u64) -> Vec<(Vec<Tensor>, Vec<usize>)> {

@@ -414,7 +414,12 @@ impl<'a> Trainer<'a> {
         self.adam.zero_grad()?;
         let (loss, parts) = self.cfg.model.precision.run(device, || {
             let out = self.model.forward_t(&refs, true)?;
-            anyhow::Ok(recipe(self.cfg.model.kind).loss(&out, &mask, self.cfg.train.loss_terms(), done))
+            anyhow::Ok(recipe(self.cfg.model.kind).loss(
+                &out,
+                &mask,
+                self.cfg.train.loss_terms(epoch),
+                done,
+            ))
         })??;
         let queued = QueuedLoss::new(
             &loss,
