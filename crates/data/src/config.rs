@@ -143,8 +143,8 @@ pub enum EmptyMasks {
     #[default]
     Reference,
     /// Leak-free stays leak-free: no salt-and-pepper on an empty mask, and the structure loss
-    /// charges the frame for the area it marks (BCE plus `Σp / (Σp + 1% of the pixels)` in
-    /// place of the IoU term).
+    /// charges the frame for the area it marks (BCE plus `Σp / (Σp + K)` in place of the IoU
+    /// term; `train.false_area_scale`, `train.false_area_from_epoch`).
     LeakFree,
 }
 

@@ -424,7 +424,7 @@ pub fn run(cfg: &RunConfig, config: &str, opts: BenchOptions) -> Result<Bench> {
             anyhow::Ok(recipe(cfg.model.kind).loss(
                 &out,
                 &mask,
-                cfg.train.loss_terms(cfg.train.epochs),
+                crate::loss::LossTerms::for_epoch(&cfg.train, cfg.train.epochs),
                 0.5,
             ))
         })??;

@@ -4,7 +4,7 @@
 
 use tch::{Kind, Reduction, Tensor};
 
-use crate::run_config::BceWeighting;
+use crate::run_config::{BceWeighting, TrainConfig};
 
 /// A loss and its logged parts (name, value).
 pub type Loss = (Tensor, Vec<(&'static str, Tensor)>);
@@ -24,6 +24,19 @@ pub struct LossTerms {
     pub iou_on_empty_masks: bool,
     /// `K` above, as a share of an image's pixels (`train.false_area_scale`).
     pub false_area_scale: f64,
+}
+
+impl LossTerms {
+    /// The terms a run's `[train]` table chooses for `epoch` (1-based): the false area is
+    /// charged from `false_area_from_epoch` on.
+    pub fn for_epoch(train: &TrainConfig, epoch: usize) -> Self {
+        let charged = epoch >= train.false_area_from_epoch;
+        LossTerms {
+            bce: train.bce,
+            iou_on_empty_masks: train.empty_masks == fgstp_data::EmptyMasks::Reference,
+            false_area_scale: if charged { train.false_area_scale } else { 0.0 },
+        }
+    }
 }
 
 impl From<BceWeighting> for LossTerms {
@@ -203,6 +216,23 @@ pub fn hybrid_e_loss_weighted(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_false_area_is_charged_from_its_epoch_on() {
+        let train = TrainConfig {
+            empty_masks: fgstp_data::EmptyMasks::LeakFree,
+            false_area_scale: 0.02,
+            false_area_from_epoch: 3,
+            ..TrainConfig::default()
+        };
+        let scale = |epoch| LossTerms::for_epoch(&train, epoch).false_area_scale;
+        assert_eq!(
+            (scale(1), scale(2), scale(3), scale(9)),
+            (0.0, 0.0, 0.02, 0.02)
+        );
+        assert!(!LossTerms::for_epoch(&train, 1).iou_on_empty_masks);
+        assert!(LossTerms::for_epoch(&TrainConfig::default(), 1).iou_on_empty_masks);
+    }
 
     /// In leak-free mode a leak-free image's IoU term is its false area against 1% of its
     /// pixels, and an image with a mask is scored as before.

@@ -126,16 +126,6 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// The loss terms this table chooses for `epoch` (1-based).
-    pub fn loss_terms(&self, epoch: usize) -> crate::loss::LossTerms {
-        let charged = epoch >= self.false_area_from_epoch;
-        crate::loss::LossTerms {
-            bce: self.bce,
-            iou_on_empty_masks: self.empty_masks == EmptyMasks::Reference,
-            false_area_scale: if charged { self.false_area_scale } else { 0.0 },
-        }
-    }
-
     /// What the training stream needs of this table.
     pub fn sampling(&self) -> TrainSampling {
         TrainSampling {
@@ -436,23 +426,8 @@ mod tests {
     }
 
     #[test]
-    fn the_false_area_is_charged_from_its_epoch_on() {
+    fn false_area_keys_out_of_range_are_named() {
         let base = configs().join("gasvid.toml");
-        let cfg = RunConfig::load(
-            &base,
-            &[
-                "train.empty_masks=\"leak-free\"".into(),
-                "train.false_area_scale=0.02".into(),
-                "train.false_area_from_epoch=3".into(),
-            ],
-        )
-        .unwrap();
-        let scale = |epoch| cfg.train.loss_terms(epoch).false_area_scale;
-        assert_eq!(
-            (scale(1), scale(2), scale(3), scale(9)),
-            (0.0, 0.0, 0.02, 0.02)
-        );
-        assert!(!cfg.train.loss_terms(1).iou_on_empty_masks);
         for bad in [
             "train.false_area_scale=-0.1",
             "train.false_area_from_epoch=0",

@@ -5,9 +5,9 @@ use rand::rngs::ChaCha8Rng;
 use rand::RngExt;
 use rand_distr::{Distribution, Normal};
 
+use super::config::SynthConfig;
 use super::noise::{bilinear, fractal, smooth};
 use super::plume::{simulate, Release, Schedule};
-use super::SynthConfig;
 use crate::sample::rng_for;
 
 /// Stream of the random draws that decide a scene's [`Plan`], apart from those that draw its

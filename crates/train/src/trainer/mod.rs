@@ -417,7 +417,7 @@ impl<'a> Trainer<'a> {
             anyhow::Ok(recipe(self.cfg.model.kind).loss(
                 &out,
                 &mask,
-                self.cfg.train.loss_terms(epoch),
+                crate::loss::LossTerms::for_epoch(&self.cfg.train, epoch),
                 done,
             ))
         })??;
