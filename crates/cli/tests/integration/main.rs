@@ -16,6 +16,7 @@ mod data_cli;
 mod kinds;
 mod link;
 mod metrics_cli;
+mod quickstart;
 mod research_loop;
 mod shard;
 mod structure;
