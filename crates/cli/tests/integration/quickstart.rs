@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{ok, s, FGSTP};
+use crate::common::{fgstp_in, ok, s};
 
 /// Thresholds the quickstart must meet on its test split.
 const MAX_FALSE_POSITIVE_RATE: f64 = 0.05;
@@ -17,12 +17,7 @@ const MIN_AREA_RATIO: f64 = 10.0;
 /// Runs `fgstp ARGS` from the repository root, where a run's relative paths (its
 /// `data.root`) point, as they did when it was trained.
 fn fgstp(args: &[&str]) -> std::process::Output {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    std::process::Command::new(FGSTP)
-        .args(args)
-        .current_dir(root)
-        .output()
-        .expect("the fgstp binary runs")
+    fgstp_in(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."), args)
 }
 
 fn run_dir() -> PathBuf {

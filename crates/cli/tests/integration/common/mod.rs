@@ -8,8 +8,14 @@ pub const FGSTP: &str = env!("CARGO_BIN_EXE_fgstp");
 
 /// Runs `fgstp ARGS` to completion.
 pub fn fgstp(args: &[&str]) -> Output {
+    fgstp_in(Path::new("."), args)
+}
+
+/// Runs `fgstp ARGS` to completion in the working directory `dir`.
+pub fn fgstp_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(FGSTP)
         .args(args)
+        .current_dir(dir)
         .output()
         .expect("the fgstp binary runs")
 }
