@@ -84,8 +84,8 @@ pub use inputs::{
     AugmentStyle, ClipStarts, InputSpec, MaskFormat, PixelFormat, ReferenceFrames, TrainSamples,
 };
 pub use loader::{
-    Batch, Batches, EvalBatch, EvalLoader, Evaluation, Loader, SampleInfo, Starvation, TrainLoader,
-    Training,
+    Batch, Batches, EvalBatch, EvalLoader, Evaluation, Loader, SampleInfo, Shard, Starvation,
+    TrainLoader, Training,
 };
 pub use sample::SampleRef;
 pub use synth::{generate, SynthConfig, SynthReport};

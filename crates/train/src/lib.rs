@@ -9,6 +9,8 @@
 //!   [`infer`]: `fgstp infer` on new footage (video files included), with output videos;
 //! - [`recipes`]: one recipe per model kind (its data, loss, pretrained keys, evaluation
 //!   protocol) and the registry of kinds;
+//! - [`distributed`]: data-parallel training over several processes (c10d: torchrun, srun,
+//!   `--nproc`);
 //! - [`loss`]: the losses the recipes compose;
 //! - [`bench`]: the measurements of `fgstp bench`;
 //! - [`progress`]: the one progress-bar style of every long task.
@@ -16,6 +18,7 @@
 //! The `fgstp` binary (crate `fgstp-cli`) only parses arguments, calls these and prints.
 
 pub mod bench;
+pub mod distributed;
 pub mod evaluate;
 pub mod infer;
 pub mod loss;

@@ -92,6 +92,29 @@ pub struct TrainConfig {
     pub false_area_from_epoch: usize,
     /// libtorch intra-op threads; 0 = all cores.
     pub threads: usize,
+    /// Distributed training's backend: "auto" (NCCL on CUDA, Gloo on the CPU), "gloo" or
+    /// "nccl". Used only when a launcher (torchrun, srun, `--nproc`) starts the processes.
+    pub dist_backend: DistBackend,
+    /// Seconds a collective or the rendezvous may wait for the other processes before this
+    /// one gives up (PyTorch's default: 1800).
+    pub dist_timeout: f64,
+    /// SyncBatchNorm: in distributed training, BatchNorm's batch statistics over every
+    /// process's batch (all-reduced in the forward); off as in DDP (each process its own).
+    pub sync_batchnorm: bool,
+    /// Size of the gradient buckets all-reduced while backward runs, in MiB (DDP's
+    /// `bucket_cap_mb`: 25; the first bucket 1 MiB, as DDP).
+    pub dist_bucket_mb: f64,
+}
+
+/// `train.dist_backend`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DistBackend {
+    /// NCCL when training on CUDA, Gloo on the CPU.
+    #[default]
+    Auto,
+    Gloo,
+    Nccl,
 }
 
 impl Default for TrainConfig {
@@ -121,6 +144,10 @@ impl Default for TrainConfig {
             false_area_scale: 0.01,
             false_area_from_epoch: 1,
             threads: 0,
+            dist_backend: DistBackend::Auto,
+            dist_timeout: 1800.0,
+            sync_batchnorm: false,
+            dist_bucket_mb: 25.0,
         }
     }
 }
@@ -323,6 +350,16 @@ impl RunConfig {
         ensure!(
             self.train.false_area_from_epoch >= 1,
             "train.false_area_from_epoch must be at least 1 (epochs count from 1)"
+        );
+        ensure!(
+            self.train.dist_timeout > 0.0 && self.train.dist_timeout.is_finite(),
+            "train.dist_timeout must be a positive number of seconds, not {}",
+            self.train.dist_timeout
+        );
+        ensure!(
+            self.train.dist_bucket_mb > 0.0 && self.train.dist_bucket_mb.is_finite(),
+            "train.dist_bucket_mb must be a positive size in MiB, not {}",
+            self.train.dist_bucket_mb
         );
         ensure!(
             self.train.lr_decay_every >= 1,

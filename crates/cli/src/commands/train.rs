@@ -1,6 +1,7 @@
 //! `fgstp train`: train from a run configuration, or continue a run.
 
 use anyhow::{bail, Result};
+use fgstp_train::distributed::{local_workers, LaunchEnv, Launcher};
 use fgstp_train::run_config::RunConfig;
 use fgstp_train::trainer::{self, Outcome, TrainOptions};
 use std::path::PathBuf;
@@ -27,9 +28,27 @@ pub struct Args {
     /// Read each step's loss one step late, as training on a GPU does
     #[arg(long, hide = true)]
     read_loss_late: bool,
+    /// Train with N processes on this machine (data parallel; each with train.batch_size),
+    /// started by fgstp itself; under torchrun or srun leave it out
+    #[arg(long, value_name = "N")]
+    nproc: Option<usize>,
 }
 
 pub fn run(args: Args, threads_from_cli: bool) -> Result<()> {
+    let launch = LaunchEnv::from_env()?;
+    if let Some(n) = args.nproc {
+        match &launch {
+            Some(env) if env.launcher == Launcher::Local => {} // a worker of `--nproc`
+            Some(env) => bail!(
+                "--nproc starts processes itself, but this one was started by {} ({}): leave \
+                 --nproc out",
+                env.launcher,
+                env.describe()
+            ),
+            None if n == 0 => bail!("--nproc takes a number of processes ≥ 1"),
+            None => return start_local_workers(n),
+        }
+    }
     let config_path = match (&args.config, &args.resume) {
         (Some(path), _) => path.clone(),
         (None, Some(run)) => run.join("config.toml"),
@@ -41,12 +60,22 @@ pub fn run(args: Args, threads_from_cli: bool) -> Result<()> {
     if cfg.train.threads > 0 && !threads_from_cli {
         tch::set_num_threads(i32::try_from(cfg.train.threads)?);
     }
+    let restarted = launch.as_ref().is_some_and(|env| env.restart_count > 0);
+    if restarted && args.run_dir.is_none() && args.resume.is_none() {
+        bail!(
+            "this worker group was restarted by torchrun (TORCHELASTIC_RESTART_COUNT > 0), but \
+             the run directory is a new timestamp each start: give --run-dir DIR, so that a \
+             restarted group continues DIR's run from its last checkpoint"
+        );
+    }
     let run_dir = match (&args.resume, args.run_dir) {
         (Some(run), _) => run.clone(),
         (None, Some(dir)) => dir,
         (None, None) => trainer::new_run_dir(&cfg, &config_path),
     };
-    if args.resume.is_none() && run_dir.join("last.safetensors").exists() {
+    // A restarted worker group continues its run; a fresh start never reuses one.
+    let resume = args.resume.is_some() || (restarted && run_dir.join("last.safetensors").exists());
+    if !resume && run_dir.join("last.safetensors").exists() {
         bail!(
             "{} already holds a run: continue it with --resume {0}, or choose another --run-dir",
             run_dir.display()
@@ -55,23 +84,45 @@ pub fn run(args: Args, threads_from_cli: bool) -> Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
+    let distributed = launch.is_some();
+    let first = std::sync::OnceLock::<std::time::Instant>::new();
+    // Ctrl-C and SIGTERM. Under a launcher the same Ctrl-C arrives twice (from the terminal and
+    // forwarded by torchrun): a repeat within 3 s is that echo, not a request to abort.
     ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
+            let echo = distributed
+                && first
+                    .get()
+                    .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(3));
+            if echo {
+                return;
+            }
             eprintln!("\nsecond Ctrl-C: aborting without saving");
             std::process::exit(130);
         }
+        let _ = first.set(std::time::Instant::now());
         eprintln!("\nCtrl-C: saving the last checkpoint after this step (Ctrl-C again to abort)");
     })?;
 
-    eprintln!("run directory: {}", run_dir.display());
+    let is_main = launch.as_ref().is_none_or(|env| env.rank == 0);
+    if launch.is_none() {
+        eprintln!("run directory: {}", run_dir.display());
+    }
     let options = TrainOptions {
-        run_dir: run_dir.clone(),
-        resume: args.resume.is_some(),
+        run_dir,
+        resume,
         stop,
         stop_after_steps: args.stop_after_steps,
         read_loss_late: args.read_loss_late,
+        launch,
     };
-    match trainer::train(&cfg, &options)? {
+    let outcome = trainer::train(&cfg, &options)?;
+    if !is_main {
+        return Ok(());
+    }
+    // Rank 0's run directory, which every rank agreed on.
+    let run_dir = options.run_dir.clone();
+    match outcome {
         Outcome::Finished { progress } => {
             match &progress.best {
                 Some(best) => eprintln!(
@@ -101,4 +152,15 @@ pub fn run(args: Args, threads_from_cli: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `fgstp train --nproc N`: this same command line, N times, as the ranks of one job on this
+/// machine (the workers see `FGSTP_LOCAL_LAUNCH=1` and train; this process waits for them).
+fn start_local_workers(n: usize) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // Ctrl-C reaches the workers from the terminal; this process only waits for them to save.
+    ctrlc::set_handler(|| {})?;
+    eprintln!("starting {n} local workers (ranks 0–{})", n - 1);
+    local_workers::run(n, &exe, &args, std::time::Duration::from_secs(30))
 }

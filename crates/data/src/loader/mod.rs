@@ -192,6 +192,27 @@ fn build_training_batch(
     })
 }
 
+/// Where one process stands in distributed training: rank `rank` of a world of `world`.
+///
+/// A training epoch's single global order ([`Loader::order`]) from a start sample on is cut
+/// into global batches of `batch_size · world` consecutive samples; in each, rank r takes the
+/// samples at positions r, r + world, r + 2·world, …, so the ranks' batches together are the
+/// global batch, the batch one process would train with `batch_size · world`. A last, partial
+/// global batch of T samples is dropped with `drop_last`; otherwise it is padded up to the next
+/// multiple of `world` with the first samples of the epoch's order (as PyTorch's
+/// `DistributedSampler`) and split the same way: every rank gets ceil(T / world) samples.
+/// Because the cut starts at a sample, not a batch, a run may resume with another world size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl Shard {
+    /// One process: everything.
+    pub const SINGLE: Shard = Shard { rank: 0, world: 1 };
+}
+
 /// Streams batches of one split on a thread pool; `Kind` says which samples and what batches.
 pub struct Loader<Kind> {
     src: Arc<Source>,
@@ -352,14 +373,84 @@ impl Loader<Training> {
     }
 
     /// Batches per epoch (the last one may be smaller, as the reference's `DataLoader`, unless
-    /// `drop_last`).
+    /// `drop_last`): [`Loader::batches_in`] from the epoch's start, one process.
     pub fn batches_per_epoch(&self) -> usize {
-        let batch = self.kind.sampling.batch_size;
+        self.batches_in(0, Shard::SINGLE)
+    }
+
+    /// Steps (per-process batches) left in an epoch whose first `start_sample` samples of the
+    /// global order were already trained, for any rank of `shard`'s world (see [`Shard`]).
+    ///
+    /// # Panics
+    /// If `shard.world` is 0 or `shard.rank >= shard.world`.
+    pub fn batches_in(&self, start_sample: usize, shard: Shard) -> usize {
+        let global = self.global_batch(shard);
+        let left = self.len().saturating_sub(start_sample);
         if self.src.cfg.drop_last {
-            self.len() / batch
+            left / global
         } else {
-            self.len().div_ceil(batch)
+            left.div_ceil(global)
         }
+    }
+
+    /// Real (not padding) samples of the epoch's global order that step `step_in_stream` of
+    /// a stream from `start_sample` consumes, the same on every rank: `batch_size · world`,
+    /// fewer for a last, partial global batch, 0 past the last step. After step k a run has
+    /// trained `start_sample + Σ_{j ≤ k} global_batch_samples(start_sample, j, shard)`
+    /// samples of the epoch.
+    ///
+    /// # Panics
+    /// As [`Loader::batches_in`].
+    pub fn global_batch_samples(
+        &self,
+        start_sample: usize,
+        step_in_stream: usize,
+        shard: Shard,
+    ) -> usize {
+        if step_in_stream >= self.batches_in(start_sample, shard) {
+            return 0;
+        }
+        let global = self.global_batch(shard);
+        let first = start_sample + step_in_stream * global;
+        global.min(self.len() - first)
+    }
+
+    /// The sample indices (into [`Loader::samples`]) of this rank's batches of `epoch` from
+    /// global sample `start_sample` on, padding included: what [`Loader::epoch_shard`] streams,
+    /// without reading a file.
+    ///
+    /// # Panics
+    /// As [`Loader::batches_in`].
+    pub fn shard_indices(&self, epoch: u64, start_sample: usize, shard: Shard) -> Vec<Vec<usize>> {
+        let global = self.global_batch(shard);
+        let order = self.order(epoch);
+        let start = start_sample.min(order.len());
+        order[start..]
+            .chunks(global)
+            .take(self.batches_in(start_sample, shard))
+            .map(|chunk| {
+                // A partial last global batch: pad to a multiple of the world with the start
+                // of the epoch's order (cycling if the order is shorter than the padding), as
+                // PyTorch's DistributedSampler, so every rank gets ceil(T / N) samples.
+                let padding = chunk.len().next_multiple_of(shard.world) - chunk.len();
+                let padded = chunk
+                    .iter()
+                    .chain(order.iter().cycle().take(padding))
+                    .copied();
+                padded.skip(shard.rank).step_by(shard.world).collect()
+            })
+            .collect()
+    }
+
+    /// Samples in one global batch (`batch_size · world`), after checking `shard`.
+    fn global_batch(&self, shard: Shard) -> usize {
+        assert!(
+            shard.world > 0 && shard.rank < shard.world,
+            "rank {} of world {} is no process of a distributed run",
+            shard.rank,
+            shard.world
+        );
+        self.kind.sampling.batch_size * shard.world
     }
 
     /// The sample order of `epoch` (shuffled from the seed when `shuffle` is on).
@@ -389,18 +480,27 @@ impl Loader<Training> {
 
     /// Streams `epoch` from its batch `first` on: the batches a resumed run has not trained
     /// on yet, identical to those of an uninterrupted epoch (nothing before `first` is decoded).
+    /// One process: [`Loader::epoch_shard`] from sample `first · batch_size`.
     pub fn epoch_from(&self, epoch: u64, first: usize) -> Batches<Batch> {
-        let order = self.order(epoch);
-        let TrainSampling {
-            batch_size, seed, ..
-        } = self.kind.sampling;
-        let batches: Vec<Vec<(usize, SampleRef)>> = order
-            .chunks(batch_size)
-            .take(self.batches_per_epoch())
-            .skip(first)
-            .map(|c| {
-                c.iter()
-                    .map(|&i| (i, self.src.samples[i].clone()))
+        let start = first.saturating_mul(self.kind.sampling.batch_size);
+        self.epoch_shard(epoch, start, Shard::SINGLE)
+    }
+
+    /// Streams rank `shard.rank`'s batches of `epoch` from sample `start_sample` of the epoch's
+    /// global order on ([`Loader::order`]; see [`Shard`] for who gets which samples). Nothing
+    /// before `start_sample` is decoded; a sample is augmented the same on every rank (its
+    /// draw comes from (seed, epoch, sample index)).
+    ///
+    /// # Panics
+    /// As [`Loader::batches_in`].
+    pub fn epoch_shard(&self, epoch: u64, start_sample: usize, shard: Shard) -> Batches<Batch> {
+        let TrainSampling { seed, .. } = self.kind.sampling;
+        let batches: Vec<Vec<(usize, SampleRef)>> = self
+            .shard_indices(epoch, start_sample, shard)
+            .into_iter()
+            .map(|b| {
+                b.into_iter()
+                    .map(|i| (i, self.src.samples[i].clone()))
                     .collect()
             })
             .collect();

@@ -11,7 +11,9 @@ use fgstp_data::augment::{
     AugmentDraw, Enhance,
 };
 use fgstp_data::decode::load_mask;
-use fgstp_data::{DataConfig, DataError, EvalLoader, Masks, Split, TrainLoader, TrainSampling};
+use fgstp_data::{
+    Batch, DataConfig, DataError, EvalLoader, Masks, Shard, Split, TrainLoader, TrainSampling,
+};
 use image::{GrayImage, Luma, RgbImage};
 use rand::SeedableRng;
 use tch::Tensor;
@@ -506,4 +508,338 @@ fn inference_split_without_masks_streams_every_frame() {
     let n: usize = batches.iter().map(|b| b.samples.len()).sum();
     assert_eq!(n, 4);
     assert!(batches.iter().all(|b| b.masks.iter().all(Option::is_none)));
+}
+
+/// 14 training samples (scenes of 8 and 10 frames).
+fn sharding_dataset() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    write_split(
+        tmp.path(),
+        "train",
+        &[SceneSpec::full("a", 8), SceneSpec::full("b", 10)],
+    );
+    tmp
+}
+
+fn batch_of(batch_size: usize) -> TrainSampling {
+    TrainSampling {
+        batch_size,
+        ..SAMPLING
+    }
+}
+
+fn indices(batch: &Batch) -> Vec<usize> {
+    batch.samples.iter().map(|s| s.index).collect()
+}
+
+fn sorted(mut v: Vec<usize>) -> Vec<usize> {
+    v.sort();
+    v
+}
+
+/// Frame and mask tensors of sample `j` of a batch.
+fn sample_tensors(batch: &Batch, j: usize) -> Vec<Tensor> {
+    let j = j as i64;
+    let mut t: Vec<Tensor> = batch.frames.iter().map(|f| f.get(j)).collect();
+    t.push(batch.mask.get(j));
+    t
+}
+
+fn stream(loader: &TrainLoader, epoch: u64, start: usize, shard: Shard) -> Vec<Batch> {
+    loader
+        .epoch_shard(epoch, start, shard)
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Rebuilds the global batches of a world from its ranks' index batches (position p of a
+/// global batch is rank p % N's sample p / N).
+fn interleave(ranks: &[Vec<Vec<usize>>]) -> Vec<Vec<usize>> {
+    let world = ranks.len();
+    (0..ranks[0].len())
+        .map(|step| {
+            let per_rank = ranks[0][step].len();
+            assert!(
+                ranks.iter().all(|r| r[step].len() == per_rank),
+                "step {step}"
+            );
+            (0..per_rank * world)
+                .map(|p| ranks[p % world][step][p / world])
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn two_ranks_of_two_together_train_the_batches_of_one_process_of_four() {
+    let tmp = sharding_dataset();
+    let cfg = config(tmp.path(), 2);
+    let single = TrainLoader::open(&cfg, batch_of(4)).unwrap();
+    let sharded = TrainLoader::open(&cfg, batch_of(2)).unwrap();
+    assert_eq!(single.len(), 14);
+    let shard = |rank| Shard { rank, world: 2 };
+    assert_eq!(single.batches_per_epoch(), 4);
+    for rank in 0..2 {
+        assert_eq!(sharded.batches_in(0, shard(rank)), 4);
+    }
+    for epoch in [0, 3] {
+        let order = single.order(epoch);
+        assert_eq!(
+            order,
+            sharded.order(epoch),
+            "the global order ignores the batch"
+        );
+        let one = stream(&single, epoch, 0, Shard::SINGLE);
+        let ranks = [
+            stream(&sharded, epoch, 0, shard(0)),
+            stream(&sharded, epoch, 0, shard(1)),
+        ];
+        assert_eq!(one.len(), 4);
+        let mut start = 0;
+        for (step, global) in one.iter().enumerate() {
+            let (r0, r1) = (&ranks[0][step], &ranks[1][step]);
+            let want = indices(global);
+            assert_eq!(
+                want,
+                order[start..start + want.len()],
+                "epoch {epoch} step {step}"
+            );
+            // 4, 4, 4 and a tail of 2 (a multiple of the world: no padding, one sample a rank).
+            let per_rank = want.len() / 2;
+            assert_eq!((r0.samples.len(), r1.samples.len()), (per_rank, per_rank));
+            assert_eq!(
+                sorted([indices(r0), indices(r1)].concat()),
+                sorted(want.clone()),
+                "epoch {epoch} step {step}: the ranks share the global batch"
+            );
+            for (rank, batch) in [r0, r1].into_iter().enumerate() {
+                let positions: Vec<usize> = (rank..want.len()).step_by(2).collect();
+                let got = indices(batch);
+                assert_eq!(got, positions.iter().map(|&p| want[p]).collect::<Vec<_>>());
+                for (j, &p) in positions.iter().enumerate() {
+                    let (a, b) = (sample_tensors(batch, j), sample_tensors(global, p));
+                    assert!(
+                        a.iter().zip(&b).all(|(x, y)| x.equal(y)),
+                        "epoch {epoch} step {step}: sample {} looks different on rank {rank}",
+                        got[j]
+                    );
+                }
+            }
+            assert_eq!(sharded.global_batch_samples(0, step, shard(0)), want.len());
+            assert_eq!(sharded.global_batch_samples(0, step, shard(1)), want.len());
+            start += want.len();
+        }
+        assert_eq!(start, 14);
+        assert_eq!(
+            sharded.global_batch_samples(0, 4, shard(0)),
+            0,
+            "past the epoch"
+        );
+    }
+}
+
+#[test]
+fn a_partial_last_global_batch_is_padded_from_the_orders_start_or_dropped() {
+    // 7 samples; world 2 × batch 2: one full global batch of 4 and a tail of 3.
+    let tmp = dataset();
+    let cfg = config(tmp.path(), 2);
+    let loader = TrainLoader::open(&cfg, batch_of(2)).unwrap();
+    assert_eq!(loader.len(), 7);
+    let world = |world: usize| -> Vec<Vec<Vec<usize>>> {
+        (0..world)
+            .map(|rank| loader.shard_indices(1, 0, Shard { rank, world }))
+            .collect()
+    };
+    let order = loader.order(1);
+    let two = world(2);
+    assert_eq!(loader.batches_in(0, Shard { rank: 1, world: 2 }), 2);
+    assert_eq!(
+        interleave(&two),
+        [order[..4].to_vec(), [&order[4..7], &order[..1]].concat()],
+        "the tail of 3 is padded to 4 with the order's first sample"
+    );
+    assert_eq!(two[0][1], [order[4], order[6]]);
+    assert_eq!(two[1][1], [order[5], order[0]]);
+    let consumed: Vec<usize> = (0..3)
+        .map(|k| loader.global_batch_samples(0, k, Shard { rank: 0, world: 2 }))
+        .collect();
+    assert_eq!(consumed, [4, 3, 0], "padding is not consumed");
+    // The streamed batches are those indices, padding included.
+    for (rank, want) in two.iter().enumerate() {
+        let got: Vec<Vec<usize>> = stream(&loader, 1, 0, Shard { rank, world: 2 })
+            .iter()
+            .map(indices)
+            .collect();
+        assert_eq!(&got, want, "rank {rank}");
+    }
+    // World 3 × batch 2: a tail of 1 padded to 3, one sample a rank, none empty.
+    let three = world(3);
+    assert_eq!(
+        interleave(&three),
+        [order[..6].to_vec(), vec![order[6], order[0], order[1]]]
+    );
+    assert!(three.iter().all(|r| r[1].len() == 1));
+    // World 5 × batch 2: a single partial global batch of 7, padded to 10.
+    let five = world(5);
+    assert_eq!(
+        interleave(&five),
+        [[&order[..], &order[..3]].concat()],
+        "each of the 5 ranks gets ceil(7 / 5) = 2"
+    );
+
+    // A padding longer than the order cycles through it (1 sample, world 3).
+    let tiny = tempfile::tempdir().unwrap();
+    write_split(tiny.path(), "train", &[SceneSpec::full("t", 3)]);
+    let one = TrainLoader::open(&config(tiny.path(), 1), batch_of(1)).unwrap();
+    for rank in 0..3 {
+        assert_eq!(one.shard_indices(0, 0, Shard { rank, world: 3 }), [[0]]);
+    }
+
+    // drop_last drops the partial global batch, whatever the world.
+    let dropping = TrainLoader::open(
+        &DataConfig {
+            drop_last: true,
+            ..cfg.clone()
+        },
+        batch_of(2),
+    )
+    .unwrap();
+    assert_eq!(dropping.order(1), order);
+    for rank in 0..2 {
+        let shard = Shard { rank, world: 2 };
+        assert_eq!(dropping.batches_in(0, shard), 1);
+        let got: Vec<Vec<usize>> = stream(&dropping, 1, 0, shard).iter().map(indices).collect();
+        assert_eq!(got, [vec![order[rank], order[rank + 2]]]);
+        assert_eq!(dropping.global_batch_samples(0, 1, shard), 0);
+    }
+    let shard = Shard { rank: 0, world: 4 };
+    assert_eq!(
+        dropping.batches_in(0, shard),
+        0,
+        "7 samples make no global batch of 8"
+    );
+    assert_eq!(stream(&dropping, 1, 0, shard).len(), 0);
+}
+
+#[test]
+fn a_run_resumes_at_a_sample_with_another_world_size() {
+    let tmp = sharding_dataset();
+    let cfg = config(tmp.path(), 2);
+    let loader = TrainLoader::open(&cfg, batch_of(2)).unwrap();
+    let epoch = 2;
+    let order = loader.order(epoch);
+    // One step of world 2 × batch 2 ...
+    let before = Shard { rank: 0, world: 2 };
+    let first: Vec<Vec<Vec<usize>>> = (0..2)
+        .map(|rank| {
+            let mut b = loader.shard_indices(epoch, 0, Shard { rank, world: 2 });
+            b.truncate(1);
+            b
+        })
+        .collect();
+    let start = loader.global_batch_samples(0, 0, before);
+    assert_eq!(start, 4);
+    // ... then world 3 × batch 2 from sample 4: a full global batch of 6, a tail of 4 padded
+    // to 6 with the order's first two samples.
+    let world = 3;
+    let ranks: Vec<Vec<Batch>> = (0..world)
+        .map(|rank| stream(&loader, epoch, start, Shard { rank, world }))
+        .collect();
+    let ranks_indices: Vec<Vec<Vec<usize>>> = ranks
+        .iter()
+        .map(|r| r.iter().map(indices).collect())
+        .collect();
+    let after = Shard { rank: 2, world };
+    assert_eq!(loader.batches_in(start, after), 2);
+    let globals = interleave(&ranks_indices);
+    let mut trained = interleave(&first).concat();
+    let mut at = start;
+    for (step, global) in globals.iter().enumerate() {
+        let real = loader.global_batch_samples(start, step, after);
+        trained.extend_from_slice(&global[..real]);
+        assert_eq!(global[real..], order[..global.len() - real], "padding");
+        at += real;
+    }
+    assert_eq!(at, 14);
+    assert_eq!(
+        trained, order,
+        "the epoch's order once, nothing skipped or repeated"
+    );
+    assert_eq!(
+        globals[1].len() - loader.global_batch_samples(start, 1, after),
+        2
+    );
+    // Every rank's batch reads the samples' own draws: as a single uninterrupted process.
+    let single = stream(&loader, epoch, 0, Shard::SINGLE);
+    let flat: Vec<(usize, Vec<Tensor>)> = single
+        .iter()
+        .flat_map(|b| (0..b.samples.len()).map(move |j| (b.samples[j].index, sample_tensors(b, j))))
+        .collect();
+    for batch in ranks.iter().flatten() {
+        for (j, info) in batch.samples.iter().enumerate() {
+            let (_, want) = flat.iter().find(|(i, _)| *i == info.index).unwrap();
+            assert!(sample_tensors(batch, j)
+                .iter()
+                .zip(want)
+                .all(|(x, y)| x.equal(y)));
+        }
+    }
+}
+
+#[test]
+fn one_process_streams_the_batches_of_before() {
+    let tmp = dataset();
+    for drop_last in [false, true] {
+        let cfg = DataConfig {
+            drop_last,
+            ..config(tmp.path(), 2)
+        };
+        let loader = TrainLoader::open(&cfg, SAMPLING).unwrap();
+        // The rule before sharding: the order cut in batches of B, the tail kept unless
+        // drop_last.
+        let per_epoch = if drop_last {
+            7 / 3
+        } else {
+            7_usize.div_ceil(3)
+        };
+        assert_eq!(loader.batches_per_epoch(), per_epoch);
+        assert_eq!(loader.batches_in(0, Shard::SINGLE), per_epoch);
+        for epoch in [0, 4] {
+            let before: Vec<Vec<usize>> = loader
+                .order(epoch)
+                .chunks(3)
+                .take(per_epoch)
+                .map(<[usize]>::to_vec)
+                .collect();
+            for first in 0..=per_epoch + 1 {
+                let want = before.get(first..).unwrap_or_default();
+                let got: Vec<Batch> = loader
+                    .epoch_from(epoch, first)
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                assert_eq!(got.iter().map(indices).collect::<Vec<_>>(), want);
+                assert_eq!(loader.batches_in(first * 3, Shard::SINGLE), want.len());
+                let sharded = stream(&loader, epoch, first * 3, Shard::SINGLE);
+                assert_eq!(sharded.len(), got.len());
+                for (a, b) in got.iter().zip(&sharded) {
+                    assert!(a.frames.iter().zip(&b.frames).all(|(x, y)| x.equal(y)));
+                    assert!(a.mask.equal(&b.mask));
+                }
+                for (k, batch) in want.iter().enumerate() {
+                    assert_eq!(
+                        loader.global_batch_samples(first * 3, k, Shard::SINGLE),
+                        batch.len()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "rank 2 of world 2")]
+fn a_rank_outside_its_world_is_refused() {
+    let tmp = dataset();
+    let loader = TrainLoader::open(&config(tmp.path(), 1), SAMPLING).unwrap();
+    loader.batches_in(0, Shard { rank: 2, world: 2 });
 }

@@ -130,14 +130,47 @@ pub fn layer_norm(vs: &nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
     )
 }
 
+/// `nn.BatchNorm2d`'s defaults, which every BatchNorm of the models keeps.
+const BATCH_NORM_MOMENTUM: f64 = 0.1;
+const BATCH_NORM_EPS: f64 = 1e-5;
+
 /// `nn.BatchNorm2d(c)`: weight 1, bias 0, running mean 0 / var 1, eps 1e-5, momentum 0.1.
 pub fn batch_norm2d(vs: &nn::Path, c: i64) -> nn::BatchNorm {
     let config = nn::BatchNormConfig {
         ws_init: Init::Const(1.0),
         bs_init: Init::Const(0.0),
+        momentum: BATCH_NORM_MOMENTUM,
+        eps: BATCH_NORM_EPS,
         ..Default::default()
     };
     nn::batch_norm2d(vs, c, config)
+}
+
+/// `bn` over `xs`; with batch statistics in distributed training with SyncBatchNorm on
+/// ([`crate::runtime::distributed::set_sync_batch_norm`]), those of every rank's batch.
+pub fn batch_norm_t(bn: &nn::BatchNorm, xs: &Tensor, train: bool) -> Tensor {
+    use crate::runtime::distributed::{
+        record_sync_failure, sync_batch_norm, sync_batch_norm_group,
+    };
+    match sync_batch_norm_group() {
+        Some(group) if train => sync_batch_norm(
+            &group,
+            xs,
+            bn.ws.as_ref(),
+            bn.bs.as_ref(),
+            &bn.running_mean,
+            &bn.running_var,
+            BATCH_NORM_MOMENTUM,
+            BATCH_NORM_EPS,
+        )
+        // The forward cannot fail here: the failure (a lost peer) is kept for training to
+        // report after the forward, which goes on with this rank's own statistics.
+        .unwrap_or_else(|e| {
+            record_sync_failure(e);
+            bn.forward_t(xs, train)
+        }),
+        _ => bn.forward_t(xs, train),
+    }
 }
 
 /// Convolution without bias, BatchNorm and an optional ReLU (the reference's `ConvBNReLU`).
@@ -166,7 +199,7 @@ impl ConvBnRelu {
 
     /// `bn_train`: BatchNorm uses (and updates) batch statistics instead of running ones.
     pub fn forward_t(&self, xs: &Tensor, bn_train: bool) -> Tensor {
-        let ys = self.bn.forward_t(&self.conv.forward(xs), bn_train);
+        let ys = batch_norm_t(&self.bn, &self.conv.forward(xs), bn_train);
         if self.relu {
             ys.relu()
         } else {

@@ -12,6 +12,7 @@
 
 pub mod cuda_graph;
 pub(crate) mod device;
+pub mod distributed;
 pub(crate) mod memory;
 pub mod optim_kernels;
 pub mod precision;

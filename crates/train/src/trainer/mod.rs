@@ -10,7 +10,8 @@ pub mod schedule;
 pub mod validate;
 
 use anyhow::{bail, Context, Result};
-use fgstp_data::{EvalLoader, TrainLoader};
+use fgstp_data::dataset::{Masks, Split};
+use fgstp_data::{EvalLoader, Shard, TrainLoader};
 use fgstp_metrics::registry;
 use fgstp_metrics::Report;
 use fgstp_model::checkpoint::{load_into, LoadOptions, StateDict};
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
+use crate::distributed::{Dist, LaunchEnv};
 use crate::recipes::recipe;
 use crate::run_config::{OptimizerKind, PretrainedLayout, RunConfig, TrainConfig};
 use crate::{overrides, progress};
@@ -32,6 +34,7 @@ use optim::{glob_match, Adam, AdamConfig, AdamRule};
 use schedule::{rates, At};
 use train_state::{weights_load_options, Best, Progress};
 
+#[derive(Clone)]
 pub struct TrainOptions {
     /// The run directory (created; on resume, the run being continued).
     pub run_dir: PathBuf,
@@ -42,6 +45,9 @@ pub struct TrainOptions {
     pub stop_after_steps: Option<u64>,
     /// Read each step's loss one step late on the CPU too, as on a GPU (tests).
     pub read_loss_late: bool,
+    /// This process's place in a distributed job (torchrun, srun, `--nproc`); `None` trains
+    /// in this process alone.
+    pub launch: Option<LaunchEnv>,
 }
 
 #[derive(Debug)]
@@ -58,8 +64,27 @@ enum Flow {
 }
 
 /// Sets up (or resumes) the run `opts` describes and trains it to the end or to a stop.
+///
+/// In a distributed job every rank calls this: they join, agree on the run directory (rank
+/// 0's), train in lockstep, and return together.
 pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Outcome> {
-    Trainer::new(cfg, opts)?.run()
+    let Some(env) = opts.launch.clone() else {
+        return Trainer::new(cfg, opts, None)?.run();
+    };
+    let device = cfg.train.device.resolve()?;
+    let dist = Arc::new(Dist::join(env, &cfg.train, device)?);
+    let opts = TrainOptions {
+        run_dir: dist.agree_on_run_dir(&opts.run_dir)?,
+        ..opts.clone()
+    };
+    if dist.is_main() {
+        eprintln!("run directory: {}", opts.run_dir.display());
+    }
+    let outcome = Trainer::new(cfg, &opts, Some(Arc::clone(&dist)))?.run()?;
+    // Rank 0 hosts the store unless a launcher does: it leaves last.
+    dist.barrier()?;
+    fgstp_model::runtime::distributed::set_sync_batch_norm(None);
+    Ok(outcome)
 }
 
 /// Where a step stands in the run.
@@ -82,20 +107,37 @@ struct QueuedLoss {
     ready: Option<StreamEvent>,
     names: Vec<&'static str>,
     at: Position,
+    /// Whether `values` ends with the all-reduced stop flag (distributed training).
+    has_stop: bool,
 }
 
 impl QueuedLoss {
+    /// In a distributed job (`dist` with this rank's stop flag, 0 or 1) the values are
+    /// averaged over the ranks and the stop flags summed, in one all-reduce.
     fn new(
         loss: &Tensor,
         parts: &[(&'static str, Tensor)],
         device: Device,
         at: Position,
+        dist: Option<(&Dist, f64)>,
     ) -> Result<Self> {
-        let values: Vec<Tensor> = std::iter::once(loss)
+        let mut values: Vec<Tensor> = std::iter::once(loss)
             .chain(parts.iter().map(|(_, part)| part))
             .map(|t| t.detach().to_kind(Kind::Float).reshape([1]))
             .collect();
+        if let Some((dist, stop)) = dist {
+            let world = dist.world() as f64;
+            // Scaled so that the sum over ranks is the mean of the values and the count of
+            // ranks that want to stop.
+            for v in &mut values {
+                *v = &*v / world;
+            }
+            values.push(Tensor::full([1], stop, (Kind::Float, device)));
+        }
         let values = Tensor::cat(&values, 0);
+        if let Some((dist, _)) = dist {
+            dist.group.all_reduce_sum(&values)?;
+        }
         let (values, ready) = if device.is_cuda() {
             // Non-blocking to the host: libtorch puts the copy in pinned memory and returns.
             let host = values.to_device_(Device::Cpu, Kind::Float, true, false);
@@ -108,23 +150,37 @@ impl QueuedLoss {
             ready,
             names: parts.iter().map(|(name, _)| *name).collect(),
             at,
+            has_stop: dist.is_some(),
         })
     }
 
-    /// The loss and its named parts; waits for the step's forward if it is still running.
-    fn read(self) -> Result<(f64, Vec<(&'static str, f64)>)> {
+    /// The loss, its named parts, and whether a rank asked to stop; waits for the step's
+    /// forward if it is still running.
+    fn read(self) -> Result<ReadLoss> {
         if let Some(ready) = &self.ready {
             ready.synchronize()?;
         }
-        let values = Vec::<f32>::try_from(&self.values)
+        let mut values = Vec::<f32>::try_from(&self.values)
             .context("cannot read the loss back from libtorch")?;
+        let stop = self.has_stop && values.pop().is_some_and(|flags| flags > 0.0);
         let parts = self
             .names
             .iter()
             .zip(&values[1..])
             .map(|(n, v)| (*n, f64::from(*v)));
-        Ok((f64::from(values[0]), parts.collect()))
+        Ok(ReadLoss {
+            loss: f64::from(values[0]),
+            parts: parts.collect(),
+            stop,
+        })
     }
+}
+
+/// A step's loss as read back: its value, its named parts, and whether a rank asked to stop.
+struct ReadLoss {
+    loss: f64,
+    parts: Vec<(&'static str, f64)>,
+    stop: bool,
 }
 
 /// The losses read in an epoch, for its mean.
@@ -132,6 +188,15 @@ impl QueuedLoss {
 struct LossTally {
     sum: f64,
     count: usize,
+}
+
+/// Where the time of distributed training's communication goes, per epoch.
+#[derive(Default, Clone, Copy)]
+struct CommClock {
+    /// Blocking collectives outside backward: the step's loss and stop flag, buffers.
+    explicit: f64,
+    /// SyncBatchNorm's all-reduces in the forward (process-wide counter at the epoch's start).
+    sync_bn_start: f64,
 }
 
 /// One training run: the model and optimiser, where training stands, the data streams and the
@@ -149,24 +214,71 @@ pub struct Trainer<'a> {
     log: RunLog,
     /// The resolved configuration, stored in every checkpoint.
     config_toml: String,
+    /// The job this process trains in, if distributed.
+    dist: Option<Arc<Dist>>,
+    /// This process's part of each epoch's samples.
+    shard: Shard,
+    /// Non-trained variables (BatchNorm's running statistics), broadcast from rank 0 before
+    /// each forward as DDP does (`broadcast_buffers`), unless SyncBatchNorm keeps them equal.
+    buffers: Vec<Tensor>,
+    /// Whether every rank agreed to stop (Ctrl-C on any of them), as of the last step read.
+    agreed_stop: bool,
+    comm: CommClock,
 }
 
 impl<'a> Trainer<'a> {
     /// Creates the run directory, prepares the data, builds the model (same seed ⇒ same initial
     /// weights) and the optimiser, then continues from `last` (`opts.resume`) or loads the
     /// pretrained weights, and opens the logs.
-    pub fn new(cfg: &'a RunConfig, opts: &'a TrainOptions) -> Result<Self> {
-        let device = cfg.train.device.resolve()?;
+    pub fn new(
+        cfg: &'a RunConfig,
+        opts: &'a TrainOptions,
+        dist: Option<Arc<Dist>>,
+    ) -> Result<Self> {
+        let device = match &dist {
+            Some(dist) => dist.device,
+            None => cfg.train.device.resolve()?,
+        };
         cfg.model.precision.set_backend_flags()?;
         let config_toml = toml::to_string_pretty(cfg)?;
-        std::fs::create_dir_all(&opts.run_dir).with_context(|| {
-            format!("cannot create the run directory {}", opts.run_dir.display())
-        })?;
-
-        prepare_data(cfg)?;
+        let is_main = dist.as_ref().is_none_or(|d| d.is_main());
+        let set_up = || -> Result<()> {
+            std::fs::create_dir_all(&opts.run_dir).with_context(|| {
+                format!("cannot create the run directory {}", opts.run_dir.display())
+            })?;
+            prepare_data(cfg)
+        };
+        let shard = match &dist {
+            Some(dist) => {
+                dist.agree_on_config(&config_toml)?;
+                dist.on_main_first("preparing the run directory and the data", set_up)?;
+                Shard {
+                    rank: dist.rank(),
+                    world: dist.world(),
+                }
+            }
+            None => {
+                set_up()?;
+                Shard::SINGLE
+            }
+        };
         let spec = recipe(cfg.model.kind).input_spec(cfg);
         let train_data = TrainLoader::open_with(&cfg.data, cfg.train.sampling(), &spec)?;
-        let val_data = EvalLoader::open_with(&cfg.data, &cfg.data.val_split, &spec)?;
+        // Each rank validates its share of the videos (video i in byte order of the names on
+        // rank i mod N, the rule of sharded evaluation); the metric states are merged exactly.
+        let val_split = Split::open(&cfg.data.root, &cfg.data.val_split, Masks::Required)?;
+        let val_split = if shard.world > 1 {
+            crate::evaluate::shard_split(
+                val_split,
+                fgstp_metrics::Shard {
+                    index: shard.rank,
+                    count: shard.world,
+                },
+            )
+        } else {
+            val_split
+        };
+        let val_data = EvalLoader::new_with(val_split, &cfg.data, &spec)?;
 
         tch::manual_seed(cfg.train.seed as i64);
         let mut vs = VarStore::new(device);
@@ -184,24 +296,37 @@ impl<'a> Trainer<'a> {
                 .with_context(|| format!("cannot resume from {}", last.display()))?;
             adam.load_state(|key| loaded.tensors.get(key).map(|t| t.to_device(device)))?;
             progress = loaded.progress;
-            eprintln!(
-                "resuming {} at epoch {}, batch {} (step {})",
-                opts.run_dir.display(),
-                progress.epoch + usize::from(progress.batch > 0),
-                progress.batch,
-                progress.step
-            );
+            progress.resume_position(cfg.train.batch_size);
+            if is_main {
+                eprintln!(
+                    "resuming {} at epoch {}, sample {} of the epoch (step {})",
+                    opts.run_dir.display(),
+                    progress.epoch + usize::from(progress.samples > 0),
+                    progress.samples,
+                    progress.step
+                );
+            }
         } else if let Some(path) = &cfg.train.pretrained {
             let weights = StateDict::read(path)?;
             let options = pretrained_options(cfg, &vs, &weights);
             let report = load_into(&mut vs, &weights, &options).with_context(|| {
                 format!("cannot load the pretrained weights {}", path.display())
             })?;
-            eprintln!("pretrained {}: {}", path.display(), report.summary());
+            if is_main {
+                eprintln!("pretrained {}: {}", path.display(), report.summary());
+            }
         }
 
-        overrides::write(cfg, &opts.run_dir.join("config.toml"))?;
-        let log = RunLog::open(&opts.run_dir, cfg.log.tensorboard)?;
+        let mut buffers = Vec::new();
+        if let Some(dist) = &dist {
+            buffers = set_up_data_parallel(dist, &vs, &cfg.train)?;
+        }
+        let log = if is_main {
+            overrides::write(cfg, &opts.run_dir.join("config.toml"))?;
+            RunLog::open(&opts.run_dir, cfg.log.tensorboard)?
+        } else {
+            RunLog::none()
+        };
         Ok(Self {
             cfg,
             opts,
@@ -214,7 +339,24 @@ impl<'a> Trainer<'a> {
             val_data,
             log,
             config_toml,
+            dist,
+            shard,
+            buffers,
+            agreed_stop: false,
+            comm: CommClock::default(),
         })
+    }
+
+    fn is_main(&self) -> bool {
+        self.dist.as_ref().is_none_or(|d| d.is_main())
+    }
+
+    /// `error` with the lost rank named when training is distributed.
+    fn explain(&self, error: anyhow::Error) -> anyhow::Error {
+        match &self.dist {
+            Some(dist) => dist.explain_failure(error),
+            None => error,
+        }
     }
 
     /// Validates when due, trains the next epoch, and so on until the last epoch is trained
@@ -255,18 +397,39 @@ impl<'a> Trainer<'a> {
             return Ok(Flow::Continue);
         }
         if self.is_due(self.progress.epoch) {
-            let report = validate::run(
+            // A distributed validation runs to its end on every rank (a Ctrl-C is taken at the
+            // next step, where the ranks agree on it).
+            let never = AtomicBool::new(false);
+            let stop = if self.dist.is_some() {
+                &never
+            } else {
+                &*self.opts.stop
+            };
+            let dist = self.dist.clone();
+            let tag = format!("validation/{}/{}", self.progress.epoch, self.progress.step);
+            let outcome = validate::run(
                 &self.model,
                 self.device,
                 &self.val_data,
                 self.cfg,
-                &self.opts.stop,
+                stop,
                 self.log.board.as_mut(),
                 self.progress.step,
+                |recorder| match &dist {
+                    None => Ok(Some(recorder)),
+                    Some(dist) => gather_metric_states(dist, &tag, recorder),
+                },
             )?;
-            let Some(report) = report else {
-                self.save_last()?;
-                return Ok(Flow::Stopped);
+            let report = match outcome {
+                validate::Validation::Scored(report) => report,
+                validate::Validation::Stopped => {
+                    self.save_last()?;
+                    return Ok(Flow::Stopped);
+                }
+                validate::Validation::HandedOver => {
+                    self.progress.validated = true;
+                    return Ok(Flow::Continue);
+                }
             };
             self.log.validation(&self.progress, &report)?;
             eprintln!(
@@ -308,7 +471,7 @@ impl<'a> Trainer<'a> {
         let at = At {
             step: self.progress.step,
             epoch,
-            total_steps: (train.epochs * self.train_data.batches_per_epoch()) as u64,
+            total_steps: (train.epochs * self.steps_per_epoch()) as u64,
         };
         let rates = rates(train, at);
         let base = rates.lr(train.lr);
@@ -318,15 +481,24 @@ impl<'a> Trainer<'a> {
         base
     }
 
-    /// Trains epoch `progress.epoch + 1` from batch `progress.batch` on.
+    /// Optimiser steps of a whole epoch at this world size.
+    fn steps_per_epoch(&self) -> usize {
+        self.train_data.batches_in(0, self.shard)
+    }
+
+    /// Trains epoch `progress.epoch + 1` from sample `progress.samples` of its order on.
     fn train_epoch(&mut self) -> Result<Flow> {
         let cfg = self.cfg;
         let epoch = self.progress.epoch + 1;
         let mut lr = self.schedule_step(epoch);
         self.log.scalar("train/lr", lr, self.progress.step);
 
-        let batches = self.train_data.batches_per_epoch();
-        let bar = if cfg.log.progress {
+        let start_sample = self.progress.samples;
+        let remaining = self.train_data.batches_in(start_sample, self.shard);
+        // Steps of this epoch, counting those trained before a resume (which may have run with
+        // another number of processes).
+        let batches = self.progress.batch + remaining;
+        let bar = if cfg.log.progress && self.is_main() {
             progress::bar(
                 batches as u64,
                 format!("epoch {epoch}/{}", cfg.train.epochs),
@@ -338,16 +510,20 @@ impl<'a> Trainer<'a> {
         bar.set_position(self.progress.batch as u64);
         bar.reset_eta();
         let started = std::time::Instant::now();
+        self.comm = CommClock {
+            explicit: 0.0,
+            sync_bn_start: fgstp_model::runtime::distributed::sync_batch_norm_seconds(),
+        };
         let mut losses = LossTally::default();
         // On a GPU each step's loss is read one step late (see `QueuedLoss`).
         let lag = usize::from(self.device.is_cuda() || self.opts.read_loss_late);
         let mut queued: VecDeque<QueuedLoss> = VecDeque::new();
         let mut stream = self
             .train_data
-            .epoch_from(epoch as u64, self.progress.batch);
-        while self.progress.batch < batches {
+            .epoch_shard(epoch as u64, start_sample, self.shard);
+        for k in 0..remaining {
             if self.stop_requested() {
-                self.read_losses(&mut queued, 0, &mut losses, &bar)?;
+                self.read_losses(&mut queued, 0, &mut losses, &bar, batches)?;
                 bar.abandon_with_message("interrupted: saving last.safetensors");
                 self.save_last()?;
                 return Ok(Flow::Stopped);
@@ -355,28 +531,83 @@ impl<'a> Trainer<'a> {
             let batch = stream.next().context("the data stream ended early")??;
             lr = self.schedule_step(epoch);
             queued.push_back(self.step(&batch.frames, &batch.mask, epoch, lr)?);
-            self.read_losses(&mut queued, lag, &mut losses, &bar)?;
+            self.progress.samples +=
+                self.train_data
+                    .global_batch_samples(start_sample, k, self.shard);
+            self.read_losses(&mut queued, lag, &mut losses, &bar, batches)?;
         }
-        self.read_losses(&mut queued, 0, &mut losses, &bar)?;
+        self.read_losses(&mut queued, 0, &mut losses, &bar, batches)?;
         bar.finish_and_clear();
+        let seconds = started.elapsed().as_secs_f64();
         // The first batch of an epoch is always waited for; later waits mean the data stream
         // (decode + augmentation on `data.threads`) did not keep up with the model.
         let data = stream.starvation();
-        eprintln!(
-            "epoch {epoch}/{}: mean loss {:.4} over {} steps, lr {lr:.1e}, {:.1} s; \
-             data stream: {} of {} steps waited for a batch ({:.1} s)",
-            cfg.train.epochs,
-            losses.sum / losses.count.max(1) as f64,
-            losses.count,
-            started.elapsed().as_secs_f64(),
-            data.starved,
-            data.requests,
-            data.waited.as_secs_f64()
-        );
+        if self.is_main() {
+            eprintln!(
+                "epoch {epoch}/{}: mean loss {:.4} over {} steps, lr {lr:.1e}, {seconds:.1} s; \
+                 data stream: {} of {} steps waited for a batch ({:.1} s){}",
+                cfg.train.epochs,
+                losses.sum / losses.count.max(1) as f64,
+                losses.count,
+                data.starved,
+                data.requests,
+                data.waited.as_secs_f64(),
+                self.communication_summary(losses.count, seconds)
+            );
+        }
         self.progress.epoch = epoch;
         self.progress.batch = 0;
+        self.progress.samples = 0;
         self.log.flush();
         Ok(Flow::Continue)
+    }
+
+    /// DDP's backward timings so far (zero when training alone).
+    fn reducer_timings(&self) -> fgstp_model::runtime::distributed::ReducerTimings {
+        self.dist
+            .as_ref()
+            .and_then(|d| d.group.reducer_timings().ok())
+            .unwrap_or_default()
+    }
+
+    /// The epoch's communication share (distributed training only): time spent in collectives
+    /// or waiting on them, out of the epoch's time.
+    fn communication_summary(&mut self, steps: usize, seconds: f64) -> String {
+        if self.dist.is_none() {
+            return String::new();
+        }
+        // DDP keeps running means over the steps timed so far in this process: the epoch's
+        // steps are counted at that mean.
+        let timings = self.reducer_timings();
+        let steps = steps as f64;
+        let gradients = timings.backward_comm * steps;
+        let exposed = timings.exposed_comm() * steps;
+        let sync_bn =
+            fgstp_model::runtime::distributed::sync_batch_norm_seconds() - self.comm.sync_bn_start;
+        let other = self.comm.explicit;
+        let total = exposed + sync_bn + other;
+        let line = format!(
+            "; communication {:.1} s ({:.1}% of the epoch): gradients {:.1} s exposed of {:.1} s \
+             all-reduced ({:.0}% overlapped with backward), SyncBatchNorm {:.1} s, loss/stop/buffers \
+             {:.1} s",
+            total,
+            100.0 * total / seconds.max(1e-9),
+            exposed,
+            gradients,
+            if timings.backward_comm > 0.0 {
+                100.0 * timings.overlap / timings.backward_comm
+            } else {
+                0.0
+            },
+            sync_bn,
+            other
+        );
+        self.log.scalar(
+            "train/comm_share",
+            total / seconds.max(1e-9),
+            self.progress.step,
+        );
+        line
     }
 
     /// One optimiser step on a batch: forward, the loss and its parts, backward, clipping,
@@ -408,8 +639,17 @@ impl<'a> Trainer<'a> {
             .collect::<Result<_>>()?;
         let mask = transfer::upload(mask, device)?;
         let refs: Vec<&Tensor> = frames.iter().take(self.cfg.model.kind.inputs()).collect();
+        if let (Some(dist), false) = (&self.dist, self.buffers.is_empty()) {
+            // DDP's broadcast_buffers: every rank's forward sees rank 0's running statistics.
+            let started = std::time::Instant::now();
+            let buffers: Vec<&Tensor> = self.buffers.iter().collect();
+            dist.group
+                .broadcast(&buffers, 0)
+                .map_err(|e| dist.explain_failure(e))?;
+            self.comm.explicit += started.elapsed().as_secs_f64();
+        }
         // Steps done before this one over all steps of the run (0 for the first).
-        let total_steps = self.cfg.train.epochs * self.train_data.batches_per_epoch();
+        let total_steps = self.cfg.train.epochs * self.steps_per_epoch();
         let done = self.progress.step as f64 / total_steps.max(1) as f64;
         self.adam.zero_grad()?;
         let (loss, parts) = self.cfg.model.precision.run(device, || {
@@ -421,18 +661,37 @@ impl<'a> Trainer<'a> {
                 done,
             ))
         })??;
-        let queued = QueuedLoss::new(
-            &loss,
-            &parts,
-            device,
-            Position {
-                epoch,
-                step: self.progress.step + 1,
-                batch: self.progress.batch + 1,
-                lr,
-            },
-        )?;
-        loss.backward();
+        if let Some(failure) = fgstp_model::runtime::distributed::take_sync_failure() {
+            return Err(self.explain(failure));
+        }
+        let at = Position {
+            epoch,
+            step: self.progress.step + 1,
+            batch: self.progress.batch + 1,
+            lr,
+        };
+        let queued = match &self.dist {
+            None => QueuedLoss::new(&loss, &parts, device, at, None)?,
+            Some(dist) => {
+                // The logged loss is the mean over ranks; the stop flag rides along, so every
+                // rank stops after the same step.
+                let stop = if self.opts.stop.load(Ordering::Relaxed) {
+                    1.0
+                } else {
+                    0.0
+                };
+                let started = std::time::Instant::now();
+                let queued = QueuedLoss::new(&loss, &parts, device, at, Some((dist, stop)))
+                    .map_err(|e| self.explain(e))?;
+                self.comm.explicit += started.elapsed().as_secs_f64();
+                dist.group
+                    .prepare_backward(&[&loss])
+                    .map_err(|e| self.explain(e))?;
+                queued
+            }
+        };
+        loss.f_backward()
+            .map_err(|e| self.explain(anyhow::Error::new(e).context("backward")))?;
         if self.cfg.train.clip > 0.0 {
             self.adam.clip_grad_value(self.cfg.train.clip)?;
         }
@@ -452,13 +711,15 @@ impl<'a> Trainer<'a> {
         keep: usize,
         tally: &mut LossTally,
         bar: &indicatif::ProgressBar,
+        batches: usize,
     ) -> Result<()> {
         while queued.len() > keep {
             let Some(next) = queued.pop_front() else {
                 break;
             };
             let at = next.at;
-            let (loss, parts) = next.read()?;
+            let ReadLoss { loss, parts, stop } = next.read()?;
+            self.agreed_stop |= stop;
             if !loss.is_finite() {
                 bar.abandon();
                 bail!(
@@ -475,7 +736,6 @@ impl<'a> Trainer<'a> {
             }
             tally.sum += loss;
             tally.count += 1;
-            let batches = self.train_data.batches_per_epoch();
             if at.step.is_multiple_of(self.cfg.log.loss_every as u64) || at.batch == batches {
                 self.log.losses(at.epoch, at.step, at.lr, loss, &parts)?;
             }
@@ -486,14 +746,26 @@ impl<'a> Trainer<'a> {
     }
 
     fn stop_requested(&self) -> bool {
-        self.opts.stop.load(Ordering::Relaxed)
+        // In a distributed job a Ctrl-C counts once every rank has seen it (with the loss of a
+        // step), so that all stop after the same step.
+        let interrupted = if self.dist.is_some() {
+            self.agreed_stop
+        } else {
+            self.opts.stop.load(Ordering::Relaxed)
+        };
+        interrupted
             || self
                 .opts
                 .stop_after_steps
                 .is_some_and(|n| self.progress.step >= n)
     }
 
+    /// Writes a checkpoint (rank 0 alone in a distributed job; every rank holds the same
+    /// weights and optimiser state).
     fn save(&self, path: &Path) -> Result<()> {
+        if !self.is_main() {
+            return Ok(());
+        }
         train_state::save(
             path,
             &self.vs,
@@ -505,6 +777,86 @@ impl<'a> Trainer<'a> {
 
     fn save_last(&self) -> Result<()> {
         self.save(&last_path(self.opts))
+    }
+}
+
+/// Rank 0 gets every rank's validation metric state (through the job's store) and merges them
+/// exactly; the others hand theirs over and get `None`.
+fn gather_metric_states(
+    dist: &Dist,
+    tag: &str,
+    recorder: fgstp_metrics::MetricRecorder,
+) -> Result<Option<fgstp_metrics::MetricRecorder>> {
+    use fgstp_metrics::MetricRecorder;
+    if !dist.is_main() {
+        let state = serde_json::to_vec(&recorder.to_state(None, Default::default()))?;
+        dist.group
+            .store_set(&format!("{tag}/{}", dist.rank()), &state)
+            .map_err(|e| dist.explain_failure(e))?;
+        return Ok(None);
+    }
+    let mut merged = recorder;
+    for rank in 1..dist.world() {
+        let bytes = dist
+            .group
+            .store_get(&format!("{tag}/{rank}"))
+            .map_err(|e| dist.explain_failure(e))?;
+        let state = serde_json::from_slice(&bytes)
+            .with_context(|| format!("rank {rank}'s validation state is unreadable"))?;
+        let theirs = MetricRecorder::from_state(&state)
+            .with_context(|| format!("rank {rank}'s validation state"))?;
+        merged.try_merge(&theirs)?;
+    }
+    Ok(Some(merged))
+}
+
+/// Makes this rank's model the job's: every variable (parameters and buffers, in name order)
+/// broadcast from rank 0, then DDP's Reducer over the trained parameters, and SyncBatchNorm
+/// when asked for. Returns the buffers to broadcast before each forward (none with
+/// SyncBatchNorm, which keeps them equal).
+fn set_up_data_parallel(
+    dist: &Arc<Dist>,
+    vs: &VarStore,
+    train: &TrainConfig,
+) -> Result<Vec<Tensor>> {
+    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    let all: Vec<&Tensor> = variables.iter().map(|(_, t)| t).collect();
+    dist.group
+        .broadcast(&all, 0)
+        .map_err(|e| dist.explain_failure(e))?;
+    let (trained, fixed): (Vec<_>, Vec<_>) =
+        variables.into_iter().partition(|(_, t)| t.requires_grad());
+    let mib = |m: f64| (m * 1024.0 * 1024.0) as i64;
+    dist.group.attach_reducer(
+        &trained,
+        mib(1.0).min(mib(train.dist_bucket_mb)),
+        mib(train.dist_bucket_mb),
+        false,
+        train.sync_batchnorm,
+    )?;
+    if dist.is_main() {
+        let bytes: i64 = trained
+            .iter()
+            .map(|(_, t)| t.numel() as i64 * t.kind().elt_size_in_bytes() as i64)
+            .sum();
+        eprintln!(
+            "data parallel over {} processes: {} trained tensors ({:.1} MB of gradients per \
+             step) in {} buckets of ≤ {} MiB, SyncBatchNorm {}",
+            dist.world(),
+            trained.len(),
+            bytes as f64 / 1e6,
+            dist.group.reducer_buckets()?,
+            train.dist_bucket_mb,
+            if train.sync_batchnorm { "on" } else { "off" }
+        );
+    }
+    if train.sync_batchnorm {
+        fgstp_model::runtime::distributed::set_sync_batch_norm(Some(Arc::clone(&dist.group)));
+        Ok(Vec::new())
+    } else {
+        fgstp_model::runtime::distributed::set_sync_batch_norm(None);
+        Ok(fixed.into_iter().map(|(_, t)| t).collect())
     }
 }
 
@@ -616,8 +968,9 @@ fn best_path(opts: &TrainOptions) -> PathBuf {
 /// events.
 struct RunLog {
     board: Option<Board>,
-    metrics: File,
-    losses: File,
+    /// `None` on the ranks other than 0 of a distributed job, which write no logs.
+    metrics: Option<File>,
+    losses: Option<File>,
 }
 
 impl RunLog {
@@ -635,9 +988,18 @@ impl RunLog {
             } else {
                 None
             },
-            metrics: append("metrics.jsonl")?,
-            losses: append("losses.jsonl")?,
+            metrics: Some(append("metrics.jsonl")?),
+            losses: Some(append("losses.jsonl")?),
         })
+    }
+
+    /// A log that writes nothing (ranks other than 0).
+    fn none() -> Self {
+        Self {
+            board: None,
+            metrics: None,
+            losses: None,
+        }
     }
 
     fn scalar(&mut self, tag: &str, value: f64, step: u64) {
@@ -653,7 +1015,9 @@ impl RunLog {
             line[key] = serde_json::json!(value);
         }
         line["video_mean"] = serde_json::to_value(&report.video_mean)?;
-        writeln!(self.metrics, "{line}")?;
+        if let Some(file) = self.metrics.as_mut() {
+            writeln!(file, "{line}")?;
+        }
         Ok(())
     }
 
@@ -671,7 +1035,9 @@ impl RunLog {
             line[name] = serde_json::json!(value);
             self.scalar(&format!("train/loss_{name}"), value, step);
         }
-        writeln!(self.losses, "{line}")?;
+        if let Some(file) = self.losses.as_mut() {
+            writeln!(file, "{line}")?;
+        }
         self.scalar("train/loss", loss, step);
         Ok(())
     }

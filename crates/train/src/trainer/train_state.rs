@@ -34,14 +34,28 @@ pub fn weights_load_options() -> LoadOptions {
 pub struct Progress {
     /// Epochs completed (0 before the first).
     pub epoch: usize,
-    /// Batches of epoch `epoch + 1` already trained (0 at an epoch boundary).
+    /// Batches of epoch `epoch + 1` already trained (0 at an epoch boundary), by the world
+    /// size that trained them.
     pub batch: usize,
+    /// Samples of epoch `epoch + 1`'s global order already trained (0 at an epoch boundary):
+    /// where a resumed run continues, whatever its number of processes.
+    #[serde(default)]
+    pub samples: usize,
     /// Optimiser steps so far.
     pub step: u64,
     /// Whether the validation due after epoch `epoch` (if any) has been done.
     pub validated: bool,
     pub best: Option<Best>,
     pub seed: u64,
+}
+
+impl Progress {
+    /// A checkpoint written before `samples` was recorded counts one process's batches.
+    pub fn resume_position(&mut self, batch_size: usize) {
+        if self.samples == 0 && self.batch > 0 {
+            self.samples = self.batch * batch_size;
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

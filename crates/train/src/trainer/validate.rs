@@ -13,7 +13,21 @@ use super::board::Board;
 use crate::evaluate::{predict_split, FramePrediction};
 use crate::run_config::RunConfig;
 
-/// Scores the validation split; `None` if `stop` was raised meanwhile.
+/// What a validation came to.
+pub enum Validation {
+    /// The split's scores (in a distributed job: on rank 0, every rank's videos merged).
+    Scored(Report),
+    /// `stop` was raised meanwhile.
+    Stopped,
+    /// This rank's videos were scored and handed to rank 0.
+    HandedOver,
+}
+
+/// Scores the validation split (`val`: this rank's videos in a distributed job). `gather`
+/// takes this process's metric state and returns the whole split's where the report is made
+/// (one process: the state itself; distributed: rank 0 merges every rank's, the others get
+/// `None`).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     model: &Model,
     device: Device,
@@ -22,7 +36,8 @@ pub fn run(
     stop: &AtomicBool,
     board: Option<&mut Board>,
     step: u64,
-) -> Result<Option<Report>> {
+    gather: impl FnOnce(MetricRecorder) -> Result<Option<MetricRecorder>>,
+) -> Result<Validation> {
     let wanted = preview_indices(val, cfg.log.images);
     let mut previews: Vec<RgbImage> = Vec::new();
     let mut recorder = MetricRecorder::with_min_leak_area(cfg.eval.min_leak_area);
@@ -34,8 +49,11 @@ pub fn run(
         Ok(())
     })?;
     if !completed || stop.load(Ordering::Relaxed) {
-        return Ok(None);
+        return Ok(Validation::Stopped);
     }
+    let Some(recorder) = gather(recorder)? else {
+        return Ok(Validation::HandedOver);
+    };
     let report = recorder.results()?;
     if let Some(board) = board {
         for (key, value) in report.overall.entries() {
@@ -48,7 +66,7 @@ pub fn run(
         }
         board.flush();
     }
-    Ok(Some(report))
+    Ok(Validation::Scored(report))
 }
 
 /// Up to `n` annotated samples spread over the split (the same ones at every validation).
