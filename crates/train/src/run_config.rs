@@ -39,6 +39,8 @@ pub struct TrainConfig {
     pub optimizer: OptimizerKind,
     /// Weight decay (reference: 0; SLT-Net long-term: 1e-6, scaled by the cyclic schedule).
     pub weight_decay: f64,
+    /// Adam's ε, added to the root of the second moment (PyTorch's default: 1e-8).
+    pub adam_eps: f64,
     /// Learning-rate factors by parameter name: `[{ params = ["encoder.*"], lr_factor = 0.1 }]`
     /// (glob patterns, `*` = any characters; the first group that matches wins; the rest 1×).
     pub param_groups: Vec<ParamGroup>,
@@ -126,6 +128,7 @@ impl Default for TrainConfig {
             lr: 1e-4,
             optimizer: OptimizerKind::Adam,
             weight_decay: 0.0,
+            adam_eps: 1e-8,
             param_groups: Vec::new(),
             frozen: Vec::new(),
             seed: sampling.seed,
@@ -350,6 +353,11 @@ impl RunConfig {
         ensure!(
             self.train.false_area_from_epoch >= 1,
             "train.false_area_from_epoch must be at least 1 (epochs count from 1)"
+        );
+        ensure!(
+            self.train.adam_eps > 0.0 && self.train.adam_eps.is_finite(),
+            "train.adam_eps must be positive, not {}",
+            self.train.adam_eps
         );
         ensure!(
             self.train.dist_timeout > 0.0 && self.train.dist_timeout.is_finite(),

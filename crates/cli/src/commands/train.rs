@@ -28,6 +28,9 @@ pub struct Args {
     /// Read each step's loss one step late, as training on a GPU does
     #[arg(long, hide = true)]
     read_loss_late: bool,
+    /// Exit with status 17 after N steps unless restarted by torchrun (tests of restarts)
+    #[arg(long, value_name = "N", hide = true)]
+    crash_after_steps: Option<u64>,
     /// Train with N processes on this machine (data parallel; each with train.batch_size),
     /// started by fgstp itself; under torchrun or srun leave it out
     #[arg(long, value_name = "N")]
@@ -115,6 +118,7 @@ pub fn run(args: Args, threads_from_cli: bool) -> Result<()> {
         stop_after_steps: args.stop_after_steps,
         read_loss_late: args.read_loss_late,
         launch,
+        crash_after_steps: args.crash_after_steps,
     };
     let outcome = trainer::train(&cfg, &options)?;
     if !is_main {

@@ -48,6 +48,9 @@ pub struct TrainOptions {
     /// This process's place in a distributed job (torchrun, srun, `--nproc`); `None` trains
     /// in this process alone.
     pub launch: Option<LaunchEnv>,
+    /// Exit at once (status 17, nothing saved) after this many optimiser steps, unless this
+    /// worker group was restarted by torchrun (tests of restarts).
+    pub crash_after_steps: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -535,6 +538,7 @@ impl<'a> Trainer<'a> {
                 self.train_data
                     .global_batch_samples(start_sample, k, self.shard);
             self.read_losses(&mut queued, lag, &mut losses, &bar, batches)?;
+            self.crash_if_asked();
         }
         self.read_losses(&mut queued, 0, &mut losses, &bar, batches)?;
         bar.finish_and_clear();
@@ -745,6 +749,23 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
+    fn crash_if_asked(&self) {
+        let restarted = self
+            .opts
+            .launch
+            .as_ref()
+            .is_some_and(|e| e.restart_count > 0);
+        if !restarted
+            && self
+                .opts
+                .crash_after_steps
+                .is_some_and(|n| self.progress.step >= n)
+        {
+            eprintln!("crashing after step {} as asked", self.progress.step);
+            std::process::exit(17);
+        }
+    }
+
     fn stop_requested(&self) -> bool {
         // In a distributed job a Ctrl-C counts once every rank has seen it (with the loss of a
         // step), so that all stop after the same step.
@@ -926,6 +947,7 @@ fn optimizer(vs: &VarStore, train: &TrainConfig) -> Result<Adam> {
         AdamConfig {
             lr: train.lr,
             weight_decay: train.weight_decay,
+            eps: train.adam_eps,
             rule: match train.optimizer {
                 OptimizerKind::Adam => AdamRule::Torch,
                 OptimizerKind::SltnetAdamw => AdamRule::SltNetAdamW,

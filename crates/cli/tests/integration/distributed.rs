@@ -1,0 +1,576 @@
+//! Distributed training on the CPU (c10d's Gloo backend), through the `fgstp` binary as the
+//! launchers start it: `--nproc`, two processes started by hand with PyTorch's variables, and
+//! torchrun. Tiny configuration (b0 encoder, 64 px, 12 training samples: 3 steps per epoch at
+//! a global batch of 4).
+
+use crate::common;
+use common::{fgstp, ok, s, shared_scratch_dir, stderr, synth_64, FGSTP};
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use fgstp_model::checkpoint::{read_safetensors_metadata, StateDict};
+
+struct Fixture {
+    root: PathBuf,
+    config: PathBuf,
+    /// 2 processes × batch 2 with SyncBatchNorm, started by `--nproc 2` (2 epochs).
+    two: PathBuf,
+}
+
+/// Options every run of this module shares beyond the config file.
+const SYNC_BN: [&str; 2] = ["--set", "train.sync_batchnorm=true"];
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let root = shared_scratch_dir();
+        let data = root.join("data");
+        synth_64(&data, 4, 8, 3, &[]);
+        let config = root.join("tiny.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[model]
+backbone = "b0"
+correlation_pools = [2, 2, 2]
+[data]
+root = "{}"
+train_size = 64
+eval_batch_size = 4
+threads = 1
+[train]
+epochs = 2
+batch_size = 2
+lr = 1e-3
+device = "cpu"
+threads = 1
+dist_timeout = 20
+[eval]
+every = 1
+at_start = true
+[log]
+loss_every = 1
+images = 0
+progress = false
+"#,
+                data.display()
+            ),
+        )
+        .unwrap();
+        let two = root.join("two");
+        let mut args = vec!["train", "--nproc", "2", "--config", s(&config)];
+        args.extend(["--run-dir", s(&two)]);
+        args.extend(SYNC_BN);
+        ok(fgstp(&args));
+        Fixture { root, config, two }
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `fgstp ARGS` as rank `rank` of `world`, started by hand with PyTorch's variables (rank 0
+/// hosts the store at 127.0.0.1:`port`).
+fn rank_process(rank: usize, world: usize, port: u16, args: &[&str]) -> Command {
+    let mut cmd = Command::new(FGSTP);
+    cmd.args(args)
+        .env("RANK", rank.to_string())
+        .env("WORLD_SIZE", world.to_string())
+        .env("LOCAL_RANK", rank.to_string())
+        .env("LOCAL_WORLD_SIZE", world.to_string())
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", port.to_string())
+        .env("OMP_NUM_THREADS", "1")
+        .env_remove("TORCHELASTIC_USE_AGENT_STORE")
+        .env_remove("TORCHELASTIC_RESTART_COUNT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Starts `world` ranks of `fgstp ARGS` by hand.
+fn start_ranks(world: usize, args: &[&str]) -> Vec<Child> {
+    let port = free_port();
+    (0..world)
+        .map(|r| rank_process(r, world, port, args).spawn().unwrap())
+        .collect()
+}
+
+/// Waits for every rank, failing the test after `limit`.
+fn wait_all(children: Vec<Child>, limit: Duration) -> Vec<Output> {
+    let start = Instant::now();
+    let mut children: Vec<Option<Child>> = children.into_iter().map(Some).collect();
+    let mut outputs: Vec<Option<Output>> = (0..children.len()).map(|_| None).collect();
+    while outputs.iter().any(Option::is_none) {
+        for (k, slot) in children.iter_mut().enumerate() {
+            let done = slot
+                .as_mut()
+                .is_some_and(|c| c.try_wait().unwrap().is_some());
+            if done {
+                outputs[k] = Some(slot.take().unwrap().wait_with_output().unwrap());
+            }
+        }
+        if start.elapsed() > limit {
+            for c in children.iter_mut().flatten() {
+                let _ = c.kill();
+            }
+            panic!("the ranks did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    outputs.into_iter().map(Option::unwrap).collect()
+}
+
+fn all_ok(outputs: &[Output]) {
+    for (rank, out) in outputs.iter().enumerate() {
+        assert!(
+            out.status.success(),
+            "rank {rank} failed ({}):\n{}",
+            out.status,
+            stderr(out)
+        );
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn weights(path: &Path) -> BTreeMap<String, tch::Tensor> {
+    let sd = StateDict::read(path).unwrap();
+    sd.iter()
+        .map(|(k, t)| (k.to_string(), t.shallow_clone()))
+        .collect()
+}
+
+fn progress(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&read_safetensors_metadata(path).unwrap()["progress"]).unwrap()
+}
+
+fn assert_same_weights(a: &Path, b: &Path) {
+    let (a, b) = (weights(a), weights(b));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (key, t) in &a {
+        assert!(t.equal(&b[key]), "{key} differs");
+    }
+}
+
+/// Every weight tensor of `a` (the model's, not the optimiser's moments) within `tol` of its
+/// largest magnitude from `b`'s.
+fn assert_close_weights(a: &Path, b: &Path, tol: f64) {
+    let (a, b) = (weights(a), weights(b));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    let mut worst = (0.0, String::new());
+    for (key, t) in a.iter().filter(|(k, _)| !k.starts_with("optimizer.")) {
+        let t = t.to_kind(tch::Kind::Double);
+        let u = b[key].to_kind(tch::Kind::Double);
+        let scale = t.abs().max().double_value(&[]).max(1e-12);
+        let diff = (&t - &u).abs().max().double_value(&[]) / scale;
+        if diff > worst.0 {
+            worst = (diff, key.clone());
+        }
+    }
+    assert!(
+        worst.0 <= tol,
+        "{} differs by {:.2e} of its largest magnitude (allowed {tol:.0e})",
+        worst.1,
+        worst.0
+    );
+}
+
+fn loss_values(path: &Path) -> Vec<(u64, f64)> {
+    lines(path)
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap())
+        })
+        .collect()
+}
+
+/// Two processes × batch 2 with SyncBatchNorm and one process × batch 4 (SyncBatchNorm is a
+/// no-op with one process) take the same steps.
+///
+/// Both start from trained weights with Adam's ε = 1e-3. With PyTorch's ε = 1e-8 each element's
+/// first steps are ±lr whatever the size of its gradient, so an element whose gradient is zero
+/// up to rounding (an attention key bias, a bias ahead of a LayerNorm) steps by ±lr with its
+/// sign set by rounding, and weights would compare rounding, not gradients. With ε above such
+/// gradients, each step is proportional to the gradient: equal weights mean equal averaged
+/// gradients. Zero-initialised biases would likewise be measured against their own few
+/// steps; trained weights give every tensor its size. And at the reference's learning rate
+/// (1e-4): at 1e-3 training on these 12 samples is unstable (the loss jumps to twice its value
+/// at step 2) and rounding differences grew 20–50× per step from the fifth on (measured).
+#[test]
+fn two_processes_of_batch_2_with_sync_batchnorm_train_as_one_of_batch_4() {
+    let f = fixture();
+    let pretrained = format!("train.pretrained={:?}", s(&f.two.join("last.safetensors")));
+    let common = [
+        "--config",
+        s(&f.config),
+        "--set",
+        &pretrained,
+        "--set",
+        "train.adam_eps=1e-3",
+        "--set",
+        "train.lr=1e-4",
+        "--set",
+        "train.sync_batchnorm=true",
+    ];
+    let (one, two) = (f.root.join("one"), f.root.join("two-again"));
+    let mut args = vec!["train", "--run-dir", s(&one), "--set", "train.batch_size=4"];
+    args.extend(common);
+    ok(fgstp(&args));
+    let mut args = vec!["train", "--nproc", "2", "--run-dir", s(&two)];
+    args.extend(common);
+    ok(fgstp(&args));
+
+    let (a, b) = (
+        loss_values(&one.join("losses.jsonl")),
+        loss_values(&two.join("losses.jsonl")),
+    );
+    assert_eq!(a.len(), 6, "3 steps per epoch, 2 epochs");
+    assert_eq!(
+        a.iter().map(|x| x.0).collect::<Vec<_>>(),
+        b.iter().map(|x| x.0).collect::<Vec<_>>()
+    );
+    for ((step, x), (_, y)) in a.iter().zip(&b) {
+        assert!(
+            (x - y).abs() <= 1e-5 * x.abs(),
+            "step {step}: loss {x} with one process, {y} with two"
+        );
+    }
+    assert_close_weights(
+        &one.join("last.safetensors"),
+        &two.join("last.safetensors"),
+        1e-5,
+    );
+    // Equal weights (before the first step: rank 0's, broadcast) validate identically, the
+    // two ranks' halves of the videos merged.
+    let (va, vb) = (
+        lines(&one.join("metrics.jsonl")),
+        lines(&two.join("metrics.jsonl")),
+    );
+    assert_eq!(va.len(), 3);
+    assert_eq!(va[0], vb[0], "validation of the initial weights differs");
+}
+
+#[test]
+fn an_interrupted_two_process_run_started_by_hand_resumes_to_the_straight_run() {
+    let f = fixture();
+    let run = f.root.join("interrupted");
+    let mut args = vec!["train", "--config", s(&f.config), "--run-dir", s(&run)];
+    args.extend(SYNC_BN);
+    // 3 steps per epoch: stop after the first step of epoch 2.
+    args.extend(["--stop-after-steps", "4"]);
+    let outs = wait_all(start_ranks(2, &args), Duration::from_secs(180));
+    all_ok(&outs);
+    assert!(
+        !stderr(&outs[1]).contains("validation after epoch"),
+        "only rank 0 reports"
+    );
+    let saved = progress(&run.join("last.safetensors"));
+    assert_eq!(
+        (
+            saved["epoch"].as_u64(),
+            saved["step"].as_u64(),
+            saved["samples"].as_u64()
+        ),
+        (Some(1), Some(4), Some(4)),
+        "{saved}"
+    );
+    // Kept for the next test before resuming.
+    let copy = f.root.join("interrupted-copy");
+    copy_dir(&run, &copy);
+
+    let resume = ["train", "--resume", s(&run)];
+    all_ok(&wait_all(start_ranks(2, &resume), Duration::from_secs(180)));
+    assert_eq!(
+        lines(&run.join("losses.jsonl")),
+        lines(&f.two.join("losses.jsonl"))
+    );
+    assert_eq!(
+        lines(&run.join("metrics.jsonl")),
+        lines(&f.two.join("metrics.jsonl"))
+    );
+    assert_same_weights(
+        &run.join("last.safetensors"),
+        &f.two.join("last.safetensors"),
+    );
+
+    // The position counts global samples: the same checkpoint continues with 1 or 3
+    // processes (the rest of epoch 2: 8 samples).
+    for n in ["1", "3"] {
+        let dir = f.root.join(format!("resumed-with-{n}"));
+        copy_dir(&copy, &dir);
+        let out = ok(fgstp(&["train", "--nproc", n, "--resume", s(&dir)]));
+        let done = progress(&dir.join("last.safetensors"));
+        assert_eq!(done["epoch"].as_u64(), Some(2), "{}", stderr(&out));
+        // Batch 2 per process: 1 process takes 4 steps (8 samples), 3 processes 2 steps
+        // (6, then 2 padded to 3).
+        let steps = if n == "1" { 8 } else { 6 };
+        assert_eq!(done["step"].as_u64(), Some(steps), "{done}");
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// torchrun of the venv that scripts/setup-libtorch made (libtorch is its `torch/` package).
+fn torchrun() -> Option<PathBuf> {
+    let lib = PathBuf::from(env!("FGSTP_LIBTORCH_LIB"));
+    let venv = lib.ancestors().nth(5)?;
+    let torchrun = venv.join("bin/torchrun");
+    torchrun.exists().then_some(torchrun)
+}
+
+#[test]
+fn torchrun_starts_the_workers_and_a_restarted_group_continues_from_last() {
+    let f = fixture();
+    let Some(torchrun) = torchrun() else {
+        eprintln!(
+            "SKIPPED: no torchrun beside libtorch ({}): libtorch is not the venv \
+             scripts/setup-libtorch makes",
+            env!("FGSTP_LIBTORCH_LIB")
+        );
+        return;
+    };
+    let run = f.root.join("torchrun");
+    let port = free_port().to_string();
+    let endpoint = format!("127.0.0.1:{port}");
+    let out = Command::new(&torchrun)
+        .args([
+            "--nnodes",
+            "1",
+            "--nproc-per-node",
+            "2",
+            "--max-restarts",
+            "1",
+        ])
+        .args(["--rdzv-backend", "c10d", "--rdzv-endpoint", &endpoint])
+        .args(["--no-python", FGSTP, "train", "--config", s(&f.config)])
+        .args(["--run-dir", s(&run)])
+        .args(SYNC_BN)
+        // The first worker group dies after step 5 (epoch 1's checkpoint is last); torchrun
+        // restarts it, and the new group continues from there.
+        .args(["--crash-after-steps", "5"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "torchrun failed:\n{err}");
+    assert!(err.contains("crashing after step 5"), "{err}");
+    assert!(
+        err.contains("restart 1"),
+        "the group was not restarted:\n{err}"
+    );
+    assert!(err.contains("resuming"), "{err}");
+    assert_same_weights(
+        &run.join("last.safetensors"),
+        &f.two.join("last.safetensors"),
+    );
+}
+
+/// Waits until the run has logged `n` losses.
+fn wait_for_losses(run: &Path, n: usize, children: &mut [Child]) {
+    let losses = run.join("losses.jsonl");
+    let start = Instant::now();
+    while std::fs::read_to_string(&losses).map_or(0, |t| t.lines().count()) < n {
+        if start.elapsed() > Duration::from_secs(120) {
+            for c in children.iter_mut() {
+                let _ = c.kill();
+            }
+            panic!("training made no progress");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    assert!(Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+#[test]
+fn a_killed_worker_ends_the_job_with_the_lost_rank_named() {
+    let f = fixture();
+    let run = f.root.join("killed");
+    let mut args = vec!["train", "--config", s(&f.config), "--run-dir", s(&run)];
+    args.extend([
+        "--set",
+        "train.epochs=1000",
+        "--set",
+        "train.dist_timeout=5",
+    ]);
+    let mut children = start_ranks(2, &args);
+    wait_for_losses(&run, 4, &mut children);
+    signal(&children[1], "-KILL");
+    let started = Instant::now();
+    let outs = wait_all(children, Duration::from_secs(60));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "rank 0 took {:?} to notice",
+        started.elapsed()
+    );
+    assert!(!outs[0].status.success());
+    let err = stderr(&outs[0]);
+    assert!(err.contains("lost rank 1"), "{err}");
+    // `last` is whole: the last good checkpoint (epoch 1's).
+    let saved = progress(&run.join("last.safetensors"));
+    assert!(saved["step"].as_u64().unwrap() >= 3, "{saved}");
+    weights(&run.join("last.safetensors"));
+}
+
+#[test]
+fn ctrl_c_stops_every_rank_after_the_same_step_and_rank_0_saves() {
+    let f = fixture();
+    let run = f.root.join("ctrl-c");
+    let mut args = vec!["train", "--config", s(&f.config), "--run-dir", s(&run)];
+    args.extend(["--set", "train.epochs=1000"]);
+    let mut children = start_ranks(2, &args);
+    wait_for_losses(&run, 2, &mut children);
+    // As a terminal does: every process of the job gets it.
+    for c in &children {
+        signal(c, "-INT");
+    }
+    let outs = wait_all(children, Duration::from_secs(60));
+    all_ok(&outs);
+    let saved = progress(&run.join("last.safetensors"));
+    let step = saved["step"].as_u64().unwrap();
+    let logged = loss_values(&run.join("losses.jsonl"));
+    assert_eq!(logged.last().unwrap().0, step, "{saved}");
+    assert!(
+        stderr(&outs[0]).contains("stopped at"),
+        "{}",
+        stderr(&outs[0])
+    );
+}
+
+#[test]
+fn a_non_finite_loss_stops_every_rank_at_the_same_step() {
+    let f = fixture();
+    let run = f.root.join("nan");
+    let mut args = vec!["train", "--config", s(&f.config), "--run-dir", s(&run)];
+    args.extend(["--set", "train.lr=1e30", "--set", "train.clip=0"]);
+    let outs = wait_all(start_ranks(2, &args), Duration::from_secs(120));
+    let steps: Vec<String> = outs
+        .iter()
+        .map(|out| {
+            assert!(!out.status.success());
+            let err = stderr(out);
+            let at = err
+                .find("the loss became")
+                .unwrap_or_else(|| panic!("{err}"));
+            err[at..].lines().next().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(steps[0], steps[1], "the ranks stopped at different steps");
+    for (key, t) in weights(&run.join("last.safetensors")) {
+        assert!(
+            t.isfinite().all().int64_value(&[]) == 1,
+            "{key} is not finite in the kept checkpoint"
+        );
+    }
+}
+
+#[test]
+fn launch_mistakes_are_named_before_the_first_step() {
+    let f = fixture();
+    let config = s(&f.config);
+    let base = |run: &str| {
+        vec![
+            "train".to_string(),
+            "--config".into(),
+            config.into(),
+            "--run-dir".into(),
+            s(&f.root.join(run)).into(),
+        ]
+    };
+
+    // Ranks with different configurations.
+    let port = free_port();
+    let mut a = base("mismatch");
+    a.extend(["--set".into(), "train.lr=0.002".into()]);
+    let b = base("mismatch");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let b: Vec<&str> = b.iter().map(String::as_str).collect();
+    let children = vec![
+        rank_process(0, 2, port, &b).spawn().unwrap(),
+        rank_process(1, 2, port, &a).spawn().unwrap(),
+    ];
+    for out in wait_all(children, Duration::from_secs(60)) {
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(err.contains("rank 1's run configuration differs"), "{err}");
+        assert!(err.contains("lr = 0.002"), "{err}");
+    }
+
+    let one = base("alone");
+    let one: Vec<&str> = one.iter().map(String::as_str).collect();
+    // The store's port in use.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = rank_process(0, 1, port, &one).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the port is in use"),
+        "{}",
+        stderr(&out)
+    );
+    drop(taken);
+
+    // An unreachable master: rank 1 waits train.dist_timeout, then says where it looked.
+    let mut late = one.clone();
+    late.extend(["--set", "train.dist_timeout=3"]);
+    let started = Instant::now();
+    let out = rank_process(1, 2, free_port(), &late).output().unwrap();
+    assert!(!out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let err = stderr(&out);
+    assert!(
+        err.contains("could not join the job through the store at 127.0.0.1:"),
+        "{err}"
+    );
+
+    // WORLD_SIZE without RANK.
+    let out = Command::new(FGSTP)
+        .args(&one)
+        .env("WORLD_SIZE", "2")
+        .env_remove("RANK")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("RANK is not"), "{}", stderr(&out));
+
+    // NCCL on the CPU.
+    let mut nccl = one.clone();
+    nccl.extend(["--set", "train.dist_backend=\"nccl\""]);
+    let out = rank_process(0, 1, free_port(), &nccl).output().unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("needs CUDA"), "{}", stderr(&out));
+}
