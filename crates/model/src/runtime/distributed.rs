@@ -490,6 +490,15 @@ pub fn sync_batch_norm(
     let shape: Vec<i64> = (0..xs.dim() as i64)
         .map(|d| if d == 1 { channels } else { 1 })
         .collect();
+    // Every rank's batch has the same size (the sampler pads the last global batch), so this
+    // check needs nothing from the other ranks.
+    if local * group.world() as f64 <= 1.0 {
+        bail!(
+            "SyncBatchNorm: expected more than 1 value per channel over all ranks' batches \
+             (got {})",
+            local * group.world() as f64
+        );
+    }
     let count_local = Tensor::full([1], local, (xs.kind(), xs.device()));
     // [C + 1]: per-channel sums, then the element count.
     let sums = Tensor::cat(
@@ -512,15 +521,10 @@ pub fn sync_batch_norm(
         started.elapsed().as_nanos() as u64,
         std::sync::atomic::Ordering::Relaxed,
     );
-    let total = count.double_value(&[0]);
-    if total <= 1.0 {
-        bail!(
-            "SyncBatchNorm: expected more than 1 value per channel over all ranks' batches \
-             (got {total})"
-        );
-    }
     tch::no_grad(|| {
-        let unbiased = var.detach() * (total / (total - 1.0));
+        // Unbiased by the global count, kept on the device (no read-back per layer on a GPU).
+        let count = count.detach();
+        let unbiased = var.detach() * (&count / (&count - 1.0));
         let mut running_mean = running_mean.shallow_clone();
         let mut running_var = running_var.shallow_clone();
         running_mean *= 1.0 - momentum;
