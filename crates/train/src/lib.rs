@@ -13,6 +13,7 @@
 //!   `--nproc`);
 //! - [`loss`]: the losses the recipes compose;
 //! - [`bench`]: the measurements of `fgstp bench`;
+//! - [`watch`]: live cameras → leak events (`fgstp watch`);
 //! - [`progress`]: the one progress-bar style of every long task.
 //!
 //! The `fgstp` binary (crate `fgstp-cli`) only parses arguments, calls these and prints.
@@ -29,3 +30,4 @@ pub mod recipes;
 pub mod run_config;
 pub mod trained_run;
 pub mod trainer;
+pub mod watch;

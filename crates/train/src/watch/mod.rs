@@ -1,0 +1,12 @@
+//! `fgstp watch`: live cameras segmented as frames arrive, and the masks turned into leak
+//! events.
+//!
+//! - [`regions`]: a probability map → gas regions (hysteresis thresholds, ignore masks,
+//!   connected regions with a minimum area);
+//! - [`zones`]: named zones and ignore masks, drawn in the camera frame's pixels;
+//! - [`events`]: regions tracked across frames → confirmed leak events (new / update / end),
+//!   with their rules.
+
+pub mod events;
+pub mod regions;
+pub mod zones;
