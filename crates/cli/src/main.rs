@@ -7,7 +7,7 @@ mod docs_check;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use commands::{
-    bench, compare, data, eval, frames, infer, info, kinds, metrics, synth, train, weights,
+    bench, compare, data, eval, frames, infer, info, kinds, metrics, synth, train, watch, weights,
 };
 
 #[derive(Parser)]
@@ -51,6 +51,8 @@ enum Command {
     Compare(compare::Args),
     /// Inspect checkpoints (.pth/.pt/.safetensors) and convert between PyTorch and safetensors
     Weights(weights::Args),
+    /// Watch cameras (video files, folders of frames): segment frames as they arrive and write leak events
+    Watch(watch::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -82,6 +84,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Metrics(args) => metrics::run(args, cli.threads),
         Command::Compare(args) => compare::run(args, cli.threads),
         Command::Weights(args) => weights::run(args),
+        Command::Watch(args) => watch::run(args),
     }
 }
 

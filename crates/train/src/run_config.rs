@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use crate::overrides;
 
+pub mod watch;
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
@@ -23,6 +25,8 @@ pub struct RunConfig {
     /// If present and `data.root` does not exist yet, a synthetic dataset is generated there
     /// with these settings before anything else (the quickstart's embedded default).
     pub synth: Option<SynthConfig>,
+    /// `fgstp watch`: cameras, and how masks become leak events.
+    pub watch: watch::WatchConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -329,6 +333,7 @@ impl RunConfig {
 
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
+        self.watch.validate()?;
         self.data.validate(Path::new("[data]"))?;
         let (height, width) = self.data.train_size.hw();
         self.model.check_train_size(height, width)?;

@@ -13,4 +13,5 @@ pub mod metrics;
 mod model_args;
 pub mod synth;
 pub mod train;
+pub mod watch;
 pub mod weights;

@@ -24,4 +24,5 @@ mod slurm_scripts;
 mod structure;
 mod train_parity;
 mod video_cli;
+mod watch_cli;
 mod weights;

@@ -26,97 +26,12 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use fgstp_metrics::MinLeakArea;
 use serde::{Deserialize, Serialize};
+
+pub use crate::run_config::watch::EventRules;
 
 use super::regions::{find_regions, Region, Thresholds};
 use super::zones::{CameraAreas, PixelMask};
-
-/// `[watch]`'s decision rules.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EventRules {
-    /// A new leak's pixels start at this probability…
-    pub start_threshold: f32,
-    /// …and a leak's pixels (connected to one ≥ start, or tracked) stay down to this one.
-    pub stop_threshold: f32,
-    /// The smallest region that counts: pixels (`200`) or a share of the frame (`"0.5%"`).
-    pub min_area: MinLeakArea,
-    /// M of "seen in M of the last N analysed triplets".
-    pub confirm_hits: usize,
-    /// N of the same rule.
-    pub confirm_window: usize,
-    /// T: seconds from a track's first sighting before it can be confirmed.
-    pub min_duration: f64,
-    /// Seconds without a sighting that end an event.
-    pub cutoff: f64,
-    /// Seconds after an event's end during which a leak over the same place is not a new event.
-    pub cooldown: f64,
-    /// Seconds between an event's `update` records.
-    pub update_interval: f64,
-    /// Only leaks that touch one of these zones become events (empty: any).
-    pub required_zones: Vec<String>,
-    /// Share of the frame's pixels that must change at once for a whole-frame change.
-    pub change_fraction: f64,
-    /// Analysed triplets during which decisions pause after a whole-frame change.
-    pub change_pause: usize,
-}
-
-impl Default for EventRules {
-    fn default() -> Self {
-        Self {
-            start_threshold: 0.5,
-            stop_threshold: 0.3,
-            min_area: MinLeakArea::default(),
-            confirm_hits: 3,
-            confirm_window: 5,
-            min_duration: 1.0,
-            cutoff: 3.0,
-            cooldown: 10.0,
-            update_interval: 5.0,
-            required_zones: Vec::new(),
-            change_fraction: 0.5,
-            change_pause: 15,
-        }
-    }
-}
-
-impl EventRules {
-    pub fn validate(&self) -> anyhow::Result<()> {
-        use anyhow::ensure;
-        ensure!(
-            0.0 < self.stop_threshold
-                && self.stop_threshold <= self.start_threshold
-                && self.start_threshold <= 1.0,
-            "watch: need 0 < stop_threshold ≤ start_threshold ≤ 1 (got stop {} and start {})",
-            self.stop_threshold,
-            self.start_threshold
-        );
-        ensure!(
-            self.confirm_hits >= 1 && self.confirm_hits <= self.confirm_window,
-            "watch: need 1 ≤ confirm_hits ≤ confirm_window (got M = {}, N = {})",
-            self.confirm_hits,
-            self.confirm_window
-        );
-        for (name, v) in [
-            ("min_duration", self.min_duration),
-            ("cutoff", self.cutoff),
-            ("cooldown", self.cooldown),
-            ("update_interval", self.update_interval),
-        ] {
-            ensure!(
-                v >= 0.0 && v.is_finite(),
-                "watch.{name} must be ≥ 0 seconds, not {v}"
-            );
-        }
-        ensure!(
-            self.change_fraction > 0.0 && self.change_fraction <= 1.0,
-            "watch.change_fraction must be in (0, 1], not {}",
-            self.change_fraction
-        );
-        Ok(())
-    }
-}
 
 /// One analysed triplet of a camera, as the tracker sees it.
 pub struct Observation<'a> {
@@ -605,6 +520,7 @@ pub fn whole_frame_change(previous: &[f32], current: &[f32], delta: f32, fractio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fgstp_metrics::MinLeakArea;
 
     const W: usize = 16;
     const H: usize = 8;

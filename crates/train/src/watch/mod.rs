@@ -5,8 +5,15 @@
 //!   connected regions with a minimum area);
 //! - [`zones`]: named zones and ignore masks, drawn in the camera frame's pixels;
 //! - [`events`]: regions tracked across frames → confirmed leak events (new / update / end),
-//!   with their rules.
+//!   with their rules;
+//! - [`source`]: video files and folders of frames; [`engine`]: decode threads, batched
+//!   analysis, the output files.
+//!
+//! Its configuration, `[watch]`, is part of the run configuration
+//! ([`crate::run_config::watch`]).
 
+pub mod engine;
 pub mod events;
 pub mod regions;
+pub mod source;
 pub mod zones;

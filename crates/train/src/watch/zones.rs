@@ -2,19 +2,7 @@
 //! drawn in the camera frame's pixel coordinates and rasterised at the resolution the leak
 //! decisions are made at.
 
-use anyhow::{bail, Result};
-use serde::{Deserialize, Serialize};
-
-/// A polygon: its corners `[[x, y], …]` in the camera frame's pixels (at least 3).
-pub type Polygon = Vec<[f64; 2]>;
-
-/// A named zone of a camera (`[[watch.camera.zones]]`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ZoneConfig {
-    pub name: String,
-    pub polygon: Polygon,
-}
+pub use crate::run_config::watch::{check_polygon, Polygon, ZoneConfig};
 
 /// A set of pixels of a `width × height` grid.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,20 +79,6 @@ fn inside(polygon: &Polygon, p: [f64; 2]) -> bool {
         }
     }
     inside
-}
-
-/// Checks a camera's polygons (`what` names them in the error).
-pub fn check_polygon(polygon: &Polygon, what: &str) -> Result<()> {
-    if polygon.len() < 3 {
-        bail!(
-            "{what}: a polygon needs at least 3 corners [[x, y], …], got {}",
-            polygon.len()
-        );
-    }
-    if polygon.iter().flatten().any(|v| !v.is_finite()) {
-        bail!("{what}: corners must be finite numbers");
-    }
-    Ok(())
 }
 
 /// A camera's zones and ignore mask rasterised at the decision resolution.

@@ -1,0 +1,79 @@
+//! `fgstp watch`: segment camera streams as frames arrive and write leak events.
+
+use super::model_args::ModelArgs;
+use anyhow::{bail, Result};
+use fgstp_model::ModelKind;
+use fgstp_train::run_config::watch::parse_camera_arg;
+use fgstp_train::watch::engine;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// A camera: NAME=SOURCE, SOURCE a video file or a folder of frames (repeatable; also
+    /// [[watch.camera]] in the config)
+    #[arg(long = "camera", value_name = "NAME=SOURCE")]
+    cameras: Vec<String>,
+    /// Folder for events.jsonl, snapshots/, status.jsonl and stats.json
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Pace files and folders at their frame rate (watch.realtime)
+    #[arg(long)]
+    realtime: bool,
+    /// Keep watching folder sources for new frames until stopped
+    #[arg(long)]
+    follow: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let loaded = args.model.load()?;
+    if loaded.cfg.model.kind != ModelKind::Fgstp {
+        bail!(
+            "fgstp watch runs FGSTP models (model.kind = \"fgstp\"); {} is a {:?} model",
+            args.model.config.display(),
+            loaded.cfg.model.kind
+        );
+    }
+    let mut watch = loaded.cfg.watch.clone();
+    watch.realtime |= args.realtime;
+    let mut cameras = watch.camera.clone();
+    for arg in &args.cameras {
+        cameras.push(parse_camera_arg(arg)?);
+    }
+    watch.camera = cameras.clone();
+    watch.validate()?;
+    if cameras.is_empty() {
+        bail!("no camera to watch: give --camera NAME=SOURCE, or [[watch.camera]] in the config");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond Ctrl-C: exiting without ending the open events");
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping: ending the open events");
+    })?;
+    eprintln!(
+        "watching {} camera(s): {}; writing to {}",
+        cameras.len(),
+        cameras
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        args.out.display()
+    );
+    let report = engine::watch(&loaded, &watch, &cameras, args.follow, &args.out, &stop)?;
+    eprintln!(
+        "done: {} triplets analysed, {} skipped, {} events ({})",
+        report.analysed,
+        report.skipped,
+        report.events,
+        args.out.join("events.jsonl").display()
+    );
+    Ok(())
+}

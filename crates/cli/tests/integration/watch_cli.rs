@@ -1,0 +1,269 @@
+//! `fgstp watch` on files and folders of frames, through the binary: the output files, the
+//! cameras' states, stopping, a camera that cannot be opened, and a previous run's open events.
+//! The model is a tiny FGSTP (b0, 64 px) trained for one epoch: these tests check the engine,
+//! not what the model finds (the detection rules are unit-tested on maps in the train crate).
+
+use crate::common;
+use common::{ok, s, shared_scratch_dir, stderr, synth_64, FGSTP};
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// `fgstp --threads 1 ARGS`.
+fn fgstp(args: &[&str]) -> Output {
+    common::fgstp(&[&["--threads", "1"], args].concat())
+}
+
+struct Fixture {
+    root: PathBuf,
+    config: PathBuf,
+    weights: PathBuf,
+    /// One scene with two leak episodes: `video.mp4`, `images/`.
+    episodes: PathBuf,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let root = shared_scratch_dir();
+        let data = root.join("data");
+        synth_64(&data, 4, 6, 3, &[]);
+        let config = root.join("tiny.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[model]
+backbone = "b0"
+correlation_pools = [2, 2, 2]
+[data]
+root = "{}"
+train_size = 64
+threads = 1
+[train]
+epochs = 1
+batch_size = 2
+device = "cpu"
+threads = 1
+[eval]
+at_start = false
+[log]
+progress = false
+tensorboard = false
+images = 0
+[watch.events]
+min_area = 1
+"#,
+                data.display()
+            ),
+        )
+        .unwrap();
+        let run = root.join("run");
+        ok(fgstp(&[
+            "train",
+            "--config",
+            s(&config),
+            "--run-dir",
+            s(&run),
+        ]));
+        let episodes = root.join("episodes");
+        ok(fgstp(&[
+            "synth",
+            "--out",
+            s(&episodes),
+            "--episodes",
+            "2",
+            "--frames",
+            "40",
+            "--size",
+            "96x64",
+            "--seed",
+            "31",
+        ]));
+        Fixture {
+            config: run.join("config.toml"),
+            weights: run.join("last.safetensors"),
+            root,
+            episodes,
+        }
+    })
+}
+
+fn watch_args<'a>(f: &'a Fixture, out: &'a Path) -> Vec<&'a str> {
+    vec![
+        "watch",
+        "--config",
+        s(&f.config),
+        "--weights",
+        s(&f.weights),
+        "--out",
+        s(out),
+    ]
+}
+
+fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn states(out: &Path, camera: &str) -> Vec<String> {
+    json_lines(&out.join("status.jsonl"))
+        .iter()
+        .filter(|l| l["camera"] == camera)
+        .map(|l| l["state"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_video_file_and_a_folder_of_frames_are_analysed_in_full_and_their_events_are_whole() {
+    let f = fixture();
+    let out = f.root.join("two-cameras");
+    let video = format!("pump={}", s(&f.episodes.join("video.mp4")));
+    let folder = format!("flange={}", s(&f.episodes.join("images")));
+    let mut args = watch_args(f, &out);
+    args.extend(["--camera", &video, "--camera", &folder]);
+    let log = stderr(&ok(fgstp(&args)));
+    assert!(log.contains("watching 2 camera(s)"), "{log}");
+
+    // Read as fast as they decode, nothing is skipped: every frame with two successors is
+    // decided.
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
+    for camera in ["pump", "flange"] {
+        let c = &stats[camera];
+        assert_eq!(c["frames"], 40, "{stats}");
+        assert_eq!(c["analysed"], 38, "{stats}");
+        assert_eq!(c["skipped"], 0, "{stats}");
+        assert_eq!(c["state"], "ended");
+        assert!(c["latency_p95"].as_f64().unwrap() >= c["latency_p50"].as_f64().unwrap());
+        assert_eq!(states(&out, camera), ["online", "ended"], "{camera}");
+    }
+    // Every event that starts ends, once, after its updates; its snapshot is there.
+    let records = json_lines(&out.join("events.jsonl"));
+    for new in records.iter().filter(|r| r["type"] == "new") {
+        let id = &new["id"];
+        let of_it: Vec<&serde_json::Value> = records.iter().filter(|r| &r["id"] == id).collect();
+        assert_eq!(of_it.last().unwrap()["type"], "end", "{id}");
+        assert_eq!(of_it.iter().filter(|r| r["type"] == "end").count(), 1);
+        assert!(out
+            .join("snapshots")
+            .join(format!("{}.png", id.as_str().unwrap()))
+            .exists());
+    }
+}
+
+#[test]
+fn a_camera_that_cannot_be_opened_is_reported_and_the_others_keep_running() {
+    let f = fixture();
+    let out = f.root.join("one-bad-camera");
+    let good = format!("good={}", s(&f.episodes.join("video.mp4")));
+    let bad = format!("bad={}", s(&f.root.join("no-such-video.mp4")));
+    let mut args = watch_args(f, &out);
+    args.extend(["--camera", &bad, "--camera", &good]);
+    let log = stderr(&ok(fgstp(&args)));
+    assert!(
+        log.contains("camera bad: ") && log.contains("no-such-video.mp4"),
+        "{log}"
+    );
+    assert_eq!(states(&out, "bad"), ["error"]);
+    assert_eq!(states(&out, "good"), ["online", "ended"]);
+
+    // Mistakes in the cameras themselves stop before anything runs.
+    for (camera, message) in [
+        ("no-equals-sign", "NAME=SOURCE"),
+        ("bad name=x.mp4", "letters, digits"),
+    ] {
+        let mut args = watch_args(f, &out);
+        args.extend(["--camera", camera]);
+        let out = fgstp(&args);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn ctrl_c_ends_the_open_events_as_stopped_and_exits_cleanly() {
+    let f = fixture();
+    let out = f.root.join("ctrl-c");
+    let video = format!("pump={}", s(&f.episodes.join("images")));
+    let mut args = vec!["--threads", "1"];
+    args.extend(watch_args(f, &out));
+    // A followed folder never ends by itself.
+    args.extend(["--camera", &video, "--follow"]);
+    let child = Command::new(FGSTP)
+        .args(&args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !std::fs::read_to_string(out.join("status.jsonl")).is_ok_and(|t| t.contains("online")) {
+        assert!(start.elapsed() < Duration::from_secs(60), "never online");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let done = child.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert_eq!(states(&out, "pump").last().unwrap(), "stopped");
+    for end in json_lines(&out.join("events.jsonl"))
+        .iter()
+        .filter(|r| r["type"] == "end")
+    {
+        assert!(["gone", "stopped", "merged"].contains(&end["end_reason"].as_str().unwrap()));
+    }
+}
+
+#[test]
+fn events_a_killed_run_left_open_are_ended_as_interrupted_at_the_next_start() {
+    let f = fixture();
+    let out = f.root.join("after-a-crash");
+    std::fs::create_dir_all(&out).unwrap();
+    // An open event, another that ended, and a line cut off by the crash.
+    let open = r#"{"type":"new","id":"20261206T100000Z-pump-1","camera":"pump","start_utc":"2026-12-06T10:00:00.000Z","start_time":1.0,"start_frame":30,"frame":32,"duration":0.5,"area_px":40,"area_pct":0.6,"peak_area_px":40,"peak_area_pct":0.6,"box":[1.0,2.0,3.0,4.0],"centroid":[2.0,3.0],"zones":[],"max_prob":0.9,"mean_prob":0.7}"#;
+    let closed_new = open.replace("pump-1", "pump-2");
+    let closed_end = closed_new
+        .replace(r#""type":"new""#, r#""type":"end""#)
+        .replace(
+            r#""mean_prob":0.7}"#,
+            r#""mean_prob":0.7,"end_reason":"gone"}"#,
+        );
+    std::fs::write(
+        out.join("events.jsonl"),
+        format!("{open}\n{closed_new}\n{closed_end}\n{{\"type\":\"upd"),
+    )
+    .unwrap();
+    let video = format!("pump={}", s(&f.episodes.join("video.mp4")));
+    let mut args = watch_args(f, &out);
+    args.extend(["--camera", &video]);
+    let log = stderr(&ok(fgstp(&args)));
+    assert!(log.contains("1 event(s) a previous run left open"), "{log}");
+    let text = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let ends: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["id"] == "20261206T100000Z-pump-1" && r["type"] == "end")
+        .collect();
+    assert_eq!(ends.len(), 1);
+    assert_eq!(ends[0]["end_reason"], "interrupted");
+    assert_eq!(ends[0]["end_frame"], 32);
+    // Nothing else of the old run is touched.
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["id"] == "20261206T100000Z-pump-2" && r["type"] == "end")
+            .count(),
+        1
+    );
+}

@@ -1,0 +1,237 @@
+//! `[watch]`: the cameras, their zones and ignore masks, and the rules that turn masks into
+//! leak events (`fgstp watch`; the engine is `crate::watch`).
+
+use anyhow::{bail, ensure, Result};
+use serde::{Deserialize, Serialize};
+
+use fgstp_metrics::MinLeakArea;
+
+/// `[watch]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchConfig {
+    /// `[[watch.camera]]`; `--camera NAME=SOURCE` adds more.
+    pub camera: Vec<CameraConfig>,
+    /// Triplets analysed per second and camera; 0 analyses every frame.
+    pub detect_fps: f64,
+    /// A source paced at its own frame rate (files and folders; live sources always are).
+    pub realtime: bool,
+    /// Seconds without a frame after which a camera is `offline`.
+    pub stall_timeout: f64,
+    /// Seconds between rewrites of `stats.json`.
+    pub stats_interval: f64,
+    /// A pixel "changes" in a whole-frame change when its gray level (0–1) moves by more than
+    /// this between consecutive frames.
+    pub change_delta: f32,
+    /// The decision rules: thresholds, minimum area, confirmation, cutoff, cooldown, zones.
+    pub events: EventRules,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            camera: Vec::new(),
+            detect_fps: 0.0,
+            realtime: false,
+            stall_timeout: 5.0,
+            stats_interval: 1.0,
+            change_delta: 0.15,
+            events: EventRules::default(),
+        }
+    }
+}
+
+/// `[[watch.camera]]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// Letters, digits, `-` and `_` (it names files and topics).
+    pub name: String,
+    /// A video file, or a folder of frames (read as a camera's software fills it).
+    pub source: String,
+    #[serde(default)]
+    pub zones: Vec<ZoneConfig>,
+    /// Polygons whose pixels never count (steam vents, flare stacks, exhausts).
+    #[serde(default)]
+    pub ignore: Vec<Polygon>,
+}
+
+impl WatchConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.events.validate()?;
+        ensure!(
+            self.detect_fps >= 0.0 && self.detect_fps.is_finite(),
+            "watch.detect_fps must be ≥ 0 (0 analyses every frame), not {}",
+            self.detect_fps
+        );
+        ensure!(
+            self.stall_timeout > 0.0 && self.stats_interval > 0.0,
+            "watch.stall_timeout and watch.stats_interval must be positive seconds"
+        );
+        let mut names = std::collections::BTreeSet::new();
+        for cam in &self.camera {
+            check_camera_name(&cam.name)?;
+            if !names.insert(cam.name.as_str()) {
+                bail!("watch: two cameras are named {:?}", cam.name);
+            }
+            for zone in &cam.zones {
+                check_polygon(
+                    &zone.polygon,
+                    &format!("camera {} zone {}", cam.name, zone.name),
+                )?;
+            }
+            for (k, polygon) in cam.ignore.iter().enumerate() {
+                check_polygon(polygon, &format!("camera {} ignore mask {k}", cam.name))?;
+            }
+            let zone_names: Vec<&str> = cam.zones.iter().map(|z| z.name.as_str()).collect();
+            for required in &self.events.required_zones {
+                if !zone_names.contains(&required.as_str()) && !cam.zones.is_empty() {
+                    bail!(
+                        "watch.events.required_zones names {required:?}, which camera {} does not \
+                         have (its zones: {zone_names:?})",
+                        cam.name
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Camera names end up in file names: letters, digits, `-`, `_`.
+pub fn check_camera_name(name: &str) -> Result<()> {
+    ensure!(
+        !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        "camera name {name:?}: use 1–64 letters, digits, '-' or '_'"
+    );
+    Ok(())
+}
+
+/// `--camera NAME=SOURCE`.
+pub fn parse_camera_arg(arg: &str) -> Result<CameraConfig> {
+    let Some((name, source)) = arg.split_once('=') else {
+        bail!("--camera takes NAME=SOURCE (e.g. --camera pump1=video.mp4), not {arg:?}");
+    };
+    check_camera_name(name)?;
+    ensure!(!source.is_empty(), "--camera {name}=: the source is empty");
+    Ok(CameraConfig {
+        name: name.to_string(),
+        source: source.to_string(),
+        zones: Vec::new(),
+        ignore: Vec::new(),
+    })
+}
+
+/// `[watch.events]`: the decision rules.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventRules {
+    /// A new leak's pixels start at this probability…
+    pub start_threshold: f32,
+    /// …and a leak's pixels (connected to one ≥ start, or tracked) stay down to this one.
+    pub stop_threshold: f32,
+    /// The smallest region that counts: pixels (`200`) or a share of the frame (`"0.5%"`).
+    pub min_area: MinLeakArea,
+    /// M of "seen in M of the last N analysed triplets".
+    pub confirm_hits: usize,
+    /// N of the same rule.
+    pub confirm_window: usize,
+    /// T: seconds from a track's first sighting before it can be confirmed.
+    pub min_duration: f64,
+    /// Seconds without a sighting that end an event.
+    pub cutoff: f64,
+    /// Seconds after an event's end during which a leak over the same place is not a new event.
+    pub cooldown: f64,
+    /// Seconds between an event's `update` records.
+    pub update_interval: f64,
+    /// Only leaks that touch one of these zones become events (empty: any).
+    pub required_zones: Vec<String>,
+    /// Share of the frame's pixels that must change at once for a whole-frame change.
+    pub change_fraction: f64,
+    /// Analysed triplets during which decisions pause after a whole-frame change.
+    pub change_pause: usize,
+}
+
+impl Default for EventRules {
+    fn default() -> Self {
+        Self {
+            start_threshold: 0.5,
+            stop_threshold: 0.3,
+            min_area: MinLeakArea::default(),
+            confirm_hits: 3,
+            confirm_window: 5,
+            min_duration: 1.0,
+            cutoff: 3.0,
+            cooldown: 10.0,
+            update_interval: 5.0,
+            required_zones: Vec::new(),
+            change_fraction: 0.5,
+            change_pause: 15,
+        }
+    }
+}
+
+impl EventRules {
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            0.0 < self.stop_threshold
+                && self.stop_threshold <= self.start_threshold
+                && self.start_threshold <= 1.0,
+            "watch: need 0 < stop_threshold ≤ start_threshold ≤ 1 (got stop {} and start {})",
+            self.stop_threshold,
+            self.start_threshold
+        );
+        ensure!(
+            self.confirm_hits >= 1 && self.confirm_hits <= self.confirm_window,
+            "watch: need 1 ≤ confirm_hits ≤ confirm_window (got M = {}, N = {})",
+            self.confirm_hits,
+            self.confirm_window
+        );
+        for (name, v) in [
+            ("min_duration", self.min_duration),
+            ("cutoff", self.cutoff),
+            ("cooldown", self.cooldown),
+            ("update_interval", self.update_interval),
+        ] {
+            ensure!(
+                v >= 0.0 && v.is_finite(),
+                "watch.{name} must be ≥ 0 seconds, not {v}"
+            );
+        }
+        ensure!(
+            self.change_fraction > 0.0 && self.change_fraction <= 1.0,
+            "watch.change_fraction must be in (0, 1], not {}",
+            self.change_fraction
+        );
+        Ok(())
+    }
+}
+
+/// A polygon: its corners `[[x, y], …]` in the camera frame's pixels (at least 3).
+pub type Polygon = Vec<[f64; 2]>;
+
+/// A named zone of a camera (`[[watch.camera.zones]]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    pub name: String,
+    pub polygon: Polygon,
+}
+
+/// Checks a camera's polygons (`what` names them in the error).
+pub fn check_polygon(polygon: &Polygon, what: &str) -> Result<()> {
+    if polygon.len() < 3 {
+        bail!(
+            "{what}: a polygon needs at least 3 corners [[x, y], …], got {}",
+            polygon.len()
+        );
+    }
+    if polygon.iter().flatten().any(|v| !v.is_finite()) {
+        bail!("{what}: corners must be finite numbers");
+    }
+    Ok(())
+}

@@ -1,0 +1,612 @@
+//! The watch loop: a decode thread per camera hands model triplets over through a
+//! latest-frame-wins slot (at most 2 waiting; older ones are dropped and counted); the main
+//! thread takes one due triplet per camera, runs them through the model in one batch, and turns
+//! each camera's map into events ([`super::events`]), written under the output folder:
+//!
+//! - `events.jsonl` — one [`EventRecord`] per line, appended and flushed line by line;
+//! - `snapshots/<id>.png` — the event's largest-area frame with the mask tinted;
+//! - `status.jsonl` — each camera's state changes (`online`, `offline`, `paused`, `ended`);
+//! - `stats.json` — per camera, rewritten every `stats_interval`: frames in, triplets analysed
+//!   and skipped per second, latency from the arrival of a triplet's last frame to its
+//!   decision (p50, p95), state.
+//!
+//! FGSTP decides frame t from frames t, t+1, t+2: a decision comes two frames after the frame
+//! it is about (at 15 frames/s, 133 ms), plus the measured latency.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, SecondsFormat, Utc};
+use fgstp_data::augment::{normalisation_table, normalise_into, resize_rgb_to};
+use fgstp_data::ImageSize;
+use fgstp_model::models::feature_cache::predict_samples;
+use image::{GrayImage, RgbImage};
+use serde::Serialize;
+use tch::{Kind, Tensor};
+
+use super::events::{whole_frame_change, EventRecord, EventTracker, Observation, RecordType};
+use super::source::{self, FrameSource};
+use super::zones::CameraAreas;
+use crate::outputs::overlay;
+use crate::run_config::watch::{CameraConfig, WatchConfig};
+use crate::trained_run::LoadedModel;
+
+/// Triplets that may wait per camera; a newer one pushes the oldest out.
+const SLOT: usize = 2;
+
+/// Model inputs of three consecutive frames of one camera.
+struct Triplet {
+    /// Frame t (decided), its pixels for the snapshot.
+    image: RgbImage,
+    /// The three frames' model inputs, `[3, H, W]` each.
+    inputs: [Vec<f32>; 3],
+    frame: u64,
+    stream_time: f64,
+    utc: DateTime<Utc>,
+    /// When frame t+2 (the last the decision needs) arrived.
+    arrived: Instant,
+    whole_frame_change: bool,
+}
+
+/// What a camera's decode thread shares with the main loop.
+#[derive(Default)]
+struct Shared {
+    slot: Mutex<SlotState>,
+    frames_in: AtomicU64,
+    skipped: AtomicU64,
+}
+
+#[derive(Default)]
+struct SlotState {
+    queue: VecDeque<Triplet>,
+    /// The stream ended (`Some(None)`) or failed (`Some(Some(error))`).
+    ended: Option<Option<String>>,
+    last_frame: Option<Instant>,
+}
+
+/// Per-camera bookkeeping of the main loop.
+struct CameraRun {
+    name: String,
+    shared: Arc<Shared>,
+    tracker: Option<EventTracker>,
+    areas: Option<(Vec<super::zones::ZoneConfig>, Vec<super::zones::Polygon>)>,
+    state: &'static str,
+    analysed: u64,
+    latencies: VecDeque<f64>,
+    /// (time, frames in, analysed, skipped) at the last stats write.
+    last_stats: (Instant, u64, u64, u64),
+    rates: (f64, f64, f64),
+    /// Its stream ended (or failed) and its events were ended.
+    finished: bool,
+}
+
+/// What a watch run did.
+#[derive(Debug, Default, Serialize)]
+pub struct WatchReport {
+    pub cameras: usize,
+    pub analysed: u64,
+    pub skipped: u64,
+    pub events: u64,
+}
+
+/// Output files of a run.
+struct Outputs {
+    dir: PathBuf,
+    events: File,
+    status: File,
+}
+
+impl Outputs {
+    fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir.join("snapshots"))
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let append = |name: &str| {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(name))
+                .with_context(|| format!("cannot open {}", dir.join(name).display()))
+        };
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            events: append("events.jsonl")?,
+            status: append("status.jsonl")?,
+        })
+    }
+
+    fn event(&mut self, record: &EventRecord) -> Result<()> {
+        writeln!(self.events, "{}", serde_json::to_string(record)?)?;
+        self.events.flush()?;
+        Ok(())
+    }
+
+    fn status(&mut self, camera: &str, state: &str, detail: Option<&str>) -> Result<()> {
+        let mut line = serde_json::json!({
+            "utc": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            "camera": camera,
+            "state": state,
+        });
+        if let Some(detail) = detail {
+            line["detail"] = detail.into();
+        }
+        writeln!(self.status, "{line}")?;
+        self.status.flush()?;
+        Ok(())
+    }
+}
+
+/// Ends, as `interrupted`, the events a previous run left open in `events.jsonl` (it was
+/// killed or crashed before it could end them). Returns how many.
+pub fn close_interrupted_events(dir: &Path) -> Result<usize> {
+    let path = dir.join("events.jsonl");
+    let Ok(file) = File::open(&path) else {
+        return Ok(0);
+    };
+    let mut open: BTreeMap<String, EventRecord> = BTreeMap::new();
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line?;
+        // A line cut off by the crash is not a record.
+        let Ok(record) = serde_json::from_str::<EventRecord>(&line) else {
+            continue;
+        };
+        match record.kind {
+            RecordType::End => {
+                open.remove(&record.id);
+            }
+            _ => {
+                open.insert(record.id.clone(), record);
+            }
+        }
+    }
+    if open.is_empty() {
+        return Ok(0);
+    }
+    let mut out = OpenOptions::new().append(true).open(&path)?;
+    // A cut-off last line gets its own line ended first.
+    let bytes = std::fs::read(&path)?;
+    if bytes.last().is_some_and(|b| *b != b'\n') {
+        writeln!(out)?;
+    }
+    for (_, mut record) in open.iter().map(|(k, r)| (k, r.clone())) {
+        record.kind = RecordType::End;
+        record.end_reason = Some("interrupted".into());
+        record.end_frame = Some(record.frame);
+        record.end_time = Some(record.start_time + record.duration);
+        record.end_utc = None;
+        writeln!(out, "{}", serde_json::to_string(&record)?)?;
+    }
+    out.flush()?;
+    Ok(open.len())
+}
+
+/// Watches `cameras` with `model` until every stream ends or `stop` is raised; writes under
+/// `out`. A camera whose source cannot be opened is reported and left out; the others go on.
+pub fn watch(
+    model: &LoadedModel,
+    cfg: &WatchConfig,
+    cameras: &[CameraConfig],
+    follow: bool,
+    out: &Path,
+    stop: &Arc<AtomicBool>,
+) -> Result<WatchReport> {
+    let interrupted = close_interrupted_events(out)?;
+    if interrupted > 0 {
+        eprintln!(
+            "{} event(s) a previous run left open ended as interrupted",
+            interrupted
+        );
+    }
+    let mut files = Outputs::open(out)?;
+    let size = model.cfg.data.train_size;
+    let wake = Arc::new((Mutex::new(()), Condvar::new()));
+    let mut runs = Vec::new();
+    let mut threads = Vec::new();
+    for cam in cameras {
+        let shared = Arc::new(Shared::default());
+        let source = match source::open(&cam.source, cfg.realtime, follow) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("camera {}: {e:#}", cam.name);
+                files.status(&cam.name, "error", Some(&format!("{e:#}")))?;
+                continue;
+            }
+        };
+        let handle = spawn_decoder(
+            cam.name.clone(),
+            source,
+            Arc::clone(&shared),
+            Arc::clone(&wake),
+            Arc::clone(stop),
+            size,
+            cfg.detect_fps,
+            cfg.change_delta,
+            cfg.events.change_fraction,
+            // A file or folder read as fast as it decodes waits for the model instead of
+            // dropping triplets; a paced or followed source keeps only the latest.
+            !cfg.realtime && !follow,
+        )?;
+        threads.push(handle);
+        runs.push(CameraRun {
+            name: cam.name.clone(),
+            shared,
+            tracker: None,
+            areas: Some((cam.zones.clone(), cam.ignore.clone())),
+            state: "starting",
+            analysed: 0,
+            latencies: VecDeque::new(),
+            last_stats: (Instant::now(), 0, 0, 0),
+            rates: (0.0, 0.0, 0.0),
+            finished: false,
+        });
+    }
+    let mut report = WatchReport {
+        cameras: runs.len(),
+        ..WatchReport::default()
+    };
+    let mut last_stats = Instant::now();
+    let stall = Duration::from_secs_f64(cfg.stall_timeout);
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            for run in runs.iter_mut().filter(|r| !r.finished) {
+                run.finished = true;
+                finish_camera(run, &mut files, "stopped")?;
+                files.status(&run.name, "stopped", None)?;
+            }
+            break;
+        }
+        // One due triplet per camera.
+        let mut batch: Vec<(usize, Triplet)> = Vec::new();
+        let now = Instant::now();
+        for (k, run) in runs.iter_mut().enumerate() {
+            if run.finished {
+                continue;
+            }
+            let mut slot = run.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
+            let triplet = slot.queue.pop_front();
+            let drained = slot.queue.is_empty();
+            let ended = slot.ended.clone();
+            let last_frame = slot.last_frame;
+            drop(slot);
+            if let Some(t) = triplet {
+                batch.push((k, t));
+            } else if let (Some(ended), true) = (ended, drained) {
+                run.finished = true;
+                finish_camera(run, &mut files, "stopped")?;
+                let state = if ended.is_some() { "error" } else { "ended" };
+                files.status(&run.name, state, ended.as_deref())?;
+                run.state = "ended";
+                continue;
+            }
+            let live = last_frame.map(|t| now.saturating_duration_since(t) <= stall);
+            let state = match (live, run.state) {
+                (Some(false), s) if s != "offline" => Some("offline"),
+                (Some(true), "starting" | "offline") => Some("online"),
+                _ => None,
+            };
+            if let Some(state) = state {
+                files.status(&run.name, state, None)?;
+                run.state = state;
+            }
+        }
+        if batch.is_empty() {
+            if runs.iter().all(|r| r.finished) {
+                break;
+            }
+            let (lock, cv) = &*wake;
+            let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = cv.wait_timeout(guard, Duration::from_millis(100));
+        } else {
+            analyse(model, cfg, &mut runs, batch, &mut files, &mut report)?;
+        }
+        if last_stats.elapsed().as_secs_f64() >= cfg.stats_interval {
+            write_stats(out, &mut runs)?;
+            last_stats = Instant::now();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for handle in threads {
+        let _ = handle.join();
+    }
+    write_stats(out, &mut runs)?;
+    report.skipped = runs
+        .iter()
+        .map(|r| r.shared.skipped.load(Ordering::Relaxed))
+        .sum();
+    Ok(report)
+}
+
+/// Ends the camera's open events with `reason`.
+fn finish_camera(run: &mut CameraRun, files: &mut Outputs, reason: &str) -> Result<()> {
+    if let Some(tracker) = run.tracker.as_mut() {
+        for record in tracker.finish(reason) {
+            files.event(&record)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a batch (one triplet per camera) through the model and takes the maps in.
+fn analyse(
+    model: &LoadedModel,
+    cfg: &WatchConfig,
+    runs: &mut [CameraRun],
+    batch: Vec<(usize, Triplet)>,
+    files: &mut Outputs,
+    report: &mut WatchReport,
+) -> Result<()> {
+    let size = model.cfg.data.train_size;
+    let (h, w) = size.hw();
+    let samples: Vec<Vec<Vec<Tensor>>> = batch
+        .iter()
+        .map(|(_, t)| {
+            t.inputs
+                .iter()
+                .map(|x| vec![Tensor::from_slice(x).view([3, h, w])])
+                .collect()
+        })
+        .collect();
+    let logits = tch::no_grad(|| predict_samples(&model.model, model.device, &samples))?;
+    let prob = logits
+        .to_kind(Kind::Float)
+        .sigmoid()
+        .to_device(tch::Device::Cpu);
+    let (gh, gw) = (prob.size()[2] as usize, prob.size()[3] as usize);
+    for (row, (k, triplet)) in batch.into_iter().enumerate() {
+        let map = Vec::<f32>::try_from(prob.get(row as i64).flatten(0, -1))?;
+        let run = &mut runs[k];
+        let frame_size = (
+            triplet.image.width() as usize,
+            triplet.image.height() as usize,
+        );
+        let tracker = run.tracker.get_or_insert_with(|| {
+            let (zones, ignore) = run.areas.take().unwrap_or_default();
+            let areas = CameraAreas::new(&zones, &ignore, frame_size, (gw, gh));
+            EventTracker::new(&run.name, cfg.events.clone(), areas, (gw, gh), frame_size)
+        });
+        let decisions = tracker.observe(&Observation {
+            frame: triplet.frame,
+            stream_time: triplet.stream_time,
+            utc: triplet.utc,
+            prob: &map,
+            whole_frame_change: triplet.whole_frame_change,
+        });
+        run.analysed += 1;
+        report.analysed += 1;
+        run.latencies
+            .push_back(triplet.arrived.elapsed().as_secs_f64());
+        if run.latencies.len() > 512 {
+            run.latencies.pop_front();
+        }
+        let paused = if decisions.paused { "paused" } else { "online" };
+        if paused != run.state && run.state != "ended" {
+            files.status(
+                &run.name,
+                paused,
+                decisions.paused.then_some("whole-frame change"),
+            )?;
+            run.state = paused;
+        }
+        for id in &decisions.new_peaks {
+            let path = files.dir.join("snapshots").join(format!("{id}.png"));
+            write_snapshot(
+                &triplet.image,
+                &map,
+                (gw, gh),
+                cfg.events.start_threshold,
+                &path,
+            )?;
+        }
+        for record in &decisions.records {
+            if record.kind == RecordType::New {
+                report.events += 1;
+            }
+            files.event(record)?;
+        }
+    }
+    Ok(())
+}
+
+/// Frame t with the gas mask (`prob` ≥ `threshold` on the decision grid, scaled to the frame)
+/// tinted, as a PNG.
+fn write_snapshot(
+    image: &RgbImage,
+    prob: &[f32],
+    (gw, gh): (usize, usize),
+    threshold: f32,
+    path: &Path,
+) -> Result<()> {
+    let (fw, fh) = (image.width(), image.height());
+    let mask = GrayImage::from_fn(fw, fh, |x, y| {
+        let gx = (x as usize * gw / fw as usize).min(gw - 1);
+        let gy = (y as usize * gh / fh as usize).min(gh - 1);
+        image::Luma([if prob[gy * gw + gx] >= threshold {
+            255
+        } else {
+            0
+        }])
+    });
+    let tmp = path.with_extension("png.tmp");
+    overlay(image, &mask)
+        .save_with_format(&tmp, image::ImageFormat::Png)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct CameraStats {
+    state: &'static str,
+    frames: u64,
+    analysed: u64,
+    skipped: u64,
+    input_fps: f64,
+    analysed_fps: f64,
+    skipped_fps: f64,
+    /// Seconds from the arrival of a triplet's last frame to its decision.
+    latency_p50: Option<f64>,
+    latency_p95: Option<f64>,
+    /// The decision about frame t waits for frame t+2: two frame intervals on top.
+    reconnects: u64,
+}
+
+fn percentile(values: &VecDeque<f64>, q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v: Vec<f64> = values.iter().copied().collect();
+    v.sort_by(f64::total_cmp);
+    Some(v[((v.len() - 1) as f64 * q).round() as usize])
+}
+
+fn write_stats(out: &Path, runs: &mut [CameraRun]) -> Result<()> {
+    let now = Instant::now();
+    let mut all = BTreeMap::new();
+    for run in runs.iter_mut() {
+        let frames = run.shared.frames_in.load(Ordering::Relaxed);
+        let skipped = run.shared.skipped.load(Ordering::Relaxed);
+        let (t0, f0, a0, s0) = run.last_stats;
+        let dt = (now - t0).as_secs_f64();
+        if dt >= 0.5 {
+            run.rates = (
+                (frames - f0) as f64 / dt,
+                (run.analysed - a0) as f64 / dt,
+                (skipped - s0) as f64 / dt,
+            );
+            run.last_stats = (now, frames, run.analysed, skipped);
+        }
+        all.insert(
+            run.name.clone(),
+            CameraStats {
+                state: run.state,
+                frames,
+                analysed: run.analysed,
+                skipped,
+                input_fps: run.rates.0,
+                analysed_fps: run.rates.1,
+                skipped_fps: run.rates.2,
+                latency_p50: percentile(&run.latencies, 0.5),
+                latency_p95: percentile(&run.latencies, 0.95),
+                reconnects: 0,
+            },
+        );
+    }
+    let path = out.join("stats.json");
+    let tmp = out.join("stats.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&all)?)?;
+    std::fs::rename(tmp, path)?;
+    Ok(())
+}
+
+/// A camera's decode thread: reads frames, keeps the last three, and hands a triplet over
+/// when one is due (`detect_fps`; 0: every frame).
+#[allow(clippy::too_many_arguments)]
+fn spawn_decoder(
+    name: String,
+    mut source: Box<dyn FrameSource>,
+    shared: Arc<Shared>,
+    wake: Arc<(Mutex<()>, Condvar)>,
+    stop: Arc<AtomicBool>,
+    size: ImageSize,
+    detect_fps: f64,
+    change_delta: f32,
+    change_fraction: f64,
+    lossless: bool,
+) -> Result<std::thread::JoinHandle<()>> {
+    let table = normalisation_table();
+    let (h, w) = size.hw();
+    Ok(std::thread::Builder::new()
+        .name(format!("watch-{name}"))
+        .spawn(move || {
+            // (frame index, stream time, image, model input, gray at the model size, changed)
+            type Held = (u64, f64, RgbImage, Vec<f32>, Vec<f32>, bool);
+            let mut window: VecDeque<Held> = VecDeque::new();
+            let mut next_due = f64::NEG_INFINITY;
+            let stopped = || stop.load(Ordering::Relaxed);
+            let end = |error: Option<String>| {
+                shared.slot.lock().unwrap_or_else(|e| e.into_inner()).ended = Some(error);
+                wake.1.notify_all();
+            };
+            loop {
+                if stopped() {
+                    return end(None);
+                }
+                let frame = match source.next_frame(&stopped) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => return end(None),
+                    Err(e) => return end(Some(format!("{e:#}"))),
+                };
+                let arrived = Instant::now();
+                shared.frames_in.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .slot
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .last_frame = Some(arrived);
+                let resized = resize_rgb_to(&frame.image, size);
+                let mut input = vec![0f32; 3 * h as usize * w as usize];
+                normalise_into(&resized, &table, &mut input);
+                let gray: Vec<f32> = resized
+                    .pixels()
+                    .map(|p| (f32::from(p[0]) + f32::from(p[1]) + f32::from(p[2])) / 765.0)
+                    .collect();
+                let changed = window.back().is_some_and(|prev| {
+                    whole_frame_change(&prev.4, &gray, change_delta, change_fraction)
+                });
+                // A gap in the frame numbers (a lost frame) starts the window over.
+                if window.back().is_some_and(|prev| prev.0 + 1 != frame.index) {
+                    window.clear();
+                }
+                window.push_back((
+                    frame.index,
+                    frame.stream_time,
+                    frame.image,
+                    input,
+                    gray,
+                    changed,
+                ));
+                if window.len() > 3 {
+                    window.pop_front();
+                }
+                if window.len() < 3 || window[0].1 < next_due {
+                    continue;
+                }
+                if detect_fps > 0.0 {
+                    next_due = window[0].1 + 1.0 / detect_fps - 1e-9;
+                }
+                let triplet = Triplet {
+                    image: window[0].2.clone(),
+                    inputs: [
+                        window[0].3.clone(),
+                        window[1].3.clone(),
+                        window[2].3.clone(),
+                    ],
+                    frame: window[0].0,
+                    stream_time: window[0].1,
+                    utc: Utc::now(),
+                    arrived,
+                    whole_frame_change: window.iter().any(|f| f.5),
+                };
+                let mut slot = shared.slot.lock().unwrap_or_else(|e| e.into_inner());
+                while lossless && slot.queue.len() >= SLOT && !stopped() {
+                    // Waiting for the model is not a stalled stream.
+                    slot.last_frame = Some(Instant::now());
+                    drop(slot);
+                    std::thread::sleep(Duration::from_millis(2));
+                    slot = shared.slot.lock().unwrap_or_else(|e| e.into_inner());
+                }
+                slot.queue.push_back(triplet);
+                while slot.queue.len() > SLOT {
+                    slot.queue.pop_front();
+                    shared.skipped.fetch_add(1, Ordering::Relaxed);
+                }
+                drop(slot);
+                wake.1.notify_all();
+            }
+        })?)
+}
