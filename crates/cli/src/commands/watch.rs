@@ -5,6 +5,7 @@ use anyhow::{bail, Result};
 use fgstp_model::ModelKind;
 use fgstp_train::run_config::watch::parse_camera_arg;
 use fgstp_train::watch::engine;
+use fgstp_train::watch::source::RawFormat;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,8 +14,8 @@ use std::sync::Arc;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// A camera: NAME=SOURCE, SOURCE a video file or a folder of frames (repeatable; also
-    /// [[watch.camera]] in the config)
+    /// A camera: NAME=SOURCE, SOURCE a video file, a folder of frames, or - (raw frames on
+    /// standard input, see --raw) (repeatable; also [[watch.camera]] in the config)
     #[arg(long = "camera", value_name = "NAME=SOURCE")]
     cameras: Vec<String>,
     /// Folder for events.jsonl, snapshots/, status.jsonl and stats.json
@@ -26,6 +27,10 @@ pub struct Args {
     /// Keep watching folder sources for new frames until stopped
     #[arg(long)]
     follow: bool,
+    /// The layout of raw frames a camera reads from standard input (SOURCE `-`):
+    /// WxH:gray8|gray16le|rgb24[@FPS], e.g. 320x240:gray16le@30
+    #[arg(long, value_name = "WxH:FORMAT[@FPS]")]
+    raw: Option<RawFormat>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -67,7 +72,18 @@ pub fn run(args: Args) -> Result<()> {
             .join(", "),
         args.out.display()
     );
-    let report = engine::watch(&loaded, &watch, &cameras, args.follow, &args.out, &stop)?;
+    if cameras.iter().filter(|c| c.source == "-").count() > 1 {
+        bail!("only one camera can read standard input (-)");
+    }
+    let report = engine::watch(
+        &loaded,
+        &watch,
+        &cameras,
+        args.follow,
+        args.raw,
+        &args.out,
+        &stop,
+    )?;
     eprintln!(
         "done: {} triplets analysed, {} skipped, {} events ({})",
         report.analysed,

@@ -267,3 +267,77 @@ fn events_a_killed_run_left_open_are_ended_as_interrupted_at_the_next_start() {
         1
     );
 }
+
+#[test]
+fn raw_frames_on_standard_input_are_a_camera() {
+    let f = fixture();
+    let out = f.root.join("stdin");
+    // The episode's frames as 16-bit gray, back to back, as `ffmpeg -f rawvideo` writes them.
+    let mut bytes = Vec::new();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(f.episodes.join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for name in &names {
+        let gray = image::open(name).unwrap().to_luma8();
+        assert_eq!(gray.dimensions(), (96, 64));
+        for v in gray.as_raw() {
+            bytes.extend((7000 + 8 * u16::from(*v)).to_le_bytes());
+        }
+    }
+    let mut args = vec!["--threads", "1"];
+    args.extend(watch_args(f, &out));
+    args.extend(["--camera", "pipe=-", "--raw", "96x64:gray16le@15"]);
+    let mut child = Command::new(FGSTP)
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&bytes).unwrap();
+    }
+    let done = child.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", stderr(&done));
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
+    let pipe = &stats["pipe"];
+    assert_eq!(pipe["frames"], 40, "{stats}");
+    // A live source keeps only the latest triplets: each is analysed or counted as skipped.
+    assert_eq!(
+        pipe["analysed"].as_u64().unwrap() + pipe["skipped"].as_u64().unwrap(),
+        38,
+        "{stats}"
+    );
+    assert_eq!(states(&out, "pipe"), ["online", "ended"]);
+
+    // Without --raw, or with a stream cut inside a frame: clear errors.
+    let mut args = watch_args(f, &out);
+    args.extend(["--camera", "pipe=-"]);
+    let log = stderr(&fgstp(&args));
+    assert!(log.contains("needs --raw WxH:FORMAT"), "{log}");
+    let mut args = vec!["--threads", "1"];
+    args.extend(watch_args(f, &out));
+    args.extend(["--camera", "pipe=-", "--raw", "96x64:gray8"]);
+    let mut child = Command::new(FGSTP)
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&vec![0u8; 96 * 64 * 3 + 10]).unwrap();
+    }
+    let done = child.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", stderr(&done));
+    let status = std::fs::read_to_string(out.join("status.jsonl")).unwrap();
+    assert!(
+        status.contains("standard input ended inside frame 3 (10 of 6144 bytes)"),
+        "{status}"
+    );
+}

@@ -192,6 +192,7 @@ pub fn watch(
     cfg: &WatchConfig,
     cameras: &[CameraConfig],
     follow: bool,
+    raw: Option<source::RawFormat>,
     out: &Path,
     stop: &Arc<AtomicBool>,
 ) -> Result<WatchReport> {
@@ -207,9 +208,15 @@ pub fn watch(
     let wake = Arc::new((Mutex::new(()), Condvar::new()));
     let mut runs = Vec::new();
     let mut threads = Vec::new();
+    let options = source::SourceOptions {
+        realtime: cfg.realtime,
+        follow,
+        raw,
+        sixteen_bit: model.cfg.data.sixteen_bit,
+    };
     for cam in cameras {
         let shared = Arc::new(Shared::default());
-        let source = match source::open(&cam.source, cfg.realtime, follow) {
+        let source = match source::open(&cam.source, &options) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("camera {}: {e:#}", cam.name);
@@ -228,8 +235,8 @@ pub fn watch(
             cfg.change_delta,
             cfg.events.change_fraction,
             // A file or folder read as fast as it decodes waits for the model instead of
-            // dropping triplets; a paced or followed source keeps only the latest.
-            !cfg.realtime && !follow,
+            // dropping triplets; a paced, followed or piped source keeps only the latest.
+            !cfg.realtime && !follow && cam.source != "-",
         )?;
         threads.push(handle);
         runs.push(CameraRun {

@@ -1,17 +1,28 @@
-//! Where a camera's frames come from: a video file, or a folder that a camera's software fills.
+//! Where a camera's frames come from: a video file, a folder that a camera's software fills, or
+//! raw frames on standard input (from any ffmpeg or GStreamer pipeline).
+//!
+//! 16-bit frames become the model's 8-bit range as `data.sixteen_bit` says: `"per-frame"` and
+//! `{ fixed = … }` as in training; `"per-video"` — the whole video's range, unknown while it
+//! streams — becomes a **running range** ([`RunningRange`]): widened at once to any frame's
+//! minimum and maximum (nothing is clipped), narrowed towards each frame's by 5% per frame (a
+//! range that shrank after a hot object left is taken in over about 60 frames).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use fgstp_data::decode::{raw_range, to_rgb8};
 use fgstp_data::natural_order::natural_cmp;
 use fgstp_data::video::VideoReader;
-use image::RgbImage;
+use fgstp_data::SixteenBit;
+use image::{DynamicImage, RgbImage};
 
 /// Frame rate assumed when a source does not say (thermal cameras mostly record 30 frames/s).
 pub const FALLBACK_FPS: f64 = 30.0;
 
 /// One frame as it arrived.
+#[derive(Debug)]
 pub struct SourceFrame {
     pub image: RgbImage,
     /// Counted from 0 in the stream.
@@ -27,12 +38,37 @@ pub trait FrameSource: Send {
     fn next_frame(&mut self, stop: &dyn Fn() -> bool) -> Result<Option<SourceFrame>>;
 }
 
-/// Opens `source`: a video file (the formats `fgstp infer` reads) or a folder of frames.
-/// `realtime` paces a file at its frame rate; `follow` keeps watching a folder for new frames.
-pub fn open(source: &str, realtime: bool, follow: bool) -> Result<Box<dyn FrameSource>> {
+/// How a source's frames are read.
+#[derive(Clone, Debug)]
+pub struct SourceOptions {
+    /// Pace files and folders at their frame rate.
+    pub realtime: bool,
+    /// Keep watching folders for new frames.
+    pub follow: bool,
+    /// The layout of raw frames on standard input (`-`).
+    pub raw: Option<RawFormat>,
+    pub sixteen_bit: SixteenBit,
+}
+
+/// Opens `source`: `-` (raw frames on standard input, `options.raw`), a folder of frames or a
+/// video file (the formats `fgstp infer` reads).
+pub fn open(source: &str, options: &SourceOptions) -> Result<Box<dyn FrameSource>> {
     let path = Path::new(source);
+    let range = RunningRange::new(options.sixteen_bit);
+    if source == "-" {
+        let Some(format) = options.raw else {
+            bail!("a camera reading standard input (-) needs --raw WxH:FORMAT[@FPS], e.g. --raw 320x240:gray16le@30");
+        };
+        return Ok(Box::new(RawSource {
+            format,
+            input: Box::new(std::io::stdin()),
+            next: 0,
+            range,
+        }));
+    }
+    let (realtime, follow) = (options.realtime, options.follow);
     if path.is_dir() {
-        return Ok(Box::new(FolderSource::new(path, follow, realtime)));
+        return Ok(Box::new(FolderSource::new(path, follow, realtime, range)));
     }
     if !path.exists() {
         bail!("{source}: no such file or folder (a camera source is a video file or a folder of frames)");
@@ -48,6 +84,7 @@ pub fn open(source: &str, realtime: bool, follow: bool) -> Result<Box<dyn FrameS
         fps,
         realtime,
         started: None,
+        range,
     }))
 }
 
@@ -57,6 +94,7 @@ struct VideoSource {
     fps: f64,
     realtime: bool,
     started: Option<Instant>,
+    range: RunningRange,
 }
 
 impl FrameSource for VideoSource {
@@ -73,11 +111,11 @@ impl FrameSource for VideoSource {
                 std::thread::sleep((due - Instant::now()).min(Duration::from_millis(50)));
             }
         }
-        let image = self
+        let frame = self
             .reader
             .frame(index)
-            .with_context(|| format!("{}: frame {index}", self.reader.path().display()))?
-            .to_rgb8();
+            .with_context(|| format!("{}: frame {index}", self.reader.path().display()))?;
+        let image = self.range.to_rgb8(&frame);
         self.next += 1;
         Ok(Some(SourceFrame {
             image,
@@ -97,10 +135,11 @@ struct FolderSource {
     done: Vec<PathBuf>,
     next: u64,
     started: Instant,
+    range: RunningRange,
 }
 
 impl FolderSource {
-    fn new(dir: &Path, follow: bool, realtime: bool) -> Self {
+    fn new(dir: &Path, follow: bool, realtime: bool, range: RunningRange) -> Self {
         Self {
             dir: dir.to_path_buf(),
             follow,
@@ -108,6 +147,7 @@ impl FolderSource {
             done: Vec::new(),
             next: 0,
             started: Instant::now(),
+            range,
         }
     }
 
@@ -155,9 +195,9 @@ impl FrameSource for FolderSource {
                 [first, ..] => Some(first.clone()),
             };
             if let Some(path) = ready {
-                let image = image::open(&path)
-                    .with_context(|| format!("cannot read the frame {}", path.display()))?
-                    .to_rgb8();
+                let frame = fgstp_data::decode::load_raw(&path)
+                    .with_context(|| format!("cannot read the frame {}", path.display()))?;
+                let image = self.range.to_rgb8(&frame);
                 self.done.push(path);
                 if self.done.len() > 4 {
                     self.done.remove(0);
@@ -180,5 +220,251 @@ impl FrameSource for FolderSource {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// The layout of raw frames on standard input: `WxH:gray8|gray16le|rgb24[@FPS]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RawFormat {
+    pub width: u32,
+    pub height: u32,
+    pub pixel: RawPixel,
+    /// Frames per second of the stream (its timestamps); 30 when not given.
+    pub fps: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawPixel {
+    Gray8,
+    Gray16Le,
+    Rgb24,
+}
+
+impl RawFormat {
+    fn frame_bytes(&self) -> usize {
+        let bytes = match self.pixel {
+            RawPixel::Gray8 => 1,
+            RawPixel::Gray16Le => 2,
+            RawPixel::Rgb24 => 3,
+        };
+        self.width as usize * self.height as usize * bytes
+    }
+}
+
+impl std::str::FromStr for RawFormat {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        let usage = || {
+            format!(
+                "--raw {text:?}: expected WxH:FORMAT[@FPS], FORMAT gray8, gray16le or rgb24 \
+                 (e.g. 320x240:gray16le@30)"
+            )
+        };
+        let (size, rest) = text.split_once(':').with_context(usage)?;
+        let (pixel, fps) = match rest.split_once('@') {
+            Some((p, f)) => (p, Some(f)),
+            None => (rest, None),
+        };
+        let (w, h) = size.split_once('x').with_context(usage)?;
+        let (width, height): (u32, u32) = (
+            w.parse().with_context(usage)?,
+            h.parse().with_context(usage)?,
+        );
+        if width == 0 || height == 0 || width > 16384 || height > 16384 {
+            bail!("{}: the size must be 1–16384 pixels each way", usage());
+        }
+        let pixel = match pixel {
+            "gray8" => RawPixel::Gray8,
+            "gray16le" => RawPixel::Gray16Le,
+            "rgb24" => RawPixel::Rgb24,
+            _ => bail!(usage()),
+        };
+        let fps = match fps {
+            Some(f) => f
+                .parse::<f64>()
+                .ok()
+                .filter(|f| *f > 0.0 && f.is_finite())
+                .with_context(usage)?,
+            None => FALLBACK_FPS,
+        };
+        Ok(Self {
+            width,
+            height,
+            pixel,
+            fps,
+        })
+    }
+}
+
+/// Raw frames back to back on a byte stream (standard input).
+struct RawSource {
+    format: RawFormat,
+    input: Box<dyn Read + Send>,
+    next: u64,
+    range: RunningRange,
+}
+
+impl FrameSource for RawSource {
+    fn next_frame(&mut self, _stop: &dyn Fn() -> bool) -> Result<Option<SourceFrame>> {
+        let f = self.format;
+        let mut bytes = vec![0u8; f.frame_bytes()];
+        let mut filled = 0;
+        while filled < bytes.len() {
+            let n = self
+                .input
+                .read(&mut bytes[filled..])
+                .context("cannot read standard input")?;
+            if n == 0 {
+                if filled == 0 {
+                    return Ok(None);
+                }
+                bail!(
+                    "standard input ended inside frame {} ({filled} of {} bytes): the stream is \
+                     not {}x{} {:?}",
+                    self.next,
+                    bytes.len(),
+                    f.width,
+                    f.height,
+                    f.pixel
+                );
+            }
+            filled += n;
+        }
+        let frame = match f.pixel {
+            RawPixel::Gray8 => DynamicImage::ImageLuma8(
+                image::GrayImage::from_raw(f.width, f.height, bytes).context("frame size")?,
+            ),
+            RawPixel::Rgb24 => DynamicImage::ImageRgb8(
+                RgbImage::from_raw(f.width, f.height, bytes).context("frame size")?,
+            ),
+            RawPixel::Gray16Le => {
+                let values: Vec<u16> = bytes
+                    .chunks_exact(2)
+                    .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                    .collect();
+                DynamicImage::ImageLuma16(
+                    image::ImageBuffer::from_raw(f.width, f.height, values)
+                        .context("frame size")?,
+                )
+            }
+        };
+        let index = self.next;
+        self.next += 1;
+        Ok(Some(SourceFrame {
+            image: self.range.to_rgb8(&frame),
+            index,
+            stream_time: index as f64 / f.fps,
+        }))
+    }
+}
+
+/// 16-bit frames to 8-bit RGB for a stream (see the module docs).
+#[derive(Clone, Debug)]
+pub struct RunningRange {
+    mode: SixteenBit,
+    range: Option<(f64, f64)>,
+}
+
+/// How far a running range moves towards a narrower frame range per frame.
+const RANGE_ADAPTATION: f64 = 0.05;
+
+impl RunningRange {
+    pub fn new(mode: SixteenBit) -> Self {
+        Self { mode, range: None }
+    }
+
+    /// The raw range `frame` is stretched over (16-bit frames only).
+    pub fn update(&mut self, frame: &DynamicImage) -> Option<(u16, u16)> {
+        let (lo, hi) = raw_range(frame)?;
+        Some(match self.mode {
+            SixteenBit::Fixed { min, max } => (min, max),
+            SixteenBit::PerFrame => (lo, hi),
+            SixteenBit::PerVideo => {
+                let (lo, hi) = (f64::from(lo), f64::from(hi));
+                let (a, b) = match self.range {
+                    None => (lo, hi),
+                    Some((a, b)) => (
+                        if lo < a {
+                            lo
+                        } else {
+                            a + (lo - a) * RANGE_ADAPTATION
+                        },
+                        if hi > b {
+                            hi
+                        } else {
+                            b + (hi - b) * RANGE_ADAPTATION
+                        },
+                    ),
+                };
+                self.range = Some((a, b));
+                (a.floor() as u16, b.ceil() as u16)
+            }
+        })
+    }
+
+    pub fn to_rgb8(&mut self, frame: &DynamicImage) -> RgbImage {
+        let range = self.update(frame);
+        to_rgb8(frame, range)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gray16(values: &[u16]) -> DynamicImage {
+        DynamicImage::ImageLuma16(
+            image::ImageBuffer::from_raw(values.len() as u32, 1, values.to_vec()).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_running_range_widens_at_once_and_narrows_slowly() {
+        let mut r = RunningRange::new(SixteenBit::PerVideo);
+        assert_eq!(r.update(&gray16(&[7000, 8000])), Some((7000, 8000)));
+        // A hot object: taken in at once, nothing clipped.
+        assert_eq!(r.update(&gray16(&[7000, 12000])), Some((7000, 12000)));
+        // It leaves: the top comes down by 5% of the gap per frame.
+        assert_eq!(r.update(&gray16(&[7000, 8000])), Some((7000, 11800)));
+        for _ in 0..200 {
+            r.update(&gray16(&[7000, 8000]));
+        }
+        assert_eq!(r.update(&gray16(&[7000, 8000])), Some((7000, 8001)));
+        // 8-bit frames have no range; the other modes follow data.sixteen_bit.
+        let rgb = DynamicImage::ImageRgb8(RgbImage::new(2, 1));
+        assert_eq!(r.update(&rgb), None);
+        let mut fixed = RunningRange::new(SixteenBit::Fixed { min: 1, max: 9 });
+        assert_eq!(fixed.update(&gray16(&[0, 100])), Some((1, 9)));
+        let mut per_frame = RunningRange::new(SixteenBit::PerFrame);
+        assert_eq!(per_frame.update(&gray16(&[5, 100])), Some((5, 100)));
+    }
+
+    #[test]
+    fn raw_frames_are_read_back_to_back_and_a_cut_frame_is_an_error() {
+        let format: RawFormat = "2x1:gray16le@10".parse().unwrap();
+        assert_eq!((format.width, format.height, format.fps), (2, 1, 10.0));
+        for bad in ["2x1", "0x1:gray8", "2x1:yuv", "2x1:gray8@0", "ax1:gray8"] {
+            assert!(bad.parse::<RawFormat>().is_err(), "{bad}");
+        }
+        let mut bytes = Vec::new();
+        for v in [100u16, 200, 100, 300] {
+            bytes.extend(v.to_le_bytes());
+        }
+        bytes.push(7); // a cut-off third frame
+        let mut source = RawSource {
+            format,
+            input: Box::new(std::io::Cursor::new(bytes)),
+            next: 0,
+            range: RunningRange::new(SixteenBit::PerFrame),
+        };
+        let never = || false;
+        let first = source.next_frame(&never).unwrap().unwrap();
+        assert_eq!((first.index, first.stream_time), (0, 0.0));
+        assert_eq!(first.image.get_pixel(1, 0)[0], 255);
+        let second = source.next_frame(&never).unwrap().unwrap();
+        assert_eq!((second.index, second.stream_time), (1, 0.1));
+        let err = source.next_frame(&never).unwrap_err().to_string();
+        assert!(err.contains("inside frame 2 (1 of 4 bytes)"), "{err}");
     }
 }
