@@ -127,6 +127,14 @@ fn a_video_file_and_a_folder_of_frames_are_analysed_in_full_and_their_events_are
     let folder = format!("flange={}", s(&f.episodes.join("images")));
     let mut args = watch_args(f, &out);
     args.extend(["--camera", &video, "--camera", &folder]);
+    // Thresholds so low that the tiny model's whole frame is gas: one event per camera, from
+    // its first frame to the end of the stream.
+    args.extend([
+        "--set",
+        "watch.events.start_threshold=1e-6",
+        "--set",
+        "watch.events.stop_threshold=1e-6",
+    ]);
     let log = stderr(&ok(fgstp(&args)));
     assert!(log.contains("watching 2 camera(s)"), "{log}");
 
@@ -143,8 +151,26 @@ fn a_video_file_and_a_folder_of_frames_are_analysed_in_full_and_their_events_are
         assert!(c["latency_p95"].as_f64().unwrap() >= c["latency_p50"].as_f64().unwrap());
         assert_eq!(states(&out, camera), ["online", "ended"], "{camera}");
     }
-    // Every event that starts ends, once, after its updates; its snapshot is there.
+    // Every event that starts ends, once, after its updates; its snapshot and clip are there.
     let records = json_lines(&out.join("events.jsonl"));
+    let news: Vec<&serde_json::Value> = records.iter().filter(|r| r["type"] == "new").collect();
+    assert_eq!(news.len(), 2, "{records:?}");
+    for new in &news {
+        assert_eq!(new["start_frame"], 0);
+        // Confirmed after min_duration (1 s) at 30 frames/s.
+        assert_eq!(new["frame"], 30);
+        let id = new["id"].as_str().unwrap();
+        let end = records
+            .iter()
+            .find(|r| r["id"] == id && r["type"] == "end")
+            .unwrap();
+        assert_eq!(end["end_reason"], "stopped");
+        assert_eq!(end["end_frame"], 37);
+        // The clip: every analysed frame from pre_capture (5 s) before the start to the end.
+        let clip = out.join("clips").join(format!("{id}.mp4"));
+        let info = fgstp_data::video::probe(&clip).unwrap();
+        assert_eq!((info.frames, info.width, info.height), (38, 96, 64), "{id}");
+    }
     for new in records.iter().filter(|r| r["type"] == "new") {
         let id = &new["id"];
         let of_it: Vec<&serde_json::Value> = records.iter().filter(|r| &r["id"] == id).collect();

@@ -20,6 +20,14 @@ pub struct WatchConfig {
     pub stall_timeout: f64,
     /// Seconds between rewrites of `stats.json`.
     pub stats_interval: f64,
+    /// Seconds of analysed frames before an event's start in its clip.
+    pub pre_capture: f64,
+    /// Seconds after an event's end in its clip.
+    pub post_capture: f64,
+    /// Snapshots and clips older than this many days are deleted (0: kept).
+    pub retention_days: f64,
+    /// The oldest snapshots and clips are deleted beyond this many GB (0: no limit).
+    pub retention_gb: f64,
     /// A pixel "changes" in a whole-frame change when its gray level (0–1) moves by more than
     /// this between consecutive frames.
     pub change_delta: f32,
@@ -35,6 +43,10 @@ impl Default for WatchConfig {
             realtime: false,
             stall_timeout: 5.0,
             stats_interval: 1.0,
+            pre_capture: 5.0,
+            post_capture: 5.0,
+            retention_days: 0.0,
+            retention_gb: 0.0,
             change_delta: 0.15,
             events: EventRules::default(),
         }
@@ -64,6 +76,17 @@ impl WatchConfig {
             "watch.detect_fps must be ≥ 0 (0 analyses every frame), not {}",
             self.detect_fps
         );
+        for (name, v) in [
+            ("pre_capture", self.pre_capture),
+            ("post_capture", self.post_capture),
+            ("retention_days", self.retention_days),
+            ("retention_gb", self.retention_gb),
+        ] {
+            ensure!(
+                v >= 0.0 && v.is_finite(),
+                "watch.{name} must be ≥ 0, not {v}"
+            );
+        }
         ensure!(
             self.stall_timeout > 0.0 && self.stats_interval > 0.0,
             "watch.stall_timeout and watch.stats_interval must be positive seconds"

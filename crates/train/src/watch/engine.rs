@@ -5,6 +5,8 @@
 //!
 //! - `events.jsonl` — one [`EventRecord`] per line, appended and flushed line by line;
 //! - `snapshots/<id>.png` — the event's largest-area frame with the mask tinted;
+//! - `clips/<id>.mp4` — the event's analysed frames with the mask tinted, from `pre_capture`
+//!   seconds before its start to `post_capture` after its end ([`super::clips`]);
 //! - `status.jsonl` — each camera's state changes (`online`, `offline`, `paused`, `ended`);
 //! - `stats.json` — per camera, rewritten every `stats_interval`: frames in, triplets analysed
 //!   and skipped per second, latency from the arrival of a triplet's last frame to its
@@ -26,14 +28,14 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use fgstp_data::augment::{normalisation_table, normalise_into, resize_rgb_to};
 use fgstp_data::ImageSize;
 use fgstp_model::models::feature_cache::predict_samples;
-use image::{GrayImage, RgbImage};
+use image::RgbImage;
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
+use super::clips::{apply_retention, tint, CameraClips};
 use super::events::{whole_frame_change, EventRecord, EventTracker, Observation, RecordType};
 use super::source::{self, FrameSource};
 use super::zones::CameraAreas;
-use crate::outputs::overlay;
 use crate::run_config::watch::{CameraConfig, WatchConfig};
 use crate::trained_run::LoadedModel;
 
@@ -84,6 +86,7 @@ struct CameraRun {
     rates: (f64, f64, f64),
     /// Its stream ended (or failed) and its events were ended.
     finished: bool,
+    clips: CameraClips,
 }
 
 /// What a watch run did.
@@ -204,6 +207,15 @@ pub fn watch(
         );
     }
     let mut files = Outputs::open(out)?;
+    // The longest a confirmation can take after a leak's start (for the clips' pre-capture).
+    let confirm_span = cfg.events.min_duration
+        + if cfg.detect_fps > 0.0 {
+            cfg.events.confirm_window as f64 / cfg.detect_fps
+        } else {
+            0.0
+        };
+    let retention = cfg.retention_days > 0.0 || cfg.retention_gb > 0.0;
+    let mut last_retention: Option<Instant> = None;
     let size = model.cfg.data.train_size;
     let wake = Arc::new((Mutex::new(()), Condvar::new()));
     let mut runs = Vec::new();
@@ -250,6 +262,13 @@ pub fn watch(
             last_stats: (Instant::now(), 0, 0, 0),
             rates: (0.0, 0.0, 0.0),
             finished: false,
+            clips: CameraClips::new(
+                &out.join("clips"),
+                cfg.pre_capture,
+                cfg.post_capture,
+                confirm_span,
+                cfg.events.start_threshold,
+            ),
         });
     }
     let mut report = WatchReport {
@@ -311,6 +330,13 @@ pub fn watch(
         } else {
             analyse(model, cfg, &mut runs, batch, &mut files, &mut report)?;
         }
+        if retention && last_retention.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+            let removed = apply_retention(out, cfg.retention_days, cfg.retention_gb)?;
+            if removed > 0 {
+                eprintln!("retention: {removed} old snapshot(s) and clip(s) deleted");
+            }
+            last_retention = Some(Instant::now());
+        }
         if last_stats.elapsed().as_secs_f64() >= cfg.stats_interval {
             write_stats(out, &mut runs)?;
             last_stats = Instant::now();
@@ -328,14 +354,14 @@ pub fn watch(
     Ok(report)
 }
 
-/// Ends the camera's open events with `reason`.
+/// Ends the camera's open events with `reason`, and their clips.
 fn finish_camera(run: &mut CameraRun, files: &mut Outputs, reason: &str) -> Result<()> {
     if let Some(tracker) = run.tracker.as_mut() {
         for record in tracker.finish(reason) {
             files.event(&record)?;
         }
     }
-    Ok(())
+    run.clips.finish_all()
 }
 
 /// Runs a batch (one triplet per camera) through the model and takes the maps in.
@@ -409,9 +435,18 @@ fn analyse(
                 &path,
             )?;
         }
+        run.clips
+            .frame(triplet.stream_time, &triplet.image, &map, (gw, gh))?;
         for record in &decisions.records {
-            if record.kind == RecordType::New {
-                report.events += 1;
+            match record.kind {
+                RecordType::New => {
+                    report.events += 1;
+                    run.clips.start(&record.id, record.start_time)?;
+                }
+                RecordType::End => run
+                    .clips
+                    .end(&record.id, record.end_time.unwrap_or(triplet.stream_time)),
+                RecordType::Update => {}
             }
             files.event(record)?;
         }
@@ -424,22 +459,12 @@ fn analyse(
 fn write_snapshot(
     image: &RgbImage,
     prob: &[f32],
-    (gw, gh): (usize, usize),
+    grid: (usize, usize),
     threshold: f32,
     path: &Path,
 ) -> Result<()> {
-    let (fw, fh) = (image.width(), image.height());
-    let mask = GrayImage::from_fn(fw, fh, |x, y| {
-        let gx = (x as usize * gw / fw as usize).min(gw - 1);
-        let gy = (y as usize * gh / fh as usize).min(gh - 1);
-        image::Luma([if prob[gy * gw + gx] >= threshold {
-            255
-        } else {
-            0
-        }])
-    });
     let tmp = path.with_extension("png.tmp");
-    overlay(image, &mask)
+    tint(image, prob, grid, threshold)
         .save_with_format(&tmp, image::ImageFormat::Png)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path)?;

@@ -6,12 +6,13 @@
 //! - [`zones`]: named zones and ignore masks, drawn in the camera frame's pixels;
 //! - [`events`]: regions tracked across frames → confirmed leak events (new / update / end),
 //!   with their rules;
-//! - [`source`]: video files and folders of frames; [`engine`]: decode threads, batched
-//!   analysis, the output files.
+//! - [`source`]: video files, folders of frames, raw frames on standard input; [`engine`]:
+//!   decode threads, batched analysis, the output files; [`clips`]: event clips, retention.
 //!
 //! Its configuration, `[watch]`, is part of the run configuration
 //! ([`crate::run_config::watch`]).
 
+pub mod clips;
 pub mod engine;
 pub mod events;
 pub mod regions;
