@@ -367,3 +367,212 @@ fn raw_frames_on_standard_input_are_a_camera() {
         "{status}"
     );
 }
+
+/// A camera serving MJPEG (`multipart/x-mixed-replace`) on 127.0.0.1, frames looping at about
+/// 15 per second, to `user:secret` only; stopped and restarted on the same port by the tests.
+struct MjpegCamera {
+    port: u16,
+    frames: std::sync::Arc<Vec<Vec<u8>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MjpegCamera {
+    fn start(port: u16, frames: std::sync::Arc<Vec<Vec<u8>>>) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, jpegs) = (stop.clone(), frames.clone());
+        let thread = std::thread::spawn(move || {
+            let mut handlers = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let (flag, jpegs) = (flag.clone(), jpegs.clone());
+                handlers.push(std::thread::spawn(move || serve(conn, &jpegs, &flag)));
+            }
+            for h in handlers {
+                let _ = h.join();
+            }
+        });
+        /// One client: Basic auth as user:secret, then the frames until stopped.
+        fn serve(
+            mut conn: std::net::TcpStream,
+            jpegs: &[Vec<u8>],
+            stop: &std::sync::atomic::AtomicBool,
+        ) {
+            conn.set_nonblocking(false).unwrap();
+            let mut request = Vec::new();
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                request.push(line.trim_end().to_string());
+            }
+            // "user:secret" in Basic auth.
+            let expected = "Authorization: Basic dXNlcjpzZWNyZXQ=";
+            if !request.iter().any(|l| l.eq_ignore_ascii_case(expected)) {
+                let _ = conn.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n");
+                return;
+            }
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n",
+            );
+            let mut k = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let jpeg = &jpegs[k % jpegs.len()];
+                let head = format!(
+                    "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                    jpeg.len()
+                );
+                if conn.write_all(head.as_bytes()).is_err()
+                    || conn.write_all(jpeg).is_err()
+                    || conn.write_all(b"\r\n").is_err()
+                {
+                    break;
+                }
+                k += 1;
+                std::thread::sleep(Duration::from_millis(66));
+            }
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+        }
+        Self {
+            port,
+            frames,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn kill(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        *self = Self::start(self.port, self.frames.clone());
+    }
+}
+
+impl Drop for MjpegCamera {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Waits until `camera`'s states in `out/status.jsonl` end with `state`; the time it took.
+fn wait_for_state(out: &Path, camera: &str, state: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let now = std::fs::read_to_string(out.join("status.jsonl"))
+            .ok()
+            .and_then(|_| states(out, camera).last().cloned());
+        if now.as_deref() == Some(state) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{camera} not {state} within {limit:?}: {:?}",
+            std::fs::read_to_string(out.join("status.jsonl")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn an_mjpeg_camera_that_goes_away_is_offline_within_the_stall_timeout_and_back_online_after() {
+    let f = fixture();
+    let mut jpegs = Vec::new();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(f.episodes.join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for name in &names {
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        image::open(name)
+            .unwrap()
+            .write_to(&mut bytes, image::ImageFormat::Jpeg)
+            .unwrap();
+        jpegs.push(bytes.into_inner());
+    }
+    let mut camera = MjpegCamera::start(0, std::sync::Arc::new(jpegs));
+    let out = f.root.join("mjpeg");
+    let url = format!("cam=http://user:secret@127.0.0.1:{}/stream", camera.port);
+    let wrong = format!("locked=http://user:guess@127.0.0.1:{}/stream", camera.port);
+    let mut args = vec!["--threads", "1"];
+    args.extend(watch_args(f, &out));
+    args.extend(["--camera", &url, "--camera", &wrong]);
+    args.extend(["--set", "watch.stall_timeout=2"]);
+    let child = Command::new(FGSTP)
+        .args(&args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_state(&out, "cam", "online", Duration::from_secs(60));
+
+    camera.kill();
+    let took = wait_for_state(&out, "cam", "offline", Duration::from_secs(10));
+    assert!(
+        took <= Duration::from_secs(3),
+        "offline after {took:?} (stall_timeout 2 s)"
+    );
+    assert!(states(&out, "cam").contains(&"reconnecting".to_string()));
+
+    camera.restart();
+    let took = wait_for_state(&out, "cam", "online", Duration::from_secs(20));
+    assert!(
+        took <= Duration::from_secs(10),
+        "online {took:?} after the camera's return"
+    );
+    // Analysed again after the break.
+    let start = Instant::now();
+    while !std::fs::read_to_string(out.join("stats.json")).is_ok_and(|t| {
+        serde_json::from_str::<serde_json::Value>(&t)
+            .is_ok_and(|v| v["cam"]["analysed"].as_u64().unwrap_or(0) >= 3)
+    }) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing analysed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let done = child.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", stderr(&done));
+    // The wrong password is named as such; no password is ever written or printed.
+    let status = std::fs::read_to_string(out.join("status.jsonl")).unwrap();
+    assert!(
+        status.contains("refused the credentials (HTTP 401)"),
+        "{status}"
+    );
+    let stats = std::fs::read_to_string(out.join("stats.json")).unwrap();
+    for text in [&status, &stats, &stderr(&done)] {
+        assert!(
+            !text.contains("secret") && !text.contains("guess"),
+            "{text}"
+        );
+    }
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert!(stats["cam"]["reconnects"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(
+        stats["cam"]["analysed"].as_u64().unwrap() > 0,
+        "{stats}\n{}",
+        stderr(&done)
+    );
+}

@@ -62,6 +62,7 @@ struct Shared {
     slot: Mutex<SlotState>,
     frames_in: AtomicU64,
     skipped: AtomicU64,
+    live: source::LiveStatus,
 }
 
 #[derive(Default)]
@@ -86,6 +87,8 @@ struct CameraRun {
     rates: (f64, f64, f64),
     /// Its stream ended (or failed) and its events were ended.
     finished: bool,
+    /// When its source was opened.
+    started: Instant,
     clips: CameraClips,
 }
 
@@ -220,14 +223,15 @@ pub fn watch(
     let wake = Arc::new((Mutex::new(()), Condvar::new()));
     let mut runs = Vec::new();
     let mut threads = Vec::new();
-    let options = source::SourceOptions {
-        realtime: cfg.realtime,
-        follow,
-        raw,
-        sixteen_bit: model.cfg.data.sixteen_bit,
-    };
     for cam in cameras {
         let shared = Arc::new(Shared::default());
+        let options = source::SourceOptions {
+            realtime: cfg.realtime,
+            follow,
+            raw,
+            sixteen_bit: model.cfg.data.sixteen_bit,
+            live: shared.live.clone(),
+        };
         let source = match source::open(&cam.source, &options) {
             Ok(s) => s,
             Err(e) => {
@@ -247,8 +251,8 @@ pub fn watch(
             cfg.change_delta,
             cfg.events.change_fraction,
             // A file or folder read as fast as it decodes waits for the model instead of
-            // dropping triplets; a paced, followed or piped source keeps only the latest.
-            !cfg.realtime && !follow && cam.source != "-",
+            // dropping triplets; a paced, followed, piped or live source keeps only the latest.
+            !cfg.realtime && !follow && cam.source != "-" && !cam.source.starts_with("http"),
         )?;
         threads.push(handle);
         runs.push(CameraRun {
@@ -262,6 +266,7 @@ pub fn watch(
             last_stats: (Instant::now(), 0, 0, 0),
             rates: (0.0, 0.0, 0.0),
             finished: false,
+            started: Instant::now(),
             clips: CameraClips::new(
                 &out.join("clips"),
                 cfg.pre_capture,
@@ -309,14 +314,31 @@ pub fn watch(
                 run.state = "ended";
                 continue;
             }
-            let live = last_frame.map(|t| now.saturating_duration_since(t) <= stall);
-            let state = match (live, run.state) {
-                (Some(false), s) if s != "offline" => Some("offline"),
-                (Some(true), "starting" | "offline") => Some("online"),
+            // A stream is offline after stall_timeout without a frame (its open events end as
+            // stream_lost: a leak seen again after the break is a new event); reconnecting
+            // while its source tries again; online while frames come.
+            let fresh = last_frame.map(|t| now.saturating_duration_since(t) <= stall);
+            let started = Instant::now().saturating_duration_since(run.started) > stall;
+            let (_, reconnecting) = run.shared.live.get();
+            let state = match (fresh, reconnecting, run.state) {
+                (Some(false), _, s) | (None, _, s @ ("starting" | "reconnecting"))
+                    if s != "offline" && (fresh.is_some() || started) =>
+                {
+                    Some(("offline", None))
+                }
+                (_, Some(reason), "starting" | "online" | "paused") => {
+                    Some(("reconnecting", Some(reason)))
+                }
+                (Some(true), None, "starting" | "offline" | "reconnecting") => {
+                    Some(("online", None))
+                }
                 _ => None,
             };
-            if let Some(state) = state {
-                files.status(&run.name, state, None)?;
+            if let Some((state, detail)) = state {
+                if state == "offline" {
+                    finish_camera(run, &mut files, "stream_lost")?;
+                }
+                files.status(&run.name, state, detail.as_deref())?;
                 run.state = state;
             }
         }
@@ -483,7 +505,7 @@ struct CameraStats {
     /// Seconds from the arrival of a triplet's last frame to its decision.
     latency_p50: Option<f64>,
     latency_p95: Option<f64>,
-    /// The decision about frame t waits for frame t+2: two frame intervals on top.
+    /// Times a live source tried to get its stream back (every attempt).
     reconnects: u64,
 }
 
@@ -524,7 +546,7 @@ fn write_stats(out: &Path, runs: &mut [CameraRun]) -> Result<()> {
                 skipped_fps: run.rates.2,
                 latency_p50: percentile(&run.latencies, 0.5),
                 latency_p95: percentile(&run.latencies, 0.95),
-                reconnects: 0,
+                reconnects: run.shared.live.get().0,
             },
         );
     }

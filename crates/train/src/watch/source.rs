@@ -1,5 +1,7 @@
-//! Where a camera's frames come from: a video file, a folder that a camera's software fills, or
-//! raw frames on standard input (from any ffmpeg or GStreamer pipeline).
+//! Where a camera's frames come from: a video file, a folder that a camera's software fills, raw
+//! frames on standard input (from any ffmpeg or GStreamer pipeline), or MJPEG over HTTP
+//! (`multipart/x-mixed-replace`, which many thermal cameras serve), reconnected with a capped
+//! exponential backoff when the stream breaks ([`Reconnecting`]).
 //!
 //! 16-bit frames become the model's 8-bit range as `data.sixteen_bit` says: `"per-frame"` and
 //! `{ fixed = … }` as in training; `"per-video"` — the whole video's range, unknown while it
@@ -48,6 +50,49 @@ pub struct SourceOptions {
     /// The layout of raw frames on standard input (`-`).
     pub raw: Option<RawFormat>,
     pub sixteen_bit: SixteenBit,
+    /// What a live source tells the engine (reconnections).
+    pub live: LiveStatus,
+}
+
+/// A live source's connection state, shared with the engine.
+#[derive(Clone, Debug, Default)]
+pub struct LiveStatus {
+    inner: std::sync::Arc<std::sync::Mutex<(u64, Option<String>)>>,
+}
+
+impl LiveStatus {
+    /// Reconnection attempts so far, and why the stream is down (`None` while connected).
+    pub fn get(&self) -> (u64, Option<String>) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn reconnecting(&self, reason: String) {
+        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        s.0 += 1;
+        s.1 = Some(reason);
+    }
+
+    fn connected(&self) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).1 = None;
+    }
+}
+
+/// `url` with any password replaced (`http://user:***@host/…`), for messages and files.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_string(),
+    }
 }
 
 /// Opens `source`: `-` (raw frames on standard input, `options.raw`), a folder of frames or a
@@ -65,6 +110,19 @@ pub fn open(source: &str, options: &SourceOptions) -> Result<Box<dyn FrameSource
             next: 0,
             range,
         }));
+    }
+    if source.starts_with("http://") {
+        return Ok(Box::new(Reconnecting::new(
+            source.to_string(),
+            range,
+            options.live.clone(),
+        )));
+    }
+    if source.starts_with("https://") {
+        bail!(
+            "{}: HTTPS cameras are not supported; use the camera's http:// stream",
+            redact(source)
+        );
     }
     let (realtime, follow) = (options.realtime, options.follow);
     if path.is_dir() {
@@ -409,6 +467,173 @@ impl RunningRange {
     }
 }
 
+/// Longest wait between two reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// First wait after a stream breaks.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// An MJPEG camera over HTTP, reconnected whenever its stream breaks or ends: waits of 250 ms,
+/// doubling up to 10 s, until the stream is back or the watch stops. Frame numbers go on across
+/// reconnections with a gap (so no triplet spans one); the stream time is the time since the
+/// watch started.
+struct Reconnecting {
+    url: String,
+    range: RunningRange,
+    live: LiveStatus,
+    stream: Option<MjpegStream>,
+    next: u64,
+    started: Instant,
+    backoff: Duration,
+}
+
+impl Reconnecting {
+    fn new(url: String, range: RunningRange, live: LiveStatus) -> Self {
+        Self {
+            url,
+            range,
+            live,
+            stream: None,
+            next: 0,
+            started: Instant::now(),
+            backoff: FIRST_BACKOFF,
+        }
+    }
+
+    fn fail(&mut self, reason: String, stop: &dyn Fn() -> bool) {
+        self.stream = None;
+        self.live.reconnecting(reason);
+        // A gap in the numbers: the next triplet starts after the break.
+        self.next += 1;
+        let until = Instant::now() + self.backoff;
+        while Instant::now() < until && !stop() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+impl FrameSource for Reconnecting {
+    fn next_frame(&mut self, stop: &dyn Fn() -> bool) -> Result<Option<SourceFrame>> {
+        loop {
+            if stop() {
+                return Ok(None);
+            }
+            if self.stream.is_none() {
+                match MjpegStream::connect(&self.url) {
+                    Ok(stream) => self.stream = Some(stream),
+                    Err(e) => {
+                        self.fail(format!("{e:#}"), stop);
+                        continue;
+                    }
+                }
+            }
+            let stream = self.stream.as_mut().expect("connected");
+            match stream.next_jpeg() {
+                Ok(Some(bytes)) => match image::load_from_memory(&bytes) {
+                    Ok(frame) => {
+                        self.live.connected();
+                        self.backoff = FIRST_BACKOFF;
+                        let index = self.next;
+                        self.next += 1;
+                        return Ok(Some(SourceFrame {
+                            image: self.range.to_rgb8(&frame),
+                            index,
+                            stream_time: self.started.elapsed().as_secs_f64(),
+                        }));
+                    }
+                    // A damaged frame: skipped, and the numbers leave a gap.
+                    Err(_) => self.next += 1,
+                },
+                Ok(None) => self.fail("the stream ended".into(), stop),
+                Err(e) => self.fail(format!("{e:#}"), stop),
+            }
+        }
+    }
+}
+
+/// One HTTP connection to an MJPEG stream.
+struct MjpegStream {
+    reader: std::io::BufReader<Box<dyn Read + Send + Sync>>,
+    boundary: String,
+}
+
+impl MjpegStream {
+    fn connect(url: &str) -> Result<Self> {
+        let shown = redact(url);
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout_read(Duration::from_secs(5))
+            .build();
+        let response = match agent.get(url).call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(code, _)) if code == 401 || code == 403 => {
+                bail!("{shown}: the camera refused the credentials (HTTP {code})")
+            }
+            Err(ureq::Error::Status(code, _)) => bail!("{shown}: HTTP {code}"),
+            // ureq's transport errors name the URL with its password: they are not passed on.
+            Err(ureq::Error::Transport(t)) => bail!("{shown}: cannot connect ({})", t.kind()),
+        };
+        let content_type = response.content_type().to_string();
+        let Some(boundary) = response
+            .header("content-type")
+            .and_then(|v| {
+                v.split(';')
+                    .find_map(|p| p.trim().strip_prefix("boundary="))
+            })
+            .map(|b| b.trim_matches('"').trim_start_matches("--").to_string())
+        else {
+            bail!("{shown}: not an MJPEG stream (Content-Type {content_type}, expected multipart/x-mixed-replace with a boundary)");
+        };
+        Ok(Self {
+            reader: std::io::BufReader::new(response.into_reader()),
+            boundary,
+        })
+    }
+
+    /// The next part's bytes; `None` at the end of the stream.
+    fn next_jpeg(&mut self) -> Result<Option<Vec<u8>>> {
+        use std::io::BufRead;
+        let marker = format!("--{}", self.boundary);
+        let mut line = String::new();
+        // Up to the boundary line.
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Ok(None);
+            }
+            if line.trim_end() == marker {
+                break;
+            }
+            if line.trim_end() == format!("{marker}--") {
+                return Ok(None);
+            }
+        }
+        // The part's headers.
+        let mut length: Option<usize> = None;
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Ok(None);
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().ok();
+                }
+            }
+        }
+        let Some(length) = length.filter(|n| *n <= 64 << 20) else {
+            bail!("an MJPEG part without a usable Content-Length");
+        };
+        let mut bytes = vec![0u8; length];
+        self.reader.read_exact(&mut bytes)?;
+        Ok(Some(bytes))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,6 +663,16 @@ mod tests {
         assert_eq!(fixed.update(&gray16(&[0, 100])), Some((1, 9)));
         let mut per_frame = RunningRange::new(SixteenBit::PerFrame);
         assert_eq!(per_frame.update(&gray16(&[5, 100])), Some((5, 100)));
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact("http://admin:s3cret@10.0.0.5:8080/video.mjpg"),
+            "http://admin:***@10.0.0.5:8080/video.mjpg"
+        );
+        assert_eq!(redact("http://10.0.0.5/x"), "http://10.0.0.5/x");
+        assert_eq!(redact("rtsp://u:p@h"), "rtsp://u:***@h");
     }
 
     #[test]
