@@ -576,3 +576,49 @@ fn an_mjpeg_camera_that_goes_away_is_offline_within_the_stall_timeout_and_back_o
         stderr(&done)
     );
 }
+
+#[test]
+fn a_camera_that_changes_resolution_starts_its_decisions_over() {
+    let f = fixture();
+    let frames = f.root.join("resized-frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(f.episodes.join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for (k, name) in names.iter().enumerate() {
+        let img = image::open(name).unwrap();
+        // The second half at another size.
+        let img = if k < 20 {
+            img
+        } else {
+            img.resize_exact(80, 48, image::imageops::FilterType::Triangle)
+        };
+        img.save(frames.join(name.file_name().unwrap())).unwrap();
+    }
+    let out = f.root.join("resized");
+    let camera = format!("cam={}", s(&frames));
+    let mut args = watch_args(f, &out);
+    args.extend(["--camera", &camera]);
+    args.extend([
+        "--set",
+        "watch.events.start_threshold=1e-6",
+        "--set",
+        "watch.events.stop_threshold=1e-6",
+        "--set",
+        "watch.events.min_duration=0.1",
+    ]);
+    ok(fgstp(&args));
+    let status = std::fs::read_to_string(out.join("status.jsonl")).unwrap();
+    assert!(
+        status.contains("resolution changed from 96x64 to 80x48"),
+        "{status}"
+    );
+    let ends: Vec<String> = json_lines(&out.join("events.jsonl"))
+        .iter()
+        .filter(|r| r["type"] == "end")
+        .map(|r| r["end_reason"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ends, ["resolution_changed", "stopped"]);
+}

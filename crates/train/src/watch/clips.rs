@@ -73,6 +73,14 @@ impl CameraClips {
         prob: &[f32],
         grid: (usize, usize),
     ) -> Result<()> {
+        // Frames of another size (the camera changed resolution) cannot go into one video.
+        if self
+            .ring
+            .back()
+            .is_some_and(|k| k.image.dimensions() != image.dimensions())
+        {
+            self.ring.clear();
+        }
         self.grid = grid;
         self.ring.push_back(Kept {
             stream_time,

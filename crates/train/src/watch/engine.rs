@@ -78,7 +78,8 @@ struct CameraRun {
     name: String,
     shared: Arc<Shared>,
     tracker: Option<EventTracker>,
-    areas: Option<(Vec<super::zones::ZoneConfig>, Vec<super::zones::Polygon>)>,
+    /// The camera's zones and ignore masks as configured.
+    zones_and_ignore: (Vec<super::zones::ZoneConfig>, Vec<super::zones::Polygon>),
     state: &'static str,
     analysed: u64,
     latencies: VecDeque<f64>,
@@ -259,7 +260,7 @@ pub fn watch(
             name: cam.name.clone(),
             shared,
             tracker: None,
-            areas: Some((cam.zones.clone(), cam.ignore.clone())),
+            zones_and_ignore: (cam.zones.clone(), cam.ignore.clone()),
             state: "starting",
             analysed: 0,
             latencies: VecDeque::new(),
@@ -419,9 +420,25 @@ fn analyse(
             triplet.image.width() as usize,
             triplet.image.height() as usize,
         );
+        // A camera that changes resolution: its events end (their boxes and areas are in the
+        // old frame's pixels) and decisions start over at the new size.
+        if let Some(old) = run.tracker.as_ref().map(|t| t.frame_size()) {
+            if old != frame_size {
+                finish_camera(run, files, "resolution_changed")?;
+                run.tracker = None;
+                files.status(
+                    &run.name,
+                    "online",
+                    Some(&format!(
+                        "resolution changed from {}x{} to {}x{}",
+                        old.0, old.1, frame_size.0, frame_size.1
+                    )),
+                )?;
+            }
+        }
         let tracker = run.tracker.get_or_insert_with(|| {
-            let (zones, ignore) = run.areas.take().unwrap_or_default();
-            let areas = CameraAreas::new(&zones, &ignore, frame_size, (gw, gh));
+            let (zones, ignore) = &run.zones_and_ignore;
+            let areas = CameraAreas::new(zones, ignore, frame_size, (gw, gh));
             EventTracker::new(&run.name, cfg.events.clone(), areas, (gw, gh), frame_size)
         });
         let decisions = tracker.observe(&Observation {

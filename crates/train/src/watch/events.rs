@@ -188,6 +188,11 @@ impl EventTracker {
         }
     }
 
+    /// The camera frame size (width, height) the tracker was made for.
+    pub fn frame_size(&self) -> (usize, usize) {
+        self.frame_size
+    }
+
     /// Whether an event is open.
     pub fn has_open_events(&self) -> bool {
         self.tracks.iter().any(|t| t.event.is_some())
