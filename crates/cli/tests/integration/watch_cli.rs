@@ -622,3 +622,38 @@ fn a_camera_that_changes_resolution_starts_its_decisions_over() {
         .collect();
     assert_eq!(ends, ["resolution_changed", "stopped"]);
 }
+
+#[test]
+fn the_feature_cache_gives_the_probabilities_of_the_whole_model() {
+    let f = fixture();
+    let video = format!("pump={}", s(&f.episodes.join("video.mp4")));
+    let run = |name: &str, extra: &[&str]| {
+        let out = f.root.join(name);
+        let mut args = watch_args(f, &out);
+        args.extend(["--camera", &video]);
+        args.extend([
+            "--set",
+            "watch.events.start_threshold=1e-6",
+            "--set",
+            "watch.events.stop_threshold=1e-6",
+            "--set",
+            "watch.events.update_interval=0.05",
+        ]);
+        args.extend(extra);
+        ok(fgstp(&args));
+        json_lines(&out.join("events.jsonl"))
+    };
+    let (cached, whole) = (run("cached", &[]), run("uncached", &["--no-feature-cache"]));
+    assert_eq!(cached.len(), whole.len());
+    assert!(cached.len() >= 5, "{cached:?}");
+    for (a, b) in cached.iter().zip(&whole) {
+        assert_eq!((&a["type"], &a["frame"]), (&b["type"], &b["frame"]));
+        for key in ["max_prob", "mean_prob"] {
+            let (x, y) = (a[key].as_f64().unwrap(), b[key].as_f64().unwrap());
+            assert!(
+                (x - y).abs() <= 1e-5,
+                "{key}: {x} with the cache, {y} without"
+            );
+        }
+    }
+}

@@ -28,6 +28,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use fgstp_data::augment::{normalisation_table, normalise_into, resize_rgb_to};
 use fgstp_data::ImageSize;
 use fgstp_model::models::feature_cache::predict_samples;
+use fgstp_model::nn::backbone::Features;
+use fgstp_model::runtime::transfer::upload;
+use fgstp_model::Model;
 use image::RgbImage;
 use serde::Serialize;
 use tch::{Kind, Tensor};
@@ -78,6 +81,8 @@ struct CameraRun {
     name: String,
     shared: Arc<Shared>,
     tracker: Option<EventTracker>,
+    /// Encoder features of its latest frames (the feature cache), by frame number.
+    features: BTreeMap<u64, Features>,
     /// The camera's zones and ignore masks as configured.
     zones_and_ignore: (Vec<super::zones::ZoneConfig>, Vec<super::zones::Polygon>),
     state: &'static str,
@@ -261,6 +266,7 @@ pub fn watch(
             shared,
             tracker: None,
             zones_and_ignore: (cam.zones.clone(), cam.ignore.clone()),
+            features: BTreeMap::new(),
             state: "starting",
             analysed: 0,
             latencies: VecDeque::new(),
@@ -396,18 +402,7 @@ fn analyse(
     files: &mut Outputs,
     report: &mut WatchReport,
 ) -> Result<()> {
-    let size = model.cfg.data.train_size;
-    let (h, w) = size.hw();
-    let samples: Vec<Vec<Vec<Tensor>>> = batch
-        .iter()
-        .map(|(_, t)| {
-            t.inputs
-                .iter()
-                .map(|x| vec![Tensor::from_slice(x).view([3, h, w])])
-                .collect()
-        })
-        .collect();
-    let logits = tch::no_grad(|| predict_samples(&model.model, model.device, &samples))?;
+    let logits = tch::no_grad(|| batch_logits(model, runs, &batch))?;
     let prob = logits
         .to_kind(Kind::Float)
         .sigmoid()
@@ -491,6 +486,70 @@ fn analyse(
         }
     }
     Ok(())
+}
+
+/// The logits `[B, 1, S, S]` of a batch of triplets. With the feature cache (`eval.feature_cache`,
+/// on by default) each frame is encoded once — a camera analysed frame by frame encodes one new
+/// frame per triplet — and its features kept until no later triplet needs them, as `fgstp infer`
+/// does (same numbers); without it the whole model runs on each triplet's three frames.
+fn batch_logits(
+    model: &LoadedModel,
+    runs: &mut [CameraRun],
+    batch: &[(usize, Triplet)],
+) -> Result<Tensor> {
+    let (h, w) = model.cfg.data.train_size.hw();
+    let input = |x: &Vec<f32>| Tensor::from_slice(x).view([3, h, w]);
+    let Model::Fgstp(fgstp) = &model.model else {
+        anyhow::bail!("fgstp watch runs FGSTP models only");
+    };
+    if !model.cfg.eval.feature_cache {
+        let samples: Vec<Vec<Vec<Tensor>>> = batch
+            .iter()
+            .map(|(_, t)| t.inputs.iter().map(|x| vec![input(x)]).collect())
+            .collect();
+        return predict_samples(&model.model, model.device, &samples);
+    }
+    let (device, precision) = (model.device, model.cfg.model.precision);
+    // The frames no camera has encoded yet, encoded in one batch.
+    let mut missing: Vec<(usize, u64, &Vec<f32>)> = Vec::new();
+    for (k, t) in batch {
+        for (j, x) in t.inputs.iter().enumerate() {
+            let frame = t.frame + j as u64;
+            if !runs[*k].features.contains_key(&frame) {
+                missing.push((*k, frame, x));
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let stacked: Vec<Tensor> = missing.iter().map(|(_, _, x)| input(x)).collect();
+        let stacked = upload(&Tensor::stack(&stacked, 0), device)?;
+        let features = precision.run(device, || fgstp.encode(&stacked, false))??;
+        for (row, (k, frame, _)) in missing.iter().enumerate() {
+            let row = row as i64;
+            runs[*k]
+                .features
+                .insert(*frame, features.each_ref().map(|f| f.narrow(0, row, 1)));
+        }
+    }
+    // Slot j of every triplet, batched.
+    let slot = |j: u64| -> Features {
+        std::array::from_fn(|level| {
+            let parts: Vec<&Tensor> = batch
+                .iter()
+                .map(|(k, t)| &runs[*k].features[&(t.frame + j)][level])
+                .collect();
+            Tensor::cat(&parts, 0)
+        })
+    };
+    let (a, b, c) = (slot(0), slot(1), slot(2));
+    let fused = precision
+        .run(device, || fgstp.forward_features(&a, &b, &c, false))??
+        .fused;
+    // A camera's next triplet starts after this one's first frame.
+    for (k, t) in batch {
+        runs[*k].features.retain(|&frame, _| frame > t.frame);
+    }
+    Ok(fused.to_kind(Kind::Float))
 }
 
 /// Frame t with the gas mask (`prob` ≥ `threshold` on the decision grid, scaled to the frame)
