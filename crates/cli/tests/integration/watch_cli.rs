@@ -103,6 +103,31 @@ fn watch_args<'a>(f: &'a Fixture, out: &'a Path) -> Vec<&'a str> {
     ]
 }
 
+/// `fgstp --threads 1 watch … --camera pipe=- --raw RAW` with `bytes` on its standard input.
+fn watch_stdin(f: &Fixture, out: &Path, raw: &str, bytes: &[u8]) -> Output {
+    use std::io::Write;
+    let mut args = vec!["--threads", "1"];
+    args.extend(watch_args(f, out));
+    args.extend(["--camera", "pipe=-", "--raw", raw]);
+    let mut child = Command::new(FGSTP)
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Thresholds so low that the tiny model's whole frame is gas: one event per camera, from its
+/// first frame to the end of its stream.
+const WHOLE_FRAME_IS_GAS: [&str; 4] = [
+    "--set",
+    "watch.events.start_threshold=1e-6",
+    "--set",
+    "watch.events.stop_threshold=1e-6",
+];
+
 fn json_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -127,14 +152,7 @@ fn a_video_file_and_a_folder_of_frames_are_analysed_in_full_and_their_events_are
     let folder = format!("flange={}", s(&f.episodes.join("images")));
     let mut args = watch_args(f, &out);
     args.extend(["--camera", &video, "--camera", &folder]);
-    // Thresholds so low that the tiny model's whole frame is gas: one event per camera, from
-    // its first frame to the end of the stream.
-    args.extend([
-        "--set",
-        "watch.events.start_threshold=1e-6",
-        "--set",
-        "watch.events.stop_threshold=1e-6",
-    ]);
+    args.extend(WHOLE_FRAME_IS_GAS);
     let log = stderr(&ok(fgstp(&args)));
     assert!(log.contains("watching 2 camera(s)"), "{log}");
 
@@ -312,22 +330,7 @@ fn raw_frames_on_standard_input_are_a_camera() {
             bytes.extend((7000 + 8 * u16::from(*v)).to_le_bytes());
         }
     }
-    let mut args = vec!["--threads", "1"];
-    args.extend(watch_args(f, &out));
-    args.extend(["--camera", "pipe=-", "--raw", "96x64:gray16le@15"]);
-    let mut child = Command::new(FGSTP)
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(&bytes).unwrap();
-    }
-    let done = child.wait_with_output().unwrap();
-    assert!(done.status.success(), "{}", stderr(&done));
+    ok(watch_stdin(f, &out, "96x64:gray16le@15", &bytes));
     let stats: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
     let pipe = &stats["pipe"];
@@ -345,22 +348,12 @@ fn raw_frames_on_standard_input_are_a_camera() {
     args.extend(["--camera", "pipe=-"]);
     let log = stderr(&fgstp(&args));
     assert!(log.contains("needs --raw WxH:FORMAT"), "{log}");
-    let mut args = vec!["--threads", "1"];
-    args.extend(watch_args(f, &out));
-    args.extend(["--camera", "pipe=-", "--raw", "96x64:gray8"]);
-    let mut child = Command::new(FGSTP)
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(&vec![0u8; 96 * 64 * 3 + 10]).unwrap();
-    }
-    let done = child.wait_with_output().unwrap();
-    assert!(done.status.success(), "{}", stderr(&done));
+    ok(watch_stdin(
+        f,
+        &out,
+        "96x64:gray8",
+        &vec![0u8; 96 * 64 * 3 + 10],
+    ));
     let status = std::fs::read_to_string(out.join("status.jsonl")).unwrap();
     assert!(
         status.contains("standard input ended inside frame 3 (10 of 6144 bytes)"),
@@ -601,14 +594,8 @@ fn a_camera_that_changes_resolution_starts_its_decisions_over() {
     let camera = format!("cam={}", s(&frames));
     let mut args = watch_args(f, &out);
     args.extend(["--camera", &camera]);
-    args.extend([
-        "--set",
-        "watch.events.start_threshold=1e-6",
-        "--set",
-        "watch.events.stop_threshold=1e-6",
-        "--set",
-        "watch.events.min_duration=0.1",
-    ]);
+    args.extend(WHOLE_FRAME_IS_GAS);
+    args.extend(["--set", "watch.events.min_duration=0.1"]);
     ok(fgstp(&args));
     let status = std::fs::read_to_string(out.join("status.jsonl")).unwrap();
     assert!(
@@ -631,14 +618,8 @@ fn the_feature_cache_gives_the_probabilities_of_the_whole_model() {
         let out = f.root.join(name);
         let mut args = watch_args(f, &out);
         args.extend(["--camera", &video]);
-        args.extend([
-            "--set",
-            "watch.events.start_threshold=1e-6",
-            "--set",
-            "watch.events.stop_threshold=1e-6",
-            "--set",
-            "watch.events.update_interval=0.05",
-        ]);
+        args.extend(WHOLE_FRAME_IS_GAS);
+        args.extend(["--set", "watch.events.update_interval=0.05"]);
         args.extend(extra);
         ok(fgstp(&args));
         json_lines(&out.join("events.jsonl"))
