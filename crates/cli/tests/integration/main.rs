@@ -25,4 +25,5 @@ mod structure;
 mod train_parity;
 mod video_cli;
 mod watch_cli;
+mod watch_rtsp;
 mod weights;

@@ -12,19 +12,19 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// `fgstp --threads 1 ARGS`.
-fn fgstp(args: &[&str]) -> Output {
+pub(crate) fn fgstp(args: &[&str]) -> Output {
     common::fgstp(&[&["--threads", "1"], args].concat())
 }
 
-struct Fixture {
-    root: PathBuf,
-    config: PathBuf,
-    weights: PathBuf,
+pub(crate) struct Fixture {
+    pub root: PathBuf,
+    pub config: PathBuf,
+    pub weights: PathBuf,
     /// One scene with two leak episodes: `video.mp4`, `images/`.
-    episodes: PathBuf,
+    pub episodes: PathBuf,
 }
 
-fn fixture() -> &'static Fixture {
+pub(crate) fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let root = shared_scratch_dir();
@@ -91,7 +91,7 @@ min_area = 1
     })
 }
 
-fn watch_args<'a>(f: &'a Fixture, out: &'a Path) -> Vec<&'a str> {
+pub(crate) fn watch_args<'a>(f: &'a Fixture, out: &'a Path) -> Vec<&'a str> {
     vec![
         "watch",
         "--config",
@@ -121,14 +121,14 @@ fn watch_stdin(f: &Fixture, out: &Path, raw: &str, bytes: &[u8]) -> Output {
 
 /// Thresholds so low that the tiny model's whole frame is gas: one event per camera, from its
 /// first frame to the end of its stream.
-const WHOLE_FRAME_IS_GAS: [&str; 4] = [
+pub(crate) const WHOLE_FRAME_IS_GAS: [&str; 4] = [
     "--set",
     "watch.events.start_threshold=1e-6",
     "--set",
     "watch.events.stop_threshold=1e-6",
 ];
 
-fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn json_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .lines()
@@ -136,7 +136,7 @@ fn json_lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn states(out: &Path, camera: &str) -> Vec<String> {
+pub(crate) fn states(out: &Path, camera: &str) -> Vec<String> {
     json_lines(&out.join("status.jsonl"))
         .iter()
         .filter(|l| l["camera"] == camera)
@@ -464,7 +464,7 @@ impl Drop for MjpegCamera {
 }
 
 /// Waits until `camera`'s states in `out/status.jsonl` end with `state`; the time it took.
-fn wait_for_state(out: &Path, camera: &str, state: &str, limit: Duration) -> Duration {
+pub(crate) fn wait_for_state(out: &Path, camera: &str, state: &str, limit: Duration) -> Duration {
     let start = Instant::now();
     loop {
         let now = std::fs::read_to_string(out.join("status.jsonl"))

@@ -51,6 +51,7 @@ mod error;
 mod format;
 mod h264;
 mod h264_encode;
+pub mod h264_live;
 mod h264_track;
 mod mp4;
 pub mod mp4_mux;

@@ -450,8 +450,10 @@ fn analyse(
         if run.latencies.len() > 512 {
             run.latencies.pop_front();
         }
+        // Only an online camera pauses (and a paused one resumes): triplets still queued when
+        // a stream broke do not make a reconnecting or offline camera look online.
         let paused = if decisions.paused { "paused" } else { "online" };
-        if paused != run.state && run.state != "ended" {
+        if paused != run.state && matches!(run.state, "online" | "paused") {
             files.status(
                 &run.name,
                 paused,
@@ -583,6 +585,9 @@ struct CameraStats {
     latency_p95: Option<f64>,
     /// Times a live source tried to get its stream back (every attempt).
     reconnects: u64,
+    /// Frames of a live source dropped as damaged (undecodable, or waiting for the key frame
+    /// after lost packets).
+    damaged: u64,
 }
 
 fn percentile(values: &VecDeque<f64>, q: f64) -> Option<f64> {
@@ -623,6 +628,7 @@ fn write_stats(out: &Path, runs: &mut [CameraRun]) -> Result<()> {
                 latency_p50: percentile(&run.latencies, 0.5),
                 latency_p95: percentile(&run.latencies, 0.95),
                 reconnects: run.shared.live.get().0,
+                damaged: run.shared.live.damaged(),
             },
         );
     }

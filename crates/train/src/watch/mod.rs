@@ -6,7 +6,8 @@
 //! - [`zones`]: named zones and ignore masks, drawn in the camera frame's pixels;
 //! - [`events`]: regions tracked across frames → confirmed leak events (new / update / end),
 //!   with their rules;
-//! - [`source`]: video files, folders of frames, raw frames on standard input; [`engine`]:
+//! - [`source`]: video files, folders of frames, raw frames on standard input, MJPEG over
+//!   HTTP, RTSP cameras (`rtsp`); [`engine`]:
 //!   decode threads, batched analysis, the output files; [`clips`]: event clips, retention.
 //!
 //! Its configuration, `[watch]`, is part of the run configuration
@@ -16,5 +17,6 @@ pub mod clips;
 pub mod engine;
 pub mod events;
 pub mod regions;
+mod rtsp;
 pub mod source;
 pub mod zones;

@@ -1,7 +1,8 @@
 //! Where a camera's frames come from: a video file, a folder that a camera's software fills, raw
-//! frames on standard input (from any ffmpeg or GStreamer pipeline), or MJPEG over HTTP
-//! (`multipart/x-mixed-replace`, which many thermal cameras serve), reconnected with a capped
-//! exponential backoff when the stream breaks ([`Reconnecting`]).
+//! frames on standard input (from any ffmpeg or GStreamer pipeline), an RTSP camera (H.264,
+//! [`super::rtsp`]) or MJPEG over HTTP (`multipart/x-mixed-replace`, which many thermal cameras
+//! serve). Live streams are reconnected with a capped exponential backoff when they break
+//! ([`Reconnecting`]).
 //!
 //! 16-bit frames become the model's 8-bit range as `data.sixteen_bit` says: `"per-frame"` and
 //! `{ fixed = … }` as in training; `"per-video"` — the whole video's range, unknown while it
@@ -58,12 +59,23 @@ pub struct SourceOptions {
 #[derive(Clone, Debug, Default)]
 pub struct LiveStatus {
     inner: std::sync::Arc<std::sync::Mutex<(u64, Option<String>)>>,
+    damaged: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl LiveStatus {
     /// Reconnection attempts so far, and why the stream is down (`None` while connected).
     pub fn get(&self) -> (u64, Option<String>) {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Frames dropped as damaged: undecodable, or waiting for the key frame after a loss.
+    pub fn damaged(&self) -> u64 {
+        self.damaged.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count_damaged(&self) {
+        self.damaged
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn reconnecting(&self, reason: String) {
@@ -114,9 +126,24 @@ pub fn open(source: &str, options: &SourceOptions) -> Result<Box<dyn FrameSource
     if source.starts_with("http://") {
         return Ok(Box::new(Reconnecting::new(
             source.to_string(),
+            |url| Ok(Box::new(MjpegStream::connect(url)?)),
             range,
             options.live.clone(),
         )));
+    }
+    if source.starts_with("rtsp://") {
+        return Ok(Box::new(Reconnecting::new(
+            source.to_string(),
+            |url| Ok(Box::new(super::rtsp::RtspStream::connect(url)?)),
+            range,
+            options.live.clone(),
+        )));
+    }
+    if source.starts_with("rtsps://") {
+        bail!(
+            "{}: RTSP over TLS is not supported; use the camera's rtsp:// stream",
+            redact(source)
+        );
     }
     if source.starts_with("https://") {
         bail!(
@@ -467,29 +494,48 @@ impl RunningRange {
     }
 }
 
-/// Longest wait between two reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Longest wait between two reconnection attempts: a camera that comes back is online again
+/// within this, the connection and its first key frame.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// First wait after a stream breaks.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
-/// An MJPEG camera over HTTP, reconnected whenever its stream breaks or ends: waits of 250 ms,
-/// doubling up to 10 s, until the stream is back or the watch stops. Frame numbers go on across
-/// reconnections with a gap (so no triplet spans one); the stream time is the time since the
-/// watch started.
+/// What a live connection delivers.
+pub(super) enum LivePicture {
+    Image(DynamicImage),
+    /// A frame that could not be used (a damaged JPEG; an H.264 frame that was damaged or
+    /// depends on lost packets, up to the next key frame).
+    Damaged,
+}
+
+/// One connection to a live stream.
+pub(super) trait LiveConnection: Send {
+    /// The next picture; `None` when the stream ended (or `stop` turned true).
+    fn next_picture(&mut self, stop: &dyn Fn() -> bool) -> Result<Option<LivePicture>>;
+}
+
+type Connect = fn(&str) -> Result<Box<dyn LiveConnection>>;
+
+/// A live camera (RTSP, MJPEG over HTTP), reconnected whenever its stream breaks or ends:
+/// waits of 250 ms, doubling up to 5 s, until the stream is back or the watch stops. Frame
+/// numbers go on across reconnections and damaged frames with a gap (so no triplet spans one);
+/// the stream time is the time since the watch started.
 struct Reconnecting {
     url: String,
+    connect: Connect,
     range: RunningRange,
     live: LiveStatus,
-    stream: Option<MjpegStream>,
+    stream: Option<Box<dyn LiveConnection>>,
     next: u64,
     started: Instant,
     backoff: Duration,
 }
 
 impl Reconnecting {
-    fn new(url: String, range: RunningRange, live: LiveStatus) -> Self {
+    fn new(url: String, connect: Connect, range: RunningRange, live: LiveStatus) -> Self {
         Self {
             url,
+            connect,
             range,
             live,
             stream: None,
@@ -519,7 +565,7 @@ impl FrameSource for Reconnecting {
                 return Ok(None);
             }
             if self.stream.is_none() {
-                match MjpegStream::connect(&self.url) {
+                match (self.connect)(&self.url) {
                     Ok(stream) => self.stream = Some(stream),
                     Err(e) => {
                         self.fail(format!("{e:#}"), stop);
@@ -528,26 +574,39 @@ impl FrameSource for Reconnecting {
                 }
             }
             let stream = self.stream.as_mut().expect("connected");
-            match stream.next_jpeg() {
-                Ok(Some(bytes)) => match image::load_from_memory(&bytes) {
-                    Ok(frame) => {
-                        self.live.connected();
-                        self.backoff = FIRST_BACKOFF;
-                        let index = self.next;
-                        self.next += 1;
-                        return Ok(Some(SourceFrame {
-                            image: self.range.to_rgb8(&frame),
-                            index,
-                            stream_time: self.started.elapsed().as_secs_f64(),
-                        }));
-                    }
-                    // A damaged frame: skipped, and the numbers leave a gap.
-                    Err(_) => self.next += 1,
-                },
+            match stream.next_picture(stop) {
+                Ok(Some(LivePicture::Image(frame))) => {
+                    self.live.connected();
+                    self.backoff = FIRST_BACKOFF;
+                    let index = self.next;
+                    self.next += 1;
+                    return Ok(Some(SourceFrame {
+                        image: self.range.to_rgb8(&frame),
+                        index,
+                        stream_time: self.started.elapsed().as_secs_f64(),
+                    }));
+                }
+                // Skipped, and the numbers leave a gap.
+                Ok(Some(LivePicture::Damaged)) => {
+                    self.live.count_damaged();
+                    self.next += 1;
+                }
+                Ok(None) if stop() => return Ok(None),
                 Ok(None) => self.fail("the stream ended".into(), stop),
                 Err(e) => self.fail(format!("{e:#}"), stop),
             }
         }
+    }
+}
+
+impl LiveConnection for MjpegStream {
+    fn next_picture(&mut self, _stop: &dyn Fn() -> bool) -> Result<Option<LivePicture>> {
+        Ok(self
+            .next_jpeg()?
+            .map(|bytes| match image::load_from_memory(&bytes) {
+                Ok(frame) => LivePicture::Image(frame),
+                Err(_) => LivePicture::Damaged,
+            }))
     }
 }
 
