@@ -51,7 +51,7 @@ enum Command {
     Compare(compare::Args),
     /// Inspect checkpoints (.pth/.pt/.safetensors) and convert between PyTorch and safetensors
     Weights(weights::Args),
-    /// Watch cameras (video files, folders of frames): segment frames as they arrive and write leak events
+    /// Watch cameras (RTSP, MJPEG over HTTP, video files, folders of frames, raw frames on standard input): segment frames as they arrive and write leak events
     Watch(watch::Args),
 }
 

@@ -14,8 +14,9 @@ use std::sync::Arc;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// A camera: NAME=SOURCE, SOURCE a video file, a folder of frames, or - (raw frames on
-    /// standard input, see --raw) (repeatable; also [[watch.camera]] in the config)
+    /// A camera: NAME=SOURCE, SOURCE rtsp://[user:pass@]host[:port]/path (H.264),
+    /// http://… (MJPEG), a video file, a folder of frames, or - (raw frames on standard input,
+    /// see --raw) (repeatable; also [[watch.camera]] in the config)
     #[arg(long = "camera", value_name = "NAME=SOURCE")]
     cameras: Vec<String>,
     /// Folder for events.jsonl, snapshots/, status.jsonl and stats.json

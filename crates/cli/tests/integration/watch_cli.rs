@@ -361,6 +361,58 @@ fn raw_frames_on_standard_input_are_a_camera() {
     );
 }
 
+#[test]
+fn a_16_bit_stream_whose_range_jumps_pauses_its_decisions_and_goes_on() {
+    let f = fixture();
+    let out = f.root.join("stdin-range-jump");
+    // The episode as 16-bit gray; from frame 20 a hot object (a flare lit, a hot exhaust) in
+    // one corner: the running range widens at once and the rest of the frame darkens.
+    let mut bytes = Vec::new();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(f.episodes.join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for (k, name) in names.iter().enumerate() {
+        let gray = image::open(name).unwrap().to_luma8();
+        for (i, v) in gray.as_raw().iter().enumerate() {
+            let hot = k >= 20 && i % 96 < 8 && i / 96 < 8;
+            let value = if hot {
+                40_000
+            } else {
+                7000 + 8 * u16::from(*v)
+            };
+            bytes.extend(value.to_le_bytes());
+        }
+    }
+    let mut args = vec!["--threads", "1"];
+    args.extend(watch_args(f, &out));
+    args.extend(["--camera", "pipe=-", "--raw", "96x64:gray16le@15"]);
+    args.extend(["--set", "data.sixteen_bit=\"per-video\""]);
+    let mut child = Command::new(FGSTP)
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    }
+    let done = child.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", stderr(&done));
+    // Whichever triplets were analysed or dropped, the jump pauses the decisions, and the
+    // stream goes on to its end.
+    let lines = json_lines(&out.join("status.jsonl"));
+    let paused: Vec<&serde_json::Value> = lines.iter().filter(|l| l["state"] == "paused").collect();
+    assert_eq!(paused.len(), 1, "{lines:?}");
+    assert_eq!(paused[0]["detail"], "whole-frame change");
+    assert_eq!(states(&out, "pipe").last().unwrap(), "ended");
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(stats["pipe"]["frames"], 40, "{stats}");
+}
+
 /// A camera serving MJPEG (`multipart/x-mixed-replace`) on 127.0.0.1, frames looping at about
 /// 15 per second, to `user:secret` only; stopped and restarted on the same port by the tests.
 struct MjpegCamera {

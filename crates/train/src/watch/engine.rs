@@ -663,6 +663,7 @@ fn spawn_decoder(
             type Held = (u64, f64, RgbImage, Vec<f32>, Vec<f32>, bool);
             let mut window: VecDeque<Held> = VecDeque::new();
             let mut next_due = f64::NEG_INFINITY;
+            let mut change_pending = false;
             let stopped = || stop.load(Ordering::Relaxed);
             let end = |error: Option<String>| {
                 shared.slot.lock().unwrap_or_else(|e| e.into_inner()).ended = Some(error);
@@ -709,6 +710,9 @@ fn spawn_decoder(
                 if window.len() > 3 {
                     window.pop_front();
                 }
+                // A whole-frame change between two analysed triplets (not due, or dropped)
+                // still pauses the decisions.
+                change_pending |= changed;
                 if window.len() < 3 || window[0].1 < next_due {
                     continue;
                 }
@@ -726,8 +730,9 @@ fn spawn_decoder(
                     stream_time: window[0].1,
                     utc: Utc::now(),
                     arrived,
-                    whole_frame_change: window.iter().any(|f| f.5),
+                    whole_frame_change: change_pending || window.iter().any(|f| f.5),
                 };
+                change_pending = false;
                 let mut slot = shared.slot.lock().unwrap_or_else(|e| e.into_inner());
                 while lossless && slot.queue.len() >= SLOT && !stopped() {
                     // Waiting for the model is not a stalled stream.
@@ -738,7 +743,10 @@ fn spawn_decoder(
                 }
                 slot.queue.push_back(triplet);
                 while slot.queue.len() > SLOT {
-                    slot.queue.pop_front();
+                    let dropped = slot.queue.pop_front().expect("queue is over SLOT");
+                    if let Some(next) = slot.queue.front_mut() {
+                        next.whole_frame_change |= dropped.whole_frame_change;
+                    }
                     shared.skipped.fetch_add(1, Ordering::Relaxed);
                 }
                 drop(slot);
