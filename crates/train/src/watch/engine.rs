@@ -225,6 +225,7 @@ pub fn watch(
         };
     let retention = cfg.retention_days > 0.0 || cfg.retention_gb > 0.0;
     let mut last_retention: Option<Instant> = None;
+    warm_up(model, cameras.len())?;
     let size = model.cfg.data.train_size;
     let wake = Arc::new((Mutex::new(()), Condvar::new()));
     let mut runs = Vec::new();
@@ -258,7 +259,7 @@ pub fn watch(
             cfg.events.change_fraction,
             // A file or folder read as fast as it decodes waits for the model instead of
             // dropping triplets; a paced, followed, piped or live source keeps only the latest.
-            !cfg.realtime && !follow && cam.source != "-" && !cam.source.starts_with("http"),
+            !cfg.realtime && !follow && cam.source != "-" && !source::is_live(&cam.source),
         )?;
         threads.push(handle);
         runs.push(CameraRun {
@@ -494,6 +495,22 @@ fn analyse(
 /// on by default) each frame is encoded once — a camera analysed frame by frame encodes one new
 /// frame per triplet — and its features kept until no later triplet needs them, as `fgstp infer`
 /// does (same numbers); without it the whole model runs on each triplet's three frames.
+/// Two forwards of zeros at the cameras' batch size before any frame is read: libtorch's first
+/// calls (allocations, kernel choices) take several times a steady one, and a live camera's
+/// first triplets would be dropped while they run.
+fn warm_up(model: &LoadedModel, cameras: usize) -> Result<()> {
+    let (h, w) = model.cfg.data.train_size.hw();
+    let zeros = || Tensor::zeros([3, h, w], (Kind::Float, tch::Device::Cpu));
+    let samples: Vec<Vec<Vec<Tensor>>> = (0..cameras.max(1))
+        .map(|_| (0..3).map(|_| vec![zeros()]).collect())
+        .collect();
+    for _ in 0..2 {
+        let _probabilities =
+            tch::no_grad(|| predict_samples(&model.model, model.device, &samples))?;
+    }
+    Ok(())
+}
+
 fn batch_logits(
     model: &LoadedModel,
     runs: &mut [CameraRun],

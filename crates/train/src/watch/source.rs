@@ -107,6 +107,13 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Whether `source` is a live camera (RTSP, MJPEG over HTTP): it never waits for the model.
+pub fn is_live(source: &str) -> bool {
+    ["rtsp://", "rtsps://", "http://", "https://"]
+        .iter()
+        .any(|scheme| source.starts_with(scheme))
+}
+
 /// Opens `source`: `-` (raw frames on standard input, `options.raw`), a folder of frames or a
 /// video file (the formats `fgstp infer` reads).
 pub fn open(source: &str, options: &SourceOptions) -> Result<Box<dyn FrameSource>> {
