@@ -32,6 +32,10 @@ pub struct Args {
     /// WxH:gray8|gray16le|rgb24[@FPS], e.g. 320x240:gray16le@30
     #[arg(long, value_name = "WxH:FORMAT[@FPS]")]
     raw: Option<RawFormat>,
+    /// Publish events, camera states and stats to this MQTT broker: mqtt://host[:port] or
+    /// mqtts://host[:port] (watch.mqtt.url; user and password in [watch.mqtt], never here)
+    #[arg(long, value_name = "URL")]
+    mqtt: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -45,6 +49,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut watch = loaded.cfg.watch.clone();
     watch.realtime |= args.realtime;
+    if let Some(url) = &args.mqtt {
+        watch.mqtt.url = url.clone();
+    }
     let mut cameras = watch.camera.clone();
     for arg in &args.cameras {
         cameras.push(parse_camera_arg(arg)?);

@@ -25,5 +25,6 @@ mod structure;
 mod train_parity;
 mod video_cli;
 mod watch_cli;
+mod watch_mqtt;
 mod watch_rtsp;
 mod weights;

@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A 10 s leak video (96×64, 30 frames/s, key frames every 2 s), made once.
-fn video() -> &'static Path {
+pub(crate) fn video() -> &'static Path {
     static VIDEO: OnceLock<PathBuf> = OnceLock::new();
     VIDEO.get_or_init(|| {
         let out = fixture().root.join("rtsp-episodes");

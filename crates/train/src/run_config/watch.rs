@@ -33,6 +33,8 @@ pub struct WatchConfig {
     pub change_delta: f32,
     /// The decision rules: thresholds, minimum area, confirmation, cutoff, cooldown, zones.
     pub events: EventRules,
+    /// `[watch.mqtt]`: events, states and stats published to an MQTT broker.
+    pub mqtt: MqttConfig,
 }
 
 impl Default for WatchConfig {
@@ -49,7 +51,69 @@ impl Default for WatchConfig {
             retention_gb: 0.0,
             change_delta: 0.15,
             events: EventRules::default(),
+            mqtt: MqttConfig::default(),
         }
+    }
+}
+
+/// `[watch.mqtt]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// `mqtt://host[:port]` (1883) or `mqtts://host[:port]` (TLS, 8883); empty: no MQTT.
+    pub url: String,
+    /// Every topic starts with this (`fgstp/available`, `fgstp/<camera>/leaks`, …).
+    pub topic_prefix: String,
+    /// The MQTT client id; empty: `fgstp-<topic_prefix>`.
+    pub client_id: String,
+    /// The broker's user name (empty: none).
+    pub username: String,
+    /// A file whose first line is the password…
+    pub password_file: String,
+    /// …or an environment variable holding it (never on the command line).
+    pub password_env: String,
+    /// A PEM file with the certificate authority of an `mqtts://` broker (empty: the system's).
+    pub ca_file: String,
+    /// Seconds between keep-alive pings; the broker sends the last will (`available` =
+    /// `offline`) after 1.5 times this without a word from `fgstp watch`.
+    pub keep_alive: f64,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            topic_prefix: "fgstp".into(),
+            client_id: String::new(),
+            username: String::new(),
+            password_file: String::new(),
+            password_env: String::new(),
+            ca_file: String::new(),
+            keep_alive: 10.0,
+        }
+    }
+}
+
+impl MqttConfig {
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            !self.topic_prefix.is_empty()
+                && !self.topic_prefix.contains(['+', '#', '\0'])
+                && !self.topic_prefix.starts_with('/')
+                && !self.topic_prefix.ends_with('/'),
+            "watch.mqtt.topic_prefix {:?}: a topic level (no '+', '#', leading or trailing '/')",
+            self.topic_prefix
+        );
+        ensure!(
+            self.keep_alive >= 1.0 && self.keep_alive <= 65535.0,
+            "watch.mqtt.keep_alive must be 1–65535 seconds, not {}",
+            self.keep_alive
+        );
+        ensure!(
+            self.password_file.is_empty() || self.password_env.is_empty(),
+            "watch.mqtt: give the password in password_file or password_env, not both"
+        );
+        Ok(())
     }
 }
 
@@ -71,6 +135,7 @@ pub struct CameraConfig {
 impl WatchConfig {
     pub fn validate(&self) -> Result<()> {
         self.events.validate()?;
+        self.mqtt.validate()?;
         ensure!(
             self.detect_fps >= 0.0 && self.detect_fps.is_finite(),
             "watch.detect_fps must be ≥ 0 (0 analyses every frame), not {}",

@@ -37,6 +37,7 @@ use tch::{Kind, Tensor};
 
 use super::clips::{apply_retention, tint, CameraClips};
 use super::events::{whole_frame_change, EventRecord, EventTracker, Observation, RecordType};
+use super::mqtt::MqttPublisher;
 use super::source::{self, FrameSource};
 use super::zones::CameraAreas;
 use crate::run_config::watch::{CameraConfig, WatchConfig};
@@ -198,7 +199,8 @@ pub fn close_interrupted_events(dir: &Path) -> Result<usize> {
 }
 
 /// Watches `cameras` with `model` until every stream ends or `stop` is raised; writes under
-/// `out`. A camera whose source cannot be opened is reported and left out; the others go on.
+/// `out`, and publishes it to MQTT when `watch.mqtt.url` is set. A camera whose source cannot
+/// be opened is reported and left out; the others go on.
 pub fn watch(
     model: &LoadedModel,
     cfg: &WatchConfig,
@@ -215,7 +217,36 @@ pub fn watch(
             interrupted
         );
     }
-    let mut files = Outputs::open(out)?;
+    let files = Outputs::open(out)?;
+    let publisher = if cfg.mqtt.url.is_empty() {
+        None
+    } else {
+        let names = cameras.iter().map(|c| c.name.clone()).collect();
+        Some(MqttPublisher::start(
+            &cfg.mqtt,
+            out,
+            names,
+            cfg.stats_interval,
+        )?)
+    };
+    let report = watch_cameras(model, cfg, cameras, follow, raw, out, stop, files);
+    if let Some(publisher) = publisher {
+        publisher.finish();
+    }
+    report
+}
+
+#[allow(clippy::too_many_arguments)]
+fn watch_cameras(
+    model: &LoadedModel,
+    cfg: &WatchConfig,
+    cameras: &[CameraConfig],
+    follow: bool,
+    raw: Option<source::RawFormat>,
+    out: &Path,
+    stop: &Arc<AtomicBool>,
+    mut files: Outputs,
+) -> Result<WatchReport> {
     // The longest a confirmation can take after a leak's start (for the clips' pre-capture).
     let confirm_span = cfg.events.min_duration
         + if cfg.detect_fps > 0.0 {

@@ -16,6 +16,8 @@
 pub mod clips;
 pub mod engine;
 pub mod events;
+mod live;
+pub mod mqtt;
 pub mod regions;
 mod rtsp;
 pub mod source;

@@ -18,7 +18,7 @@ use retina::client::{
 };
 use retina::codec::{CodecItem, FrameFormat};
 
-use super::source::{redact, LiveConnection, LivePicture};
+use super::live::{redact, LiveConnection, LivePicture};
 
 /// Longest wait for the camera to answer DESCRIBE, SETUP and PLAY together.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

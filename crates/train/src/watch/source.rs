@@ -21,6 +21,9 @@ use fgstp_data::video::VideoReader;
 use fgstp_data::SixteenBit;
 use image::{DynamicImage, RgbImage};
 
+pub use super::live::redact;
+use super::live::{LiveConnection, LivePicture};
+
 /// Frame rate assumed when a source does not say (thermal cameras mostly record 30 frames/s).
 pub const FALLBACK_FPS: f64 = 30.0;
 
@@ -86,24 +89,6 @@ impl LiveStatus {
 
     fn connected(&self) {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).1 = None;
-    }
-}
-
-/// `url` with any password replaced (`http://user:***@host/…`), for messages and files.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        None => url.to_string(),
     }
 }
 
@@ -506,20 +491,6 @@ impl RunningRange {
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// First wait after a stream breaks.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-
-/// What a live connection delivers.
-pub(super) enum LivePicture {
-    Image(DynamicImage),
-    /// A frame that could not be used (a damaged JPEG; an H.264 frame that was damaged or
-    /// depends on lost packets, up to the next key frame).
-    Damaged,
-}
-
-/// One connection to a live stream.
-pub(super) trait LiveConnection: Send {
-    /// The next picture; `None` when the stream ended (or `stop` turned true).
-    fn next_picture(&mut self, stop: &dyn Fn() -> bool) -> Result<Option<LivePicture>>;
-}
 
 type Connect = fn(&str) -> Result<Box<dyn LiveConnection>>;
 

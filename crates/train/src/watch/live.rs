@@ -1,0 +1,37 @@
+//! What every live camera connection (RTSP, MJPEG over HTTP) gives the reconnecting source
+//! of [`super::source`], and how its URL is shown.
+
+use anyhow::Result;
+use image::DynamicImage;
+
+/// `url` with any password replaced (`http://user:***@host/…`), for messages and files.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// What a live connection delivers.
+pub enum LivePicture {
+    Image(DynamicImage),
+    /// A frame that could not be used (a damaged JPEG; an H.264 frame that was damaged or
+    /// depends on lost packets, up to the next key frame).
+    Damaged,
+}
+
+/// One connection to a live stream.
+pub trait LiveConnection: Send {
+    /// The next picture; `None` when the stream ended (or `stop` turned true).
+    fn next_picture(&mut self, stop: &dyn Fn() -> bool) -> Result<Option<LivePicture>>;
+}
