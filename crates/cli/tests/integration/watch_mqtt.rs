@@ -453,3 +453,61 @@ fn events_written_while_the_broker_is_away_are_delivered_in_order_when_it_return
     assert_eq!(got, lines, "cut after {cut_at} lines");
     drop(broker);
 }
+
+#[test]
+fn a_suspended_camera_writes_its_events_marked_and_publishes_no_alert() {
+    let f = fixture();
+    let dir = f.root.join("mqtt-suspend");
+    std::fs::create_dir_all(&dir).unwrap();
+    let broker = Broker::start(&dir, free_port());
+    let sub = Subscriber::start(broker.port, dir.join("sub.txt"), &["fgstp/#"]);
+    let out = dir.join("out");
+    let url = format!("mqtt://127.0.0.1:{}", broker.port);
+    let long = format!("pump={}", s(crate::watch_rtsp::video()));
+    let mut args = watch_args(f, &out);
+    args.extend(["--camera", &long, "--realtime", "--mqtt", &url]);
+    args.extend(WHOLE_FRAME_IS_GAS);
+    let child = Command::new(FGSTP)
+        .args(&args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("available online", Duration::from_secs(30), || {
+        sub.payloads("fgstp/available").first().map(String::as_str) == Some("online")
+    });
+    let publish = |payload: &str| {
+        let done = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+            .args(["-t", "fgstp/pump/suspend", "-m", payload])
+            .status()
+            .unwrap();
+        assert!(done.success());
+    };
+    // A command that is not a number of minutes is refused, and changes nothing.
+    publish("soon");
+    publish("5");
+    wait_until("suspended", Duration::from_secs(10), || {
+        sub.payloads("fgstp/pump/suspended")
+            .last()
+            .is_some_and(|p| p != "OFF")
+    });
+    let done = child.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", stderr(&done));
+    let log = stderr(&done);
+    assert!(log.contains("\"soon\""), "{log}");
+    assert!(log.contains("camera pump: alerts suspended until"), "{log}");
+
+    // The leak is written, each record marked with the end of the suspension, and not one
+    // alert went out.
+    let until = sub.payloads("fgstp/pump/suspended").last().unwrap().clone();
+    let records = json_lines(&out.join("events.jsonl"));
+    assert!(records.len() >= 2, "{records:?}");
+    for r in &records {
+        assert_eq!(r["suspended_until"], until.as_str(), "{r}");
+    }
+    assert!(sub.payloads("fgstp/pump/leaks").is_empty());
+    assert!(sub.payloads("fgstp/pump/leak").iter().all(|p| p == "OFF"));
+    // The suspension outlives the run.
+    let kept = std::fs::read_to_string(out.join("suspended.json")).unwrap();
+    assert!(kept.contains(&until), "{kept}");
+}

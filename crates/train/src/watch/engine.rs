@@ -39,6 +39,7 @@ use super::clips::{apply_retention, tint, CameraClips};
 use super::events::{whole_frame_change, EventRecord, EventTracker, Observation, RecordType};
 use super::mqtt::MqttPublisher;
 use super::source::{self, FrameSource};
+use super::suspend::Suspensions;
 use super::zones::CameraAreas;
 use crate::run_config::watch::{CameraConfig, WatchConfig};
 use crate::trained_run::LoadedModel;
@@ -113,6 +114,7 @@ struct Outputs {
     dir: PathBuf,
     events: File,
     status: File,
+    suspensions: Suspensions,
 }
 
 impl Outputs {
@@ -130,11 +132,14 @@ impl Outputs {
             dir: dir.to_path_buf(),
             events: append("events.jsonl")?,
             status: append("status.jsonl")?,
+            suspensions: Suspensions::load(dir),
         })
     }
 
     fn event(&mut self, record: &EventRecord) -> Result<()> {
-        writeln!(self.events, "{}", serde_json::to_string(record)?)?;
+        let mut record = record.clone();
+        record.suspended_until = self.suspensions.until_text(&record.camera);
+        writeln!(self.events, "{}", serde_json::to_string(&record)?)?;
         self.events.flush()?;
         Ok(())
     }
@@ -227,6 +232,7 @@ pub fn watch(
             out,
             names,
             cfg.stats_interval,
+            files.suspensions.clone(),
         )?)
     };
     let report = watch_cameras(model, cfg, cameras, follow, raw, out, stop, files);

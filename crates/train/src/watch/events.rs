@@ -94,6 +94,10 @@ pub struct EventRecord {
     pub end_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<String>,
+    /// The camera's alerts were muted until then when this record was written
+    /// (`<prefix>/<camera>/suspend` on MQTT).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspended_until: Option<String>,
 }
 
 /// What the tracker decided for one observation.
@@ -480,6 +484,7 @@ impl EventTracker {
             mean_prob: (event.prob_sum / event.prob_count.max(1) as f64) as f32,
             end_reason: None,
             merged_into: None,
+            suspended_until: None,
         }
     }
 }

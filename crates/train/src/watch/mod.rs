@@ -21,4 +21,5 @@ pub mod mqtt;
 pub mod regions;
 mod rtsp;
 pub mod source;
+pub mod suspend;
 pub mod zones;

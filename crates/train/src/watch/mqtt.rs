@@ -9,7 +9,10 @@
 //! - `fgstp/<camera>/leaks`: each line of `events.jsonl` (`new`, `update`, `end`), QoS 1;
 //! - `fgstp/<camera>/leak`: `ON` while the camera has an open event, else `OFF`, retained;
 //! - `fgstp/<camera>/snapshot`: the event's PNG, at `new` and `end`;
-//! - `fgstp/<camera>/stats`: the camera's entry of `stats.json`, each `stats_interval`.
+//! - `fgstp/<camera>/stats`: the camera's entry of `stats.json`, each `stats_interval`;
+//! - `fgstp/<camera>/suspended`: until when the camera's alerts are muted (RFC 3339), or
+//!   `OFF`, retained; set by the command `fgstp/<camera>/suspend` (minutes, 0 resumes): the
+//!   events of a suspended camera are written, marked `suspended_until`, and not published.
 //!
 //! Events are never lost: `events.jsonl` is the queue. A cursor file (`DIR/mqtt-cursor`)
 //! holds how far the broker has acknowledged (PUBACK); the next line is sent only after the
@@ -30,6 +33,7 @@ use rumqttc::{
     TlsConfiguration, Transport,
 };
 
+use super::suspend::Suspensions;
 use crate::run_config::watch::MqttConfig;
 
 /// Longest wait between two connection attempts.
@@ -178,6 +182,7 @@ impl MqttPublisher {
         out: &Path,
         cameras: Vec<String>,
         stats_interval: f64,
+        suspensions: Suspensions,
     ) -> Result<Self> {
         let options = options(cfg)?;
         let (client, connection) = Client::new(options, 256);
@@ -185,11 +190,16 @@ impl MqttPublisher {
         let stop = Arc::new(AtomicBool::new(false));
         let (acks_tx, acks_rx) = mpsc::channel();
         let network = {
-            let (link, stop, client) = (link.clone(), stop.clone(), client.clone());
-            let prefix = cfg.topic_prefix.clone();
+            let (link, stop) = (link.clone(), stop.clone());
+            let commands = Commands {
+                client: client.clone(),
+                prefix: cfg.topic_prefix.clone(),
+                cameras: cameras.clone(),
+                suspensions,
+            };
             std::thread::Builder::new()
                 .name("watch-mqtt-net".into())
-                .spawn(move || network_loop(connection, client, &prefix, &link, &stop, acks_tx))?
+                .spawn(move || network_loop(connection, &commands, &link, &stop, acks_tx))?
         };
         let follower = {
             let mut follower = Follower {
@@ -205,6 +215,7 @@ impl MqttPublisher {
                 states: BTreeMap::new(),
                 open: BTreeMap::new(),
                 in_flight: None,
+                muted: BTreeSet::new(),
                 last_stats: Instant::now(),
             };
             let stop = stop.clone();
@@ -240,14 +251,74 @@ enum Ack {
     Acked(u16),
 }
 
+/// What the network thread needs to answer the commands that come in.
+struct Commands {
+    client: Client,
+    prefix: String,
+    cameras: Vec<String>,
+    suspensions: Suspensions,
+}
+
+impl Commands {
+    /// `<prefix>/<camera>/suspend` with minutes (0 resumes): mutes the camera's alerts and
+    /// publishes the end of the suspension on `<prefix>/<camera>/suspended` (retained; `OFF`
+    /// when not suspended).
+    fn handle(&self, topic: &str, payload: &[u8]) {
+        let Some(camera) = topic
+            .strip_prefix(&format!("{}/", self.prefix))
+            .and_then(|rest| rest.strip_suffix("/suspend"))
+        else {
+            return;
+        };
+        if !self.cameras.iter().any(|c| c == camera) {
+            eprintln!("mqtt: {topic}: no camera {camera:?} in this watch");
+            return;
+        }
+        let text = String::from_utf8_lossy(payload);
+        let done = text
+            .trim()
+            .parse::<f64>()
+            .map_err(anyhow::Error::from)
+            .and_then(|minutes| self.suspensions.suspend(camera, minutes));
+        match done {
+            Ok(_) => {
+                let until = self.suspensions.until_text(camera);
+                eprintln!(
+                    "camera {camera}: alerts {}",
+                    until.map_or("resumed".to_string(), |t| format!("suspended until {t}"))
+                );
+                self.publish_suspended(camera);
+            }
+            Err(e) => eprintln!(
+                "mqtt: {topic} {:?}: {e:#} (send minutes, 0 to resume)",
+                text.trim()
+            ),
+        }
+    }
+
+    fn publish_suspended(&self, camera: &str) {
+        let state = self
+            .suspensions
+            .until_text(camera)
+            .unwrap_or_else(|| "OFF".into());
+        let _ = self.client.try_publish(
+            format!("{}/{camera}/suspended", self.prefix),
+            QoS::AtMostOnce,
+            true,
+            state.into_bytes(),
+        );
+    }
+}
+
 fn network_loop(
     mut connection: Connection,
-    client: Client,
-    prefix: &str,
+    commands: &Commands,
     link: &Link,
     stop: &AtomicBool,
     acks: mpsc::Sender<Ack>,
 ) {
+    let (client, prefix) = (&commands.client, commands.prefix.as_str());
+
     let mut backoff = FIRST_BACKOFF;
     let mut stopping_since: Option<Instant> = None;
     let mut disconnecting = false;
@@ -266,8 +337,14 @@ fn network_loop(
                 backoff = FIRST_BACKOFF;
                 *link.error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 let _ = client.try_subscribe(format!("{prefix}/+/suspend"), QoS::AtLeastOnce);
+                for camera in &commands.cameras {
+                    commands.publish_suspended(camera);
+                }
                 link.connected.store(true, Ordering::Relaxed);
                 link.generation.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Ok(Event::Incoming(Packet::Publish(command)))) => {
+                commands.handle(&command.topic, &command.payload);
             }
             Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
                 let _ = acks.send(Ack::Acked(ack.pkid));
@@ -323,6 +400,8 @@ struct Follower {
     /// Each camera's open events (`leak` is `ON` while there is one).
     open: BTreeMap<String, BTreeSet<String>>,
     in_flight: Option<InFlight>,
+    /// Events whose `new` came while their camera was suspended: muted to their end.
+    muted: BTreeSet<String>,
     last_stats: Instant,
 }
 
@@ -417,12 +496,18 @@ impl Follower {
         self.out.join("mqtt-cursor")
     }
 
-    /// How far `events.jsonl` has been acknowledged by the broker (bytes).
+    /// How far `events.jsonl` has been acknowledged by the broker (bytes); from the start of a
+    /// file shorter than that (replaced or rotated since: none of its lines were sent).
     fn cursor(&self) -> u64 {
-        std::fs::read_to_string(self.cursor_path())
+        let cursor = std::fs::read_to_string(self.cursor_path())
             .ok()
             .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0)
+            .unwrap_or(0);
+        if cursor > file_len(&self.out.join("events.jsonl")) {
+            0
+        } else {
+            cursor
+        }
     }
 
     fn set_cursor(&self, end: u64) -> Result<()> {
@@ -459,13 +544,23 @@ impl Follower {
         }
         let path = self.out.join("events.jsonl");
         if let Some((line, end)) = next_line(&path, self.cursor()) {
-            let camera = serde_json::from_str::<serde_json::Value>(&line)
-                .ok()
-                .and_then(|v| v["camera"].as_str().map(str::to_string));
-            match camera {
-                Some(camera) => self.send_event(line, camera, end),
+            let record = serde_json::from_str::<serde_json::Value>(&line).unwrap_or_default();
+            let (camera, id) = (record["camera"].as_str(), record["id"].as_str());
+            match (camera, id) {
+                // Written while its camera was suspended (from its `new` on): not an alert.
+                (Some(_), Some(id))
+                    if record["suspended_until"].is_string() || self.muted.contains(id) =>
+                {
+                    if record["type"] == "end" {
+                        self.muted.remove(id);
+                    } else {
+                        self.muted.insert(id.to_string());
+                    }
+                    self.set_cursor(end)?;
+                }
+                (Some(camera), _) => self.send_event(line, camera.to_string(), end),
                 // Not an event line (cut by a crash and ended by the next start): passed over.
-                None => self.set_cursor(end)?,
+                _ => self.set_cursor(end)?,
             }
         }
         Ok(())
