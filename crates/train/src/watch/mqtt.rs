@@ -330,7 +330,15 @@ fn network_loop(
         if stopping_since.is_some_and(|t| t.elapsed() > Duration::from_secs(5)) {
             return;
         }
-        match connection.recv_timeout(Duration::from_millis(200)) {
+        // While connecting, one poll is the whole attempt (a cancelled poll would drop a
+        // connection that takes longer than the wait: a distant broker, a TLS handshake);
+        // rumqttc bounds it by its connection timeout (5 s).
+        let wait = if link.connected.load(Ordering::Relaxed) {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(30)
+        };
+        match connection.recv_timeout(wait) {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
             Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
