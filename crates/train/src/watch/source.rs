@@ -99,8 +99,8 @@ pub fn is_live(source: &str) -> bool {
         .any(|scheme| source.starts_with(scheme))
 }
 
-/// Opens `source`: `-` (raw frames on standard input, `options.raw`), a folder of frames or a
-/// video file (the formats `fgstp infer` reads).
+/// Opens `source`: `-` (raw frames on standard input, `options.raw`), an `rtsp://` or `http://`
+/// (MJPEG) camera, a folder of frames or a video file (the formats `fgstp infer` reads).
 pub fn open(source: &str, options: &SourceOptions) -> Result<Box<dyn FrameSource>> {
     let path = Path::new(source);
     let range = RunningRange::new(options.sixteen_bit);
