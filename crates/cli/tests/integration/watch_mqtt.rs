@@ -32,10 +32,20 @@ struct Broker {
 
 impl Broker {
     fn start(dir: &Path, port: u16) -> Self {
+        Self::start_with(dir, port, "")
+    }
+
+    /// With `extra` lines of configuration after the plain listener (another listener).
+    fn start_with(dir: &Path, port: u16, extra: &str) -> Self {
         let conf = dir.join(format!("mosquitto-{port}.conf"));
+        // `user root`: the broker reads the test's key files after it would have dropped to
+        // the mosquitto user.
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            format!(
+                "user root\nallow_anonymous true\npersistence false\n\
+                 listener {port} 127.0.0.1\n{extra}"
+            ),
         )
         .unwrap();
         let mut broker = Self {
@@ -510,4 +520,103 @@ fn a_suspended_camera_writes_its_events_marked_and_publishes_no_alert() {
     // The suspension outlives the run.
     let kept = std::fs::read_to_string(out.join("suspended.json")).unwrap();
     assert!(kept.contains(&until), "{kept}");
+}
+
+#[test]
+fn an_mqtts_broker_is_reached_with_its_certificate_authority() {
+    let f = fixture();
+    let dir = f.root.join("mqtt-tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A certificate authority and the broker's certificate for 127.0.0.1, made with openssl.
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=fgstp test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.cnf",
+        "-out",
+        "server.pem",
+    ]);
+    let tls_port = free_port();
+    let broker = Broker::start_with(
+        &dir,
+        free_port(),
+        &format!(
+            "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            s(&dir.join("ca.pem")),
+            s(&dir.join("server.pem")),
+            s(&dir.join("server.key"))
+        ),
+    );
+    let sub = Subscriber::start(broker.port, dir.join("sub.txt"), &["fgstp/#"]);
+    let url = format!("mqtts://127.0.0.1:{tls_port}");
+    let video = format!("pump={}", s(&f.episodes.join("video.mp4")));
+    let ca = format!("watch.mqtt.ca_file=\"{}\"", s(&dir.join("ca.pem")));
+
+    // Without the broker's authority (not among the system's), the certificate is refused:
+    // said once, retried, the watch goes on and nothing is delivered.
+    let out = dir.join("untrusted");
+    let mut args = watch_args(f, &out);
+    args.extend(["--camera", &video, "--mqtt", &url]);
+    args.extend(WHOLE_FRAME_IS_GAS);
+    let log = stderr(&ok(crate::watch_cli::fgstp(&args)));
+    assert_eq!(log.matches("(trying again)").count(), 1, "{log}");
+    assert!(log.contains(&format!("mqtt: {url}: ")), "{log}");
+    assert!(!out.join("mqtt-cursor").exists());
+
+    // With it: every event over TLS.
+    let out = dir.join("trusted");
+    let mut args = watch_args(f, &out);
+    args.extend(["--camera", &video, "--mqtt", &url, "--set", &ca]);
+    args.extend(WHOLE_FRAME_IS_GAS);
+    ok(crate::watch_cli::fgstp(&args));
+    let lines = event_lines(&out);
+    wait_until("every event over TLS", Duration::from_secs(5), || {
+        sub.payloads("fgstp/pump/leaks").len() >= lines.len()
+    });
+    assert_eq!(sub.payloads("fgstp/pump/leaks"), lines);
 }

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -49,8 +49,6 @@ struct Link {
     /// Connections made so far (each one: retained state published again).
     generation: AtomicU64,
     connected: AtomicBool,
-    /// Why the last connection attempt failed.
-    error: Mutex<Option<String>>,
 }
 
 /// The publisher: a network thread (rumqttc's event loop, reconnecting) and a follower thread
@@ -192,6 +190,7 @@ impl MqttPublisher {
         let network = {
             let (link, stop) = (link.clone(), stop.clone());
             let commands = Commands {
+                url: cfg.url.clone(),
                 client: client.clone(),
                 prefix: cfg.topic_prefix.clone(),
                 cameras: cameras.clone(),
@@ -253,6 +252,8 @@ enum Ack {
 
 /// What the network thread needs to answer the commands that come in.
 struct Commands {
+    /// The broker's URL, for messages.
+    url: String,
     client: Client,
     prefix: String,
     cameras: Vec<String>,
@@ -322,6 +323,7 @@ fn network_loop(
     let mut backoff = FIRST_BACKOFF;
     let mut stopping_since: Option<Instant> = None;
     let mut disconnecting = false;
+    let mut last_error: Option<String> = None;
     loop {
         if stop.load(Ordering::Relaxed) && stopping_since.is_none() {
             stopping_since = Some(Instant::now());
@@ -343,7 +345,9 @@ fn network_loop(
             Err(RecvTimeoutError::Disconnected) => return,
             Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
                 backoff = FIRST_BACKOFF;
-                *link.error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                if last_error.take().is_some() {
+                    eprintln!("mqtt: connected to {}", commands.url);
+                }
                 let _ = client.try_subscribe(format!("{prefix}/+/suspend"), QoS::AtLeastOnce);
                 for camera in &commands.cameras {
                     commands.publish_suspended(camera);
@@ -366,7 +370,12 @@ fn network_loop(
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 link.connected.store(false, Ordering::Relaxed);
-                *link.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                // Each new reason once, not every attempt.
+                let reason = e.to_string();
+                if last_error.as_deref() != Some(reason.as_str()) {
+                    eprintln!("mqtt: {}: {reason} (trying again)", commands.url);
+                    last_error = Some(reason);
+                }
                 if stopping_since.is_some() || disconnecting {
                     return;
                 }
