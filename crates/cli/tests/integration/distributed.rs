@@ -4,7 +4,7 @@
 //! a global batch of 4).
 
 use crate::common;
-use common::{fgstp, ok, s, shared_scratch_dir, stderr, synth_64, FGSTP};
+use common::{fgstp, free_port, ok, s, shared_scratch_dir, stderr, synth_64, FGSTP};
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -70,14 +70,6 @@ progress = false
         ok(fgstp(&args));
         Fixture { root, config, two }
     })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `fgstp ARGS` as rank `rank` of `world`, started by hand with PyTorch's variables (rank 0

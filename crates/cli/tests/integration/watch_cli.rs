@@ -91,6 +91,16 @@ min_area = 1
     })
 }
 
+/// The fixture episode's frames, in order.
+fn episode_frames(f: &Fixture) -> Vec<PathBuf> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(f.episodes.join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    names
+}
+
 pub(crate) fn watch_args<'a>(f: &'a Fixture, out: &'a Path) -> Vec<&'a str> {
     vec![
         "watch",
@@ -318,11 +328,7 @@ fn raw_frames_on_standard_input_are_a_camera() {
     let out = f.root.join("stdin");
     // The episode's frames as 16-bit gray, back to back, as `ffmpeg -f rawvideo` writes them.
     let mut bytes = Vec::new();
-    let mut names: Vec<PathBuf> = std::fs::read_dir(f.episodes.join("images"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    names.sort();
+    let names = episode_frames(f);
     for name in &names {
         let gray = image::open(name).unwrap().to_luma8();
         assert_eq!(gray.dimensions(), (96, 64));
@@ -368,11 +374,7 @@ fn a_16_bit_stream_whose_range_jumps_pauses_its_decisions_and_goes_on() {
     // The episode as 16-bit gray; from frame 20 a hot object (a flare lit, a hot exhaust) in
     // one corner: the running range widens at once and the rest of the frame darkens.
     let mut bytes = Vec::new();
-    let mut names: Vec<PathBuf> = std::fs::read_dir(f.episodes.join("images"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    names.sort();
+    let names = episode_frames(f);
     for (k, name) in names.iter().enumerate() {
         let gray = image::open(name).unwrap().to_luma8();
         for (i, v) in gray.as_raw().iter().enumerate() {
@@ -538,11 +540,7 @@ pub(crate) fn wait_for_state(out: &Path, camera: &str, state: &str, limit: Durat
 fn an_mjpeg_camera_that_goes_away_is_offline_within_the_stall_timeout_and_back_online_after() {
     let f = fixture();
     let mut jpegs = Vec::new();
-    let mut names: Vec<PathBuf> = std::fs::read_dir(f.episodes.join("images"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    names.sort();
+    let names = episode_frames(f);
     for name in &names {
         let mut bytes = std::io::Cursor::new(Vec::new());
         image::open(name)
@@ -627,11 +625,7 @@ fn a_camera_that_changes_resolution_starts_its_decisions_over() {
     let f = fixture();
     let frames = f.root.join("resized-frames");
     std::fs::create_dir_all(&frames).unwrap();
-    let mut names: Vec<PathBuf> = std::fs::read_dir(f.episodes.join("images"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    names.sort();
+    let names = episode_frames(f);
     for (k, name) in names.iter().enumerate() {
         let img = image::open(name).unwrap();
         // The second half at another size.

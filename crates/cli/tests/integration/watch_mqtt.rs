@@ -4,8 +4,9 @@
 //! and events written while the broker is away (absent at start, its network cut mid-run,
 //! across a restart of the watch) delivered when it returns.
 
-use crate::common::{ok, s, stderr, FGSTP};
+use crate::common::{free_port, ok, s, stderr, FGSTP};
 use crate::watch_cli::{fixture, json_lines, watch_args, WHOLE_FRAME_IS_GAS};
+use crate::watch_rtsp::wait_until;
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -14,14 +15,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// mosquitto on 127.0.0.1:`port`, anonymous, nothing kept on disk.
 struct Broker {
@@ -199,15 +192,6 @@ fn retained(port: u16, topics: &[&str]) -> Vec<(String, String, String)> {
         .collect();
     lines.sort();
     lines
-}
-
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    start.elapsed()
 }
 
 /// The lines of `events.jsonl`, as written.

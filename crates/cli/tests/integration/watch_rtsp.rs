@@ -3,7 +3,7 @@
 //! not a stream, a host that does not answer; and RTP damaged on the way (garbage payloads,
 //! truncated packets, bytes outside any packet) by a proxy between server and watch.
 
-use crate::common::{ok, s, stderr, FGSTP};
+use crate::common::{free_port, ok, s, stderr, FGSTP};
 use crate::watch_cli::{
     fgstp, fixture, json_lines, states, wait_for_state, watch_args, WHOLE_FRAME_IS_GAS,
 };
@@ -96,15 +96,6 @@ impl Drop for RtspServer {
     }
 }
 
-/// A port on 127.0.0.1 where nothing listens.
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn stats(out: &Path) -> serde_json::Value {
     std::fs::read_to_string(out.join("stats.json"))
         .ok()
@@ -112,13 +103,14 @@ fn stats(out: &Path) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
-/// Waits until `what` holds, for at most `limit`.
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+/// Waits until `what` holds, for at most `limit`; the time it took.
+pub(crate) fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !done() {
         assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+    start.elapsed()
 }
 
 fn event_records(out: &Path, camera: &str, kind: &str) -> Vec<serde_json::Value> {
@@ -149,7 +141,7 @@ fn an_rtsp_camera_whose_server_is_killed_is_offline_in_time_and_back_online_with
     let cam = format!("cam=rtsp://op:s3cret@127.0.0.1:{port}/cam");
     let locked = format!("locked=rtsp://op:guess@127.0.0.1:{port}/cam");
     let nopath = format!("nopath=rtsp://op:s3cret@127.0.0.1:{port}/nothing");
-    let gone = format!("gone=rtsp://127.0.0.1:{}/cam", closed_port());
+    let gone = format!("gone=rtsp://127.0.0.1:{}/cam", free_port());
     let mut args = vec!["--threads", "1"];
     args.extend(watch_args(f, &out));
     for camera in [&cam, &locked, &nopath, &gone] {

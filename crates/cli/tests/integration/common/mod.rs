@@ -91,3 +91,12 @@ pub fn shared_scratch_dir() -> PathBuf {
     dirs.push(dir.clone());
     dir
 }
+
+/// A TCP port on 127.0.0.1 that nothing listens on now (bound, then let go).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
