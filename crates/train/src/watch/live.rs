@@ -4,7 +4,8 @@
 use anyhow::Result;
 use image::DynamicImage;
 
-/// `url` with any password replaced (`http://user:***@host/…`), for messages and files.
+/// `url` with its user and password replaced (`http://***@host/…`), for messages, files, the
+/// dashboard and its API.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
@@ -14,10 +15,7 @@ pub fn redact(url: &str) -> String {
         None => (rest, ""),
     };
     match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
+        Some((_, host)) => format!("{scheme}://***@{host}{path}"),
         None => url.to_string(),
     }
 }

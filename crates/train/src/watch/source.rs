@@ -703,13 +703,14 @@ mod tests {
     }
 
     #[test]
-    fn passwords_never_show() {
+    fn credentials_never_show() {
         assert_eq!(
             redact("http://admin:s3cret@10.0.0.5:8080/video.mjpg"),
-            "http://admin:***@10.0.0.5:8080/video.mjpg"
+            "http://***@10.0.0.5:8080/video.mjpg"
         );
         assert_eq!(redact("http://10.0.0.5/x"), "http://10.0.0.5/x");
-        assert_eq!(redact("rtsp://u:p@h"), "rtsp://u:***@h");
+        assert_eq!(redact("rtsp://u:p@h"), "rtsp://***@h");
+        assert_eq!(redact("rtsp://u@h/p"), "rtsp://***@h/p");
     }
 
     #[test]
