@@ -36,6 +36,10 @@ pub struct Args {
     /// mqtts://host[:port] (watch.mqtt.url; user and password in [watch.mqtt], never here)
     #[arg(long, value_name = "URL")]
     mqtt: Option<String>,
+    /// Serve the web dashboard and its JSON API at HOST:PORT (watch.http.listen; alone:
+    /// 127.0.0.1:8090). Other than the loopback needs watch.http.token
+    #[arg(long, value_name = "HOST:PORT", num_args = 0..=1, default_missing_value = "127.0.0.1:8090")]
+    listen: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -51,6 +55,9 @@ pub fn run(args: Args) -> Result<()> {
     watch.realtime |= args.realtime;
     if let Some(url) = &args.mqtt {
         watch.mqtt.url = url.clone();
+    }
+    if let Some(listen) = &args.listen {
+        watch.http.listen = listen.clone();
     }
     let mut cameras = watch.camera.clone();
     for arg in &args.cameras {

@@ -25,6 +25,7 @@ mod structure;
 mod train_parity;
 mod video_cli;
 mod watch_cli;
+mod watch_dashboard;
 mod watch_mqtt;
 mod watch_rtsp;
 mod weights;

@@ -17,14 +17,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// mosquitto on 127.0.0.1:`port`, anonymous, nothing kept on disk.
-struct Broker {
+pub(crate) struct Broker {
     child: Option<Child>,
-    port: u16,
+    pub(crate) port: u16,
     conf: PathBuf,
 }
 
 impl Broker {
-    fn start(dir: &Path, port: u16) -> Self {
+    pub(crate) fn start(dir: &Path, port: u16) -> Self {
         Self::start_with(dir, port, "")
     }
 
@@ -100,13 +100,13 @@ impl Drop for Broker {
 
 /// `mosquitto_sub` on `topics`, each message as "topic<TAB>retained<TAB>payload" (snapshots:
 /// their length instead of their bytes), into a file.
-struct Subscriber {
+pub(crate) struct Subscriber {
     child: Child,
     path: PathBuf,
 }
 
 impl Subscriber {
-    fn start(port: u16, path: PathBuf, topics: &[&str]) -> Self {
+    pub(crate) fn start(port: u16, path: PathBuf, topics: &[&str]) -> Self {
         let mut args = vec![
             "-h".to_string(),
             "127.0.0.1".into(),
@@ -149,7 +149,7 @@ impl Subscriber {
     }
 
     /// The payloads on `topic`, in order.
-    fn payloads(&self, topic: &str) -> Vec<String> {
+    pub(crate) fn payloads(&self, topic: &str) -> Vec<String> {
         self.lines()
             .into_iter()
             .filter(|(t, _, _)| t == topic)

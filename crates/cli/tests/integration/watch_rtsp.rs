@@ -39,16 +39,21 @@ pub(crate) fn video() -> &'static Path {
 }
 
 /// `scripts/rtsp-serve` serving `video` at rtsp://127.0.0.1:PORT/cam.
-struct RtspServer {
+pub(crate) struct RtspServer {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     args: Vec<String>,
 }
 
 impl RtspServer {
     fn start(port: u16, extra: &[&str]) -> Self {
+        Self::serve(video(), port, extra)
+    }
+
+    /// `scripts/rtsp-serve VIDEO --port PORT EXTRA…` (port 0: a free one).
+    pub(crate) fn serve(video: &Path, port: u16, extra: &[&str]) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/rtsp-serve");
-        let mut args = vec![s(video()).to_string()];
+        let mut args = vec![s(video).to_string()];
         args.extend(extra.iter().map(|a| a.to_string()));
         // The port of a killed server can take a moment to be free again.
         for attempt in 0..20 {
@@ -86,7 +91,7 @@ impl RtspServer {
     fn restart(&mut self) {
         self.kill();
         let extra: Vec<&str> = self.args[1..].iter().map(String::as_str).collect();
-        *self = Self::start(self.port, &extra);
+        *self = Self::serve(Path::new(&self.args[0].clone()), self.port, &extra);
     }
 }
 
@@ -123,7 +128,7 @@ fn event_records(out: &Path, camera: &str, kind: &str) -> Vec<serde_json::Value>
         .collect()
 }
 
-fn interrupt(child: Child) -> std::process::Output {
+pub(crate) fn interrupt(child: Child) -> std::process::Output {
     assert!(Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -35,6 +35,13 @@ pub struct WatchConfig {
     pub events: EventRules,
     /// `[watch.mqtt]`: events, states and stats published to an MQTT broker.
     pub mqtt: MqttConfig,
+    /// `[watch.http]`: the web dashboard and its JSON API.
+    pub http: HttpConfig,
+    /// An event marked a false positive (dashboard, API) is ended, and gas in its box and
+    /// zones is not alerted again for `false_positive_hold` seconds; off: only recorded.
+    pub learn_false_positives: bool,
+    /// Seconds a false positive's region stays suppressed.
+    pub false_positive_hold: f64,
 }
 
 impl Default for WatchConfig {
@@ -52,7 +59,58 @@ impl Default for WatchConfig {
             change_delta: 0.15,
             events: EventRules::default(),
             mqtt: MqttConfig::default(),
+            http: HttpConfig::default(),
+            learn_false_positives: true,
+            false_positive_hold: 3600.0,
         }
+    }
+}
+
+/// `[watch.http]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `host:port` the dashboard listens on (`--listen`); empty: no dashboard. An address other
+    /// than the loopback needs a token.
+    pub listen: String,
+    /// The bearer token (or login password) the API and the page ask for…
+    pub token: String,
+    /// …or a file whose first line is it…
+    pub token_file: String,
+    /// …or an environment variable holding it.
+    pub token_env: String,
+    /// Frames per second of each camera's live image on the page (at most).
+    pub live_fps: f64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            token: String::new(),
+            token_file: String::new(),
+            token_env: String::new(),
+            live_fps: 5.0,
+        }
+    }
+}
+
+impl HttpConfig {
+    pub fn validate(&self) -> Result<()> {
+        let given = [&self.token, &self.token_file, &self.token_env]
+            .iter()
+            .filter(|t| !t.is_empty())
+            .count();
+        ensure!(
+            given <= 1,
+            "watch.http: give the token once (token, token_file or token_env)"
+        );
+        ensure!(
+            self.live_fps > 0.0 && self.live_fps <= 60.0,
+            "watch.http.live_fps must be in (0, 60], not {}",
+            self.live_fps
+        );
+        Ok(())
     }
 }
 
@@ -136,6 +194,12 @@ impl WatchConfig {
     pub fn validate(&self) -> Result<()> {
         self.events.validate()?;
         self.mqtt.validate()?;
+        self.http.validate()?;
+        ensure!(
+            self.false_positive_hold >= 0.0 && self.false_positive_hold.is_finite(),
+            "watch.false_positive_hold must be ≥ 0 seconds, not {}",
+            self.false_positive_hold
+        );
         ensure!(
             self.detect_fps >= 0.0 && self.detect_fps.is_finite(),
             "watch.detect_fps must be ≥ 0 (0 analyses every frame), not {}",

@@ -36,7 +36,9 @@ use serde::Serialize;
 use tch::{Kind, Tensor};
 
 use super::clips::{apply_retention, tint, CameraClips};
+use super::dashboard::Dashboard;
 use super::events::{whole_frame_change, EventRecord, EventTracker, Observation, RecordType};
+use super::feed::{Command, LiveFeed};
 use super::mqtt::MqttPublisher;
 use super::source::{self, FrameSource};
 use super::suspend::Suspensions;
@@ -109,12 +111,24 @@ pub struct WatchReport {
     pub events: u64,
 }
 
-/// Output files of a run.
+/// A false positive's region, not alerted until `until`.
+#[derive(Clone)]
+struct Learned {
+    camera: String,
+    bbox: [f64; 4],
+    zones: Vec<String>,
+    until: DateTime<Utc>,
+}
+
+/// Output files of a run, and the dashboard's feed (when it is served).
 struct Outputs {
     dir: PathBuf,
     events: File,
     status: File,
     suspensions: Suspensions,
+    feed: Option<Arc<LiveFeed>>,
+    /// The false positives learned (this run's, and earlier runs' still in force).
+    learned: Vec<Learned>,
 }
 
 impl Outputs {
@@ -133,14 +147,23 @@ impl Outputs {
             events: append("events.jsonl")?,
             status: append("status.jsonl")?,
             suspensions: Suspensions::load(dir),
+            feed: None,
+            learned: learned_false_positives(dir),
         })
     }
 
     fn event(&mut self, record: &EventRecord) -> Result<()> {
         let mut record = record.clone();
-        record.suspended_until = self.suspensions.until_text(&record.camera);
-        writeln!(self.events, "{}", serde_json::to_string(&record)?)?;
+        if record.kind != RecordType::FalsePositive {
+            record.suspended_until = self.suspensions.until_text(&record.camera);
+        }
+        // One write per line: the line is never interleaved with another writer's.
+        let line = format!("{}\n", serde_json::to_string(&record)?);
+        self.events.write_all(line.as_bytes())?;
         self.events.flush()?;
+        if let Some(feed) = &self.feed {
+            feed.event(&record);
+        }
         Ok(())
     }
 
@@ -155,8 +178,35 @@ impl Outputs {
         }
         writeln!(self.status, "{line}")?;
         self.status.flush()?;
+        if let Some(feed) = &self.feed {
+            feed.status(camera, state, detail);
+        }
         Ok(())
     }
+}
+
+/// The false positives in `dir/events.jsonl` whose region is still suppressed.
+fn learned_false_positives(dir: &Path) -> Vec<Learned> {
+    let Ok(file) = File::open(dir.join("events.jsonl")) else {
+        return Vec::new();
+    };
+    let now = Utc::now();
+    std::io::BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_str::<EventRecord>(&line).ok())
+        .filter(|r| r.kind == RecordType::FalsePositive)
+        .filter_map(|r| {
+            let until = DateTime::parse_from_rfc3339(r.learned_until.as_deref()?).ok()?;
+            let until = until.with_timezone(&Utc);
+            (until > now).then_some(Learned {
+                camera: r.camera,
+                bbox: r.bbox,
+                zones: r.zones,
+                until,
+            })
+        })
+        .collect()
 }
 
 /// Ends, as `interrupted`, the events a previous run left open in `events.jsonl` (it was
@@ -177,7 +227,8 @@ pub fn close_interrupted_events(dir: &Path) -> Result<usize> {
             RecordType::End => {
                 open.remove(&record.id);
             }
-            _ => {
+            RecordType::FalsePositive => {}
+            RecordType::New | RecordType::Update => {
                 open.insert(record.id.clone(), record);
             }
         }
@@ -222,7 +273,16 @@ pub fn watch(
             interrupted
         );
     }
-    let files = Outputs::open(out)?;
+    let mut files = Outputs::open(out)?;
+    let names: Vec<String> = cameras.iter().map(|c| c.name.clone()).collect();
+    let (dashboard, commands) = if cfg.http.listen.is_empty() {
+        (None, None)
+    } else {
+        let (feed, commands) = LiveFeed::new(out, &names);
+        files.feed = Some(feed.clone());
+        let dashboard = Dashboard::start(&cfg.http, feed, files.suspensions.clone())?;
+        (Some(dashboard), Some(commands))
+    };
     let publisher = if cfg.mqtt.url.is_empty() {
         None
     } else {
@@ -235,24 +295,49 @@ pub fn watch(
             files.suspensions.clone(),
         )?)
     };
-    let report = watch_cameras(model, cfg, cameras, follow, raw, out, stop, files);
+    let report = watch_cameras(
+        model,
+        cfg,
+        cameras,
+        Inputs {
+            follow,
+            raw,
+            commands,
+        },
+        out,
+        stop,
+        files,
+    );
+    if let Some(dashboard) = dashboard {
+        dashboard.finish();
+    }
     if let Some(publisher) = publisher {
         publisher.finish();
     }
     report
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How the cameras are read, and the dashboard's commands.
+struct Inputs {
+    follow: bool,
+    raw: Option<source::RawFormat>,
+    commands: Option<std::sync::mpsc::Receiver<Command>>,
+}
+
 fn watch_cameras(
     model: &LoadedModel,
     cfg: &WatchConfig,
     cameras: &[CameraConfig],
-    follow: bool,
-    raw: Option<source::RawFormat>,
+    inputs: Inputs,
     out: &Path,
     stop: &Arc<AtomicBool>,
     mut files: Outputs,
 ) -> Result<WatchReport> {
+    let Inputs {
+        follow,
+        raw,
+        commands,
+    } = inputs;
     // The longest a confirmation can take after a leak's start (for the clips' pre-capture).
     let confirm_span = cfg.events.min_duration
         + if cfg.detect_fps > 0.0 {
@@ -387,6 +472,11 @@ fn watch_cameras(
                 run.state = state;
             }
         }
+        if let Some(commands) = &commands {
+            while let Ok(command) = commands.try_recv() {
+                carry_out(command, cfg, &mut runs, &mut files)?;
+            }
+        }
         if batch.is_empty() {
             if runs.iter().all(|r| r.finished) {
                 break;
@@ -405,7 +495,7 @@ fn watch_cameras(
             last_retention = Some(Instant::now());
         }
         if last_stats.elapsed().as_secs_f64() >= cfg.stats_interval {
-            write_stats(out, &mut runs)?;
+            write_stats(out, &mut runs, &files)?;
             last_stats = Instant::now();
         }
     }
@@ -413,12 +503,58 @@ fn watch_cameras(
     for handle in threads {
         let _ = handle.join();
     }
-    write_stats(out, &mut runs)?;
+    write_stats(out, &mut runs, &files)?;
     report.skipped = runs
         .iter()
         .map(|r| r.shared.skipped.load(Ordering::Relaxed))
         .sum();
     Ok(report)
+}
+
+/// A dashboard's command, between two batches.
+fn carry_out(
+    command: Command,
+    cfg: &WatchConfig,
+    runs: &mut [CameraRun],
+    files: &mut Outputs,
+) -> Result<()> {
+    match command {
+        Command::FalsePositive { latest, reply } => {
+            let now = Utc::now();
+            let mut record = *latest;
+            record.kind = RecordType::FalsePositive;
+            record.marked_utc = Some(now.to_rfc3339_opts(SecondsFormat::Millis, true));
+            record.suspended_until = None;
+            let learned = cfg.learn_false_positives.then(|| Learned {
+                camera: record.camera.clone(),
+                bbox: record.bbox,
+                zones: record.zones.clone(),
+                until: now
+                    + chrono::Duration::milliseconds((cfg.false_positive_hold * 1000.0) as i64),
+            });
+            record.learned_until = learned
+                .as_ref()
+                .map(|l| l.until.to_rfc3339_opts(SecondsFormat::Millis, true));
+            files.event(&record)?;
+            if let Some(learned) = learned {
+                // Its region is left out from now on; the event itself, if still open, ends.
+                if let Some(run) = runs.iter_mut().find(|r| r.name == record.camera) {
+                    if let Some(tracker) = run.tracker.as_mut() {
+                        tracker.suppress(learned.bbox, &learned.zones, learned.until);
+                        if let Some(end) = tracker.end_event(&record.id, "false_positive") {
+                            run.clips
+                                .end(&end.id, end.end_time.unwrap_or(end.start_time));
+                            files.event(&end)?;
+                        }
+                    }
+                }
+                files.learned.retain(|l| l.until > now);
+                files.learned.push(learned);
+            }
+            let _ = reply.send(Ok(record));
+        }
+    }
+    Ok(())
 }
 
 /// Ends the camera's open events with `reason`, and their clips.
@@ -472,7 +608,12 @@ fn analyse(
         let tracker = run.tracker.get_or_insert_with(|| {
             let (zones, ignore) = &run.zones_and_ignore;
             let areas = CameraAreas::new(zones, ignore, frame_size, (gw, gh));
-            EventTracker::new(&run.name, cfg.events.clone(), areas, (gw, gh), frame_size)
+            let mut tracker =
+                EventTracker::new(&run.name, cfg.events.clone(), areas, (gw, gh), frame_size);
+            for learned in files.learned.iter().filter(|l| l.camera == run.name) {
+                tracker.suppress(learned.bbox, &learned.zones, learned.until);
+            }
+            tracker
         });
         let decisions = tracker.observe(&Observation {
             frame: triplet.frame,
@@ -511,6 +652,7 @@ fn analyse(
         }
         run.clips
             .frame(triplet.stream_time, &triplet.image, &map, (gw, gh))?;
+        let shown = files.feed.clone();
         for record in &decisions.records {
             match record.kind {
                 RecordType::New => {
@@ -520,9 +662,18 @@ fn analyse(
                 RecordType::End => run
                     .clips
                     .end(&record.id, record.end_time.unwrap_or(triplet.stream_time)),
-                RecordType::Update => {}
+                RecordType::Update | RecordType::FalsePositive => {}
             }
             files.event(record)?;
+        }
+        if let Some(feed) = shown {
+            feed.frame(
+                &run.name,
+                triplet.image,
+                map,
+                (gw, gh),
+                cfg.events.start_threshold,
+            );
         }
     }
     Ok(())
@@ -653,7 +804,7 @@ fn percentile(values: &VecDeque<f64>, q: f64) -> Option<f64> {
     Some(v[((v.len() - 1) as f64 * q).round() as usize])
 }
 
-fn write_stats(out: &Path, runs: &mut [CameraRun]) -> Result<()> {
+fn write_stats(out: &Path, runs: &mut [CameraRun], files: &Outputs) -> Result<()> {
     let now = Instant::now();
     let mut all = BTreeMap::new();
     for run in runs.iter_mut() {
@@ -690,6 +841,13 @@ fn write_stats(out: &Path, runs: &mut [CameraRun]) -> Result<()> {
     let tmp = out.join("stats.json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&all)?)?;
     std::fs::rename(tmp, path)?;
+    if let Some(feed) = &files.feed {
+        let mut value = serde_json::to_value(&all)?;
+        for (camera, stats) in value.as_object_mut().into_iter().flatten() {
+            stats["suspended_until"] = files.suspensions.until_text(camera).into();
+        }
+        feed.stats(value);
+    }
     Ok(())
 }
 

@@ -55,6 +55,9 @@ pub enum RecordType {
     New,
     Update,
     End,
+    /// A person marked the event a false positive (the dashboard, the API): a copy of its
+    /// latest record with `marked_utc` and, when learned, `learned_until`.
+    FalsePositive,
 }
 
 /// One line of `events.jsonl`.
@@ -98,6 +101,13 @@ pub struct EventRecord {
     /// (`<prefix>/<camera>/suspend` on MQTT).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suspended_until: Option<String>,
+    /// `false_positive`: when it was marked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marked_utc: Option<String>,
+    /// `false_positive`: gas in the event's box and zones is not alerted until then
+    /// (`watch.learn_false_positives`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned_until: Option<String>,
 }
 
 /// What the tracker decided for one observation.
@@ -141,6 +151,12 @@ struct Track {
     event: Option<OpenEvent>,
 }
 
+/// A false positive's place (its box, within its zones), not alerted until `until`.
+struct Suppressed {
+    pixels: PixelMask,
+    until: DateTime<Utc>,
+}
+
 /// An ended event's place and time, for `cooldown`.
 struct Ended {
     pixels: PixelMask,
@@ -157,6 +173,7 @@ pub struct EventTracker {
     min_area: usize,
     tracks: Vec<Track>,
     ended: Vec<Ended>,
+    suppressed: Vec<Suppressed>,
     serial: u64,
     events_started: u64,
     pause_left: usize,
@@ -185,6 +202,7 @@ impl EventTracker {
             min_area,
             tracks: Vec::new(),
             ended: Vec::new(),
+            suppressed: Vec::new(),
             serial: 0,
             events_started: 0,
             pause_left: 0,
@@ -200,6 +218,70 @@ impl EventTracker {
     /// Whether an event is open.
     pub fn has_open_events(&self) -> bool {
         self.tracks.iter().any(|t| t.event.is_some())
+    }
+
+    /// Learns a false positive: gas within `bbox` (camera frame pixels) and, when it had
+    /// zones, within those zones, is left out of the regions until `until`.
+    pub fn suppress(&mut self, bbox: [f64; 4], zones: &[String], until: DateTime<Utc>) {
+        let (gw, gh) = self.grid;
+        let (fw, fh) = self.frame_size;
+        let to_grid = |v: f64, frame: usize, grid: usize| {
+            ((v * grid as f64 / frame as f64).max(0.0) as usize).min(grid)
+        };
+        let (x0, x1) = (to_grid(bbox[0], fw, gw), to_grid(bbox[2].ceil(), fw, gw));
+        let (y0, y1) = (to_grid(bbox[1], fh, gh), to_grid(bbox[3].ceil(), fh, gh));
+        let in_zones: Vec<&PixelMask> = self
+            .areas
+            .zones
+            .iter()
+            .filter(|(name, _)| zones.contains(name))
+            .map(|(_, mask)| mask)
+            .collect();
+        let mut pixels = PixelMask::new(gw, gh);
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let i = y * gw + x;
+                if in_zones.is_empty() || in_zones.iter().any(|m| m.get(i)) {
+                    pixels.set(i);
+                }
+            }
+        }
+        self.suppressed.push(Suppressed { pixels, until });
+    }
+
+    /// Ends the open event `id` with `reason` now (a false positive); its end record.
+    pub fn end_event(&mut self, id: &str, reason: &str) -> Option<EventRecord> {
+        let k = self
+            .tracks
+            .iter()
+            .position(|t| t.event.as_ref().is_some_and(|e| e.id == id))?;
+        let track = self.tracks.remove(k);
+        let event = track.event.as_ref().expect("an open event");
+        let mut record = self.record(RecordType::End, &track, event, track.last_frame);
+        record.end_reason = Some(reason.to_string());
+        Some(record)
+    }
+
+    /// The ignore mask with the false positives still suppressed at `utc` added.
+    fn ignored(&mut self, utc: DateTime<Utc>) -> Option<PixelMask> {
+        self.suppressed.retain(|s| s.until > utc);
+        if self.suppressed.is_empty() {
+            return None;
+        }
+        let (w, h) = self.grid;
+        let mut mask = self
+            .areas
+            .ignore
+            .clone()
+            .unwrap_or_else(|| PixelMask::new(w, h));
+        for s in &self.suppressed {
+            for i in 0..w * h {
+                if s.pixels.get(i) {
+                    mask.set(i);
+                }
+            }
+        }
+        Some(mask)
     }
 
     /// Takes in one analysed triplet.
@@ -229,6 +311,7 @@ impl EventTracker {
                 keep.set(i as usize);
             }
         }
+        let with_suppressed = self.ignored(obs.utc);
         let regions = find_regions(
             obs.prob,
             (w, h),
@@ -238,7 +321,7 @@ impl EventTracker {
                 min_area: self.min_area,
             },
             Some(&keep),
-            self.areas.ignore.as_ref(),
+            with_suppressed.as_ref().or(self.areas.ignore.as_ref()),
         );
 
         // Which track each region joins.
@@ -485,6 +568,8 @@ impl EventTracker {
             end_reason: None,
             merged_into: None,
             suspended_until: None,
+            marked_utc: None,
+            learned_until: None,
         }
     }
 }
@@ -569,6 +654,59 @@ mod tests {
             update_interval: 1.0,
             ..EventRules::default()
         }
+    }
+
+    #[test]
+    fn a_false_positive_ends_its_event_and_its_box_is_not_alerted_until_the_hold_ends() {
+        let mut t = tracker(rules());
+        let leak = map(&[[2, 2, 6, 6]]);
+        let records = run(&mut t, &vec![leak.clone(); 4], 0);
+        let new = records.iter().find(|r| r.kind == RecordType::New).unwrap();
+        // Marked: the event ends now; its box (frame pixels) is held for 10 s of wall time.
+        let end = t.end_event(&new.id, "false_positive").unwrap();
+        assert_eq!(
+            (end.kind, end.end_reason.as_deref()),
+            (RecordType::End, Some("false_positive"))
+        );
+        assert!(t.end_event(&new.id, "false_positive").is_none());
+        let hold_until = DateTime::from_timestamp(1_800_000_000 + 20, 0).unwrap();
+        t.suppress(new.bbox, &new.zones, hold_until);
+        // The same gas while held: nothing; gas elsewhere still is a leak.
+        let held = run(&mut t, &vec![leak.clone(); 8], 4);
+        assert!(held.is_empty(), "{held:?}");
+        let elsewhere = run(&mut t, &vec![map(&[[2, 2, 6, 6], [10, 2, 14, 6]]); 4], 12);
+        let news: Vec<_> = elsewhere
+            .iter()
+            .filter(|r| r.kind == RecordType::New)
+            .collect();
+        assert_eq!(news.len(), 1, "{elsewhere:?}");
+        assert!(news[0].bbox[0] >= 100.0, "{:?}", news[0].bbox);
+        // After the hold the box alerts again (frames 16… are at 1_800_000_016 s and on).
+        let after = run(&mut t, &vec![map(&[[2, 2, 6, 6], [10, 2, 14, 6]]); 12], 16);
+        assert!(
+            after
+                .iter()
+                .any(|r| r.kind == RecordType::New && r.bbox[0] < 100.0),
+            "{after:?}"
+        );
+    }
+
+    #[test]
+    fn a_false_positive_in_a_zone_is_held_in_that_zone_only() {
+        use crate::run_config::watch::ZoneConfig;
+        // Zone "left": x < 80 of a 160×80 frame (grid x < 8).
+        let zone = ZoneConfig {
+            name: "left".into(),
+            polygon: vec![[0.0, 0.0], [80.0, 0.0], [80.0, 80.0], [0.0, 80.0]],
+        };
+        let areas = CameraAreas::new(&[zone], &[], (W * 10, H * 10), (W, H));
+        let mut t = EventTracker::new("cam1", rules(), areas, (W, H), (W * 10, H * 10));
+        let until = DateTime::from_timestamp(1_900_000_000, 0).unwrap();
+        // A box across both halves, marked in zone "left": the right half still alerts.
+        t.suppress([0.0, 0.0, 160.0, 80.0], &["left".to_string()], until);
+        let records = run(&mut t, &vec![map(&[[2, 2, 14, 6]]); 6], 0);
+        let new = records.iter().find(|r| r.kind == RecordType::New).unwrap();
+        assert!(new.bbox[0] >= 80.0, "{:?}", new.bbox);
     }
 
     /// Feeds `maps` at 2 triplets per second; returns every record.

@@ -8,14 +8,17 @@
 //!   with their rules;
 //! - [`source`]: video files, folders of frames, raw frames on standard input, MJPEG over
 //!   HTTP, RTSP cameras (`rtsp`); [`engine`]:
-//!   decode threads, batched analysis, the output files; [`clips`]: event clips, retention.
+//!   decode threads, batched analysis, the output files; [`clips`]: event clips, retention;
+//! - [`mqtt`]: alerts to a broker; [`feed`] + [`dashboard`]: the web page and its JSON API.
 //!
 //! Its configuration, `[watch]`, is part of the run configuration
 //! ([`crate::run_config::watch`]).
 
 pub mod clips;
+pub mod dashboard;
 pub mod engine;
 pub mod events;
+pub mod feed;
 mod live;
 pub mod mqtt;
 pub mod regions;

@@ -6,7 +6,8 @@
 //!   (retained state is published at QoS 0, and again on every new connection);
 //! - `fgstp/<camera>/status`: the camera's state (`online`, `offline`, `reconnecting`,
 //!   `paused`, `ended`, `stopped`, `error`), retained;
-//! - `fgstp/<camera>/leaks`: each line of `events.jsonl` (`new`, `update`, `end`), QoS 1;
+//! - `fgstp/<camera>/leaks`: each line of `events.jsonl` (`new`, `update`, `end`,
+//!   `false_positive`), QoS 1;
 //! - `fgstp/<camera>/leak`: `ON` while the camera has an open event, else `OFF`, retained;
 //! - `fgstp/<camera>/snapshot`: the event's PNG, at `new` and `end`;
 //! - `fgstp/<camera>/stats`: the camera's entry of `stats.json`, each `stats_interval`;
@@ -194,7 +195,7 @@ impl MqttPublisher {
                 client: client.clone(),
                 prefix: cfg.topic_prefix.clone(),
                 cameras: cameras.clone(),
-                suspensions,
+                suspensions: suspensions.clone(),
             };
             std::thread::Builder::new()
                 .name("watch-mqtt-net".into())
@@ -216,6 +217,8 @@ impl MqttPublisher {
                 in_flight: None,
                 muted: BTreeSet::new(),
                 last_stats: Instant::now(),
+                suspension_changes: suspensions.changes(),
+                suspensions: suspensions.clone(),
             };
             let stop = stop.clone();
             std::thread::Builder::new()
@@ -420,6 +423,9 @@ struct Follower {
     /// Events whose `new` came while their camera was suspended: muted to their end.
     muted: BTreeSet<String>,
     last_stats: Instant,
+    /// The suspensions (and how many changes of them were published).
+    suspensions: Suspensions,
+    suspension_changes: u64,
 }
 
 impl Follower {
@@ -474,6 +480,18 @@ impl Follower {
             }
             for (camera, state) in self.states.clone() {
                 self.publish_retained(&format!("{}/{camera}/status", self.prefix), &state);
+            }
+        }
+        // A suspension changed elsewhere (the dashboard); the MQTT command publishes its own.
+        let changes = self.suspensions.changes();
+        if changes != self.suspension_changes {
+            self.suspension_changes = changes;
+            for camera in &self.cameras {
+                let state = self
+                    .suspensions
+                    .until_text(camera)
+                    .unwrap_or_else(|| "OFF".into());
+                self.publish_retained(&format!("{}/{camera}/suspended", self.prefix), &state);
             }
         }
         self.follow_status()?;

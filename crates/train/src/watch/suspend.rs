@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{ensure, Result};
@@ -17,6 +18,9 @@ pub const MAX_MINUTES: f64 = 7.0 * 24.0 * 60.0;
 pub struct Suspensions {
     until: Arc<Mutex<BTreeMap<String, DateTime<Utc>>>>,
     file: Option<PathBuf>,
+    /// Counts the changes (the MQTT publisher republishes `suspended` after one made by the
+    /// dashboard).
+    changes: Arc<AtomicU64>,
 }
 
 impl Suspensions {
@@ -36,6 +40,7 @@ impl Suspensions {
         Self {
             until: Arc::new(Mutex::new(until)),
             file: Some(file),
+            changes: Arc::default(),
         }
     }
 
@@ -61,7 +66,13 @@ impl Suspensions {
             std::fs::write(&tmp, serde_json::to_vec_pretty(&text)?)?;
             std::fs::rename(&tmp, file)?;
         }
+        self.changes.fetch_add(1, Ordering::Relaxed);
         Ok(end)
+    }
+
+    /// How many changes were made so far.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
     }
 
     /// When `camera`'s suspension ends, while it lasts.

@@ -1,5 +1,7 @@
 //! What the tests of the `fgstp` binary share: running it and checking that it succeeded.
 
+pub mod webdriver;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;

@@ -1,0 +1,367 @@
+//! The web dashboard of `fgstp watch` (`--listen`, `[watch.http]`): one page served from the
+//! binary (`page.html`: no build step), and the JSON API it reads ([`api`]). axum on a
+//! two-worker tokio runtime in a thread of its own; what it shows comes from the engine's
+//! [`LiveFeed`], and false positives go back to the engine as commands.
+//!
+//! Security: it listens on the loopback unless a token is set (`watch.http.token`,
+//! `token_file` or `token_env`); with a token every route but `/healthz` and `/login` needs it,
+//! as `Authorization: Bearer <token>` or the session cookie `/login` sets. On the loopback
+//! without a token, requests must name the loopback in `Host` (a web page elsewhere cannot
+//! reach it through DNS rebinding), and every POST must be `application/json` (a form on
+//! another site cannot send one without the browser asking first). Files are only served from
+//! `DIR/snapshots` and `DIR/clips`, by the id of an event the dashboard knows.
+
+mod api;
+mod app;
+
+use std::collections::VecDeque;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+
+use app::{error, App};
+
+use super::feed::LiveFeed;
+use super::suspend::Suspensions;
+use crate::run_config::watch::HttpConfig;
+
+/// The page (HTML, CSS and JavaScript in one file).
+const PAGE: &str = include_str!("page.html");
+/// The session cookie `/login` sets.
+const COOKIE: &str = "fgstp_session";
+/// Sessions kept (the oldest are logged out first).
+const MAX_SESSIONS: usize = 256;
+/// Largest request body (the API takes small JSON objects).
+const MAX_BODY: usize = 16 * 1024;
+
+/// The running dashboard.
+pub struct Dashboard {
+    shutdown: tokio::sync::watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The token from `token`, `token_file` (first line) or `token_env`; None without one.
+fn token(cfg: &HttpConfig) -> Result<Option<String>> {
+    let token = if !cfg.token_file.is_empty() {
+        let text = std::fs::read_to_string(&cfg.token_file)
+            .with_context(|| format!("watch.http.token_file {}: cannot read it", cfg.token_file))?;
+        text.lines().next().unwrap_or("").trim().to_string()
+    } else if !cfg.token_env.is_empty() {
+        std::env::var(&cfg.token_env).with_context(|| {
+            format!(
+                "watch.http.token_env: the environment variable {} is not set",
+                cfg.token_env
+            )
+        })?
+    } else {
+        cfg.token.clone()
+    };
+    if token.is_empty() {
+        if !cfg.token_file.is_empty() || !cfg.token_env.is_empty() {
+            bail!("watch.http: the token given by token_file/token_env is empty");
+        }
+        return Ok(None);
+    }
+    ensure!(
+        token.len() >= 12,
+        "watch.http: the token must have at least 12 characters"
+    );
+    Ok(Some(token))
+}
+
+impl Dashboard {
+    /// Listens on `cfg.listen` and serves `feed`. Fails (before any camera is opened) when
+    /// the address is taken, or reachable from other machines without a token.
+    pub fn start(cfg: &HttpConfig, feed: Arc<LiveFeed>, suspensions: Suspensions) -> Result<Self> {
+        let token = token(cfg)?;
+        let addrs: Vec<SocketAddr> = cfg
+            .listen
+            .to_socket_addrs()
+            .with_context(|| {
+                format!(
+                    "--listen / watch.http.listen {:?}: not a host:port (e.g. 127.0.0.1:8090)",
+                    cfg.listen
+                )
+            })?
+            .collect();
+        let Some(&addr) = addrs.first() else {
+            bail!("--listen {:?}: the name has no address", cfg.listen);
+        };
+        let loopback = addrs.iter().all(|a| a.ip().is_loopback());
+        ensure!(
+            loopback || token.is_some(),
+            "--listen {}: other machines can reach this address; set watch.http.token \
+             (or token_file, token_env) so that only those who have it can, or listen on \
+             127.0.0.1",
+            cfg.listen
+        );
+        let listener = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("--listen {}: cannot listen there (in use?)", cfg.listen))?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let hosts = if loopback && token.is_none() {
+            let mut hosts: Vec<String> = ["127.0.0.1", "localhost", "[::1]"]
+                .iter()
+                .map(|h| format!("{h}:{port}"))
+                .collect();
+            if port == 80 {
+                hosts.extend(["127.0.0.1", "localhost", "[::1]"].map(String::from));
+            }
+            hosts
+        } else {
+            Vec::new()
+        };
+        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let app = Arc::new(App {
+            feed,
+            suspensions,
+            token: token.clone(),
+            hosts,
+            sessions: Mutex::new(VecDeque::new()),
+            frame_interval: Duration::from_secs_f64(1.0 / cfg.live_fps),
+            shutdown: shutdown_rx.clone(),
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("watch-http")
+            .enable_all()
+            .build()?;
+        let router = router(app);
+        let thread = std::thread::Builder::new()
+            .name("watch-http-main".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => return eprintln!("dashboard: {e}"),
+                    };
+                    let mut signal = shutdown_rx.clone();
+                    let stopped = async move {
+                        let _ = signal.wait_for(|s| *s).await;
+                    };
+                    let serve = axum::serve(listener, router).with_graceful_shutdown(stopped);
+                    // Streams end at the signal; a client that keeps a connection open does not
+                    // hold the watch's exit up for more than 2 s.
+                    let mut signal = shutdown_rx;
+                    let deadline = async move {
+                        let _ = signal.wait_for(|s| *s).await;
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    };
+                    tokio::select! {
+                        result = serve => {
+                            if let Err(e) = result {
+                                eprintln!("dashboard: {e}");
+                            }
+                        }
+                        _ = deadline => {}
+                    }
+                });
+                runtime.shutdown_timeout(Duration::from_millis(500));
+            })?;
+        eprintln!(
+            "dashboard: http://{}/{}",
+            listener_display(&cfg.listen, port),
+            if token.is_some() {
+                " (token required)"
+            } else {
+                ""
+            }
+        );
+        Ok(Self {
+            shutdown: shutdown_tx,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops serving (open streams end; the page shows the connection lost).
+    pub fn finish(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `host:port` with the port bound (port 0 asks for a free one).
+fn listener_display(listen: &str, port: u16) -> String {
+    match listen.rsplit_once(':') {
+        Some((host, _)) => format!("{host}:{port}"),
+        None => listen.to_string(),
+    }
+}
+
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/login", get(login_page).post(login))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .merge(api::routes())
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page") })
+        .layer(axum::middleware::from_fn_with_state(app.clone(), guard))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+}
+
+async fn page() -> impl IntoResponse {
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+        ],
+        Html(PAGE),
+    )
+}
+
+/// Compares in time independent of where the strings differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+impl App {
+    fn authorised(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        if let Some(bearer) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        {
+            return same(bearer.trim(), token);
+        }
+        let Some(session) = cookie(headers, COOKIE) else {
+            return false;
+        };
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.iter().any(|s| same(s, &session))
+    }
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Host check, token, and JSON-only POSTs, before any route.
+async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    if !app.hosts.is_empty() {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if !app.hosts.contains(&host) {
+            return error(
+                StatusCode::FORBIDDEN,
+                "this dashboard answers requests for 127.0.0.1 or localhost only",
+            );
+        }
+    }
+    let path = request.uri().path();
+    if path == "/healthz" || path == "/login" {
+        return next.run(request).await;
+    }
+    if !app.authorised(headers) {
+        if request.method() == Method::GET && path == "/" {
+            return Redirect::to("/login").into_response();
+        }
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "a token is required (Authorization: Bearer <token>, or log in at /login)",
+        );
+    }
+    if request.method() == Method::POST {
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !json {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "POST requests take Content-Type: application/json",
+            );
+        }
+    }
+    next.run(request).await
+}
+
+const LOGIN_PAGE: &str = "<!doctype html><meta charset=utf-8><title>fgstp watch — log in</title>\
+<style>body{font:16px system-ui;margin:15vh auto;max-width:22em}input,button{font:inherit;\
+padding:.4em;width:100%;box-sizing:border-box;margin:.3em 0}</style>\
+<h1>fgstp watch</h1><form method=post action=/login><label>Token \
+<input type=password name=token autocomplete=current-password autofocus></label>\
+<button>Log in</button></form>";
+
+async fn login_page(State(app): State<Arc<App>>) -> Response {
+    if app.token.is_none() {
+        return Redirect::to("/").into_response();
+    }
+    Html(LOGIN_PAGE).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Login {
+    token: String,
+}
+
+async fn login(State(app): State<Arc<App>>, Form(form): Form<Login>) -> Response {
+    let Some(token) = &app.token else {
+        return Redirect::to("/").into_response();
+    };
+    if !same(form.token.trim(), token) {
+        // Slows guessing down.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html(format!("{LOGIN_PAGE}<p>Wrong token.</p>")),
+        )
+            .into_response();
+    }
+    let Some(session) = random_hex(32) else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "no random source");
+    };
+    {
+        let mut sessions = app.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.push_back(session.clone());
+        while sessions.len() > MAX_SESSIONS {
+            sessions.pop_front();
+        }
+    }
+    (
+        [(
+            header::SET_COOKIE,
+            format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/"),
+        )],
+        Redirect::to("/"),
+    )
+        .into_response()
+}
+
+/// `bytes` random bytes from the system, as hex.
+fn random_hex(bytes: usize) -> Option<String> {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .ok()?
+        .read_exact(&mut buf)
+        .ok()?;
+    Some(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
