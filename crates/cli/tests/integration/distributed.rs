@@ -15,17 +15,17 @@ use std::time::{Duration, Instant};
 
 use fgstp_model::checkpoint::{read_safetensors_metadata, StateDict};
 
-struct Fixture {
+pub(crate) struct Fixture {
     root: PathBuf,
-    config: PathBuf,
+    pub(crate) config: PathBuf,
     /// 2 processes × batch 2 with SyncBatchNorm, started by `--nproc 2` (2 epochs).
-    two: PathBuf,
+    pub(crate) two: PathBuf,
 }
 
 /// Options every run of this module shares beyond the config file.
-const SYNC_BN: [&str; 2] = ["--set", "train.sync_batchnorm=true"];
+pub(crate) const SYNC_BN: [&str; 2] = ["--set", "train.sync_batchnorm=true"];
 
-fn fixture() -> &'static Fixture {
+pub(crate) fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let root = shared_scratch_dir();
@@ -154,7 +154,7 @@ fn progress(path: &Path) -> serde_json::Value {
     serde_json::from_str(&read_safetensors_metadata(path).unwrap()["progress"]).unwrap()
 }
 
-fn assert_same_weights(a: &Path, b: &Path) {
+pub(crate) fn assert_same_weights(a: &Path, b: &Path) {
     let (a, b) = (weights(a), weights(b));
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (key, t) in &a {
@@ -332,7 +332,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// torchrun of the venv that scripts/setup-libtorch made (libtorch is its `torch/` package).
-fn torchrun() -> Option<PathBuf> {
+pub(crate) fn torchrun() -> Option<PathBuf> {
     let lib = PathBuf::from(env!("FGSTP_LIBTORCH_LIB"));
     let venv = lib.ancestors().nth(5)?;
     let torchrun = venv.join("bin/torchrun");

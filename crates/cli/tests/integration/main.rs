@@ -20,6 +20,7 @@ mod metrics_cli;
 mod quickstart;
 mod research_loop;
 mod shard;
+mod slurm_cluster;
 mod slurm_scripts;
 mod structure;
 mod train_parity;

@@ -5,10 +5,11 @@
 //! those.
 
 use crate::common;
-use common::{fgstp, ok, s, synth_64};
+use common::{fgstp, ok, s, shared_scratch_dir, synth_64};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 fn merge(states: &[PathBuf], json: &Path) {
@@ -60,7 +61,7 @@ fn metrics_shards_in_three_processes_merge_to_the_unsharded_json() {
 }
 
 /// Every file under `dir`, with its bytes and modification time.
-fn files(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, SystemTime)> {
+pub(crate) fn files(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, SystemTime)> {
     let mut out = BTreeMap::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(d) = pending.pop() {
@@ -78,19 +79,26 @@ fn files(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, SystemTime)> {
     out
 }
 
-#[test]
-fn eval_shards_merge_to_the_unsharded_json_and_write_only_their_videos() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let data = root.join("data");
-    // 5 scenes of 3 frames: the training split has 3 videos, one per shard (scored here: the
-    // model's quality does not matter, only that shards add up).
-    synth_64(&data, 5, 3, 5, &[]);
-    let config = root.join("tiny.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+/// A tiny trained run and its data, made once: 5 scenes of 3 frames (the training split has 3
+/// videos, one per shard; scored here: the model's quality does not matter, only that shards
+/// add up).
+pub(crate) struct TinyRun {
+    pub data: PathBuf,
+    pub config: PathBuf,
+    pub weights: PathBuf,
+}
+
+pub(crate) fn tiny_run() -> &'static TinyRun {
+    static RUN: OnceLock<TinyRun> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let root = shared_scratch_dir();
+        let data = root.join("data");
+        synth_64(&data, 5, 3, 5, &[]);
+        let config = root.join("tiny.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
 [model]
 backbone = "b0"
 correlation_pools = [2, 2, 2]
@@ -109,19 +117,59 @@ every = 1
 [log]
 progress = false
 "#,
-            data.display()
-        ),
-    )
-    .unwrap();
-    let run = root.join("run");
-    ok(fgstp(&[
-        "train",
-        "--config",
-        s(&config),
-        "--run-dir",
-        s(&run),
-    ]));
-    let weights = run.join("best.safetensors");
+                data.display()
+            ),
+        )
+        .unwrap();
+        let run = root.join("run");
+        ok(fgstp(&[
+            "train",
+            "--config",
+            s(&config),
+            "--run-dir",
+            s(&run),
+        ]));
+        TinyRun {
+            data,
+            config,
+            weights: run.join("best.safetensors"),
+        }
+    })
+}
+
+/// `after` holds the same files and bytes as `before`, and the files of exactly one video
+/// (`<kind>/<video>/…`) were written again.
+pub(crate) fn assert_one_video_rewritten(
+    before: &BTreeMap<PathBuf, (Vec<u8>, SystemTime)>,
+    after: &BTreeMap<PathBuf, (Vec<u8>, SystemTime)>,
+) {
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    let mut rewritten = std::collections::BTreeSet::new();
+    for (path, (bytes, modified)) in after {
+        assert_eq!(bytes, &before[path].0, "{}: same content", path.display());
+        if *modified != before[path].1 {
+            rewritten.insert(path.components().nth(1).unwrap().as_os_str().to_owned());
+        }
+    }
+    assert_eq!(
+        rewritten.len(),
+        1,
+        "only one video's files were rewritten: {rewritten:?}"
+    );
+}
+
+#[test]
+fn eval_shards_merge_to_the_unsharded_json_and_write_only_their_videos() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let TinyRun {
+        data,
+        config,
+        weights,
+    } = tiny_run();
     let eval = |extra: &[&str]| {
         // One libtorch thread: on a busy 2-core machine, two spin against each other (10x slower).
         let mut args = vec![
@@ -129,9 +177,9 @@ progress = false
             "1",
             "eval",
             "--config",
-            s(&config),
+            s(config),
             "--weights",
-            s(&weights),
+            s(weights),
             "--split",
             "train",
         ];
@@ -187,19 +235,7 @@ progress = false
         "--output",
         s(&shard_out),
     ]);
-    let after = files(&shard_out);
-    let mut rewritten = std::collections::BTreeSet::new();
-    for (path, (bytes, modified)) in &after {
-        assert_eq!(bytes, &before[path].0, "{}: same content", path.display());
-        if *modified != before[path].1 {
-            rewritten.insert(path.components().nth(1).unwrap().as_os_str().to_owned());
-        }
-    }
-    assert_eq!(
-        rewritten.len(),
-        1,
-        "only one video's files were rewritten: {rewritten:?}"
-    );
+    assert_one_video_rewritten(&before, &files(&shard_out));
     merge(&states, &merged);
     assert_eq!(
         std::fs::read(&merged).unwrap(),
