@@ -16,6 +16,9 @@ pub struct WatchConfig {
     pub detect_fps: f64,
     /// A source paced at its own frame rate (files and folders; live sources always are).
     pub realtime: bool,
+    /// Triplets that may wait per camera for the model; a newer one pushes the oldest out (a
+    /// live source) — deeper absorbs longer load peaks, at the cost of the waiting ones' delay.
+    pub queue_depth: usize,
     /// Seconds without a frame after which a camera is `offline`.
     pub stall_timeout: f64,
     /// Seconds between rewrites of `stats.json`.
@@ -50,6 +53,7 @@ impl Default for WatchConfig {
             camera: Vec::new(),
             detect_fps: 0.0,
             realtime: false,
+            queue_depth: 2,
             stall_timeout: 5.0,
             stats_interval: 1.0,
             pre_capture: 5.0,
@@ -195,6 +199,11 @@ impl WatchConfig {
         self.events.validate()?;
         self.mqtt.validate()?;
         self.http.validate()?;
+        ensure!(
+            (1..=64).contains(&self.queue_depth),
+            "watch.queue_depth must be 1–64 triplets, not {}",
+            self.queue_depth
+        );
         ensure!(
             self.false_positive_hold >= 0.0 && self.false_positive_hold.is_finite(),
             "watch.false_positive_hold must be ≥ 0 seconds, not {}",

@@ -1,7 +1,7 @@
 //! The watch loop: a decode thread per camera hands model triplets over through a
-//! latest-frame-wins slot (at most 2 waiting; older ones are dropped and counted); the main
-//! thread takes one due triplet per camera, runs them through the model in one batch, and turns
-//! each camera's map into events ([`super::events`]), written under the output folder:
+//! latest-frame-wins slot (at most `watch.queue_depth`, default 2, waiting; older ones are
+//! dropped and counted); the main thread takes one due triplet per camera, runs them through
+//! the model in one batch, and turns each camera's map into events ([`super::events`]), written under the output folder:
 //!
 //! - `events.jsonl` — one [`EventRecord`] per line, appended and flushed line by line;
 //! - `snapshots/<id>.png` — the event's largest-area frame with the mask tinted;
@@ -45,9 +45,6 @@ use super::suspend::Suspensions;
 use super::zones::CameraAreas;
 use crate::run_config::watch::{CameraConfig, WatchConfig};
 use crate::trained_run::LoadedModel;
-
-/// Triplets that may wait per camera; a newer one pushes the oldest out.
-const SLOT: usize = 2;
 
 /// Model inputs of three consecutive frames of one camera.
 struct Triplet {
@@ -382,6 +379,7 @@ fn watch_cameras(
             // A file or folder read as fast as it decodes waits for the model instead of
             // dropping triplets; a paced, followed, piped or live source keeps only the latest.
             !cfg.realtime && !follow && cam.source != "-" && !source::is_live(&cam.source),
+            cfg.queue_depth,
         )?;
         threads.push(handle);
         runs.push(CameraRun {
@@ -865,6 +863,8 @@ fn spawn_decoder(
     change_delta: f32,
     change_fraction: f64,
     lossless: bool,
+    // Triplets that may wait; a newer one pushes the oldest out (`watch.queue_depth`).
+    depth: usize,
 ) -> Result<std::thread::JoinHandle<()>> {
     let table = normalisation_table();
     let (h, w) = size.hw();
@@ -946,7 +946,7 @@ fn spawn_decoder(
                 };
                 change_pending = false;
                 let mut slot = shared.slot.lock().unwrap_or_else(|e| e.into_inner());
-                while lossless && slot.queue.len() >= SLOT && !stopped() {
+                while lossless && slot.queue.len() >= depth && !stopped() {
                     // Waiting for the model is not a stalled stream.
                     slot.last_frame = Some(Instant::now());
                     drop(slot);
@@ -954,8 +954,8 @@ fn spawn_decoder(
                     slot = shared.slot.lock().unwrap_or_else(|e| e.into_inner());
                 }
                 slot.queue.push_back(triplet);
-                while slot.queue.len() > SLOT {
-                    let dropped = slot.queue.pop_front().expect("queue is over SLOT");
+                while slot.queue.len() > depth {
+                    let dropped = slot.queue.pop_front().expect("queue is over its depth");
                     if let Some(next) = slot.queue.front_mut() {
                         next.whole_frame_change |= dropped.whole_frame_change;
                     }
