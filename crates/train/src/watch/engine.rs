@@ -1,7 +1,8 @@
 //! The watch loop: a decode thread per camera hands model triplets over through a
 //! latest-frame-wins slot (at most `watch.queue_depth`, default 2, waiting; older ones are
 //! dropped and counted); the main thread takes one due triplet per camera, runs them through
-//! the model in one batch, and turns each camera's map into events ([`super::events`]), written under the output folder:
+//! the model in one batch, and turns each camera's map into events ([`super::events`]),
+//! written under the output folder:
 //!
 //! - `events.jsonl` — one [`EventRecord`] per line, appended and flushed line by line;
 //! - `snapshots/<id>.png` — the event's largest-area frame with the mask tinted;
