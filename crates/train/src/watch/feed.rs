@@ -267,11 +267,6 @@ impl LiveFeed {
 
     // The dashboard's side.
 
-    /// The camera's latest frame, if any.
-    pub fn latest_frame(&self, camera: &str) -> Option<Arc<LiveFrame>> {
-        lock(&self.cameras.get(camera)?.frame).clone()
-    }
-
     /// The camera's latest frame as a JPEG (`encode` makes it), made once per frame
     /// however many viewers ask.
     pub fn latest_jpeg(
