@@ -64,6 +64,9 @@ pub struct Args {
     /// Share of scenes with a short camera shake (a distractor)
     #[arg(long, value_name = "F", default_value_t = SynthConfig::default().shake)]
     shake: f32,
+    /// Share of leak-free scenes that are twins: the leaking scene before them again without its leak (same background, equipment, distractors and noise)
+    #[arg(long, value_name = "F", default_value_t = SynthConfig::default().twins)]
+    twins: f32,
     /// Instead of a dataset: one video of one scene (--frames long) whose leak comes and
     /// goes N times, as DIR/video.mp4, DIR/{images,masks}/ and DIR/episodes.json
     #[arg(long, value_name = "N", conflicts_with_all = ["video", "gallery"])]
@@ -112,6 +115,7 @@ pub fn run(args: Args) -> Result<()> {
         crossers: args.crossers,
         nuc: args.nuc,
         shake: args.shake,
+        twins: args.twins,
     };
     if let Err(reason) = cfg.validate() {
         bail!("{reason}");

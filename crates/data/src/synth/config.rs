@@ -43,6 +43,10 @@ pub struct SynthConfig {
     pub nuc: f32,
     /// Share of scenes with a short camera shake.
     pub shake: f32,
+    /// Share of leak-free scenes that are twins: the leaking scene just before them shown
+    /// again without its leak (same background, equipment, distractors and sensor noise), so
+    /// that the only difference between the two is the gas.
+    pub twins: f32,
 }
 
 impl Default for SynthConfig {
@@ -65,6 +69,7 @@ impl Default for SynthConfig {
             crossers: 0.5,
             nuc: 0.1,
             shake: 0.2,
+            twins: 0.0,
         }
     }
 }
@@ -113,7 +118,7 @@ impl SynthConfig {
     }
 
     /// The settings that are shares of scenes, with their flags.
-    fn shares(&self) -> [(&'static str, f32); 9] {
+    fn shares(&self) -> [(&'static str, f32); 10] {
         [
             ("negatives", self.negatives),
             ("onsets", self.onsets),
@@ -124,6 +129,7 @@ impl SynthConfig {
             ("crossers", self.crossers),
             ("nuc", self.nuc),
             ("shake", self.shake),
+            ("twins", self.twins),
         ]
     }
 
@@ -139,6 +145,27 @@ impl SynthConfig {
                 let k = (index - range.start) as f64;
                 ((k + 1.0) * share).floor() > (k * share).floor()
             })
+    }
+
+    /// The leaking scene that scene `index` shows again without its leak, when `index` is a
+    /// twin. Of a split's leak-free scenes the k-th is a twin when `(k + 1) · twins` passes an
+    /// integer that `k · twins` had not (spread evenly, as [`Self::leak_free`]); its source is
+    /// the scene before it, which must be a leaking scene of the same split.
+    pub fn twin_of(&self, index: usize) -> Option<usize> {
+        if !self.leak_free(index) {
+            return None;
+        }
+        let (_, range) = self
+            .splits()
+            .into_iter()
+            .find(|(_, range)| range.contains(&index))?;
+        let source = index
+            .checked_sub(1)
+            .filter(|&i| range.contains(&i) && !self.leak_free(i))?;
+        // The leak-free scenes before `index` in its split: ⌊(index − start) · negatives⌋.
+        let k = ((index - range.start) as f64 * f64::from(self.negatives)).floor();
+        let share = f64::from(self.twins);
+        (((k + 1.0) * share).floor() > (k * share).floor()).then_some(source)
     }
 
     /// (split name, scene indices) in output order.

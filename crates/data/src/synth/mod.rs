@@ -13,7 +13,9 @@
 //! - distractors that change like gas but are not gas and never in the mask: heat shimmer
 //!   above a hot surface (`shimmer`), steam from a stack, brighter, slower and more opaque
 //!   than gas (`steam`), a person or a vehicle crossing (`crossers`), a flat-field
-//!   correction's shutter frame followed by an offset (`nuc`), a short camera shake (`shake`).
+//!   correction's shutter frame followed by an offset (`nuc`), a short camera shake (`shake`);
+//! - whether a leak-free scene is a twin (`twins`): the leaking scene before it again, the gas
+//!   taken out and everything else (sensor noise included) the same.
 //!
 //! The gas density is simulated on a coarse grid ([`plume`]) and drawn as a faint emission
 //! (warmer) or absorption (colder) layer, `contrast` grey levels at full opacity, with a fine
@@ -177,15 +179,27 @@ pub fn generate(
     }
     write_record(cfg, out)?;
 
+    // A twin is its source scene with the gas taken out, rendered with the source's noise.
+    let drawn_as: Vec<usize> = (0..cfg.scenes)
+        .map(|i| cfg.twin_of(i).unwrap_or(i))
+        .collect();
     let scenes: Vec<_> = (0..cfg.scenes)
         .into_par_iter()
-        .map(|i| build_scene(cfg, i, &Plan::draw(cfg, i)))
+        .map(|i| {
+            let source = drawn_as[i];
+            let scene = build_scene(cfg, source, &Plan::draw(cfg, source));
+            if source == i {
+                scene
+            } else {
+                scene.without_gas()
+            }
+        })
         .collect();
     let jobs: Vec<(usize, usize)> = (0..cfg.scenes)
         .flat_map(|s| (0..cfg.frames).map(move |t| (s, t)))
         .collect();
     jobs.par_iter().try_for_each(|&(s, t)| -> Result<()> {
-        let (pixels, mask) = render(cfg, &scenes[s], s, t);
+        let (pixels, mask) = render(cfg, &scenes[s], drawn_as[s], t);
         write_frame(cfg, &dirs[s], &format!("{t:05}.png"), &pixels, &mask)?;
         progress();
         Ok(())

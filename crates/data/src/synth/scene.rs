@@ -547,6 +547,13 @@ impl Mover {
     }
 }
 
+impl Scene {
+    /// The same scene with its leak taken out (a twin: everything else stays as it was).
+    pub(crate) fn without_gas(self) -> Scene {
+        Scene { gas: None, ..self }
+    }
+}
+
 /// One frame: intensities in grey levels (0–255 scale, unclipped) and the mask.
 pub(crate) fn render(
     cfg: &SynthConfig,

@@ -368,6 +368,76 @@ fn gas_is_drawn_where_the_mask_is() {
     );
 }
 
+/// A twin is its source scene without the gas: byte for byte the source rendered at contrast 0,
+/// with empty masks, while the leaking scenes stay as they were.
+#[test]
+fn twins_show_the_scene_before_them_without_its_gas() {
+    let cfg = SynthConfig {
+        scenes: 12,
+        frames: 4,
+        twins: 1.0,
+        ..small(5)
+    };
+    // Train holds scenes 0–7, leak-free 3 and 6 (the evenly spread third).
+    assert_eq!(cfg.twin_of(3), Some(2));
+    assert_eq!(cfg.twin_of(6), Some(5));
+    assert_eq!(cfg.twin_of(2), None, "a leaking scene is no twin");
+    let half = SynthConfig {
+        twins: 0.5,
+        ..cfg.clone()
+    };
+    assert_eq!(
+        (half.twin_of(3), half.twin_of(6)),
+        (None, Some(5)),
+        "half the leak-free scenes: the second of each two"
+    );
+    let twins = files(run(&cfg, 2).path());
+    let plain = files(
+        run(
+            &SynthConfig {
+                twins: 0.0,
+                ..cfg.clone()
+            },
+            2,
+        )
+        .path(),
+    );
+    let no_gas = files(
+        run(
+            &SynthConfig {
+                contrast: 0.0,
+                twins: 0.0,
+                ..cfg.clone()
+            },
+            2,
+        )
+        .path(),
+    );
+    for t in 0..4 {
+        let name = |scene: usize, kind: &str| {
+            PathBuf::from(format!("train/scene_{scene:03}/{kind}/{t:05}.png"))
+        };
+        for (twin, source) in [(3, 2), (6, 5)] {
+            assert_eq!(
+                twins[&name(twin, "images")],
+                no_gas[&name(source, "images")],
+                "scene {twin} frame {t} is scene {source} without gas"
+            );
+            assert_ne!(twins[&name(twin, "images")], plain[&name(twin, "images")]);
+            let mask = image::load_from_memory(&twins[&name(twin, "masks")]).unwrap();
+            assert_eq!(area(&mask.to_luma8()), 0, "a twin is leak-free");
+            assert_ne!(
+                twins[&name(source, "images")],
+                no_gas[&name(source, "images")],
+                "the source shows its gas"
+            );
+        }
+        for scene in [0, 1, 2, 4, 5, 7] {
+            assert_eq!(twins[&name(scene, "images")], plain[&name(scene, "images")]);
+        }
+    }
+}
+
 #[test]
 fn sixteen_bit_output_reads_back_as_l16() {
     let dir = run(
