@@ -4,6 +4,7 @@
 // through (SyncBatchNorm's statistics). See src/runtime/distributed.rs.
 
 #include <ATen/ATen.h>
+#include <c10/util/Exception.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
@@ -34,6 +35,25 @@ c10::intrusive_ptr<c10d::Backend> fgstp_make_nccl_backend(
 bool fgstp_nccl_compiled();
 
 namespace {
+
+// The Reducer warns once per process, "Grad strides do not match bucket view strides", for the
+// depthwise convolutions' weights ([C, 1, k, k]): their gradients come back with another stride
+// on the size-1 dimension, which describes the same memory, and are copied into the bucket
+// instead of written in place. Every data-parallel run would print it; this handler drops that
+// one message and passes every other warning on.
+class BucketStrideWarningFilter : public c10::WarningHandler {
+ public:
+  explicit BucketStrideWarningFilter(c10::WarningHandler* next) : next_(next) {}
+  void process(const c10::Warning& warning) override {
+    if (warning.msg().find("Grad strides do not match bucket view strides") != std::string::npos) {
+      return;
+    }
+    next_->process(warning);
+  }
+
+ private:
+  c10::WarningHandler* next_;
+};
 
 struct Group {
   c10::intrusive_ptr<c10d::Store> store;
@@ -227,6 +247,9 @@ int fgstp_dist_reducer_new(void* group, at::Tensor** params, const char** names,
                            int64_t first_bucket_bytes, int64_t bucket_bytes,
                            int find_unused, int sync_bn) {
   return guarded([&] {
+    static BucketStrideWarningFilter filter(c10::WarningUtils::get_warning_handler());
+    static const bool filtering = (c10::WarningUtils::set_warning_handler(&filter), true);
+    (void)filtering;
     auto* g = static_cast<Group*>(group);
     std::vector<at::Tensor> list;
     std::unordered_map<size_t, std::string> param_names;

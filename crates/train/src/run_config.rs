@@ -98,6 +98,10 @@ pub struct TrainConfig {
     pub false_area_from_epoch: usize,
     /// libtorch intra-op threads; 0 = all cores.
     pub threads: usize,
+    /// Processes that `fgstp train` starts on this machine when no launcher (torchrun, srun)
+    /// started it: 1 trains in this process; N > 1 is `--nproc N` (data parallel, each process
+    /// with `batch_size`), which the command line's `--nproc` overrides.
+    pub processes: usize,
     /// Distributed training's backend: "auto" (NCCL on CUDA, Gloo on the CPU), "gloo" or
     /// "nccl". Used only when a launcher (torchrun, srun, `--nproc`) starts the processes.
     pub dist_backend: DistBackend,
@@ -151,6 +155,7 @@ impl Default for TrainConfig {
             false_area_scale: 0.01,
             false_area_from_epoch: 1,
             threads: 0,
+            processes: 1,
             dist_backend: DistBackend::Auto,
             dist_timeout: 1800.0,
             sync_batchnorm: false,
@@ -368,6 +373,10 @@ impl RunConfig {
             self.train.dist_timeout > 0.0 && self.train.dist_timeout.is_finite(),
             "train.dist_timeout must be a positive number of seconds, not {}",
             self.train.dist_timeout
+        );
+        ensure!(
+            self.train.processes >= 1,
+            "train.processes must be at least 1 (1: train in this process), not 0"
         );
         ensure!(
             self.train.dist_bucket_mb > 0.0 && self.train.dist_bucket_mb.is_finite(),

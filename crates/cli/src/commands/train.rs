@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long, value_name = "N", hide = true)]
     crash_after_steps: Option<u64>,
     /// Train with N processes on this machine (data parallel; each with train.batch_size),
-    /// started by fgstp itself; under torchrun or srun leave it out
+    /// started by fgstp itself [default: train.processes]; under torchrun or srun leave it out
     #[arg(long, value_name = "N")]
     nproc: Option<usize>,
 }
@@ -60,6 +60,14 @@ pub fn run(args: Args, threads_from_cli: bool) -> Result<()> {
         ),
     };
     let cfg = RunConfig::load(&config_path, &args.sets)?;
+    if launch.is_none() && args.nproc.is_none() && cfg.train.processes > 1 {
+        eprintln!(
+            "train.processes = {} ({}): training with that many processes, as --nproc would",
+            cfg.train.processes,
+            config_path.display()
+        );
+        return start_local_workers(cfg.train.processes);
+    }
     if cfg.train.threads > 0 && !threads_from_cli {
         tch::set_num_threads(i32::try_from(cfg.train.threads)?);
     }

@@ -227,9 +227,15 @@ fn two_processes_of_batch_2_with_sync_batchnorm_train_as_one_of_batch_4() {
     let mut args = vec!["train", "--run-dir", s(&one), "--set", "train.batch_size=4"];
     args.extend(common);
     ok(fgstp(&args));
-    let mut args = vec!["train", "--nproc", "2", "--run-dir", s(&two)];
+    // The configuration's `train.processes` starts the two workers as `--nproc 2` (the
+    // fixture's way) does.
+    let mut args = vec!["train", "--set", "train.processes=2", "--run-dir", s(&two)];
     args.extend(common);
-    ok(fgstp(&args));
+    let started = ok(fgstp(&args));
+    assert!(
+        String::from_utf8_lossy(&started.stderr).contains("starting 2 local workers"),
+        "train.processes = 2 did not start two workers"
+    );
 
     let (a, b) = (
         loss_values(&one.join("losses.jsonl")),
@@ -565,4 +571,15 @@ fn launch_mistakes_are_named_before_the_first_step() {
     let out = rank_process(0, 1, free_port(), &nccl).output().unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("needs CUDA"), "{}", stderr(&out));
+
+    // No processes at all.
+    let mut none = one.clone();
+    none.extend(["--set", "train.processes=0"]);
+    let out = Command::new(FGSTP).args(&none).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("train.processes must be at least 1"),
+        "{}",
+        stderr(&out)
+    );
 }
