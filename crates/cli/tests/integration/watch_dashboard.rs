@@ -246,12 +246,15 @@ fn in_a_browser_the_page_shows_live_images_and_events_and_marks_a_false_positive
         .find(|r| r["type"] == "false_positive")
         .unwrap();
     assert!(marked["marked_utc"].is_string() && marked["learned_until"].is_string());
-    assert!(
-        records(&out).iter().any(|r| r["type"] == "end"
-            && r["id"] == id.as_str()
-            && r["end_reason"] == "false_positive"),
-        "{:?}",
-        records(&out)
+    // The event's `end` is the line after the mark: it may not be written yet.
+    wait_until(
+        "the event's end as a false positive",
+        Duration::from_secs(5),
+        || {
+            records(&out).iter().any(|r| {
+                r["type"] == "end" && r["id"] == id.as_str() && r["end_reason"] == "false_positive"
+            })
+        },
     );
     wait_until("the mark on MQTT", Duration::from_secs(10), || {
         sub.payloads("fgstp/pump/leaks")
