@@ -24,6 +24,19 @@ pub struct LossTerms {
     pub iou_on_empty_masks: bool,
     /// `K` above, as a share of an image's pixels (`train.false_area_scale`).
     pub false_area_scale: f64,
+    /// A leak-free image's most confident pixels, as a share of its pixels
+    /// (`train.false_peak_share`): their mean BCE `−log(1 − p)` is added to its loss, 0 adds
+    /// nothing. The false-area term's gradient fades once an image is marked with full
+    /// confidence (`K/(Σp + K)²`); this one grows with the confidence (`p` per pixel), on
+    /// exactly the pixels that make a frame count as a leak.
+    pub false_peak_share: f64,
+    /// The peak term's weight (`train.false_peak_weight`).
+    pub false_peak_weight: f64,
+    /// Whether an image with a mask gets the peak term's counterpart (`train.leak_peak`): the
+    /// mean `−log p` of the same share of its pixels, its most confident ones inside its mask,
+    /// with the same weight, so that both kinds of frame are trained on the pixels that decide
+    /// whether a frame counts as a leak.
+    pub leak_peak: bool,
 }
 
 impl LossTerms {
@@ -35,6 +48,9 @@ impl LossTerms {
             bce: train.bce,
             iou_on_empty_masks: train.empty_masks == fgstp_data::EmptyMasks::Reference,
             false_area_scale: if charged { train.false_area_scale } else { 0.0 },
+            false_peak_share: if charged { train.false_peak_share } else { 0.0 },
+            false_peak_weight: train.false_peak_weight,
+            leak_peak: train.leak_peak,
         }
     }
 }
@@ -46,6 +62,9 @@ impl From<BceWeighting> for LossTerms {
             bce,
             iou_on_empty_masks: true,
             false_area_scale: 0.0,
+            false_peak_share: 0.0,
+            false_peak_weight: 1.0,
+            leak_peak: false,
         }
     }
 }
@@ -136,6 +155,38 @@ impl EdgeWeights {
         let false_area = union / (union + terms.false_area_scale * pixels);
         with_mask + false_area * (1.0 - &self.has_mask)
     }
+
+    /// Per image `[B, 1]`: for a leak-free image (with `terms.iou_on_empty_masks` off) the mean
+    /// `−log(1 − p)` of its `false_peak_share` most confident pixels (at least one), else 0.
+    fn false_peak_term(&self, pred: &Tensor, mask: &Tensor, terms: LossTerms) -> Option<Tensor> {
+        if terms.iou_on_empty_masks || terms.false_peak_share <= 0.0 {
+            return None;
+        }
+        let logits = pred.flatten(1, -1);
+        let pixels = logits.size()[1];
+        let k = ((terms.false_peak_share * pixels as f64).ceil() as i64).clamp(1, pixels);
+        let (peak, _) = logits.topk(k, 1, true, false);
+        let peak_bce = peak
+            .softplus()
+            .mean_dim([1i64].as_slice(), true, Kind::Float);
+        let mut term = peak_bce * (1.0 - &self.has_mask);
+        if terms.leak_peak {
+            // The k most confident pixels inside the mask: the others are pushed below every
+            // one of them, and those among the k (a mask smaller than k) are left out.
+            let inside = mask.flatten(1, -1).gt(0.5).to_kind(Kind::Float);
+            let (peak, at) = (&logits + (&inside - 1.0) * 1e4).topk(k, 1, true, false);
+            let counted = inside.gather(1, &at, false);
+            let missed = (peak.neg().softplus() * &counted).sum_dim_intlist(
+                [1i64].as_slice(),
+                true,
+                Kind::Float,
+            ) / counted
+                .sum_dim_intlist([1i64].as_slice(), true, Kind::Float)
+                .clamp_min(1.0);
+            term += missed * &self.has_mask;
+        }
+        Some(term * terms.false_peak_weight)
+    }
 }
 
 /// Sum over each image's pixels: [B, 1, H, W] → [B, 1].
@@ -172,7 +223,10 @@ pub fn structure_loss_weighted(
     let union = per_image(&((prob + mask) * &weights.weight));
     let wiou: Tensor = 1.0 - (&inter + 1.0) / (&union - inter + 1.0);
     let wiou = weights.iou_term(wiou, &union, terms);
-    (wbce + wiou).mean(Kind::Float)
+    match weights.false_peak_term(pred, mask, terms) {
+        Some(peak) => (wbce + wiou + peak).mean(Kind::Float),
+        None => (wbce + wiou).mean(Kind::Float),
+    }
 }
 
 /// SLT-Net's long-term "hybrid E-loss" of logits `pred` against a soft mask, both [B,1,H,W]: the
@@ -210,7 +264,10 @@ pub fn hybrid_e_loss_weighted(
     let union = per_image(&((&prob + mask) * &weights.weight));
     let wiou: Tensor = 1.0 - (&inter + 1.0 + 1e-8) / (&union - inter + 1.0 + 1e-8);
     let wiou = weights.iou_term(wiou, &union, terms);
-    (wbce + eloss + wiou).mean(Kind::Float)
+    match weights.false_peak_term(pred, mask, terms) {
+        Some(peak) => (wbce + eloss + wiou + peak).mean(Kind::Float),
+        None => (wbce + eloss + wiou).mean(Kind::Float),
+    }
 }
 
 #[cfg(test)]
@@ -246,6 +303,7 @@ mod tests {
         let leak_free = LossTerms {
             iou_on_empty_masks: false,
             false_area_scale: 0.01,
+            false_peak_share: 0.0,
             ..reference
         };
         let per = |terms: LossTerms, i: i64| {
@@ -280,5 +338,83 @@ mod tests {
         // No false area, no charge.
         let quiet = Tensor::full([1, 1, 16, 16], -30.0, (Kind::Float, tch::Device::Cpu));
         assert!(structure_loss(&quiet, &m1, leak_free).double_value(&[]) < 1e-6);
+    }
+
+    /// The peak term adds a leak-free image's mean `−log(1 − p)` over its most confident
+    /// pixels (here 3 of 256: ⌈1% · 256⌉) times its weight, and nothing to an image with a mask.
+    #[test]
+    fn a_leak_free_image_is_charged_for_its_most_confident_pixels() {
+        tch::manual_seed(5);
+        let pred = Tensor::randn([2, 1, 16, 16], (Kind::Float, tch::Device::Cpu));
+        let mask = Tensor::zeros([2, 1, 16, 16], (Kind::Float, tch::Device::Cpu));
+        let _ = mask.get(0).narrow(1, 2, 5).narrow(2, 3, 5).fill_(1.0);
+        let area_only = LossTerms {
+            iou_on_empty_masks: false,
+            false_area_scale: 0.01,
+            ..LossTerms::from(BceWeighting::Reference)
+        };
+        let with_peak = LossTerms {
+            false_peak_share: 0.01,
+            false_peak_weight: 0.5,
+            ..area_only
+        };
+        let per = |terms: LossTerms, i: i64| {
+            structure_loss(&pred.narrow(0, i, 1), &mask.narrow(0, i, 1), terms).double_value(&[])
+        };
+        assert_eq!(per(area_only, 0), per(with_peak, 0));
+        // With its counterpart, image 0 (25 mask pixels) adds 0.5 × the mean −log p of its
+        // three most confident mask pixels.
+        let both_sides = LossTerms {
+            leak_peak: true,
+            ..with_peak
+        };
+        let inside: Vec<f64> = Vec::<f64>::try_from(
+            pred.get(0)
+                .get(0)
+                .narrow(0, 2, 5)
+                .narrow(1, 3, 5)
+                .flatten(0, -1),
+        )
+        .unwrap();
+        let mut inside = inside;
+        inside.sort_by(|a, b| b.partial_cmp(a).unwrap());
+        let missed: f64 = 0.5
+            * inside[..3]
+                .iter()
+                .map(|x| (1.0 + (-x).exp()).ln())
+                .sum::<f64>()
+            / 3.0;
+        let added = per(both_sides, 0) - per(area_only, 0);
+        assert!((added - missed).abs() < 1e-5, "{added} vs {missed}");
+        assert_eq!(per(both_sides, 1), per(with_peak, 1));
+        let mut logits: Vec<f64> = Vec::<f64>::try_from(pred.get(1).flatten(0, -1)).unwrap();
+        logits.sort_by(|a, b| b.partial_cmp(a).unwrap());
+        let expected: f64 = 0.5
+            * logits[..3]
+                .iter()
+                .map(|x| (1.0 + x.exp()).ln())
+                .sum::<f64>()
+            / 3.0;
+        let added = per(with_peak, 1) - per(area_only, 1);
+        assert!((added - expected).abs() < 1e-5, "{added} vs {expected}");
+        // A confident false pixel costs more than a hesitant one: the gradient grows with p.
+        let quiet = Tensor::full([1, 1, 16, 16], -30.0, (Kind::Float, tch::Device::Cpu));
+        let one_hot = |logit: f64| {
+            let p = quiet.copy();
+            let _ = p.get(0).get(0).get(7).get(7).fill_(logit);
+            let p = p.set_requires_grad(true);
+            structure_loss(&p, &mask.narrow(0, 1, 1), with_peak).backward();
+            p.grad().get(0).get(0).get(7).get(7).double_value(&[])
+        };
+        assert!(one_hot(6.0) > one_hot(0.0) && one_hot(0.0) > 0.0);
+        // Not charged before its epoch.
+        let train = TrainConfig {
+            empty_masks: fgstp_data::EmptyMasks::LeakFree,
+            false_peak_share: 0.005,
+            false_area_from_epoch: 4,
+            ..TrainConfig::default()
+        };
+        assert_eq!(LossTerms::for_epoch(&train, 3).false_peak_share, 0.0);
+        assert_eq!(LossTerms::for_epoch(&train, 4).false_peak_share, 0.005);
     }
 }

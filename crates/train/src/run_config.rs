@@ -96,6 +96,15 @@ pub struct TrainConfig {
     /// epochs before it train them with the BCE term alone, so that the model first learns
     /// what gas looks like before it is taught to stay quiet where there is none.
     pub false_area_from_epoch: usize,
+    /// With `empty_masks = "leak-free"`: the share of a leak-free frame's pixels, its most
+    /// confident ones, whose mean BCE is added to its loss (from `false_area_from_epoch` on);
+    /// 0 adds nothing. See `loss::LossTerms::false_peak_share`.
+    pub false_peak_share: f64,
+    /// The weight of that term (1: as the frame's mean BCE is weighted).
+    pub false_peak_weight: f64,
+    /// With `false_peak_share`: a leak frame's most confident pixels inside its mask (the same
+    /// share) are charged `−log p` with the same weight. See `loss::LossTerms::leak_peak`.
+    pub leak_peak: bool,
     /// libtorch intra-op threads; 0 = all cores.
     pub threads: usize,
     /// Processes that `fgstp train` starts on this machine when no launcher (torchrun, srun)
@@ -154,6 +163,9 @@ impl Default for TrainConfig {
             empty_masks: EmptyMasks::Reference,
             false_area_scale: 0.01,
             false_area_from_epoch: 1,
+            false_peak_share: 0.0,
+            false_peak_weight: 1.0,
+            leak_peak: false,
             threads: 0,
             processes: 1,
             dist_backend: DistBackend::Auto,
@@ -365,6 +377,16 @@ impl RunConfig {
             "train.false_area_from_epoch must be at least 1 (epochs count from 1)"
         );
         ensure!(
+            (0.0..=1.0).contains(&self.train.false_peak_share),
+            "train.false_peak_share must be a share of the frame in [0, 1] (0 adds nothing), not {}",
+            self.train.false_peak_share
+        );
+        ensure!(
+            self.train.false_peak_weight >= 0.0 && self.train.false_peak_weight.is_finite(),
+            "train.false_peak_weight must be ≥ 0, not {}",
+            self.train.false_peak_weight
+        );
+        ensure!(
             self.train.adam_eps > 0.0 && self.train.adam_eps.is_finite(),
             "train.adam_eps must be positive, not {}",
             self.train.adam_eps
@@ -490,6 +512,8 @@ mod tests {
         for bad in [
             "train.false_area_scale=-0.1",
             "train.false_area_from_epoch=0",
+            "train.false_peak_share=1.5",
+            "train.false_peak_weight=-1",
         ] {
             let err = format!("{:#}", RunConfig::load(&base, &[bad.into()]).unwrap_err());
             let key = bad.split('=').next().unwrap();
