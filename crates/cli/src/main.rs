@@ -17,7 +17,7 @@ use commands::{
     about = "Gas-leak segmentation in video: FGSTP (Zhao & Du, ICIP 2025) in Rust on libtorch"
 )]
 struct Cli {
-    /// libtorch intra-op threads [default: all cores]
+    /// libtorch intra-op threads [default: all cores; fgstp watch: all but one]
     #[arg(long, global = true, env = "FGSTP_THREADS", value_name = "N")]
     threads: Option<usize>,
 
@@ -84,7 +84,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Metrics(args) => metrics::run(args, cli.threads),
         Command::Compare(args) => compare::run(args, cli.threads),
         Command::Weights(args) => weights::run(args),
-        Command::Watch(args) => watch::run(args),
+        Command::Watch(args) => watch::run(args, cli.threads.is_some()),
     }
 }
 

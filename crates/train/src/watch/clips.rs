@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
@@ -94,7 +95,8 @@ impl CameraClips {
         {
             self.ring.pop_front();
         }
-        let tinted = tint(image, prob, grid, self.threshold);
+        // Tinted once, and only when a clip takes the frame.
+        let mut tinted = None;
         let mut done = Vec::new();
         for (id, clip) in &mut self.open {
             if clip.until.is_some_and(|u| stream_time > u) {
@@ -102,7 +104,8 @@ impl CameraClips {
                 continue;
             }
             if stream_time > clip.last_written {
-                clip.writer.push_rgb(&tinted)?;
+                let tinted = tinted.get_or_insert_with(|| tint(image, prob, grid, self.threshold));
+                clip.writer.push_rgb(tinted)?;
                 clip.last_written = stream_time;
             }
         }
@@ -120,7 +123,8 @@ impl CameraClips {
         };
         let (width, height) = last.image.dimensions();
         let fps = self.fps();
-        std::fs::create_dir_all(&self.dir)?;
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create the clips folder {}", self.dir.display()))?;
         let path = self.dir.join(format!("{id}.mp4"));
         let part = self.dir.join(format!("{id}.mp4.part"));
         let mut writer = VideoWriter::create(&part, width, height, fps)
@@ -187,6 +191,153 @@ impl CameraClips {
         }
         gaps.sort_by(f64::total_cmp);
         (1.0 / gaps[gaps.len() / 2]).clamp(0.1, 240.0)
+    }
+}
+
+/// What the analysis hands a camera's clip thread, in order.
+enum ClipCommand {
+    Frame {
+        stream_time: f64,
+        image: RgbImage,
+        prob: Vec<f32>,
+        grid: (usize, usize),
+    },
+    Start {
+        id: String,
+        start_time: f64,
+    },
+    End {
+        id: String,
+        end_time: f64,
+    },
+    /// Finish every open clip, then answer.
+    FinishAll(mpsc::SyncSender<()>),
+}
+
+/// Analysed frames that may wait for a camera's clip thread; when it falls further behind,
+/// the analysis waits (and the camera's queue drops triplets, counted), so memory stays bounded.
+const CLIP_QUEUE_FRAMES: usize = 32;
+
+/// A camera's [`CameraClips`] on a thread of their own: a clip's start encodes its whole
+/// pre-capture (seconds of frames) at once, which on the analysis thread held up the model
+/// long enough for a real-time camera to drop triplets. Commands are carried out in the order
+/// given, so the clips are the same as [`CameraClips`] writes; an error of the thread is
+/// returned by the next call.
+pub struct ClipWriter {
+    commands: Option<mpsc::SyncSender<ClipCommand>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    error: Arc<Mutex<Option<anyhow::Error>>>,
+}
+
+impl ClipWriter {
+    /// `clips` written on a new thread named after `camera`.
+    pub fn spawn(camera: &str, mut clips: CameraClips) -> Result<Self> {
+        let (commands, received) = mpsc::sync_channel::<ClipCommand>(CLIP_QUEUE_FRAMES);
+        let error = Arc::new(Mutex::new(None));
+        let failed = Arc::clone(&error);
+        let thread = std::thread::Builder::new()
+            .name(format!("clips-{camera}"))
+            .spawn(move || {
+                for command in received {
+                    let done = match command {
+                        ClipCommand::Frame {
+                            stream_time,
+                            image,
+                            prob,
+                            grid,
+                        } => clips.frame(stream_time, &image, &prob, grid),
+                        ClipCommand::Start { id, start_time } => clips.start(&id, start_time),
+                        ClipCommand::End { id, end_time } => {
+                            clips.end(&id, end_time);
+                            Ok(())
+                        }
+                        ClipCommand::FinishAll(answer) => {
+                            let done = clips.finish_all();
+                            let _ = answer.send(());
+                            done
+                        }
+                    };
+                    if let Err(e) = done {
+                        let mut first = failed.lock().unwrap_or_else(|e| e.into_inner());
+                        first.get_or_insert(e);
+                    }
+                }
+                // The analysis is gone (an error, a panic): what was written is kept.
+                let _ = clips.finish_all();
+            })
+            .context("cannot start a clip thread")?;
+        Ok(Self {
+            commands: Some(commands),
+            thread: Some(thread),
+            error,
+        })
+    }
+
+    fn send(&self, command: ClipCommand) -> Result<()> {
+        if let Some(e) = self.error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Err(e);
+        }
+        self.commands
+            .as_ref()
+            .expect("commands are open until drop")
+            .send(command)
+            .map_err(|_| anyhow::anyhow!("the clip thread ended"))
+    }
+
+    /// See [`CameraClips::frame`].
+    pub fn frame(
+        &self,
+        stream_time: f64,
+        image: &RgbImage,
+        prob: &[f32],
+        grid: (usize, usize),
+    ) -> Result<()> {
+        self.send(ClipCommand::Frame {
+            stream_time,
+            image: image.clone(),
+            prob: prob.to_vec(),
+            grid,
+        })
+    }
+
+    /// See [`CameraClips::start`].
+    pub fn start(&self, id: &str, start_time: f64) -> Result<()> {
+        self.send(ClipCommand::Start {
+            id: id.to_string(),
+            start_time,
+        })
+    }
+
+    /// See [`CameraClips::end`].
+    pub fn end(&self, id: &str, end_time: f64) -> Result<()> {
+        self.send(ClipCommand::End {
+            id: id.to_string(),
+            end_time,
+        })
+    }
+
+    /// Finishes every open clip and waits until they are on disk; returns an error of the
+    /// thread.
+    pub fn finish_all(&self) -> Result<()> {
+        let (answer, answered) = mpsc::sync_channel(1);
+        self.send(ClipCommand::FinishAll(answer))?;
+        answered
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the clip thread ended"))?;
+        match self.error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ClipWriter {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread once it has finished the open clips.
+        self.commands.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -309,5 +460,48 @@ mod tests {
         let info = fgstp_data::video::probe(&path).unwrap();
         assert_eq!((info.frames, info.width, info.height), (41, 32, 32));
         assert!((info.fps - 10.0).abs() < 1e-6, "{}", info.fps);
+    }
+
+    /// On its own thread the same clip comes out, and `finish_all` returns once the clip of an
+    /// event still open is on disk; a clip that cannot be written is an error of a later call.
+    #[test]
+    fn the_clip_thread_writes_what_the_clips_would_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let clips = CameraClips::new(&dir.path().join("clips"), 1.0, 1.0, 0.5, 0.5);
+        let writer = ClipWriter::spawn("cam", clips).unwrap();
+        let image = RgbImage::new(32, 32);
+        let prob = vec![0.9f32; 4];
+        for k in 0..100 {
+            let t = k as f64 / 10.0;
+            writer.frame(t, &image, &prob, (2, 2)).unwrap();
+            if k == 35 {
+                writer.start("e1", 3.0).unwrap();
+            }
+            if k == 55 {
+                writer.end("e1", 5.0).unwrap();
+            }
+            if k == 80 {
+                writer.start("e2", 8.0).unwrap();
+            }
+        }
+        writer.finish_all().unwrap();
+        let info = fgstp_data::video::probe(&dir.path().join("clips/e1.mp4")).unwrap();
+        assert_eq!((info.frames, info.width, info.height), (41, 32, 32));
+        // e2: from 7.0 s to the last frame, 9.9 s.
+        let info = fgstp_data::video::probe(&dir.path().join("clips/e2.mp4")).unwrap();
+        assert_eq!(info.frames, 30);
+
+        // A folder where the clips folder should be cannot take a clip.
+        let blocked = dir.path().join("blocked");
+        std::fs::write(&blocked, b"a file").unwrap();
+        let writer = ClipWriter::spawn(
+            "cam",
+            CameraClips::new(&blocked.join("clips"), 1.0, 1.0, 0.5, 0.5),
+        )
+        .unwrap();
+        writer.frame(0.0, &image, &prob, (2, 2)).unwrap();
+        writer.start("e3", 0.0).unwrap();
+        let err = writer.finish_all().unwrap_err();
+        assert!(format!("{err:#}").contains("blocked"), "{err:#}");
     }
 }

@@ -36,7 +36,7 @@ use image::RgbImage;
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
-use super::clips::{apply_retention, tint, CameraClips};
+use super::clips::{apply_retention, tint, CameraClips, ClipWriter};
 use super::dashboard::Dashboard;
 use super::events::{whole_frame_change, EventRecord, EventTracker, Observation, RecordType};
 use super::feed::{Command, LiveFeed};
@@ -97,7 +97,7 @@ struct CameraRun {
     finished: bool,
     /// When its source was opened.
     started: Instant,
-    clips: CameraClips,
+    clips: ClipWriter,
 }
 
 /// What a watch run did.
@@ -396,13 +396,16 @@ fn watch_cameras(
             rates: (0.0, 0.0, 0.0),
             finished: false,
             started: Instant::now(),
-            clips: CameraClips::new(
-                &out.join("clips"),
-                cfg.pre_capture,
-                cfg.post_capture,
-                confirm_span,
-                cfg.events.start_threshold,
-            ),
+            clips: ClipWriter::spawn(
+                &cam.name,
+                CameraClips::new(
+                    &out.join("clips"),
+                    cfg.pre_capture,
+                    cfg.post_capture,
+                    confirm_span,
+                    cfg.events.start_threshold,
+                ),
+            )?,
         });
     }
     let mut report = WatchReport {
@@ -542,7 +545,7 @@ fn carry_out(
                         tracker.suppress(learned.bbox, &learned.zones, learned.until);
                         if let Some(end) = tracker.end_event(&record.id, "false_positive") {
                             run.clips
-                                .end(&end.id, end.end_time.unwrap_or(end.start_time));
+                                .end(&end.id, end.end_time.unwrap_or(end.start_time))?;
                             files.event(&end)?;
                         }
                     }
@@ -660,7 +663,7 @@ fn analyse(
                 }
                 RecordType::End => run
                     .clips
-                    .end(&record.id, record.end_time.unwrap_or(triplet.stream_time)),
+                    .end(&record.id, record.end_time.unwrap_or(triplet.stream_time))?,
                 RecordType::Update | RecordType::FalsePositive => {}
             }
             files.event(record)?;
