@@ -174,7 +174,9 @@ impl Outputs {
         if let Some(detail) = detail {
             line["detail"] = detail.into();
         }
-        writeln!(self.status, "{line}")?;
+        // One write per line, as the events: a reader never sees half a line (`writeln!` on
+        // the file issues a write per formatted piece).
+        self.status.write_all(format!("{line}\n").as_bytes())?;
         self.status.flush()?;
         if let Some(feed) = &self.feed {
             feed.status(camera, state, detail);
@@ -246,7 +248,7 @@ pub fn close_interrupted_events(dir: &Path) -> Result<usize> {
         record.end_frame = Some(record.frame);
         record.end_time = Some(record.start_time + record.duration);
         record.end_utc = None;
-        writeln!(out, "{}", serde_json::to_string(&record)?)?;
+        out.write_all(format!("{}\n", serde_json::to_string(&record)?).as_bytes())?;
     }
     out.flush()?;
     Ok(open.len())
