@@ -156,8 +156,11 @@ impl EdgeWeights {
         with_mask + false_area * (1.0 - &self.has_mask)
     }
 
-    /// Per image `[B, 1]`: for a leak-free image (with `terms.iou_on_empty_masks` off) the mean
-    /// `−log(1 − p)` of its `false_peak_share` most confident pixels (at least one), else 0.
+    /// Per image `[B, 1]`, weighted, when `terms` ask for it (`iou_on_empty_masks` off and a
+    /// `false_peak_share`): for a leak-free image the mean `−log(1 − p)` of its
+    /// `false_peak_share` most confident pixels (at least one); for an image with a mask, with
+    /// `leak_peak`, the mean `−log p` of as many of its most confident pixels inside the mask,
+    /// else 0.
     fn false_peak_term(&self, pred: &Tensor, mask: &Tensor, terms: LossTerms) -> Option<Tensor> {
         if terms.iou_on_empty_masks || terms.false_peak_share <= 0.0 {
             return None;

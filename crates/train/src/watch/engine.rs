@@ -7,7 +7,8 @@
 //! - `events.jsonl` — one [`EventRecord`] per line, appended and flushed line by line;
 //! - `snapshots/<id>.png` — the event's largest-area frame with the mask tinted;
 //! - `clips/<id>.mp4` — the event's analysed frames with the mask tinted, from `pre_capture`
-//!   seconds before its start to `post_capture` after its end ([`super::clips`]);
+//!   seconds before its start to `post_capture` after its end, encoded on a thread per camera
+//!   ([`super::clips::ClipWriter`]);
 //! - `status.jsonl` — each camera's state changes (`online`, `offline`, `paused`, `ended`);
 //! - `stats.json` — per camera, rewritten every `stats_interval`: frames in, triplets analysed
 //!   and skipped per second, latency from the arrival of a triplet's last frame to its
