@@ -51,6 +51,21 @@ impl LoadedModel {
         })
     }
 
+    /// The configured model with its initial weights (drawn from libtorch's generator as
+    /// seeded), for tests that need a model but not a trained one.
+    #[cfg(test)]
+    pub(crate) fn with_initial_weights(cfg: RunConfig) -> Result<Self> {
+        let device = cfg.train.device.resolve()?;
+        let vs = VarStore::new(device);
+        let model = Model::new(&vs.root(), &cfg.model)?;
+        Ok(Self {
+            cfg,
+            device,
+            model,
+            _vs: vs,
+        })
+    }
+
     /// The evaluation samples of `data.root / split` as this model reads them.
     pub fn open_split(&self, split: &str) -> Result<EvalLoader> {
         Ok(EvalLoader::open_with(

@@ -1,4 +1,4 @@
-//! Arguments shared by the commands that run a trained model (`eval`, `infer`).
+//! Arguments shared by the commands that run a trained model (`eval`, `infer`, `watch`).
 
 use anyhow::Result;
 use fgstp_model::Precision;

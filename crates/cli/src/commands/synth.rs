@@ -71,6 +71,10 @@ pub struct Args {
     /// goes N times, as DIR/video.mp4, DIR/{images,masks}/ and DIR/episodes.json
     #[arg(long, value_name = "N", conflicts_with_all = ["video", "gallery"])]
     episodes: Option<usize>,
+    /// Frame rate of the --episodes video (video.mp4, episodes.json's seconds); the frames are
+    /// the same at any rate
+    #[arg(long, value_name = "FPS", default_value_t = SYNTH_FPS, requires = "episodes")]
+    fps: f64,
     /// Instead of a dataset: one picture (frame | mask) of each element the generator
     /// draws, as DIR/<element>.png, with DIR/gallery.md listing them
     #[arg(long, conflicts_with = "video")]
@@ -131,7 +135,7 @@ pub fn run(args: Args) -> Result<()> {
         return write_gallery(&cfg, &args.out);
     }
     if let Some(episodes) = args.episodes {
-        return write_episodes(&cfg, episodes, &args.out);
+        return write_episodes(&cfg, episodes, args.fps, &args.out);
     }
     let total = (cfg.scenes * cfg.frames) as u64;
     let bar = progress::bar(total, "synth", "frames");
@@ -171,10 +175,10 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn write_episodes(cfg: &SynthConfig, episodes: usize, out: &Path) -> Result<()> {
+fn write_episodes(cfg: &SynthConfig, episodes: usize, fps: f64, out: &Path) -> Result<()> {
     let bar = progress::bar(cfg.frames as u64, "synth episodes", "frames");
     let start = Instant::now();
-    let file = generate_episodes(cfg, episodes, out, &|| bar.inc(1))
+    let file = generate_episodes(cfg, episodes, fps, out, &|| bar.inc(1))
         .with_context(|| format!("writing the episodes video to {}", out.display()))?;
     bar.finish_and_clear();
     let spans: Vec<String> = file

@@ -597,7 +597,12 @@ fn an_mjpeg_camera_that_goes_away_is_offline_within_the_stall_timeout_and_back_o
         .unwrap()
         .success());
     let done = child.wait_with_output().unwrap();
-    assert!(done.status.success(), "{}", stderr(&done));
+    assert!(
+        done.status.success(),
+        "{} after SIGINT\n{}",
+        done.status,
+        stderr(&done)
+    );
     // The wrong password is named as such; no password is ever written or printed.
     let status = std::fs::read_to_string(out.join("status.jsonl")).unwrap();
     assert!(

@@ -7,7 +7,6 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::scene::{build_scene, render, LeakPlan, Plan};
-use super::video::SYNTH_FPS;
 use super::{to_grey8, write_frame, write_record, SynthConfig};
 use crate::error::{DataError, Result};
 use crate::video::VideoWriter;
@@ -60,7 +59,8 @@ fn windows(frames: usize, episodes: usize) -> Vec<(i64, i64)> {
         .collect()
 }
 
-/// Writes `out/{images,masks}/frame_NNNNN.png`, `out/video.mp4` (H.264, 30 frames/s),
+/// Writes `out/{images,masks}/frame_NNNNN.png`, `out/video.mp4` (H.264, `fps` frames/s: the
+/// frames are the same at any rate, only their timing changes),
 /// `out/episodes.json` and `out/synth.toml`: scene 0 of `cfg` with a leak (from a pipe end or
 /// a hidden source, as drawn) that comes and goes `episodes` times; distractors as `cfg`'s
 /// shares draw them, except that there is no shutter frame (it would blank a frame of an
@@ -68,6 +68,7 @@ fn windows(frames: usize, episodes: usize) -> Vec<(i64, i64)> {
 pub fn generate_episodes(
     cfg: &SynthConfig,
     episodes: usize,
+    fps: f64,
     out: &Path,
     progress: &(dyn Fn() + Sync),
 ) -> Result<EpisodesFile> {
@@ -85,6 +86,11 @@ pub fn generate_episodes(
             "--episodes {episodes} needs --frames of at least {} ({MIN_FRAMES_PER_EPISODE} per episode), not {}",
             episodes.max(1) * MIN_FRAMES_PER_EPISODE,
             cfg.frames
+        )));
+    }
+    if !(fps > 0.0 && fps <= 240.0) {
+        return Err(config_error(format!(
+            "--fps must be in (0, 240] frames per second, not {fps}"
         )));
     }
     if cfg.bit_depth != 8 {
@@ -109,7 +115,7 @@ pub fn generate_episodes(
     };
     let scene = build_scene(&cfg, 0, &plan);
     let video_path = out.join("video.mp4");
-    let mut video = VideoWriter::create(&video_path, cfg.width, cfg.height, SYNTH_FPS)?;
+    let mut video = VideoWriter::create(&video_path, cfg.width, cfg.height, fps)?;
     let mut gas_frames = Vec::with_capacity(cfg.frames);
     for t in 0..cfg.frames {
         let (pixels, mask) = render(&cfg, &scene, 0, t);
@@ -142,12 +148,12 @@ pub fn generate_episodes(
             release_stop: stop as usize,
             first_frame,
             last_frame,
-            start_s: first_frame as f64 / SYNTH_FPS,
-            end_s: (last_frame + 1) as f64 / SYNTH_FPS,
+            start_s: first_frame as f64 / fps,
+            end_s: (last_frame + 1) as f64 / fps,
         });
     }
     let file = EpisodesFile {
-        fps: SYNTH_FPS,
+        fps,
         frames: cfg.frames,
         width: cfg.width,
         height: cfg.height,

@@ -272,7 +272,7 @@ fn episodes_video_has_leaks_exactly_where_episodes_json_says() {
         frames: 48,
         ..small(8)
     };
-    let file = generate_episodes(&cfg, 2, dir.path(), &|| {}).unwrap();
+    let file = generate_episodes(&cfg, 2, 30.0, dir.path(), &|| {}).unwrap();
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("episodes.json")).unwrap()).unwrap();
     assert_eq!(json["episodes"].as_array().unwrap().len(), 2);
@@ -304,7 +304,25 @@ fn episodes_video_has_leaks_exactly_where_episodes_json_says() {
     let info = fgstp_data::video::probe(&dir.path().join("video.mp4")).unwrap();
     assert_eq!(info.frames, cfg.frames);
 
-    let err = generate_episodes(&cfg, 5, dir.path(), &|| {}).unwrap_err();
+    // Another frame rate: the same frames, timed at that rate.
+    let slow = tempfile::tempdir().unwrap();
+    let at_15 = generate_episodes(&cfg, 2, 15.0, slow.path(), &|| {}).unwrap();
+    assert_eq!(at_15.fps, 15.0);
+    for (a, b) in file.episodes.iter().zip(&at_15.episodes) {
+        assert_eq!((a.first_frame, a.last_frame), (b.first_frame, b.last_frame));
+        assert_eq!(b.start_s, 2.0 * a.start_s);
+    }
+    let slow_info = fgstp_data::video::probe(&slow.path().join("video.mp4")).unwrap();
+    assert_eq!((slow_info.frames, slow_info.fps), (cfg.frames, 15.0));
+    for t in [0, cfg.frames - 1] {
+        let name = format!("images/frame_{:05}.png", t + 1);
+        assert_eq!(
+            std::fs::read(dir.path().join(&name)).unwrap(),
+            std::fs::read(slow.path().join(&name)).unwrap()
+        );
+    }
+
+    let err = generate_episodes(&cfg, 5, 30.0, dir.path(), &|| {}).unwrap_err();
     assert!(
         err.to_string()
             .contains("--episodes 5 needs --frames of at least 60"),

@@ -172,6 +172,11 @@ impl GraphReplays {
             .count()
     }
 
+    /// How many calls (by name and input shapes) are kept: seen once or captured.
+    pub fn shapes(&self) -> usize {
+        self.entries.borrow().len()
+    }
+
     /// `f(inputs)`, eagerly or replayed (see the module docs). `f` must launch the same work
     /// for inputs of the same shapes, without reading values back to the host.
     pub fn run(

@@ -29,14 +29,10 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 use fgstp_data::augment::{normalisation_table, normalise_into, resize_rgb_to};
 use fgstp_data::ImageSize;
-use fgstp_model::models::feature_cache::predict_samples;
-use fgstp_model::nn::backbone::Features;
-use fgstp_model::runtime::transfer::upload;
-use fgstp_model::Model;
 use image::RgbImage;
 use serde::Serialize;
-use tch::{Kind, Tensor};
 
+use super::analyser::{Analyser, Due};
 use super::clips::{apply_retention, tint, CameraClips, ClipWriter};
 use super::dashboard::Dashboard;
 use super::events::{whole_frame_change, EventRecord, EventTracker, Observation, RecordType};
@@ -84,8 +80,6 @@ struct CameraRun {
     name: String,
     shared: Arc<Shared>,
     tracker: Option<EventTracker>,
-    /// Encoder features of its latest frames (the feature cache), by frame number.
-    features: BTreeMap<u64, Features>,
     /// The camera's zones and ignore masks as configured.
     zones_and_ignore: (Vec<super::zones::ZoneConfig>, Vec<super::zones::Polygon>),
     state: &'static str,
@@ -348,7 +342,7 @@ fn watch_cameras(
         };
     let retention = cfg.retention_days > 0.0 || cfg.retention_gb > 0.0;
     let mut last_retention: Option<Instant> = None;
-    warm_up(model, cameras.len())?;
+    let mut analyser = Analyser::new(model, cameras.len())?;
     let size = model.cfg.data.train_size;
     let wake = Arc::new((Mutex::new(()), Condvar::new()));
     let mut runs = Vec::new();
@@ -391,7 +385,6 @@ fn watch_cameras(
             shared,
             tracker: None,
             zones_and_ignore: (cam.zones.clone(), cam.ignore.clone()),
-            features: BTreeMap::new(),
             state: "starting",
             analysed: 0,
             latencies: VecDeque::new(),
@@ -490,7 +483,14 @@ fn watch_cameras(
             let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
             let _ = cv.wait_timeout(guard, Duration::from_millis(100));
         } else {
-            analyse(model, cfg, &mut runs, batch, &mut files, &mut report)?;
+            analyse(
+                &mut analyser,
+                cfg,
+                &mut runs,
+                batch,
+                &mut files,
+                &mut report,
+            )?;
         }
         if retention && last_retention.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
             let removed = apply_retention(out, cfg.retention_days, cfg.retention_gb)?;
@@ -574,18 +574,24 @@ fn finish_camera(run: &mut CameraRun, files: &mut Outputs, reason: &str) -> Resu
 
 /// Runs a batch (one triplet per camera) through the model and takes the maps in.
 fn analyse(
-    model: &LoadedModel,
+    analyser: &mut Analyser,
     cfg: &WatchConfig,
     runs: &mut [CameraRun],
     batch: Vec<(usize, Triplet)>,
     files: &mut Outputs,
     report: &mut WatchReport,
 ) -> Result<()> {
-    let logits = tch::no_grad(|| batch_logits(model, runs, &batch))?;
-    let prob = logits
-        .to_kind(Kind::Float)
-        .sigmoid()
-        .to_device(tch::Device::Cpu);
+    let due: Vec<Due> = batch
+        .iter()
+        .map(|(k, t)| Due {
+            camera: *k,
+            frame: t.frame,
+            inputs: &t.inputs,
+        })
+        .collect();
+    let logits = tch::no_grad(|| analyser.logits(&due))?;
+    drop(due);
+    let prob = logits.sigmoid().to_device(tch::Device::Cpu);
     let (gh, gw) = (prob.size()[2] as usize, prob.size()[3] as usize);
     for (row, (k, triplet)) in batch.into_iter().enumerate() {
         let map = Vec::<f32>::try_from(prob.get(row as i64).flatten(0, -1))?;
@@ -682,86 +688,6 @@ fn analyse(
         }
     }
     Ok(())
-}
-
-/// The logits `[B, 1, S, S]` of a batch of triplets. With the feature cache (`eval.feature_cache`,
-/// on by default) each frame is encoded once — a camera analysed frame by frame encodes one new
-/// frame per triplet — and its features kept until no later triplet needs them, as `fgstp infer`
-/// does (same numbers); without it the whole model runs on each triplet's three frames.
-/// Two forwards of zeros at the cameras' batch size before any frame is read: libtorch's first
-/// calls (allocations, kernel choices) take several times a steady one, and a live camera's
-/// first triplets would be dropped while they run.
-fn warm_up(model: &LoadedModel, cameras: usize) -> Result<()> {
-    let (h, w) = model.cfg.data.train_size.hw();
-    let zeros = || Tensor::zeros([3, h, w], (Kind::Float, tch::Device::Cpu));
-    let samples: Vec<Vec<Vec<Tensor>>> = (0..cameras.max(1))
-        .map(|_| (0..3).map(|_| vec![zeros()]).collect())
-        .collect();
-    for _ in 0..2 {
-        let _probabilities =
-            tch::no_grad(|| predict_samples(&model.model, model.device, &samples))?;
-    }
-    Ok(())
-}
-
-fn batch_logits(
-    model: &LoadedModel,
-    runs: &mut [CameraRun],
-    batch: &[(usize, Triplet)],
-) -> Result<Tensor> {
-    let (h, w) = model.cfg.data.train_size.hw();
-    let input = |x: &Vec<f32>| Tensor::from_slice(x).view([3, h, w]);
-    let Model::Fgstp(fgstp) = &model.model else {
-        anyhow::bail!("fgstp watch runs FGSTP models only");
-    };
-    if !model.cfg.eval.feature_cache {
-        let samples: Vec<Vec<Vec<Tensor>>> = batch
-            .iter()
-            .map(|(_, t)| t.inputs.iter().map(|x| vec![input(x)]).collect())
-            .collect();
-        return predict_samples(&model.model, model.device, &samples);
-    }
-    let (device, precision) = (model.device, model.cfg.model.precision);
-    // The frames no camera has encoded yet, encoded in one batch.
-    let mut missing: Vec<(usize, u64, &Vec<f32>)> = Vec::new();
-    for (k, t) in batch {
-        for (j, x) in t.inputs.iter().enumerate() {
-            let frame = t.frame + j as u64;
-            if !runs[*k].features.contains_key(&frame) {
-                missing.push((*k, frame, x));
-            }
-        }
-    }
-    if !missing.is_empty() {
-        let stacked: Vec<Tensor> = missing.iter().map(|(_, _, x)| input(x)).collect();
-        let stacked = upload(&Tensor::stack(&stacked, 0), device)?;
-        let features = precision.run(device, || fgstp.encode(&stacked, false))??;
-        for (row, (k, frame, _)) in missing.iter().enumerate() {
-            let row = row as i64;
-            runs[*k]
-                .features
-                .insert(*frame, features.each_ref().map(|f| f.narrow(0, row, 1)));
-        }
-    }
-    // Slot j of every triplet, batched.
-    let slot = |j: u64| -> Features {
-        std::array::from_fn(|level| {
-            let parts: Vec<&Tensor> = batch
-                .iter()
-                .map(|(k, t)| &runs[*k].features[&(t.frame + j)][level])
-                .collect();
-            Tensor::cat(&parts, 0)
-        })
-    };
-    let (a, b, c) = (slot(0), slot(1), slot(2));
-    let fused = precision
-        .run(device, || fgstp.forward_features(&a, &b, &c, false))??
-        .fused;
-    // A camera's next triplet starts after this one's first frame.
-    for (k, t) in batch {
-        runs[*k].features.retain(|&frame, _| frame > t.frame);
-    }
-    Ok(fused.to_kind(Kind::Float))
 }
 
 /// Frame t with the gas mask (`prob` ≥ `threshold` on the decision grid, scaled to the frame)

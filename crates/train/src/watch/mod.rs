@@ -8,12 +8,14 @@
 //!   with their rules;
 //! - [`source`]: video files, folders of frames, raw frames on standard input, MJPEG over
 //!   HTTP, RTSP cameras (`rtsp`); [`engine`]:
-//!   decode threads, batched analysis, the output files; [`clips`]: event clips, retention;
+//!   decode threads, batched analysis (`analyser`: the model, its feature cache and CUDA
+//!   graphs), the output files; [`clips`]: event clips, retention;
 //! - [`mqtt`]: alerts to a broker; [`feed`] + [`dashboard`]: the web page and its JSON API.
 //!
 //! Its configuration, `[watch]`, is part of the run configuration
 //! ([`crate::run_config::watch`]).
 
+mod analyser;
 pub mod clips;
 pub mod dashboard;
 pub mod engine;
