@@ -114,7 +114,8 @@ impl<'a> Analyser<'a> {
                 .iter()
                 .map(|d| d.inputs.iter().map(|x| vec![input(x)]).collect())
                 .collect();
-            return predict_samples(&self.model.model, self.model.device, &samples);
+            let logits = predict_samples(&self.model.model, self.model.device, &samples)?;
+            return Ok(logits.to_kind(Kind::Float));
         }
         // The frames no camera has encoded yet, encoded in one batch.
         let mut missing: Vec<(usize, u64, &Vec<f32>)> = Vec::new();
