@@ -105,6 +105,10 @@ pub struct TrainConfig {
     /// With `false_peak_share`: a leak frame's most confident pixels inside its mask (the same
     /// share) are charged `−log p` with the same weight. See `loss::LossTerms::leak_peak`.
     pub leak_peak: bool,
+    /// A generated dataset's leak-free twins trained in the same step as the scenes they are
+    /// twins of (each twin sample right after its source's in the epoch's order), so that a
+    /// step sees the same frames with gas and without. See `Loader::with_twin_batches`.
+    pub twin_batches: bool,
     /// libtorch intra-op threads; 0 = all cores.
     pub threads: usize,
     /// Processes that `fgstp train` starts on this machine when no launcher (torchrun, srun)
@@ -166,6 +170,7 @@ impl Default for TrainConfig {
             false_peak_share: 0.0,
             false_peak_weight: 1.0,
             leak_peak: false,
+            twin_batches: false,
             threads: 0,
             processes: 1,
             dist_backend: DistBackend::Auto,

@@ -223,6 +223,9 @@ pub struct Loader<Kind> {
 /// Training: the reference frame set, augmented, shuffled per epoch.
 pub struct Training {
     sampling: TrainSampling,
+    /// With [`Loader::with_twin_batches`]: per sample, the sample of the same frames of the
+    /// scene it is the leak-free twin of.
+    twin_of: Option<Vec<Option<usize>>>,
 }
 /// Evaluation and inference: every sample of the protocol, in video order.
 pub struct Evaluation;
@@ -367,7 +370,10 @@ impl Loader<Training> {
             samples,
             cfg,
             spec,
-            Training { sampling },
+            Training {
+                sampling,
+                twin_of: None,
+            },
             sampling.empty_masks,
         )
     }
@@ -453,16 +459,86 @@ impl Loader<Training> {
         self.kind.sampling.batch_size * shard.world
     }
 
-    /// The sample order of `epoch` (shuffled from the seed when `shuffle` is on).
+    /// The sample order of `epoch` (shuffled from the seed when `shuffle` is on). With
+    /// [`Loader::with_twin_batches`] a twin's sample follows its source's sample.
     pub fn order(&self, epoch: u64) -> Vec<usize> {
+        // A stream of its own, apart from the per-sample augmentation draws.
+        let seed = self.kind.sampling.seed;
+        let mut rng = rng_for(seed ^ 0x5348_5546_464c_4521, epoch, 0);
+        if let Some(twin_of) = &self.kind.twin_of {
+            let mut units: Vec<Vec<usize>> = Vec::new();
+            let mut unit_of = vec![usize::MAX; self.len()];
+            for (i, source) in twin_of.iter().enumerate() {
+                if source.is_none() {
+                    unit_of[i] = units.len();
+                    units.push(vec![i]);
+                }
+            }
+            for (i, source) in twin_of.iter().enumerate() {
+                if let Some(source) = *source {
+                    units[unit_of[source]].push(i);
+                }
+            }
+            if self.src.cfg.shuffle {
+                units.shuffle(&mut rng);
+            }
+            return units.concat();
+        }
         let mut order: Vec<usize> = (0..self.len()).collect();
         if self.src.cfg.shuffle {
-            // A stream of its own, apart from the per-sample augmentation draws.
-            let seed = self.kind.sampling.seed;
-            let mut rng = rng_for(seed ^ 0x5348_5546_464c_4521, epoch, 0);
             order.shuffle(&mut rng);
         }
         order
+    }
+
+    /// Trains each leak-free twin of a generated dataset in the same step as the scene it is
+    /// the twin of (`train.twin_batches`): in every epoch's order a twin's sample comes right
+    /// after its source's sample of the same frames (each with its own random flip, rotation
+    /// and colour). Which scene is whose twin comes from the generator's record,
+    /// `ROOT/synth.toml`.
+    pub fn with_twin_batches(mut self) -> Result<Self> {
+        let split = &self.src.split;
+        let record = split
+            .dir
+            .parent()
+            .map(|root| root.join("synth.toml"))
+            .unwrap_or_else(|| PathBuf::from("synth.toml"));
+        if !record.is_file() {
+            return Err(DataError::Config {
+                path: record,
+                reason: "train.twin_batches needs a dataset written by `fgstp synth` (its \
+                         synth.toml says which scenes are twins): generate one, or set \
+                         train.twin_batches = false"
+                    .into(),
+            });
+        }
+        let (_, synth) = crate::synth::read_record(&record)?;
+        let index_of = |name: &str| name.strip_prefix("scene_")?.parse::<usize>().ok();
+        let mut sample_at = std::collections::HashMap::new();
+        for (i, sample) in self.src.samples.iter().enumerate() {
+            sample_at.insert((split.scenes[sample.scene].name.as_str(), sample.frames), i);
+        }
+        let twin_of = self
+            .src
+            .samples
+            .iter()
+            .map(|sample| {
+                let source = index_of(&split.scenes[sample.scene].name)
+                    .and_then(|index| synth.twin_of(index))?;
+                let name = format!("scene_{source:03}");
+                sample_at.get(&(name.as_str(), sample.frames)).copied()
+            })
+            .collect();
+        self.kind.twin_of = Some(twin_of);
+        Ok(self)
+    }
+
+    /// How many samples [`Loader::with_twin_batches`] placed after their source's.
+    pub fn twin_samples(&self) -> usize {
+        self.kind
+            .twin_of
+            .as_ref()
+            .map_or(0, |t| t.iter().flatten().count())
     }
 
     /// The reference (FGSTP) random choices for sample `index` in `epoch`.

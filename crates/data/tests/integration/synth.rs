@@ -457,6 +457,76 @@ fn twins_show_the_scene_before_them_without_its_gas() {
 }
 
 #[test]
+fn twin_batches_put_a_twin_sample_right_after_its_source_sample() {
+    let cfg = SynthConfig {
+        scenes: 12,
+        frames: 4,
+        twins: 1.0,
+        ..small(5)
+    };
+    let dir = run(&cfg, 2);
+    let data = fgstp_data::DataConfig {
+        root: dir.path().to_path_buf(),
+        train_size: 32.into(),
+        threads: 1,
+        ..Default::default()
+    };
+    let loader = fgstp_data::TrainLoader::open(&data, fgstp_data::TrainSampling::default())
+        .unwrap()
+        .with_twin_batches()
+        .unwrap();
+    // Scenes 3 and 6 are the twins of 2 and 5 (above); 4 frames give 2 samples each.
+    assert_eq!(loader.twin_samples(), 4);
+    let scene = |i: usize| {
+        loader.split().scenes[loader.samples()[i].scene]
+            .name
+            .clone()
+    };
+    for epoch in 0..3 {
+        let order = loader.order(epoch);
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            (0..loader.len()).collect::<Vec<_>>(),
+            "every sample once"
+        );
+        let mut pairs = 0;
+        for (k, &i) in order.iter().enumerate() {
+            let twin = match scene(i).as_str() {
+                "scene_003" => "scene_002",
+                "scene_006" => "scene_005",
+                _ => continue,
+            };
+            let before = order[k - 1];
+            assert_eq!(
+                scene(before),
+                twin,
+                "epoch {epoch}: {} after its source",
+                scene(i)
+            );
+            assert_eq!(loader.samples()[before].frames, loader.samples()[i].frames);
+            pairs += 1;
+        }
+        assert_eq!(pairs, 4);
+    }
+    assert_ne!(loader.order(0), loader.order(1), "still shuffled per epoch");
+
+    // Without the generator's record there is nothing to pair by.
+    std::fs::remove_file(dir.path().join("synth.toml")).unwrap();
+    let err = fgstp_data::TrainLoader::open(&data, fgstp_data::TrainSampling::default())
+        .unwrap()
+        .with_twin_batches()
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("synth.toml") && err.contains("twin_batches"),
+        "{err}"
+    );
+}
+
+#[test]
 fn sixteen_bit_output_reads_back_as_l16() {
     let dir = run(
         &SynthConfig {

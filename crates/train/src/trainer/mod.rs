@@ -266,7 +266,15 @@ impl<'a> Trainer<'a> {
             }
         };
         let spec = recipe(cfg.model.kind).input_spec(cfg);
-        let train_data = TrainLoader::open_with(&cfg.data, cfg.train.sampling(), &spec)?;
+        let mut train_data = TrainLoader::open_with(&cfg.data, cfg.train.sampling(), &spec)?;
+        if cfg.train.twin_batches {
+            train_data = train_data.with_twin_batches()?;
+            eprintln!(
+                "twin batches: {} of {} training samples follow their leaking source's",
+                train_data.twin_samples(),
+                train_data.len()
+            );
+        }
         // Each rank validates its share of the videos (video i in byte order of the names on
         // rank i mod N, the rule of sharded evaluation); the metric states are merged exactly.
         let val_split = Split::open(&cfg.data.root, &cfg.data.val_split, Masks::Required)?;
