@@ -117,7 +117,7 @@ pub fn predict_split(
             return done;
         }
     }
-    let replays = graph_replays(cfg, device)?;
+    let replays = graph_replays(cfg, device, GraphReplays::DEFAULT_LIMIT)?;
     let mut start = 0;
     while start < samples.len() {
         let scene_index = samples[start].scene;
@@ -156,9 +156,13 @@ pub fn predict_split(
     Ok(true)
 }
 
-/// The CUDA graphs of one pass over a split when `eval.cuda_graphs` asks for them and the
-/// device is a GPU; elsewhere a note (once per process) and none.
-fn graph_replays(cfg: &RunConfig, device: Device) -> Result<Option<GraphReplays>> {
+/// CUDA graphs (at most `limit` kept) when `eval.cuda_graphs` asks for them and the device is
+/// a GPU; elsewhere a note (once per process) and none.
+pub(crate) fn graph_replays(
+    cfg: &RunConfig,
+    device: Device,
+    limit: usize,
+) -> Result<Option<GraphReplays>> {
     if !cfg.eval.cuda_graphs {
         return Ok(None);
     }
@@ -172,8 +176,5 @@ fn graph_replays(cfg: &RunConfig, device: Device) -> Result<Option<GraphReplays>
         });
         return Ok(None);
     }
-    Ok(Some(GraphReplays::cuda(
-        device,
-        GraphReplays::DEFAULT_LIMIT,
-    )?))
+    Ok(Some(GraphReplays::cuda(device, limit)?))
 }

@@ -20,6 +20,7 @@ use fgstp_model::Fgstp;
 use fgstp_model::Model;
 use tch::{Device, Kind, Tensor};
 
+use crate::evaluate::graph_replays;
 use crate::trained_run::LoadedModel;
 
 /// One camera's due triplet: frames `frame`, `frame + 1`, `frame + 2` as model inputs
@@ -166,8 +167,8 @@ impl<'a> Analyser<'a> {
             return run(frames);
         };
         let rows = frames.size()[0];
-        let cameras = self.cameras as i64;
-        let padded = pad_rows(frames, (rows + cameras - 1) / cameras * cameras);
+        let padded_rows = (rows as usize).next_multiple_of(self.cameras);
+        let padded = pad_rows(frames, padded_rows as i64);
         let features: Features = graphs
             .run("encode", &[&padded], |x| Ok(Vec::from(run(x[0])?)))?
             .try_into()
@@ -208,22 +209,11 @@ impl<'a> Analyser<'a> {
 /// note saying why.
 fn graphs_for(model: &LoadedModel) -> Result<Option<GraphReplays>> {
     let cfg = &model.cfg;
-    if !cfg.eval.cuda_graphs {
-        return Ok(None);
-    }
-    let device = model.device;
-    if !device.is_cuda() {
-        eprintln!(
-            "note: eval.cuda_graphs needs a CUDA device; watching on {} without graphs",
-            format!("{device:?}").to_lowercase()
-        );
-        return Ok(None);
-    }
-    if !cfg.eval.feature_cache {
+    if cfg.eval.cuda_graphs && model.device.is_cuda() && !cfg.eval.feature_cache {
         eprintln!("note: fgstp watch replays CUDA graphs with the feature cache only (eval.feature_cache = true); watching without graphs");
         return Ok(None);
     }
-    Ok(Some(GraphReplays::cuda(device, CAPTURED_SHAPES)?))
+    graph_replays(cfg, model.device, CAPTURED_SHAPES)
 }
 
 /// `t` with rows of zeros appended up to `rows` rows.
