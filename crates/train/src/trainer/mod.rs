@@ -269,11 +269,13 @@ impl<'a> Trainer<'a> {
         let mut train_data = TrainLoader::open_with(&cfg.data, cfg.train.sampling(), &spec)?;
         if cfg.train.twin_batches {
             train_data = train_data.with_twin_batches()?;
-            eprintln!(
-                "twin batches: {} of {} training samples follow their leaking source's",
-                train_data.twin_samples(),
-                train_data.len()
-            );
+            if shard.rank == 0 {
+                eprintln!(
+                    "twin batches: {} of {} training samples follow their leaking source's",
+                    train_data.twin_samples(),
+                    train_data.len()
+                );
+            }
         }
         // Each rank validates its share of the videos (video i in byte order of the names on
         // rank i mod N, the rule of sharded evaluation); the metric states are merged exactly.
