@@ -26,8 +26,15 @@ pub struct DataConfig {
     pub threads: usize,
     /// Batches prepared ahead of the consumer (bounded queue depth, at least 1).
     pub prefetch: usize,
-    /// Which frames get an evaluation/inference sample (training always follows the reference).
+    /// Which frames get an evaluation/inference sample (training: `train_protocol`).
     pub protocol: Protocol,
+    /// Which frames get a training sample, for the models sampled as FGSTP's reference samples
+    /// (FGSTP, SINet-V2, short-term SLT-Net; ZoomNeXt and the long-term SLT-Net build their own
+    /// clips): `reference` (default), frames 0..n-3 with (t+1, t+2), so a video's last two
+    /// frames are never learned and the backward neighbours that `protocol = "full"` gives them
+    /// at evaluation are never seen in training; `full`: every annotated frame, with the
+    /// neighbours of `protocol = "full"`.
+    pub train_protocol: Protocol,
     /// How 16-bit frames (thermal cameras) become 8-bit.
     pub sixteen_bit: SixteenBit,
     /// Random flip, rotation, colour enhancement and mask salt-and-pepper for training.
@@ -38,6 +45,12 @@ pub struct DataConfig {
     /// polarities of gas and of every distractor alike. The reference's transforms only (FGSTP,
     /// SINet-V2, short-term SLT-Net); 0 = never (the reference).
     pub invert_polarity: f64,
+    /// With `augment`, one colour enhancement (brightness, contrast, colour, sharpness) for the
+    /// three frames of a sample, frame t's draw, instead of the reference's one per frame: the
+    /// change from frame to frame is then the scene's own (a moving plume against still
+    /// equipment), not a brightness jump of up to 3× between neighbours. The reference's
+    /// transforms only (FGSTP, SINet-V2, short-term SLT-Net); `false` = the reference.
+    pub clip_enhance: bool,
     /// Shuffle training samples every epoch.
     pub shuffle: bool,
     /// Leave out the last, incomplete training batch of an epoch (ZoomNeXt's loader does).
@@ -171,9 +184,11 @@ impl Default for DataConfig {
             threads: 0,
             prefetch: 2,
             protocol: Protocol::Full,
+            train_protocol: Protocol::Reference,
             sixteen_bit: SixteenBit::PerVideo,
             augment: true,
             invert_polarity: 0.0,
+            clip_enhance: false,
             shuffle: true,
             drop_last: false,
             prior_dir: None,

@@ -4,7 +4,8 @@
 //! predicts the mask of `t`.
 //!
 //! - **Training** (as the reference): t = 0..n-3 with neighbours (t+1, t+2), and only frames
-//!   that have a mask (unannotated frames still serve as neighbours).
+//!   that have a mask (unannotated frames still serve as neighbours); with
+//!   `data.train_protocol = "full"` every annotated frame, with the neighbours below.
 //! - **Evaluation / inference, `protocol = "full"`** (default): every frame gets a sample.
 //!   Neighbour k (k = 1, 2) is t+k when that frame exists, else t−k — the temporal distance
 //!   of each branch is kept and only its direction flips at the end of the video: frame n−2
@@ -90,6 +91,16 @@ pub fn training_samples(split: &Split) -> Vec<SampleRef> {
         }
     }
     out
+}
+
+/// The training samples of `data.train_protocol = "full"` for a model that reads triplets:
+/// every annotated frame, with the neighbours [`evaluation_samples`] gives it under
+/// `protocol = "full"` (the last two frames of a video look backwards).
+pub fn training_samples_every_frame(split: &Split) -> Vec<SampleRef> {
+    evaluation_samples(split, Protocol::Full)
+        .into_iter()
+        .filter(|sample| sample.supervised)
+        .collect()
 }
 
 /// The training samples of a model that reads `train` (see [`TrainSamples`]).

@@ -28,12 +28,14 @@ use rayon::prelude::*;
 use tch::Tensor;
 
 use crate::augment::{normalisation_table, AugmentDraw};
-use crate::config::{DataConfig, EmptyMasks, TrainSampling};
+use crate::config::{DataConfig, EmptyMasks, Protocol, TrainSampling};
 use crate::dataset::{Masks, Split};
 use crate::decode::load_mask;
 use crate::error::{DataError, Result};
 use crate::inputs::{InputSpec, TrainSamples};
-use crate::sample::{evaluation_samples_for, rng_for, training_samples_for, SampleRef};
+use crate::sample::{
+    evaluation_samples_for, rng_for, training_samples_every_frame, training_samples_for, SampleRef,
+};
 
 use pixels::{FrameAugment, SampleDraw, Source};
 use prefetch::{build_pool, spawn_producer};
@@ -343,7 +345,10 @@ impl Loader<Training> {
                 reason: "a training batch needs at least 1 sample".into(),
             });
         }
-        let samples = training_samples_for(&split, spec.train);
+        let samples = match (spec.train, cfg.train_protocol) {
+            (TrainSamples::Triplets, Protocol::Full) => training_samples_every_frame(&split),
+            _ => training_samples_for(&split, spec.train),
+        };
         if samples.is_empty() {
             return Err(match spec.train {
                 TrainSamples::Clips { len, .. } => DataError::NoTrainingClips {

@@ -186,6 +186,9 @@ impl Source {
                 if self.cfg.invert_polarity > 0.0 {
                     draw.invert = rng.random_bool(self.cfg.invert_polarity);
                 }
+                if self.cfg.clip_enhance {
+                    draw.enhance = [draw.enhance[0]; 3];
+                }
                 SampleDraw::Reference(draw)
             }
             AugmentStyle::AlbumentationsImage => SampleDraw::Albumentations(

@@ -12,7 +12,8 @@ use fgstp_data::augment::{
 };
 use fgstp_data::decode::load_mask;
 use fgstp_data::{
-    Batch, DataConfig, DataError, EvalLoader, Masks, Shard, Split, TrainLoader, TrainSampling,
+    Batch, DataConfig, DataError, EvalLoader, Masks, Protocol, Shard, Split, TrainLoader,
+    TrainSampling,
 };
 use image::{GrayImage, Luma, RgbImage};
 use rand::SeedableRng;
@@ -296,6 +297,89 @@ fn inverted_polarity_flips_the_frames_of_a_share_of_samples_and_nothing_else() {
     assert!(
         err.contains("invert_polarity") && err.contains("run.toml"),
         "{err}"
+    );
+}
+
+/// `clip_enhance` gives frames t+1 and t+2 frame t's colour enhancement; every other draw
+/// (flip, rotation, the mask's salt-and-pepper, frame t's factors) stays the reference's.
+#[test]
+fn clip_enhancement_gives_the_three_frames_frame_ts_factors_and_changes_nothing_else() {
+    let tmp = dataset();
+    let plain = TrainLoader::open(&config(tmp.path(), 2), SAMPLING).unwrap();
+    let cfg = DataConfig {
+        clip_enhance: true,
+        ..config(tmp.path(), 2)
+    };
+    let clip = TrainLoader::open(&cfg, SAMPLING).unwrap();
+    let mut differed = 0;
+    for index in 0..plain.len() {
+        let (a, b) = (plain.draw(0, index), clip.draw(0, index));
+        assert_eq!(b.enhance, [a.enhance[0]; 3]);
+        assert_eq!(
+            a,
+            AugmentDraw {
+                enhance: a.enhance,
+                ..b.clone()
+            }
+        );
+        differed += usize::from(a.enhance[1] != a.enhance[0] || a.enhance[2] != a.enhance[0]);
+        let frame = RgbImage::from_fn(W, H, |x, y| image::Rgb([(x * 7 + y) as u8, 40, 200]));
+        for slot in 0..3 {
+            assert_eq!(b.frame(frame.clone(), slot), a.frame(frame.clone(), 0));
+        }
+    }
+    assert!(
+        differed > 0,
+        "the reference's draws never differed between frames"
+    );
+    assert!(!same(&epoch_tensors(&plain, 0), &epoch_tensors(&clip, 0)));
+}
+
+/// `train_protocol = "full"` trains every annotated frame of a triplet model, the last two of
+/// a video with the backward neighbours evaluation gives them; the default keeps the
+/// reference's frames 0..n-3.
+#[test]
+fn the_full_training_protocol_trains_every_annotated_frame_with_evaluations_neighbours() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sparse = SceneSpec::full("b", 5);
+    sparse.masked = vec![0, 3, 4];
+    write_split(tmp.path(), "train", &[SceneSpec::full("a", 6), sparse]);
+    let triplets = |cfg: &DataConfig| -> Vec<(usize, [usize; 3])> {
+        let loader = TrainLoader::open(cfg, SAMPLING).unwrap();
+        loader
+            .samples()
+            .iter()
+            .map(|s| (s.scene, s.frames))
+            .collect()
+    };
+    let reference = triplets(&config(tmp.path(), 1));
+    assert_eq!(
+        reference,
+        [
+            (0, [0, 1, 2]),
+            (0, [1, 2, 3]),
+            (0, [2, 3, 4]),
+            (0, [3, 4, 5]),
+            (1, [0, 1, 2])
+        ]
+    );
+    let full = triplets(&DataConfig {
+        train_protocol: Protocol::Full,
+        ..config(tmp.path(), 1)
+    });
+    assert_eq!(
+        full,
+        [
+            (0, [0, 1, 2]),
+            (0, [1, 2, 3]),
+            (0, [2, 3, 4]),
+            (0, [3, 4, 5]),
+            (0, [4, 5, 2]),
+            (0, [5, 4, 3]),
+            (1, [0, 1, 2]),
+            (1, [3, 4, 1]),
+            (1, [4, 3, 2]),
+        ]
     );
 }
 
