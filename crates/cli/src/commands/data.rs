@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use fgstp_data::decode::describe_color;
 use fgstp_data::natural_order::natural_sort;
-use fgstp_data::sample::{evaluation_samples, training_samples};
+use fgstp_data::sample::{evaluation_samples, training_samples, training_samples_every_frame};
 use fgstp_data::{Masks, Protocol, Split};
 use fgstp_train::progress;
 
@@ -102,12 +102,13 @@ fn check(args: CheckArgs) -> Result<()> {
 
 fn print_split(split: &Split) {
     println!(
-        "split {}: {} scenes, {} frames, {} masks; {} training samples, {} evaluation samples ({} in the reference's frame set)",
+        "split {}: {} scenes, {} frames, {} masks; {} training samples ({} with data.train_protocol = \"full\"), {} evaluation samples ({} in the reference's frame set)",
         split.name,
         split.scenes.len(),
         split.frame_count(),
         split.mask_count(),
         training_samples(split).len(),
+        training_samples_every_frame(split).len(),
         evaluation_samples(split, Protocol::Full).len(),
         evaluation_samples(split, Protocol::Reference).len(),
     );

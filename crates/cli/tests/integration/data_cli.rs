@@ -63,7 +63,8 @@ fn synth_output_passes_data_check_and_repeats_exactly() {
     let (ok, stdout, stderr) = fgstp(&["data", "check", a.to_str().unwrap()]);
     assert!(ok, "data check failed: {stderr}");
     for split in [
-        "split train: 1 scenes, 4 frames, 4 masks",
+        "split train: 1 scenes, 4 frames, 4 masks; 2 training samples (4 with \
+         data.train_protocol = \"full\"), 4 evaluation samples (2 in the reference's frame set)",
         "split val:",
         "split test:",
     ] {
