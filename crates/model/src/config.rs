@@ -109,6 +109,12 @@ pub struct Config {
     /// agree with the reference's order to float rounding (about 1e-6 in probability), not bit
     /// for bit; false keeps the reference's order exactly.
     pub fused: bool,
+    /// FGSTP and SLT-Net's short-term model, training: the three frames of a triplet through
+    /// the encoder as one batch and both pairs through correlation, refinement and decoder as
+    /// one batch, so that each BatchNorm's batch statistics cover all of them (the reference
+    /// computes them per frame and per pair). Fewer, larger kernels: faster where the inputs are
+    /// small; a different training, not the reference's. Inference is unchanged.
+    pub joint_batches: bool,
 }
 
 impl Default for Config {
@@ -122,6 +128,7 @@ impl Default for Config {
             freeze_backbone_bn: true,
             precision: Precision::Tf32,
             fused: false,
+            joint_batches: false,
         }
     }
 }
@@ -147,6 +154,12 @@ impl Config {
             self.fsp_groups >= 2,
             "model.fsp_groups = {} must be at least 2 (reference: 6)",
             self.fsp_groups
+        );
+        ensure!(
+            !self.joint_batches || self.kind.has_correlation(),
+            "model.joint_batches batches the frames and pairs of \"fgstp\" and \"slt-net\"; \
+             model.kind {:?} has none: remove it",
+            self.kind
         );
         Ok(())
     }

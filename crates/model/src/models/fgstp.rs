@@ -147,19 +147,21 @@ impl Fgstp {
         let (device, kind) = self.device_kind();
         check_frames(&self.cfg, &frames, device, kind)?;
         let bn_train = self.backbone_bn_train(train);
-        let [f_t, f_t1, f_t2] = if bn_train || !self.cfg.fused {
+        let joint = (train && self.cfg.joint_batches) || (!bn_train && self.cfg.fused);
+        let [f_t, f_t1, f_t2] = if !joint {
             // One encoder call per frame, as the reference (batch statistics are per call).
             frames.map(|frame| self.backbone.encoder.forward_t(frame, bn_train))
         } else {
             // With running statistics every encoder op treats samples independently, so the
             // three frames can go through as one batch: a third of the kernel launches and
             // larger matrix products; the values agree to float rounding, not bit for bit
-            // (libtorch's kernels block a batch of 3 differently from 3 batches of 1).
+            // (libtorch's kernels block a batch of 3 differently from 3 batches of 1). With
+            // batch statistics (`joint_batches`) they are the three frames' together.
             let batch = frames[0].size()[0];
             let all = self
                 .backbone
                 .encoder
-                .forward_t(&Tensor::cat(&frames, 0), false);
+                .forward_t(&Tensor::cat(&frames, 0), bn_train);
             let [a, b, c] = all.map(|level| level.split(batch, 0));
             let frame = |k: usize| -> Features {
                 [
@@ -221,7 +223,8 @@ impl Fgstp {
     }
 
     fn decode(&self, f_t: &Features, f_t1: &Features, f_t2: &Features, train: bool) -> FgstpOutput {
-        let (pair_t1, pair_t2) = if train || !self.cfg.fused {
+        let joint = (train && self.cfg.joint_batches) || (!train && self.cfg.fused);
+        let (pair_t1, pair_t2) = if !joint {
             // One pass per pair, as the reference (batch statistics are per pair).
             // The correlation's and FSP's own BatchNorms train with the model (the reference
             // freezes only the backbone's).
@@ -233,16 +236,20 @@ impl Fgstp {
                 self.backbone.decoder.forward_t(&pair_t2, bn_train),
             )
         } else {
-            // Both pairs share CTC, FSP and the decoder: one pass over a double batch (eval
-            // statistics, so each sample is computed on its own).
+            // Both pairs share CTC, FSP and the decoder: one pass over a double batch (with
+            // eval statistics each sample is computed on its own; with `joint_batches` the
+            // statistics are the two pairs' together).
             let batch = f_t[0].size()[0];
             let both = |a: &Features, b: &Features| -> Features {
                 std::array::from_fn(|i| Tensor::cat(&[&a[i], &b[i]], 0))
             };
             let current = both(f_t, f_t);
-            let corr = self.ctc.forward_t(&current, &both(f_t1, f_t2), false);
-            let refined = self.refine(corr, &current, false);
-            let maps = self.backbone.decoder.forward_t(&refined, false);
+            let corr = self.ctc.forward_t(&current, &both(f_t1, f_t2), train);
+            let refined = self.refine(corr, &current, train);
+            let maps = self
+                .backbone
+                .decoder
+                .forward_t(&refined, self.backbone_bn_train(train));
             let [m0, m1, m2, m3] = maps.map(|m| m.split(batch, 0));
             let pair = |k: usize| -> [Tensor; 4] {
                 [&m0[k], &m1[k], &m2[k], &m3[k]].map(Tensor::shallow_clone)

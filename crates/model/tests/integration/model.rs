@@ -164,6 +164,66 @@ fn frozen_batchnorm_means_eval_statistics_in_the_backbone() {
     }
 }
 
+/// The nine maps of one set of weights, computed without and with `joint_batches`, in
+/// training mode or inference.
+fn maps_without_and_with_joint_batches(
+    frames: [&Tensor; 3],
+    train: bool,
+) -> (Vec<Tensor>, Vec<Tensor>) {
+    let cfg = |joint_batches: bool| Config {
+        joint_batches,
+        freeze_backbone_bn: false,
+        ..tiny(ModelKind::Fgstp)
+    };
+    let vs = VarStore::new(Device::Cpu);
+    let per_call = Fgstp::new(&vs.root(), &cfg(false)).unwrap();
+    let mut joint_vs = VarStore::new(Device::Cpu);
+    let joint = Fgstp::new(&joint_vs.root(), &cfg(true)).unwrap();
+    // The same weights (and running statistics) in both.
+    joint_vs.copy(&vs).unwrap();
+    let maps = |model: &Fgstp| {
+        let out = tch::no_grad(|| model.forward_t(frames, train)).unwrap();
+        out.maps().into_iter().map(Tensor::copy).collect::<Vec<_>>()
+    };
+    (maps(&per_call), maps(&joint))
+}
+
+fn largest_difference(a: &[Tensor], b: &[Tensor]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs().max().double_value(&[]))
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn joint_batches_share_batch_statistics_over_frames_and_pairs() {
+    // Three copies of the same frames: the joint batch's statistics are those of one copy, so
+    // the joint order computes what the per-frame order does — sample by sample (batch 2).
+    let x = frames(2, SIZE, 12);
+    let (per_call, joint) = maps_without_and_with_joint_batches([&x[0], &x[0], &x[0]], true);
+    let diff = largest_difference(&per_call, &joint);
+    assert!(
+        diff < 1e-4,
+        "identical frames: joint order differs by {diff}"
+    );
+    // Three different frames: the statistics now mix frames (and pairs), so the maps differ.
+    let (per_call, joint) = maps_without_and_with_joint_batches(refs(&x), true);
+    let diff = largest_difference(&per_call, &joint);
+    assert!(
+        diff > 1e-3,
+        "different frames: joint order changed nothing ({diff})"
+    );
+}
+
+#[test]
+fn joint_batches_leave_inference_unchanged() {
+    let x = frames(2, SIZE, 13);
+    let (per_call, joint) = maps_without_and_with_joint_batches(refs(&x), false);
+    for (a, b) in per_call.iter().zip(&joint) {
+        assert!(a.equal(b), "inference moved with joint_batches");
+    }
+}
+
 #[test]
 fn single_frame_baseline_runs_with_the_backbone_only() {
     let vs = VarStore::new(Device::Cpu);
@@ -411,6 +471,23 @@ fn config_defaults_are_the_reference_and_unknown_fields_are_rejected() {
     };
     assert!(Fgstp::new(&VarStore::new(Device::Cpu).root(), &sinet).is_err());
     assert!(SinetV2::new(&VarStore::new(Device::Cpu).root(), &Config::default()).is_err());
+    // Joint batches are frames and pairs: a single-frame model has none.
+    let joint_sinet = Config {
+        kind: ModelKind::SinetV2,
+        joint_batches: true,
+        ..Config::default()
+    };
+    let err = joint_sinet.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("model.joint_batches") && err.contains("remove it"),
+        "{err}"
+    );
+    assert!(Config {
+        kind: ModelKind::SltNet,
+        ..joint_sinet
+    }
+    .validate()
+    .is_ok());
 }
 
 #[test]
