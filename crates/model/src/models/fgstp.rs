@@ -120,6 +120,13 @@ impl Fgstp {
         train && !self.cfg.freeze_backbone_bn
     }
 
+    /// Whether frames (or pairs) go through as one batch: always with `joint_batches` in
+    /// training; with `fused` wherever the BatchNorms involved use running statistics
+    /// (`batch_statistics` false), so that every sample is still computed on its own.
+    fn batches_jointly(&self, train: bool, batch_statistics: bool) -> bool {
+        (train && self.cfg.joint_batches) || (!batch_statistics && self.cfg.fused)
+    }
+
     /// The correlation at each scale, refined by FSP with frame t's own features added (FGSTP),
     /// or as it is (SLT-Net).
     fn refine(&self, corr: [Tensor; 3], current: &Features, bn_train: bool) -> Features {
@@ -147,8 +154,7 @@ impl Fgstp {
         let (device, kind) = self.device_kind();
         check_frames(&self.cfg, &frames, device, kind)?;
         let bn_train = self.backbone_bn_train(train);
-        let joint = (train && self.cfg.joint_batches) || (!bn_train && self.cfg.fused);
-        let [f_t, f_t1, f_t2] = if !joint {
+        let [f_t, f_t1, f_t2] = if !self.batches_jointly(train, bn_train) {
             // One encoder call per frame, as the reference (batch statistics are per call).
             frames.map(|frame| self.backbone.encoder.forward_t(frame, bn_train))
         } else {
@@ -223,8 +229,7 @@ impl Fgstp {
     }
 
     fn decode(&self, f_t: &Features, f_t1: &Features, f_t2: &Features, train: bool) -> FgstpOutput {
-        let joint = (train && self.cfg.joint_batches) || (!train && self.cfg.fused);
-        let (pair_t1, pair_t2) = if !joint {
+        let (pair_t1, pair_t2) = if !self.batches_jointly(train, train) {
             // One pass per pair, as the reference (batch statistics are per pair).
             // The correlation's and FSP's own BatchNorms train with the model (the reference
             // freezes only the backbone's).
