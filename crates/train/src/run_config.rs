@@ -109,6 +109,14 @@ pub struct TrainConfig {
     /// twins of (each twin sample right after its source's in the epoch's order), so that a
     /// step sees the same frames with gas and without. See `Loader::with_twin_batches`.
     pub twin_batches: bool,
+    /// Decay of an exponential moving average of the weights, updated after every optimiser
+    /// step from `ema_from_epoch` on; validation, `best` and `last` use the average (the
+    /// trained weights ride along for resuming). 0 = no average (the reference). See
+    /// `trainer::weight_average`.
+    pub ema_decay: f64,
+    /// The first epoch (1-based) whose steps enter the average; it starts from the weights
+    /// of that epoch's first step.
+    pub ema_from_epoch: usize,
     /// libtorch intra-op threads; 0 = all cores.
     pub threads: usize,
     /// Processes that `fgstp train` starts on this machine when no launcher (torchrun, srun)
@@ -171,6 +179,8 @@ impl Default for TrainConfig {
             false_peak_weight: 1.0,
             leak_peak: false,
             twin_batches: false,
+            ema_decay: 0.0,
+            ema_from_epoch: 1,
             threads: 0,
             processes: 1,
             dist_backend: DistBackend::Auto,
@@ -390,6 +400,16 @@ impl RunConfig {
             self.train.false_peak_weight >= 0.0 && self.train.false_peak_weight.is_finite(),
             "train.false_peak_weight must be ≥ 0, not {}",
             self.train.false_peak_weight
+        );
+        ensure!(
+            (0.0..1.0).contains(&self.train.ema_decay),
+            "train.ema_decay must be in [0, 1) (0: no average of the weights; 0.99 averages \
+             over about the last 100 steps), not {}",
+            self.train.ema_decay
+        );
+        ensure!(
+            self.train.ema_from_epoch >= 1,
+            "train.ema_from_epoch must be at least 1 (epochs count from 1)"
         );
         ensure!(
             self.train.adam_eps > 0.0 && self.train.adam_eps.is_finite(),

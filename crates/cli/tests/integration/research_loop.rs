@@ -145,6 +145,80 @@ fn an_interrupted_and_resumed_run_equals_an_uninterrupted_one() {
 }
 
 #[test]
+fn a_run_with_a_moving_average_of_the_weights_validates_it_saves_it_and_resumes_it() {
+    let f = fixture();
+    let config = f.config.to_str().unwrap();
+    let average = [
+        "--set",
+        "train.ema_decay=0.9",
+        "--set",
+        "train.ema_from_epoch=2",
+    ];
+    let straight = f.root.join("ema-straight");
+    let resumed = f.root.join("ema-resumed");
+    let train = |run: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--config",
+            config,
+            "--run-dir",
+            run.to_str().unwrap(),
+        ];
+        args.extend(average);
+        args.extend(extra);
+        ok(fgstp(&args));
+    };
+    train(&straight, &[]);
+    // Stop after epoch 2's first step: the average has started and must survive the resume.
+    train(&resumed, &["--stop-after-steps", "5"]);
+    assert_eq!(
+        progress(&resumed.join("last.safetensors"))["ema_updates"],
+        1
+    );
+    ok(fgstp(&["train", "--resume", resumed.to_str().unwrap()]));
+
+    assert_eq!(
+        lines(&resumed.join("metrics.jsonl")),
+        lines(&straight.join("metrics.jsonl")),
+        "validation differs"
+    );
+    let (a, b) = (
+        weights(&resumed.join("last.safetensors")),
+        weights(&straight.join("last.safetensors")),
+    );
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (key, t) in &a {
+        assert!(t.equal(&b[key]), "{key} differs after resuming");
+    }
+    // Epoch 1 trains as without the average; epoch 2's validation sees the average, not the
+    // trained weights, and `last` holds both.
+    let plain = lines(&f.run.join("metrics.jsonl"));
+    let with_average = lines(&straight.join("metrics.jsonl"));
+    assert_eq!(with_average[..2], plain[..2], "before the average starts");
+    assert_ne!(with_average[2], plain[2], "the average is validated");
+    // The average differs from the trained weights, and those are the run's without an
+    // average (the average never feeds back into training).
+    let key = "backbone.encoder.pvtv2_en.patch_embed1.proj.weight";
+    let live = b[&format!("optimizer.live_weights.{key}")].shallow_clone();
+    assert!(!b[key].equal(&live));
+    assert!(live.equal(&weights(&f.run.join("last.safetensors"))[key]));
+    assert_eq!(
+        progress(&straight.join("last.safetensors"))["ema_updates"],
+        4
+    );
+    // `eval` reads the average as the model's weights.
+    ok(fgstp(&[
+        "eval",
+        "--config",
+        straight.join("config.toml").to_str().unwrap(),
+        "--weights",
+        straight.join("last.safetensors").to_str().unwrap(),
+        "--split",
+        "val",
+    ]));
+}
+
+#[test]
 fn the_run_directory_has_config_metrics_checkpoints_and_events() {
     let f = fixture();
     for name in [

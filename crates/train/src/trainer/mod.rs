@@ -8,6 +8,7 @@ pub mod train_state;
 pub mod optim;
 pub mod schedule;
 pub mod validate;
+pub mod weight_average;
 
 use anyhow::{bail, Context, Result};
 use fgstp_data::dataset::{Masks, Split};
@@ -33,6 +34,7 @@ use board::Board;
 use optim::{glob_match, Adam, AdamConfig, AdamRule};
 use schedule::{rates, At};
 use train_state::{weights_load_options, Best, Progress};
+use weight_average::{WeightAverage, LIVE_PREFIX};
 
 #[derive(Clone)]
 pub struct TrainOptions {
@@ -227,6 +229,8 @@ pub struct Trainer<'a> {
     /// Whether every rank agreed to stop (Ctrl-C on any of them), as of the last step read.
     agreed_stop: bool,
     comm: CommClock,
+    /// The moving average of the weights (`train.ema_decay`), from `ema_from_epoch` on.
+    average: Option<WeightAverage>,
 }
 
 impl<'a> Trainer<'a> {
@@ -302,6 +306,7 @@ impl<'a> Trainer<'a> {
             seed: cfg.train.seed,
             ..Progress::default()
         };
+        let mut average = None;
         if opts.resume {
             let last = last_path(opts);
             let loaded = train_state::load(&last)?;
@@ -309,6 +314,22 @@ impl<'a> Trainer<'a> {
                 .with_context(|| format!("cannot resume from {}", last.display()))?;
             adam.load_state(|key| loaded.tensors.get(key).map(|t| t.to_device(device)))?;
             progress = loaded.progress;
+            // A checkpoint with live weights holds the average under the model's keys.
+            if loaded
+                .tensors
+                .iter()
+                .any(|(key, _)| key.starts_with(LIVE_PREFIX))
+            {
+                average = Some(
+                    WeightAverage::resume(&vs, cfg.train.ema_decay, progress.ema_updates, |key| {
+                        loaded
+                            .tensors
+                            .get(&format!("{LIVE_PREFIX}{key}"))
+                            .map(|t| t.to_device(device))
+                    })
+                    .with_context(|| format!("cannot resume from {}", last.display()))?,
+                );
+            }
             progress.resume_position(cfg.train.batch_size);
             if is_main {
                 eprintln!(
@@ -357,6 +378,7 @@ impl<'a> Trainer<'a> {
             buffers,
             agreed_stop: false,
             comm: CommClock::default(),
+            average,
         })
     }
 
@@ -420,6 +442,10 @@ impl<'a> Trainer<'a> {
             };
             let dist = self.dist.clone();
             let tag = format!("validation/{}/{}", self.progress.epoch, self.progress.step);
+            // The average is what is validated (and what `best` and `last` hold).
+            if let Some(average) = &mut self.average {
+                average.swap();
+            }
             let outcome = validate::run(
                 &self.model,
                 self.device,
@@ -432,7 +458,11 @@ impl<'a> Trainer<'a> {
                     None => Ok(Some(recorder)),
                     Some(dist) => gather_metric_states(dist, &tag, recorder),
                 },
-            )?;
+            );
+            if let Some(average) = &mut self.average {
+                average.swap();
+            }
+            let outcome = outcome?;
             let report = match outcome {
                 validate::Validation::Scored(report) => report,
                 validate::Validation::Stopped => {
@@ -710,6 +740,15 @@ impl<'a> Trainer<'a> {
             self.adam.clip_grad_value(self.cfg.train.clip)?;
         }
         self.adam.step()?;
+        if self.cfg.train.ema_decay > 0.0 && epoch >= self.cfg.train.ema_from_epoch {
+            let decay = self.cfg.train.ema_decay;
+            let vs = &self.vs;
+            let average = self
+                .average
+                .get_or_insert_with(|| WeightAverage::start(vs, decay));
+            average.update();
+            self.progress.ema_updates = average.updates();
+        }
         self.progress.batch += 1;
         self.progress.step += 1;
         self.progress.validated = false;
@@ -797,13 +836,11 @@ impl<'a> Trainer<'a> {
         if !self.is_main() {
             return Ok(());
         }
-        train_state::save(
-            path,
-            &self.vs,
-            &self.adam,
-            &self.progress,
-            &self.config_toml,
-        )
+        let weights = match &self.average {
+            Some(average) => average.checkpoint_tensors(),
+            None => self.vs.variables().into_iter().collect(),
+        };
+        train_state::save(path, weights, &self.adam, &self.progress, &self.config_toml)
     }
 
     fn save_last(&self) -> Result<()> {

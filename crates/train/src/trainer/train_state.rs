@@ -11,7 +11,6 @@ use fgstp_model::checkpoint::{self, LoadOptions, StateDict};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
-use tch::nn::VarStore;
 
 use super::optim::{Adam, STATE_PREFIX};
 
@@ -45,6 +44,9 @@ pub struct Progress {
     pub step: u64,
     /// Whether the validation due after epoch `epoch` (if any) has been done.
     pub validated: bool,
+    /// Updates of the weights' moving average (`train.ema_decay`) so far; 0 when none.
+    #[serde(default)]
+    pub ema_updates: u64,
     pub best: Option<Best>,
     pub seed: u64,
 }
@@ -72,14 +74,16 @@ pub struct Loaded {
     pub tensors: StateDict,
 }
 
+/// Writes `weights` (the model's keys, and any training state beside them such as the live
+/// weights of a moving average) with the optimiser's state and the progress.
 pub fn save(
     path: &Path,
-    vs: &VarStore,
+    weights: Vec<(String, tch::Tensor)>,
     adam: &Adam,
     progress: &Progress,
     config_toml: &str,
 ) -> Result<()> {
-    let mut tensors: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+    let mut tensors = weights;
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     tensors.extend(adam.state_tensors());
     let metadata = HashMap::from([
