@@ -210,8 +210,9 @@ impl Sps {
             if chroma_format_idc == 3 {
                 r.flag()?; // separate colour planes
             }
-            bit_depth_luma = r.ue()? + 8;
-            bit_depth_chroma = r.ue()? + 8;
+            // Saturating: a camera's nonsense must not overflow (the depth is refused later).
+            bit_depth_luma = r.ue()?.saturating_add(8);
+            bit_depth_chroma = r.ue()?.saturating_add(8);
             r.flag()?; // qpprime_y_zero_transform_bypass
             if r.flag()? {
                 let lists = if chroma_format_idc == 3 { 12 } else { 8 };
@@ -221,7 +222,8 @@ impl Sps {
                         let (mut last, mut next) = (8i32, 8i32);
                         for _ in 0..size {
                             if next != 0 {
-                                next = (last + r.se()? + 256) % 256;
+                                let delta = i64::from(r.se()?);
+                                next = (i64::from(last) + delta + 256).rem_euclid(256) as i32;
                             }
                             if next != 0 {
                                 last = next;
@@ -303,8 +305,9 @@ impl Sps {
         let crop_unit_y = sub_h * field_factor;
         let full_w = width_mbs * 16;
         let full_h = height_map_units * 16 * field_factor;
-        let width = full_w.saturating_sub(crop_unit_x * (crop_l + crop_r));
-        let height = full_h.saturating_sub(crop_unit_y * (crop_t + crop_b));
+        let crop = |unit: u32, a: u32, b: u32| unit.saturating_mul(a.saturating_add(b));
+        let width = full_w.saturating_sub(crop(crop_unit_x, crop_l, crop_r));
+        let height = full_h.saturating_sub(crop(crop_unit_y, crop_t, crop_b));
         Ok(Self {
             profile_idc,
             chroma_format_idc,
@@ -550,6 +553,58 @@ mod tests {
             .unwrap();
         assert_eq!(out, [0, 0, 0, 1, 0x65, 0xAA, 0, 0, 0, 1, 0x41]);
         assert!(length_prefixed_to_annex_b(&[0, 0, 0, 9, 0x65], 4, &mut out).is_err());
+    }
+
+    /// Bits written MSB first, with Exp-Golomb codes.
+    #[derive(Default)]
+    struct BitWriter(Vec<bool>);
+
+    impl BitWriter {
+        fn bits(&mut self, value: u64, n: u32) -> &mut Self {
+            self.0.extend((0..n).rev().map(|i| value >> i & 1 == 1));
+            self
+        }
+        fn ue(&mut self, value: u64) -> &mut Self {
+            let n = 64 - (value + 1).leading_zeros();
+            self.bits(0, n - 1).bits(value + 1, n)
+        }
+        fn bytes(&self) -> Vec<u8> {
+            self.0
+                .chunks(8)
+                .map(|c| {
+                    c.iter()
+                        .enumerate()
+                        .fold(0u8, |b, (i, &v)| b | u8::from(v) << (7 - i))
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn an_sps_with_extreme_values_is_an_error_or_a_size_never_a_panic() {
+        // High profile, 4:2:0, bit depths of 2^32 − 2 + 8, a scaling list whose deltas are the
+        // largest codes, then the stream ends.
+        let mut w = BitWriter::default();
+        w.bits(0x67, 8).bits(100, 8).bits(0, 16).ue(0).ue(1);
+        w.ue(u64::from(u32::MAX) - 1).ue(u64::from(u32::MAX) - 1);
+        w.bits(0, 1).bits(1, 1).bits(1, 1);
+        for _ in 0..3 {
+            w.ue(u64::from(u32::MAX) - 1);
+        }
+        assert!(Sps::parse(&w.bytes()).is_err());
+
+        // Baseline profile with a crop of 2^32 − 2 on every side: a size of 0, not an overflow.
+        let mut w = BitWriter::default();
+        w.bits(0x67, 8).bits(66, 8).bits(0, 16).ue(0);
+        w.ue(0).ue(0).ue(0).ue(1); // frame num, POC type 0 and its length, 1 reference
+        w.bits(0, 1).ue(19).ue(14).bits(1, 1).bits(1, 1); // no gaps, 320x240, frame MBs, 8x8
+        w.bits(1, 1);
+        for _ in 0..4 {
+            w.ue(u64::from(u32::MAX) - 1);
+        }
+        w.bits(0, 1).bits(1, 8); // no VUI, stop bit
+        let sps = Sps::parse(&w.bytes()).unwrap();
+        assert_eq!((sps.width, sps.height), (0, 0));
     }
 
     #[test]
