@@ -31,6 +31,8 @@ struct Kept {
 
 struct OpenClip {
     writer: VideoWriter,
+    /// The encoded size: the frames', scaled down to what the encoder takes.
+    size: (u32, u32),
     part: PathBuf,
     path: PathBuf,
     /// Stream time up to which frames are added (set when the event ends).
@@ -98,6 +100,7 @@ impl CameraClips {
         // Tinted once, and only when a clip takes the frame.
         let mut tinted = None;
         let mut done = Vec::new();
+        let mut failed = Vec::new();
         for (id, clip) in &mut self.open {
             if clip.until.is_some_and(|u| stream_time > u) {
                 done.push(id.clone());
@@ -105,14 +108,23 @@ impl CameraClips {
             }
             if stream_time > clip.last_written {
                 let tinted = tinted.get_or_insert_with(|| tint(image, prob, grid, self.threshold));
-                clip.writer.push_rgb(tinted)?;
-                clip.last_written = stream_time;
+                match clip.writer.push_rgb(&fit(tinted, clip.size)) {
+                    Ok(()) => clip.last_written = stream_time,
+                    Err(e) => failed.push((id.clone(), anyhow::Error::new(e))),
+                }
             }
         }
-        for id in done {
-            self.finish(&id)?;
+        let mut first_error = None;
+        for (id, error) in failed {
+            let error = self.abandon(&id, error);
+            first_error.get_or_insert(error);
         }
-        Ok(())
+        for id in done {
+            if let Err(error) = self.finish(&id) {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// An event began (its first sighting at `start_time`): its clip starts with the kept frames
@@ -122,33 +134,48 @@ impl CameraClips {
             return Ok(());
         };
         let (width, height) = last.image.dimensions();
+        let path = self.dir.join(format!("{id}.mp4"));
+        let Some(size) = clip_size(width, height) else {
+            anyhow::bail!(
+                "no clip {}: {width}x{height} frames are below the encoder's 16x16",
+                path.display()
+            );
+        };
         let fps = self.fps();
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create the clips folder {}", self.dir.display()))?;
-        let path = self.dir.join(format!("{id}.mp4"));
         let part = self.dir.join(format!("{id}.mp4.part"));
-        let mut writer = VideoWriter::create(&part, width, height, fps)
+        let writer = VideoWriter::create(&part, size.0, size.1, fps)
             .with_context(|| format!("cannot start the clip {}", path.display()))?;
-        let mut last_written = f64::NEG_INFINITY;
+        self.open.insert(
+            id.to_string(),
+            OpenClip {
+                writer,
+                size,
+                part,
+                path,
+                until: None,
+                last_written: f64::NEG_INFINITY,
+            },
+        );
+        let clip = self.open.get_mut(id).expect("just inserted");
+        let mut written = Ok(());
         for kept in self
             .ring
             .iter()
             .filter(|k| k.stream_time >= start_time - self.pre)
         {
-            writer.push_rgb(&tint(&kept.image, &kept.prob, self.grid, self.threshold))?;
-            last_written = kept.stream_time;
+            let tinted = tint(&kept.image, &kept.prob, self.grid, self.threshold);
+            written = clip.writer.push_rgb(&fit(&tinted, clip.size));
+            if written.is_err() {
+                break;
+            }
+            clip.last_written = kept.stream_time;
         }
-        self.open.insert(
-            id.to_string(),
-            OpenClip {
-                writer,
-                part,
-                path,
-                until: None,
-                last_written,
-            },
-        );
-        Ok(())
+        match written {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.abandon(id, anyhow::Error::new(e))),
+        }
     }
 
     /// The event ended at `end_time`: its clip goes on for `post_capture` seconds.
@@ -169,12 +196,30 @@ impl CameraClips {
 
     fn finish(&mut self, id: &str) -> Result<()> {
         if let Some(clip) = self.open.remove(id) {
-            clip.writer
+            let finished = clip
+                .writer
                 .finish()
-                .with_context(|| format!("cannot finish the clip {}", clip.path.display()))?;
-            std::fs::rename(&clip.part, &clip.path)?;
+                .map_err(anyhow::Error::new)
+                .and_then(|()| Ok(std::fs::rename(&clip.part, &clip.path)?));
+            if let Err(e) = finished {
+                let _ = std::fs::remove_file(&clip.part);
+                return Err(e.context(format!("cannot finish the clip {}", clip.path.display())));
+            }
         }
         Ok(())
+    }
+
+    /// Drops a clip that could not be written (its partial file too), so that the other
+    /// clips and the events go on; returns the error that names it.
+    fn abandon(&mut self, id: &str, error: anyhow::Error) -> anyhow::Error {
+        match self.open.remove(id) {
+            Some(clip) => {
+                drop(clip.writer);
+                let _ = std::fs::remove_file(&clip.part);
+                error.context(format!("the clip {} was dropped", clip.path.display()))
+            }
+            None => error,
+        }
     }
 
     /// The analysed frame rate, from the kept frames' times.
@@ -273,15 +318,16 @@ impl ClipWriter {
         })
     }
 
+    /// Hands `command` over; an error the thread met since the last call comes back (the
+    /// command is delivered all the same: a dropped clip does not stop the others).
     fn send(&self, command: ClipCommand) -> Result<()> {
-        if let Some(e) = self.error.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            return Err(e);
-        }
+        let earlier = self.error.lock().unwrap_or_else(|e| e.into_inner()).take();
         self.commands
             .as_ref()
             .expect("commands are open until drop")
             .send(command)
-            .map_err(|_| anyhow::anyhow!("the clip thread ended"))
+            .map_err(|_| anyhow::anyhow!("the clip thread ended"))?;
+        earlier.map_or(Ok(()), Err)
     }
 
     /// See [`CameraClips::frame`].
@@ -341,6 +387,38 @@ impl Drop for ClipWriter {
     }
 }
 
+/// The largest frame OpenH264 encodes: 3840 on the long side, 2160 on the short one.
+const MAX_CLIP_SIDES: (u32, u32) = (3840, 2160);
+
+/// The size a `width`×`height` frame is encoded at in a clip: its own, or scaled down (the
+/// aspect kept) to what the encoder takes; `None` below its 16×16.
+fn clip_size(width: u32, height: u32) -> Option<(u32, u32)> {
+    if width.min(height) < 16 {
+        return None;
+    }
+    let (long, short) = (width.max(height), width.min(height));
+    let scale = (f64::from(MAX_CLIP_SIDES.0) / f64::from(long))
+        .min(f64::from(MAX_CLIP_SIDES.1) / f64::from(short))
+        .min(1.0);
+    let side = |v: u32| ((f64::from(v) * scale).floor() as u32).max(16);
+    Some((side(width), side(height)))
+}
+
+/// `image` at `size` (unchanged when it already is; a camera that changed resolution while
+/// a clip was open goes on at the clip's size).
+fn fit(image: &RgbImage, size: (u32, u32)) -> std::borrow::Cow<'_, RgbImage> {
+    if image.dimensions() == size {
+        std::borrow::Cow::Borrowed(image)
+    } else {
+        std::borrow::Cow::Owned(image::imageops::resize(
+            image,
+            size.0,
+            size.1,
+            image::imageops::FilterType::Triangle,
+        ))
+    }
+}
+
 /// `image` with the pixels whose probability (on `grid`, scaled to the frame) is ≥ `threshold`
 /// tinted.
 pub fn tint(image: &RgbImage, prob: &[f32], (gw, gh): (usize, usize), threshold: f32) -> RgbImage {
@@ -368,9 +446,12 @@ pub fn apply_retention(out: &Path, days: f64, gigabytes: f64) -> Result<usize> {
             continue;
         };
         for entry in entries.flatten() {
-            let meta = entry.metadata()?;
-            if meta.is_file() {
-                files.push((meta.modified()?, meta.len(), entry.path()));
+            // A file renamed (a finished clip) or deleted since the listing is not in the way.
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if let (true, Ok(modified)) = (meta.is_file(), meta.modified()) {
+                files.push((modified, meta.len(), entry.path()));
             }
         }
     }
@@ -460,6 +541,47 @@ mod tests {
         let info = fgstp_data::video::probe(&path).unwrap();
         assert_eq!((info.frames, info.width, info.height), (41, 32, 32));
         assert!((info.fps - 10.0).abs() < 1e-6, "{}", info.fps);
+    }
+
+    #[test]
+    fn clips_take_frames_of_any_size_the_encoder_can_be_given() {
+        assert_eq!(clip_size(320, 240), Some((320, 240)));
+        assert_eq!(clip_size(4096, 2160), Some((3840, 2025)));
+        assert_eq!(clip_size(3000, 4000), Some((2160, 2880)));
+        assert_eq!(clip_size(4000, 20), Some((3840, 19)));
+        assert_eq!(clip_size(4000, 40), Some((3840, 38)));
+        assert_eq!(clip_size(15, 640), None);
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut clips = CameraClips::new(&dir.path().join("clips"), 1.0, 0.5, 0.5, 0.5);
+        let prob = vec![0.9f32; 4];
+        // Too small for the encoder: no clip, an error that names it, and the clips go on.
+        clips
+            .frame(0.0, &RgbImage::new(8, 8), &prob, (2, 2))
+            .unwrap();
+        let err = format!("{:#}", clips.start("tiny", 0.0).unwrap_err());
+        assert!(err.contains("tiny.mp4") && err.contains("16x16"), "{err}");
+        assert!(clips.open.is_empty());
+        // Wider than the encoder takes: scaled down. The camera then changes resolution while
+        // the clip is open: its frames go in at the clip's size.
+        for k in 1..4 {
+            let t = f64::from(k) / 10.0;
+            clips
+                .frame(t, &RgbImage::new(4000, 40), &prob, (2, 2))
+                .unwrap();
+        }
+        clips.start("wide", 0.1).unwrap();
+        for k in 4..8 {
+            let t = f64::from(k) / 10.0;
+            clips
+                .frame(t, &RgbImage::new(64, 48), &prob, (2, 2))
+                .unwrap();
+        }
+        clips.end("wide", 0.5);
+        clips.finish_all().unwrap();
+        let info = fgstp_data::video::probe(&dir.path().join("clips/wide.mp4")).unwrap();
+        assert_eq!((info.frames, info.width, info.height), (7, 3840, 38));
+        assert!(!dir.path().join("clips/tiny.mp4.part").exists());
     }
 
     /// On its own thread the same clip comes out, and `finish_all` returns once the clip of an

@@ -493,9 +493,13 @@ fn watch_cameras(
             )?;
         }
         if retention && last_retention.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
-            let removed = apply_retention(out, cfg.retention_days, cfg.retention_gb)?;
-            if removed > 0 {
-                eprintln!("retention: {removed} old snapshot(s) and clip(s) deleted");
+            match apply_retention(out, cfg.retention_days, cfg.retention_gb) {
+                Ok(0) => {}
+                Ok(removed) => {
+                    eprintln!("retention: {removed} old snapshot(s) and clip(s) deleted")
+                }
+                // Tried again in an hour; the watch goes on.
+                Err(e) => eprintln!("retention: {e:#}"),
             }
             last_retention = Some(Instant::now());
         }
@@ -569,7 +573,16 @@ fn finish_camera(run: &mut CameraRun, files: &mut Outputs, reason: &str) -> Resu
             files.event(&record)?;
         }
     }
-    run.clips.finish_all()
+    report_media_failure(&run.name, run.clips.finish_all());
+    Ok(())
+}
+
+/// A snapshot or a clip that cannot be written (a frame size the encoder refuses, a full
+/// disk) is reported and left out: the events, the other clips and the other cameras go on.
+fn report_media_failure(camera: &str, result: Result<()>) {
+    if let Err(e) = result {
+        eprintln!("camera {camera}: {e:#}");
+    }
 }
 
 /// Runs a batch (one triplet per camera) through the model and takes the maps in.
@@ -653,26 +666,31 @@ fn analyse(
         }
         for id in &decisions.new_peaks {
             let path = files.dir.join("snapshots").join(format!("{id}.png"));
-            write_snapshot(
+            let written = write_snapshot(
                 &triplet.image,
                 &map,
                 (gw, gh),
                 cfg.events.start_threshold,
                 &path,
-            )?;
+            );
+            report_media_failure(&run.name, written);
         }
-        run.clips
-            .frame(triplet.stream_time, &triplet.image, &map, (gw, gh))?;
+        let kept = run
+            .clips
+            .frame(triplet.stream_time, &triplet.image, &map, (gw, gh));
+        report_media_failure(&run.name, kept);
         let shown = files.feed.clone();
         for record in &decisions.records {
             match record.kind {
                 RecordType::New => {
                     report.events += 1;
-                    run.clips.start(&record.id, record.start_time)?;
+                    let started = run.clips.start(&record.id, record.start_time);
+                    report_media_failure(&run.name, started);
                 }
-                RecordType::End => run
-                    .clips
-                    .end(&record.id, record.end_time.unwrap_or(triplet.stream_time))?,
+                RecordType::End => {
+                    let end = record.end_time.unwrap_or(triplet.stream_time);
+                    report_media_failure(&run.name, run.clips.end(&record.id, end));
+                }
                 RecordType::Update | RecordType::FalsePositive => {}
             }
             files.event(record)?;
@@ -814,7 +832,10 @@ fn spawn_decoder(
                 shared.slot.lock().unwrap_or_else(|e| e.into_inner()).ended = Some(error);
                 wake.1.notify_all();
             };
-            loop {
+            // A decoder that panics on a camera's data (a codec's or an image format's bug)
+            // ends this camera with an error, as a failed read does: the camera does not
+            // stay silently offline, and the watch does not wait for it forever.
+            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
                 if stopped() {
                     return end(None);
                 }
@@ -896,6 +917,58 @@ fn spawn_decoder(
                 }
                 drop(slot);
                 wake.1.notify_all();
+            }));
+            if let Err(panic) = decoded {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                end(Some(format!("the frame decoder failed ({what})")));
             }
         })?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source whose decoder has a bug that the camera's data reaches.
+    struct PanickingSource;
+
+    impl FrameSource for PanickingSource {
+        fn next_frame(&mut self, _stop: &dyn Fn() -> bool) -> Result<Option<source::SourceFrame>> {
+            panic!("a codec bug")
+        }
+    }
+
+    #[test]
+    fn a_decoder_that_panics_ends_its_camera_with_an_error() {
+        let shared = Arc::new(Shared {
+            slot: Mutex::new(SlotState::default()),
+            frames_in: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            live: source::LiveStatus::default(),
+        });
+        let decoder = spawn_decoder(
+            "cam".into(),
+            Box::new(PanickingSource),
+            Arc::clone(&shared),
+            Arc::new((Mutex::new(()), Condvar::new())),
+            Arc::new(AtomicBool::new(false)),
+            ImageSize::square(32),
+            0.0,
+            0.1,
+            0.5,
+            false,
+            2,
+        )
+        .unwrap();
+        decoder.join().expect("the panic is caught in the thread");
+        let ended = shared.slot.lock().unwrap().ended.clone();
+        assert_eq!(
+            ended,
+            Some(Some("the frame decoder failed (a codec bug)".to_string()))
+        );
+    }
 }
