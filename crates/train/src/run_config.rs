@@ -547,6 +547,37 @@ mod tests {
     }
 
     #[test]
+    fn training_and_watch_values_out_of_range_are_named() {
+        let base = configs().join("gasvid.toml");
+        for bad in [
+            "train.ema_decay=1",
+            "train.ema_decay=-0.5",
+            "train.ema_from_epoch=0",
+            // Beyond what a duration can hold, or what the clips can keep in memory.
+            "watch.http.live_fps=1e-20",
+            "watch.false_positive_hold=1e13",
+            "watch.stall_timeout=inf",
+            "watch.stats_interval=0",
+            "watch.pre_capture=61",
+            "watch.retention_days=1e15",
+            "watch.events.cutoff=1e30",
+        ] {
+            let err = format!("{:#}", RunConfig::load(&base, &[bad.into()]).unwrap_err());
+            let key = bad.split('=').next().unwrap();
+            let name = key.rsplit('.').next().unwrap();
+            assert!(err.contains(name), "{bad}: {err}");
+        }
+        for good in [
+            "train.ema_decay=0.999",
+            "watch.pre_capture=60",
+            "watch.false_positive_hold=86400",
+            "watch.http.live_fps=0.5",
+        ] {
+            RunConfig::load(&base, &[good.into()]).unwrap();
+        }
+    }
+
+    #[test]
     fn sizes_and_kind_specific_mistakes_are_named() {
         let base = configs().join("gasvid.toml");
         let long = RunConfig::load(

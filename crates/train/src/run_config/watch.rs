@@ -110,8 +110,8 @@ impl HttpConfig {
             "watch.http: give the token once (token, token_file or token_env)"
         );
         ensure!(
-            self.live_fps > 0.0 && self.live_fps <= 60.0,
-            "watch.http.live_fps must be in (0, 60], not {}",
+            (0.01..=60.0).contains(&self.live_fps),
+            "watch.http.live_fps must be in [0.01, 60] frames per second, not {}",
             self.live_fps
         );
         Ok(())
@@ -194,6 +194,12 @@ pub struct CameraConfig {
     pub ignore: Vec<Polygon>,
 }
 
+/// The longest duration a `[watch]` setting takes, in seconds: a year (a longer one is a
+/// mistake, and beyond about 1.8e19 s a duration cannot be represented at all).
+const MAX_SECONDS: f64 = 365.0 * 86_400.0;
+/// The longest `pre_capture`, in seconds.
+const MAX_PRE_CAPTURE: f64 = 60.0;
+
 impl WatchConfig {
     pub fn validate(&self) -> Result<()> {
         self.events.validate()?;
@@ -205,8 +211,8 @@ impl WatchConfig {
             self.queue_depth
         );
         ensure!(
-            self.false_positive_hold >= 0.0 && self.false_positive_hold.is_finite(),
-            "watch.false_positive_hold must be ≥ 0 seconds, not {}",
+            (0.0..=MAX_SECONDS).contains(&self.false_positive_hold),
+            "watch.false_positive_hold must be 0–{MAX_SECONDS} seconds (a year), not {}",
             self.false_positive_hold
         );
         ensure!(
@@ -214,21 +220,36 @@ impl WatchConfig {
             "watch.detect_fps must be ≥ 0 (0 analyses every frame), not {}",
             self.detect_fps
         );
-        for (name, v) in [
-            ("pre_capture", self.pre_capture),
-            ("post_capture", self.post_capture),
-            ("retention_days", self.retention_days),
-            ("retention_gb", self.retention_gb),
+        // The pre-capture is held in memory (every analysed frame of those seconds, per
+        // camera); Frigate caps its own at 60 s too.
+        ensure!(
+            (0.0..=MAX_PRE_CAPTURE).contains(&self.pre_capture),
+            "watch.pre_capture must be 0–{MAX_PRE_CAPTURE} seconds (its frames are kept in memory), not {}",
+            self.pre_capture
+        );
+        for (name, v, max, unit) in [
+            ("post_capture", self.post_capture, MAX_SECONDS, "seconds"),
+            ("retention_days", self.retention_days, 36_500.0, "days"),
         ] {
             ensure!(
-                v >= 0.0 && v.is_finite(),
-                "watch.{name} must be ≥ 0, not {v}"
+                (0.0..=max).contains(&v),
+                "watch.{name} must be 0–{max} {unit}, not {v}"
             );
         }
         ensure!(
-            self.stall_timeout > 0.0 && self.stats_interval > 0.0,
-            "watch.stall_timeout and watch.stats_interval must be positive seconds"
+            self.retention_gb >= 0.0 && self.retention_gb.is_finite(),
+            "watch.retention_gb must be ≥ 0, not {}",
+            self.retention_gb
         );
+        for (name, v) in [
+            ("stall_timeout", self.stall_timeout),
+            ("stats_interval", self.stats_interval),
+        ] {
+            ensure!(
+                v > 0.0 && v <= MAX_SECONDS,
+                "watch.{name} must be positive seconds, at most {MAX_SECONDS} (a year), not {v}"
+            );
+        }
         let mut names = std::collections::BTreeSet::new();
         for cam in &self.camera {
             check_camera_name(&cam.name)?;
@@ -359,8 +380,8 @@ impl EventRules {
             ("update_interval", self.update_interval),
         ] {
             ensure!(
-                v >= 0.0 && v.is_finite(),
-                "watch.{name} must be ≥ 0 seconds, not {v}"
+                (0.0..=MAX_SECONDS).contains(&v),
+                "watch.{name} must be 0–{MAX_SECONDS} seconds (a year), not {v}"
             );
         }
         ensure!(

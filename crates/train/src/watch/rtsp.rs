@@ -27,6 +27,10 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Errors from retina in a row (no good packet between) after which the connection is made
 /// again: a burst of damaged packets is survived, a connection that only fails is not.
 const MAX_ERRORS_IN_ROW: u32 = 30;
+/// A stream whose data yields no picture for this long (no key frame to start from, or only
+/// RTCP and other streams' packets) is made again: a new session starts with a key frame.
+/// Longer than a camera's longest usual key-frame interval (10 s).
+const PICTURE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a blocked read looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(200);
 
@@ -165,9 +169,16 @@ impl LiveConnection for RtspStream {
             return Ok(None);
         };
         let mut last_data = Instant::now();
+        let waiting_since = Instant::now();
         loop {
             if stop() {
                 return Ok(None);
+            }
+            if waiting_since.elapsed() >= PICTURE_TIMEOUT {
+                bail!(
+                    "data but no picture for {} s (no key frame to decode from)",
+                    PICTURE_TIMEOUT.as_secs()
+                );
             }
             let item = self
                 .runtime

@@ -145,7 +145,13 @@ pub fn open(source: &str, options: &SourceOptions) -> Result<Box<dyn FrameSource
     }
     let (realtime, follow) = (options.realtime, options.follow);
     if path.is_dir() {
-        return Ok(Box::new(FolderSource::new(path, follow, realtime, range)));
+        return Ok(Box::new(FolderSource::new(
+            path,
+            follow,
+            realtime,
+            range,
+            options.live.clone(),
+        )));
     }
     if !path.exists() {
         bail!("{source}: no such file or folder (a camera source is a video file or a folder of frames)");
@@ -204,7 +210,9 @@ impl FrameSource for VideoSource {
 
 /// A folder of frames (PNG, JPEG, TIFF) read in natural order of their names. With `follow`
 /// it waits for new ones; a file is read once a later one exists or it has not changed for
-/// half a second (a camera may still be writing it).
+/// half a second (a camera may still be writing it). A followed folder's file that cannot be
+/// read as a frame is skipped and counted as damaged (a camera's software may leave a broken
+/// one behind); in a folder that is not followed it is an error.
 struct FolderSource {
     dir: PathBuf,
     follow: bool,
@@ -213,10 +221,17 @@ struct FolderSource {
     next: u64,
     started: Instant,
     range: RunningRange,
+    live: LiveStatus,
 }
 
 impl FolderSource {
-    fn new(dir: &Path, follow: bool, realtime: bool, range: RunningRange) -> Self {
+    fn new(
+        dir: &Path,
+        follow: bool,
+        realtime: bool,
+        range: RunningRange,
+        live: LiveStatus,
+    ) -> Self {
         Self {
             dir: dir.to_path_buf(),
             follow,
@@ -225,6 +240,15 @@ impl FolderSource {
             next: 0,
             started: Instant::now(),
             range,
+            live,
+        }
+    }
+
+    /// `path` is taken: later files come after it.
+    fn mark_done(&mut self, path: PathBuf) {
+        self.done.push(path);
+        if self.done.len() > 4 {
+            self.done.remove(0);
         }
     }
 
@@ -272,13 +296,26 @@ impl FrameSource for FolderSource {
                 [first, ..] => Some(first.clone()),
             };
             if let Some(path) = ready {
-                let frame = fgstp_data::decode::load_raw(&path)
-                    .with_context(|| format!("cannot read the frame {}", path.display()))?;
+                let frame = match fgstp_data::decode::load_raw(&path) {
+                    Ok(frame) => frame,
+                    Err(e) if self.follow => {
+                        eprintln!(
+                            "{}: skipped, not readable as a frame: {e:#}",
+                            path.display()
+                        );
+                        self.live.count_damaged();
+                        self.mark_done(path);
+                        // A gap in the numbers: no triplet spans the skipped frame.
+                        self.next += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(e)
+                            .with_context(|| format!("cannot read the frame {}", path.display()))
+                    }
+                };
                 let image = self.range.to_rgb8(&frame);
-                self.done.push(path);
-                if self.done.len() > 4 {
-                    self.done.remove(0);
-                }
+                self.mark_done(path);
                 let index = self.next;
                 self.next += 1;
                 let stream_time = if self.realtime || self.follow {
@@ -578,9 +615,9 @@ impl FrameSource for Reconnecting {
 }
 
 impl LiveConnection for MjpegStream {
-    fn next_picture(&mut self, _stop: &dyn Fn() -> bool) -> Result<Option<LivePicture>> {
+    fn next_picture(&mut self, stop: &dyn Fn() -> bool) -> Result<Option<LivePicture>> {
         Ok(self
-            .next_jpeg()?
+            .next_jpeg(stop)?
             .map(|bytes| match image::load_from_memory(&bytes) {
                 Ok(frame) => LivePicture::Image(frame),
                 Err(_) => LivePicture::Damaged,
@@ -627,34 +664,52 @@ impl MjpegStream {
         })
     }
 
-    /// The next part's bytes; `None` at the end of the stream.
-    fn next_jpeg(&mut self) -> Result<Option<Vec<u8>>> {
-        use std::io::BufRead;
+    /// The next part's bytes; `None` at the end of the stream (or when `stop` says so while
+    /// looking for it).
+    fn next_jpeg(&mut self, stop: &dyn Fn() -> bool) -> Result<Option<Vec<u8>>> {
         let marker = format!("--{}", self.boundary);
-        let mut line = String::new();
-        // Up to the boundary line.
+        let end_marker = format!("{marker}--");
+        let mut line = Vec::new();
+        // Up to the boundary line, past what the previous part left (a CRLF) or a preamble.
+        let mut skipped = 0;
         loop {
-            line.clear();
-            if self.reader.read_line(&mut line)? == 0 {
+            if stop() {
                 return Ok(None);
             }
-            if line.trim_end() == marker {
+            if !read_line_bounded(&mut self.reader, &mut line)? {
+                return Ok(None);
+            }
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end();
+            if text == marker {
                 break;
             }
-            if line.trim_end() == format!("{marker}--") {
+            if text == end_marker {
                 return Ok(None);
+            }
+            skipped += line.len();
+            if skipped > MAX_MJPEG_GAP {
+                bail!(
+                    "no MJPEG boundary ({marker}) in {} KiB of the stream",
+                    MAX_MJPEG_GAP >> 10
+                );
             }
         }
         // The part's headers.
         let mut length: Option<usize> = None;
-        loop {
-            line.clear();
-            if self.reader.read_line(&mut line)? == 0 {
+        for _ in 0..=MAX_MJPEG_HEADERS {
+            if !read_line_bounded(&mut self.reader, &mut line)? {
                 return Ok(None);
             }
-            let header = line.trim_end();
+            let text = String::from_utf8_lossy(&line);
+            let header = text.trim_end();
             if header.is_empty() {
-                break;
+                let Some(length) = length.filter(|n| *n <= 64 << 20) else {
+                    bail!("an MJPEG part without a usable Content-Length");
+                };
+                let mut bytes = vec![0u8; length];
+                self.reader.read_exact(&mut bytes)?;
+                return Ok(Some(bytes));
             }
             if let Some((name, value)) = header.split_once(':') {
                 if name.eq_ignore_ascii_case("content-length") {
@@ -662,13 +717,33 @@ impl MjpegStream {
                 }
             }
         }
-        let Some(length) = length.filter(|n| *n <= 64 << 20) else {
-            bail!("an MJPEG part without a usable Content-Length");
-        };
-        let mut bytes = vec![0u8; length];
-        self.reader.read_exact(&mut bytes)?;
-        Ok(Some(bytes))
+        bail!("an MJPEG part with more than {MAX_MJPEG_HEADERS} header lines")
     }
+}
+
+/// Longest line of a part's boundary or headers (a camera's are well under 1 KiB).
+const MAX_MJPEG_LINE: usize = 8 << 10;
+/// Header lines of one part, at most.
+const MAX_MJPEG_HEADERS: usize = 64;
+/// Bytes skipped at most while looking for the next boundary.
+const MAX_MJPEG_GAP: usize = 1 << 20;
+
+/// Reads one line (through its `\n`) into `line`, at most [`MAX_MJPEG_LINE`] bytes; `false` at
+/// the end of the stream. A longer line is an error, not an ever-growing buffer.
+fn read_line_bounded(reader: &mut impl std::io::BufRead, line: &mut Vec<u8>) -> Result<bool> {
+    use std::io::BufRead;
+    line.clear();
+    let read = reader
+        .by_ref()
+        .take(MAX_MJPEG_LINE as u64)
+        .read_until(b'\n', line)?;
+    if read == MAX_MJPEG_LINE && line.last() != Some(&b'\n') {
+        bail!(
+            "a line of the MJPEG stream is longer than {} KiB",
+            MAX_MJPEG_LINE >> 10
+        );
+    }
+    Ok(read > 0)
 }
 
 #[cfg(test)]
@@ -711,6 +786,69 @@ mod tests {
         assert_eq!(redact("http://10.0.0.5/x"), "http://10.0.0.5/x");
         assert_eq!(redact("rtsp://u:p@h"), "rtsp://***@h");
         assert_eq!(redact("rtsp://u@h/p"), "rtsp://***@h/p");
+    }
+
+    #[test]
+    fn a_followed_folder_skips_a_frame_that_does_not_decode_and_counts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let frame = RgbImage::from_pixel(4, 4, image::Rgb([9, 9, 9]));
+        frame.save(dir.path().join("f1.png")).unwrap();
+        std::fs::write(dir.path().join("f2.png"), b"not a png").unwrap();
+        frame.save(dir.path().join("f10.png")).unwrap();
+        // The last file is read once it has not changed for half a second.
+        let old = std::time::SystemTime::now() - Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("f10.png"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let live = LiveStatus::default();
+        let range = || RunningRange::new(SixteenBit::PerFrame);
+        let mut followed = FolderSource::new(dir.path(), true, false, range(), live.clone());
+        let stop_when_idle = || true;
+        let first = followed.next_frame(&stop_when_idle).unwrap().unwrap();
+        let next = followed.next_frame(&stop_when_idle).unwrap().unwrap();
+        // f2 skipped: a gap in the numbers, so that no triplet spans it.
+        assert_eq!((first.index, next.index), (0, 2));
+        assert_eq!(live.damaged(), 1);
+        assert!(followed.next_frame(&stop_when_idle).unwrap().is_none());
+        // A folder that is not followed stops at it, naming it.
+        let mut recorded =
+            FolderSource::new(dir.path(), false, false, range(), LiveStatus::default());
+        recorded.next_frame(&stop_when_idle).unwrap().unwrap();
+        let err = format!("{:#}", recorded.next_frame(&stop_when_idle).unwrap_err());
+        assert!(err.contains("f2.png"), "{err}");
+    }
+
+    fn mjpeg(bytes: Vec<u8>) -> MjpegStream {
+        MjpegStream {
+            reader: std::io::BufReader::new(Box::new(std::io::Cursor::new(bytes))),
+            boundary: "frame".into(),
+        }
+    }
+
+    #[test]
+    fn an_mjpeg_stream_is_read_part_by_part_with_bounded_lines() {
+        let never = || false;
+        let mut good = b"preamble\r\n--frame\r\nContent-Type: image/jpeg\r\n".to_vec();
+        good.extend(b"Content-Length: 3\r\n\r\nabc\r\n--frame--\r\n");
+        let mut stream = mjpeg(good.clone());
+        assert_eq!(stream.next_jpeg(&never).unwrap().unwrap(), b"abc");
+        assert!(stream.next_jpeg(&never).unwrap().is_none());
+        // Asked to stop while looking for a boundary.
+        assert!(mjpeg(good).next_jpeg(&|| true).unwrap().is_none());
+        // A line without end, lines without a boundary, endless headers: errors, not memory.
+        let endless_line = vec![b'x'; 64 << 10];
+        let err = mjpeg(endless_line).next_jpeg(&never).unwrap_err();
+        assert!(err.to_string().contains("longer than 8 KiB"), "{err}");
+        let no_boundary = b"noise\r\n".repeat(200_000);
+        let err = mjpeg(no_boundary).next_jpeg(&never).unwrap_err();
+        assert!(err.to_string().contains("no MJPEG boundary"), "{err}");
+        let mut headers = b"--frame\r\n".to_vec();
+        headers.extend(b"X-Junk: 1\r\n".repeat(100));
+        let err = mjpeg(headers).next_jpeg(&never).unwrap_err();
+        assert!(err.to_string().contains("header lines"), "{err}");
     }
 
     #[test]
