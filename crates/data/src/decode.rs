@@ -34,13 +34,20 @@ pub fn check_supported(path: &Path, color: ColorType) -> Result<()> {
     }
 }
 
+/// The most memory one image's decoding may take: 4 GiB, eight times a 20000 × 20000 16-bit
+/// mosaic; a header that claims more is damaged.
+const MAX_IMAGE_BYTES: u64 = 4 << 30;
+
 /// Decodes a file completely (format from its content, not its extension).
 pub fn load_raw(path: &Path) -> Result<DynamicImage> {
     let mut reader = ImageReader::open(path)
         .and_then(ImageReader::with_guessed_format)
         .map_err(|e| DataError::unreadable(path, e))?;
-    // Datasets are trusted local files; huge thermal mosaics must not trip the default limits.
-    reader.no_limits();
+    // Huge thermal mosaics must not trip the default 512 MiB limit, but a header that claims
+    // terabytes is an error, not an allocation that aborts the process.
+    let mut limits = image::Limits::no_limits();
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    reader.limits(limits);
     let img = reader
         .decode()
         .map_err(|e| DataError::unreadable(path, e))?;
@@ -210,4 +217,51 @@ pub fn describe_color(color: ColorType) -> String {
         return format!("32-bit float {channels}");
     }
     format!("{bits}-bit {channels}")
+}
+
+#[cfg(test)]
+mod limits_tests {
+    use super::*;
+
+    /// A little-endian grey TIFF whose header claims `side` × `side` pixels in one strip of a
+    /// few bytes.
+    fn tiff_claiming(side: u32) -> Vec<u8> {
+        let entries: [(u16, u16, u32); 9] = [
+            (256, 4, side), // width
+            (257, 4, side), // height
+            (258, 3, 8),    // bits per sample
+            (259, 3, 1),    // no compression
+            (262, 3, 1),    // black is zero
+            (273, 4, 122),  // strip offset: right after this directory
+            (277, 3, 1),    // samples per pixel
+            (278, 4, side), // rows per strip
+            (279, 4, 4),    // strip bytes
+        ];
+        let mut out = b"II*\0".to_vec();
+        out.extend(8u32.to_le_bytes());
+        out.extend((entries.len() as u16).to_le_bytes());
+        for (tag, kind, value) in entries {
+            out.extend(tag.to_le_bytes());
+            out.extend(kind.to_le_bytes());
+            out.extend(1u32.to_le_bytes());
+            out.extend(value.to_le_bytes());
+        }
+        out.extend(0u32.to_le_bytes());
+        assert_eq!(out.len(), 122);
+        out.extend([1, 2, 3, 4]);
+        out
+    }
+
+    #[test]
+    fn an_image_whose_header_claims_a_terabyte_is_an_error_not_an_abort() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("claims.tif");
+        std::fs::write(&path, tiff_claiming(1_000_000)).unwrap();
+        let err = load_raw(&path).unwrap_err().to_string();
+        assert!(err.contains("claims.tif"), "{err}");
+        // Within the limit the same header is decoded as far as its data goes.
+        std::fs::write(&path, tiff_claiming(2)).unwrap();
+        let small = load_raw(&path).unwrap();
+        assert_eq!((small.width(), small.height()), (2, 2));
+    }
 }

@@ -304,6 +304,7 @@ impl Avi {
                     &is_frame,
                     &mut index,
                     &mut cut_off,
+                    0,
                 )
                 .map_err(|e| VideoError::io(path, e))?;
                 if cut_off.is_some() {
@@ -519,7 +520,13 @@ fn chunks(mut data: &[u8]) -> Vec<([u8; 4], &[u8])> {
     out
 }
 
-/// Walks a `movi` list (and the `rec ` lists in it), recording this stream's frame chunks.
+/// Lists nested deeper than this in `movi` are skipped: writers nest one level (`rec `), and a
+/// file that nests without end must not exhaust the stack.
+const MAX_MOVI_DEPTH: u32 = 4;
+
+/// Walks a `movi` list (and the `rec ` lists in it, `depth` levels down), recording this
+/// stream's frame chunks.
+#[allow(clippy::too_many_arguments)]
 fn walk_movi(
     file: &mut File,
     start: u64,
@@ -528,6 +535,7 @@ fn walk_movi(
     is_frame: &dyn Fn(&[u8]) -> bool,
     index: &mut Vec<(u64, u32)>,
     cut_off: &mut Option<String>,
+    depth: u32,
 ) -> std::io::Result<()> {
     let mut pos = start;
     while pos + 8 <= end {
@@ -539,7 +547,7 @@ fn walk_movi(
         }
         let size = le32(&head, 4) as u64;
         let data = pos + 8;
-        if &head[0..4] == b"LIST" {
+        if &head[0..4] == b"LIST" && depth < MAX_MOVI_DEPTH {
             walk_movi(
                 file,
                 data + 4,
@@ -548,6 +556,7 @@ fn walk_movi(
                 is_frame,
                 index,
                 cut_off,
+                depth + 1,
             )?;
             if cut_off.is_some() {
                 return Ok(());

@@ -275,7 +275,7 @@ impl H264Track {
     fn feed_next(&mut self) -> Result<(), (usize, String)> {
         let s = self.next_sample;
         let sample = self.samples[s];
-        if sample.offset + sample.size as u64 > self.file_len {
+        if sample.offset.saturating_add(sample.size as u64) > self.file_len {
             return Err((
                 s,
                 format!(

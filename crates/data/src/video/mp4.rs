@@ -163,7 +163,7 @@ pub(crate) fn open(path: &Path) -> Result<Mp4Video, VideoError> {
     let mut saw_mdat = false;
     let mut fragmented = false;
     let corrupt = |reason: String| VideoError::corrupt(path, "MP4", reason);
-    while pos + 8 <= file_len {
+    while pos.saturating_add(8) <= file_len {
         file.seek(SeekFrom::Start(pos))
             .map_err(|e| VideoError::io(path, e))?;
         let mut head = [0u8; 16];
@@ -190,7 +190,7 @@ pub(crate) fn open(path: &Path) -> Result<Mp4Video, VideoError> {
         match &kind {
             b"ftyp" if got >= 12 && &head[8..12] == b"qt  " => container = "QuickTime MOV",
             b"moov" => {
-                if pos + size > file_len {
+                if pos.saturating_add(size) > file_len {
                     return Err(corrupt(format!(
                         "its index ('moov' box, {size} bytes at byte {pos}) runs past the end of the file ({file_len} bytes): the file is truncated"
                     )));
@@ -422,7 +422,8 @@ fn parse_track(mdia: &[u8]) -> Result<Mp4Video, String> {
                     break 'chunks;
                 }
                 offsets.push(at);
-                at += sizes[offsets.len() - 1] as u64;
+                // Saturating: an offset past any file is refused when the sample is read.
+                at = at.saturating_add(sizes[offsets.len() - 1] as u64);
             }
         }
     }
@@ -458,12 +459,10 @@ fn parse_track(mdia: &[u8]) -> Result<Mp4Video, String> {
             let run = r.u32()? as usize;
             // Version 0 is unsigned on paper, but writers store negative offsets there too.
             let offset = r.u32()? as i32 as i64;
-            for _ in 0..run {
-                if i < count {
-                    ctts[i] = offset;
-                    i += 1;
-                }
-            }
+            // A run is cut at the last sample (a file's run can claim 4 billion).
+            let take = run.min(count - i);
+            ctts[i..i + take].fill(offset);
+            i += take;
         }
     }
     let mut sync = vec![true; count];
@@ -535,6 +534,68 @@ mod tests {
         d[19] = 500;
         assert_eq!(frame_rate(&d, 30000), 30000.0 / 1001.0);
         assert_eq!(frame_rate(&[1, 3], 4), 2.0);
+    }
+
+    fn mp4_box(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut out = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        out.extend(kind);
+        out.extend(body);
+        out
+    }
+
+    /// A video track's `mdia` children: one sample of 1 byte at the chunk offset given, and
+    /// the `ctts` runs given.
+    fn track(chunk_offset: u64, ctts_runs: &[u32]) -> Vec<u8> {
+        let full = |rest: &[u8]| [&[0u8; 4][..], rest].concat(); // version and flags first
+        let mdhd = full(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 232]);
+        let stsd = full(&[&1u32.to_be_bytes()[..], &mp4_box(b"avc1", &[0; 78])].concat());
+        let stsz = full(&[0, 0, 0, 1, 0, 0, 0, 1]);
+        let stsc = full(&[0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1]);
+        let co64 = full(&[&1u32.to_be_bytes()[..], &chunk_offset.to_be_bytes()].concat());
+        let mut ctts = full(&(ctts_runs.len() as u32).to_be_bytes());
+        for run in ctts_runs {
+            ctts.extend(run.to_be_bytes());
+            ctts.extend(0u32.to_be_bytes());
+        }
+        let stbl = [
+            mp4_box(b"stsd", &stsd),
+            mp4_box(b"stsz", &stsz),
+            mp4_box(b"stsc", &stsc),
+            mp4_box(b"co64", &co64),
+            mp4_box(b"ctts", &ctts),
+        ]
+        .concat();
+        let minf = mp4_box(b"stbl", &stbl);
+        [mp4_box(b"mdhd", &mdhd), mp4_box(b"minf", &minf)].concat()
+    }
+
+    #[test]
+    fn a_sample_table_with_extreme_values_parses_quickly_without_overflow() {
+        let ordinary = parse_track(&track(48, &[1])).unwrap();
+        assert_eq!(ordinary.samples.len(), 1);
+        // A chunk offset at the end of the 64-bit range and 1000 runs of 4 billion samples:
+        // no overflow, no hour-long loop (the sample's offset is refused when it is read).
+        let started = std::time::Instant::now();
+        let extreme = parse_track(&track(u64::MAX, &[u32::MAX; 1000])).unwrap();
+        assert_eq!(extreme.samples.len(), 1);
+        assert!(started.elapsed().as_secs_f64() < 1.0);
+    }
+
+    #[test]
+    fn top_level_boxes_with_impossible_64_bit_sizes_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let ftyp = mp4_box(b"ftyp", b"isom\0\0\0\0");
+        for kind in [b"free", b"moov"] {
+            for size in [u64::MAX, u64::MAX - 7] {
+                let mut file = ftyp.clone();
+                file.extend(1u32.to_be_bytes());
+                file.extend(kind);
+                file.extend(size.to_be_bytes());
+                let path = dir.path().join("v.mp4");
+                std::fs::write(&path, &file).unwrap();
+                assert!(open(&path).is_err(), "{} {size}", fourcc_text(kind));
+            }
+        }
     }
 
     #[test]

@@ -38,6 +38,8 @@ struct AviSpec<'a> {
     scale: u32,
     /// Frames announced in the headers (defaults to frames.len()).
     declared: Option<u32>,
+    /// Bytes after the frames in the `movi` list.
+    movi_tail: Vec<u8>,
 }
 
 fn build_avi(spec: &AviSpec) -> Vec<u8> {
@@ -95,6 +97,7 @@ fn build_avi(spec: &AviSpec) -> Vec<u8> {
         idx.extend((frame.len() as u32).to_le_bytes());
         movi_body.extend(chunk(b"00dc", frame));
     }
+    movi_body.extend(&spec.movi_tail);
     let mut riff = b"AVI ".to_vec();
     riff.extend(hdrl);
     riff.extend(list(b"movi", &movi_body));
@@ -122,6 +125,7 @@ fn spec(frames: &[Vec<u8>]) -> AviSpec<'_> {
         rate: 15,
         scale: 1,
         declared: None,
+        movi_tail: Vec::new(),
     }
 }
 
@@ -173,6 +177,36 @@ fn grey8_avi_with_and_without_index() {
             }
         }
     }
+}
+
+#[test]
+fn an_avi_whose_lists_nest_without_end_is_read_without_exhausting_the_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let frames = vec![vec![7u8; 15]; 2];
+    // After the frames, 200000 'rec ' lists, each holding the rest: read without an index,
+    // a walk that followed them all would overflow the stack.
+    let depth = 200_000;
+    let mut nested = Vec::with_capacity(12 * depth);
+    for k in 0..depth {
+        nested.extend(b"LIST");
+        nested.extend((((depth - k - 1) * 12 + 4) as u32).to_le_bytes());
+        nested.extend(b"rec ");
+    }
+    let path = write(
+        dir.path(),
+        "nested.avi",
+        &build_avi(&AviSpec {
+            idx1: false,
+            movi_tail: nested,
+            ..spec(&frames)
+        }),
+    );
+    assert_eq!(probe(&path).unwrap().frames, 2);
+    let mut video = VideoReader::open(&path).unwrap();
+    assert!(matches!(
+        video.frame(1).unwrap(),
+        DynamicImage::ImageLuma8(_)
+    ));
 }
 
 #[test]
