@@ -23,10 +23,9 @@ pub fn prior_root(prior_dir: &str, split: &str) -> PathBuf {
 
 /// The prior map file of frame `frame` of `scene`: the first of the two places that exists.
 pub fn prior_path(root: &Path, scene: &Scene, frame: usize) -> Result<PathBuf> {
+    // The frame's own stem (`frame_00001` in a video scene, whose frames share one file).
+    let stem = scene.frames[frame].stem();
     let image = &scene.frames[frame].image;
-    let stem = image
-        .file_stem()
-        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
     let per_scene = root.join(&scene.name).join(format!("{stem}.png"));
     if per_scene.is_file() {
         return Ok(per_scene);
@@ -35,10 +34,15 @@ pub fn prior_path(root: &Path, scene: &Scene, frame: usize) -> Result<PathBuf> {
     if flat.is_file() {
         return Ok(flat);
     }
+    // A video's frame is named with its number after the file.
+    let frame = match scene.video() {
+        Some(_) => PathBuf::from(format!("{} ({stem})", image.display())),
+        None => image.clone(),
+    };
     Err(DataError::MissingPrior {
         path: per_scene,
         other: flat,
-        frame: image.clone(),
+        frame,
     })
 }
 

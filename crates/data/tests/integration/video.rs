@@ -463,6 +463,42 @@ fn writer_round_trip_odd_size_nine_fps() {
 }
 
 #[test]
+fn a_video_scenes_priors_are_found_by_frame_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clip.mp4");
+    let mut writer = VideoWriter::create(&path, 32, 16, 25.0).unwrap();
+    for _ in 0..4 {
+        writer.push_gray(&GrayImage::new(32, 16)).unwrap();
+    }
+    writer.finish().unwrap();
+    let split = fgstp_data::dataset::Split::open_footage(&path).unwrap();
+    let scene = &split.scenes[0];
+    let priors = dir.path().join("maps");
+    // Nothing there yet: the error names the frame, not only the video.
+    let err = fgstp_data::prior::prior_path(&priors, scene, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("maps/clip/frame_00002.png") && err.contains("clip.mp4 (frame_00002)"),
+        "{err}"
+    );
+    // What `infer --save-maps` writes for a video: maps/<scene>/frame_<n>.png.
+    std::fs::create_dir_all(priors.join("clip")).unwrap();
+    for n in 1..=4 {
+        GrayImage::new(32, 16)
+            .save(priors.join(format!("clip/frame_{n:05}.png")))
+            .unwrap();
+    }
+    for frame in 0..4 {
+        let found = fgstp_data::prior::prior_path(&priors, scene, frame).unwrap();
+        assert_eq!(
+            found,
+            priors.join(format!("clip/frame_{:05}.png", frame + 1))
+        );
+    }
+}
+
+#[test]
 fn writer_grey_frames_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mask.mp4");
