@@ -125,6 +125,10 @@ fn read_sum(text: &str, video: &str, key: &str) -> Result<ExactSum, StateError> 
         })
 }
 
+/// The most frames one video's state may count: 2^40, far beyond any video, so that merging
+/// up to 2^23 videos' counts cannot overflow.
+const MAX_FRAMES: u64 = 1 << 40;
+
 impl MetricRecorder {
     /// The exact state, labelled with its shard and origin.
     pub fn to_state(
@@ -205,7 +209,15 @@ impl MetricRecorder {
             .parse()
             .map_err(|e: crate::MinLeakAreaError| StateError::Rule(e.to_string()))?;
         let mut recorder = MetricRecorder::with_min_leak_area(rule);
+        let too_many = |video: &str, key: &str, n: u64| StateError::Value {
+            video: video.to_string(),
+            key: key.to_string(),
+            problem: format!("{n} frames (a damaged state: at most {MAX_FRAMES} per video)"),
+        };
         for (video, v) in &state.videos {
+            if v.frames > MAX_FRAMES {
+                return Err(too_many(video, "frames", v.frames));
+            }
             let mut totals = Totals {
                 frames: v.frames,
                 ..Totals::default()
@@ -235,6 +247,9 @@ impl MetricRecorder {
                         }
                     }
                     (MeasureTotal::Annotated(t, n), SumState::Annotated { sum, count }) => {
+                        if *count > MAX_FRAMES {
+                            return Err(too_many(video, key, *count));
+                        }
                         *t = read_sum(sum, video, key)?;
                         *n = *count;
                     }
@@ -242,6 +257,9 @@ impl MetricRecorder {
                         MeasureTotal::Count { hits, frames },
                         SumState::Count { hits: h, frames: f },
                     ) => {
+                        if *f > MAX_FRAMES {
+                            return Err(too_many(video, key, *f));
+                        }
                         if h > f {
                             return Err(StateError::Value {
                                 video: video.clone(),
@@ -299,9 +317,22 @@ mod tests {
             MetricRecorder::from_state(&wrong),
             Err(StateError::Measures { .. })
         ));
-        let mut wrong = state;
+        let mut wrong = state.clone();
         wrong.videos.get_mut("a").unwrap().sums[0] = SumState::Value("1.5".into());
         let err = MetricRecorder::from_state(&wrong).unwrap_err().to_string();
         assert!(err.contains("\"a\"") && err.contains("sm"), "{err}");
+        // Counts that merging could overflow are a damaged state.
+        let mut wrong = state.clone();
+        wrong.videos.get_mut("a").unwrap().frames = u64::MAX;
+        let err = MetricRecorder::from_state(&wrong).unwrap_err().to_string();
+        assert!(err.contains("\"a\"") && err.contains("damaged"), "{err}");
+        let mut wrong = state;
+        for sum in &mut wrong.videos.get_mut("a").unwrap().sums {
+            if let SumState::Count { hits, frames } = sum {
+                (*hits, *frames) = (0, u64::MAX);
+            }
+        }
+        let err = MetricRecorder::from_state(&wrong).unwrap_err().to_string();
+        assert!(err.contains("damaged"), "{err}");
     }
 }

@@ -137,7 +137,7 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(episodes) = args.episodes {
         return write_episodes(&cfg, episodes, args.fps, &args.out);
     }
-    let total = (cfg.scenes * cfg.frames) as u64;
+    let total = cfg.scenes.saturating_mul(cfg.frames) as u64;
     let bar = progress::bar(total, "synth", "frames");
     let start = Instant::now();
     let report = fgstp_data::generate(&cfg, &args.out, &|| bar.inc(1))

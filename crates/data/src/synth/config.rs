@@ -74,6 +74,10 @@ impl Default for SynthConfig {
     }
 }
 
+/// The most scenes, or frames per scene, a generator run takes (far beyond any disk; a
+/// larger count is a typing mistake).
+const MAX_COUNT: usize = 1_000_000;
+
 impl SynthConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.scenes < 3 {
@@ -87,6 +91,13 @@ impl SynthConfig {
                 "--frames {} is too few: a sample needs 3 frames",
                 self.frames
             ));
+        }
+        for (flag, value) in [("scenes", self.scenes), ("frames", self.frames)] {
+            if value > MAX_COUNT {
+                return Err(format!(
+                    "--{flag} {value} is too many (at most {MAX_COUNT})"
+                ));
+            }
         }
         if self.width < 16 || self.height < 16 || self.width > 8192 || self.height > 8192 {
             return Err(format!(

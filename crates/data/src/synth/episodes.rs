@@ -81,10 +81,10 @@ pub fn generate_episodes(
         ..cfg.clone()
     };
     cfg.validate().map_err(config_error)?;
-    if episodes == 0 || cfg.frames < episodes * MIN_FRAMES_PER_EPISODE {
+    let needed = episodes.max(1).saturating_mul(MIN_FRAMES_PER_EPISODE);
+    if episodes == 0 || cfg.frames < needed {
         return Err(config_error(format!(
-            "--episodes {episodes} needs --frames of at least {} ({MIN_FRAMES_PER_EPISODE} per episode), not {}",
-            episodes.max(1) * MIN_FRAMES_PER_EPISODE,
+            "--episodes {episodes} needs --frames of at least {needed} ({MIN_FRAMES_PER_EPISODE} per episode), not {}",
             cfg.frames
         )));
     }

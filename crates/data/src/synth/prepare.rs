@@ -29,7 +29,7 @@ pub fn prepare(
     if partial.exists() {
         std::fs::remove_dir_all(&partial).map_err(|e| write_error(&partial, e))?;
     }
-    on_start((synth.scenes * synth.frames) as u64);
+    on_start(synth.scenes.saturating_mul(synth.frames) as u64);
     generate(synth, &partial, progress)?;
     std::fs::rename(&partial, root).map_err(|e| write_error(root, e))?;
     Ok(())

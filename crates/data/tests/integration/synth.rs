@@ -585,4 +585,26 @@ fn bad_settings_are_refused_with_the_option_named() {
         err.to_string().contains("--steam 1.5 must be a share"),
         "{err}"
     );
+    // Counts so large that their product would overflow are refused, not multiplied.
+    let huge = 5_000_000_000usize;
+    let err = generate(
+        &SynthConfig {
+            scenes: huge,
+            frames: huge,
+            ..small(1)
+        },
+        dir.path(),
+        &|| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("too many"), "{err}");
+    let err = fgstp_data::synth::episodes::generate_episodes(
+        &small(1),
+        usize::MAX,
+        15.0,
+        dir.path(),
+        &|| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("--episodes"), "{err}");
 }

@@ -47,9 +47,11 @@ fn load_frame(path: &Path) -> Option<RgbImage> {
 
 pub(crate) fn draw(c: &Comparison, path: &Path) -> Result<()> {
     let first = &c.grid[0].gt;
-    let tile_w = ((first.width as f64 / first.height as f64) * TILE_HEIGHT as f64)
+    // Tiles keep the masks' aspect, within 1:4 to 4:1 of the tile height (a strip of a
+    // mask must not make the picture gigapixels wide).
+    let tile_w = ((first.width as f64 / first.height.max(1) as f64) * TILE_HEIGHT as f64)
         .round()
-        .max(40.0) as u32;
+        .clamp(40.0, 4.0 * TILE_HEIGHT as f64) as u32;
     let with_frames = c.grid.iter().any(|g| g.image.is_some());
     let mut titles: Vec<String> = Vec::new();
     if with_frames {
