@@ -224,6 +224,17 @@ impl Split {
                 path: input.to_path_buf(),
             });
         }
+        // `.` or `cam/..` name no folder: the resolved path does (and has the parent).
+        let resolved;
+        let input = match input.file_name() {
+            Some(_) => input,
+            None => {
+                resolved = input
+                    .canonicalize()
+                    .map_err(|e| DataError::unreadable(input, e))?;
+                resolved.as_path()
+            }
+        };
         let name = input
             .file_name()
             .map_or_else(|| "input".to_string(), |n| n.to_string_lossy().into_owned());

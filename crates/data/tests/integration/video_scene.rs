@@ -379,6 +379,11 @@ fn footage_may_be_a_video_file_a_video_scene_or_a_split_of_them() {
     let split = Split::open_footage(&tmp.path().join("test")).unwrap();
     let names: Vec<_> = split.scenes.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["cam", "cam2"]);
+    // A folder given as `..` (or `.`) is the folder it resolves to.
+    let split = Split::open_footage(&tmp.path().join("test/cam/..")).unwrap();
+    assert_eq!((split.name.as_str(), split.scenes.len()), ("test", 2));
+    let scene = Split::open_footage(&dir.join("masks/..")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(scene.scenes[0].name, "cam");
     let err = Split::open_footage(&tmp.path().join("nope.mp4")).unwrap_err();
     assert!(message(err).contains("video file"));
 }
