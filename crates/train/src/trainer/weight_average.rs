@@ -12,7 +12,7 @@
 //! below 0.99 for the first 890 updates, longer than a short run's whole average.
 
 use anyhow::{Context, Result};
-use tch::{nn::VarStore, Kind, Tensor};
+use tch::{nn::VarStore, Tensor};
 
 /// Prefix of the trained weights in a checkpoint whose model keys hold the average. Under the
 /// optimiser's prefix (`super::optim::STATE_PREFIX`), so that every reader that wants only the
@@ -80,7 +80,7 @@ impl WeightAverage {
         let decay = self.decay;
         tch::no_grad(|| {
             for (_, live, avg) in &mut self.pairs {
-                if is_float(avg.kind()) {
+                if avg.is_floating_point() {
                     // avg ← decay·avg + (1 − decay)·live
                     let _ = avg.lerp_(live, 1.0 - decay);
                 } else {
@@ -118,13 +118,6 @@ impl WeightAverage {
         );
         tensors
     }
-}
-
-fn is_float(kind: Kind) -> bool {
-    matches!(
-        kind,
-        Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
-    )
 }
 
 #[cfg(test)]

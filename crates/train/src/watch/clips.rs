@@ -410,11 +410,12 @@ fn fit(image: &RgbImage, size: (u32, u32)) -> std::borrow::Cow<'_, RgbImage> {
     if image.dimensions() == size {
         std::borrow::Cow::Borrowed(image)
     } else {
-        std::borrow::Cow::Owned(image::imageops::resize(
+        std::borrow::Cow::Owned(fgstp_data::augment::resize_rgb_to(
             image,
-            size.0,
-            size.1,
-            image::imageops::FilterType::Triangle,
+            fgstp_data::ImageSize {
+                width: size.0,
+                height: size.1,
+            },
         ))
     }
 }
