@@ -9,6 +9,7 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/comm.hpp>
 #include <torch/csrc/distributed/c10d/logger.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
 
@@ -163,16 +164,12 @@ int fgstp_dist_broadcast(void* group, at::Tensor** tensors, int n, int root) {
     at::NoGradGuard no_grad;
     std::vector<at::Tensor> list;
     for (int i = 0; i < n; ++i) list.push_back(*tensors[i]);
-    c10d::BroadcastOptions options;
-    options.rootRank = root;
-    // One collective per tensor, as DDP's coalesced broadcast keeps them apart too; small
-    // tensors go one after another without waiting in between.
-    std::vector<c10::intrusive_ptr<c10d::Work>> works;
-    for (auto& t : list) {
-      std::vector<at::Tensor> one{t};
-      works.push_back(static_cast<Group*>(group)->pg->broadcast(one, options));
-    }
-    for (auto& w : works) w->wait();
+    // DDP's coalesced broadcast: the tensors flattened into buckets of one dtype (DDP's 250
+    // MiB), one collective per bucket, copied back on the other ranks. One collective per
+    // tensor costs a round trip each: with the ~150 BatchNorm buffers of a small model that
+    // was 15% of a CPU training step.
+    constexpr size_t kBucketBytes = 250u * 1024u * 1024u;
+    c10d::broadcast_coalesced(static_cast<Group*>(group)->pg, list, kBucketBytes, root);
   });
 }
 

@@ -198,7 +198,8 @@ impl ProcessGroup {
         self.backend
     }
 
-    /// Overwrites `tensors` with rank `root`'s (outside autograd).
+    /// Overwrites `tensors` with rank `root`'s (outside autograd), coalesced as DDP does: one
+    /// collective per dtype, not per tensor.
     pub fn broadcast(&self, tensors: &[&Tensor], root: usize) -> Result<()> {
         let raw: Vec<*mut c_void> = tensors.iter().map(|t| raw_tensor(t)).collect();
         // SAFETY: live tensors for the duration of the call.
@@ -206,7 +207,7 @@ impl ProcessGroup {
             unsafe {
                 fgstp_dist_broadcast(self.raw, raw.as_ptr(), raw.len() as c_int, root as c_int)
             },
-            "broadcasting from rank 0",
+            &format!("broadcasting from rank {root}"),
         )
     }
 
@@ -542,4 +543,76 @@ pub fn sync_batch_norm(
         None => scaled,
     };
     Ok(ys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port on 127.0.0.1")
+    }
+
+    /// Rank `rank`'s tensors: floats, doubles and integers of several shapes (BatchNorm's
+    /// running statistics and batch counters are of such mixed kinds).
+    fn rank_tensors(rank: usize) -> Vec<Tensor> {
+        let offset = 100.0 * rank as f64;
+        vec![
+            Tensor::arange(7, (Kind::Float, Device::Cpu)) + offset,
+            Tensor::from(rank as i64 * 1000 + 3),
+            Tensor::arange(12, (Kind::Double, Device::Cpu)).view([3, 4]) * (rank as f64 + 1.0),
+            Tensor::arange(5, (Kind::Int64, Device::Cpu)) - rank as i64,
+            Tensor::full([2, 2, 2], offset + 0.5, (Kind::Float, Device::Cpu)),
+        ]
+    }
+
+    #[test]
+    fn broadcast_gives_every_rank_the_roots_tensors_of_every_kind() {
+        let port = free_port();
+        let ranks: Vec<_> = (0..2)
+            .map(|rank| {
+                std::thread::spawn(move || -> Result<Vec<Vec<Tensor>>> {
+                    let group = ProcessGroup::join(&JoinOptions {
+                        host: "127.0.0.1".into(),
+                        port,
+                        rank,
+                        world: 2,
+                        host_store: rank == 0,
+                        prefix: "broadcast-test".into(),
+                        timeout: Duration::from_secs(60),
+                        backend: Backend::Gloo,
+                    })?;
+                    let mut seen = Vec::new();
+                    for root in [0, 1] {
+                        let tensors = rank_tensors(rank);
+                        let refs: Vec<&Tensor> = tensors.iter().collect();
+                        group.broadcast(&refs, root)?;
+                        seen.push(tensors);
+                    }
+                    Ok(seen)
+                })
+            })
+            .collect();
+        let results: Vec<Vec<Vec<Tensor>>> = ranks
+            .into_iter()
+            .map(|h| h.join().expect("rank thread").expect("rank"))
+            .collect();
+        for root in [0usize, 1] {
+            let expected = rank_tensors(root);
+            for (rank, seen) in results.iter().enumerate() {
+                for (got, want) in seen[root].iter().zip(&expected) {
+                    assert_eq!(got.kind(), want.kind(), "rank {rank}, root {root}");
+                    assert_eq!(got.size(), want.size(), "rank {rank}, root {root}");
+                    assert!(
+                        got.equal(want),
+                        "rank {rank} after broadcast from {root}: {got} instead of {want}"
+                    );
+                }
+            }
+        }
+    }
 }

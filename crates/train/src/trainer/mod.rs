@@ -714,11 +714,23 @@ impl<'a> Trainer<'a> {
             batch: self.progress.batch + 1,
             lr,
         };
+        if let Some(dist) = &self.dist {
+            dist.group
+                .prepare_backward(&[&loss])
+                .map_err(|e| self.explain(e))?;
+        }
+        loss.f_backward()
+            .map_err(|e| self.explain(anyhow::Error::new(e).context("backward")))?;
+        if self.cfg.train.clip > 0.0 {
+            self.adam.clip_grad_value(self.cfg.train.clip)?;
+        }
+        self.adam.step()?;
         let queued = match &self.dist {
             None => QueuedLoss::new(&loss, &parts, device, at, None)?,
             Some(dist) => {
                 // The logged loss is the mean over ranks; the stop flag rides along, so every
-                // rank stops after the same step.
+                // rank stops after the same step. After the gradients' all-reduce the ranks are
+                // in step, so this one does not wait for the slower rank's forward.
                 let stop = if self.opts.stop.load(Ordering::Relaxed) {
                     1.0
                 } else {
@@ -728,18 +740,9 @@ impl<'a> Trainer<'a> {
                 let queued = QueuedLoss::new(&loss, &parts, device, at, Some((dist, stop)))
                     .map_err(|e| self.explain(e))?;
                 self.comm.explicit += started.elapsed().as_secs_f64();
-                dist.group
-                    .prepare_backward(&[&loss])
-                    .map_err(|e| self.explain(e))?;
                 queued
             }
         };
-        loss.f_backward()
-            .map_err(|e| self.explain(anyhow::Error::new(e).context("backward")))?;
-        if self.cfg.train.clip > 0.0 {
-            self.adam.clip_grad_value(self.cfg.train.clip)?;
-        }
-        self.adam.step()?;
         if self.cfg.train.ema_decay > 0.0 && epoch >= self.cfg.train.ema_from_epoch {
             let decay = self.cfg.train.ema_decay;
             let vs = &self.vs;
