@@ -8,11 +8,27 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Shard `index` of `count` (written `K/N`, 0-based: `0/3`, `1/3`, `2/3`).
+/// Shard `index` of `count` (written `K/N`, 0-based: `0/3`, `1/3`, `2/3`). Read back (from a
+/// state file) under the same rule as on the command line: 0 ≤ K < N.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "ShardFields")]
 pub struct Shard {
     pub index: usize,
     pub count: usize,
+}
+
+#[derive(Deserialize)]
+struct ShardFields {
+    index: usize,
+    count: usize,
+}
+
+impl TryFrom<ShardFields> for Shard {
+    type Error = String;
+
+    fn try_from(f: ShardFields) -> Result<Self, String> {
+        format!("{}/{}", f.index, f.count).parse()
+    }
 }
 
 impl Shard {
@@ -98,5 +114,12 @@ mod tests {
             assert!(err.contains("K/N"), "{err}");
         }
         assert_eq!(Shard { index: 1, count: 4 }.to_string(), "1/4");
+        // A state file's shard follows the same rule.
+        let read: Shard = serde_json::from_str(r#"{"index":2,"count":5}"#).unwrap();
+        assert_eq!(read, Shard { index: 2, count: 5 });
+        for bad in [r#"{"index":7,"count":0}"#, r#"{"index":3,"count":3}"#] {
+            let err = serde_json::from_str::<Shard>(bad).unwrap_err().to_string();
+            assert!(err.contains("K/N"), "{err}");
+        }
     }
 }

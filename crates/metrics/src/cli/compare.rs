@@ -6,7 +6,10 @@ use std::str::FromStr;
 
 use anyhow::{bail, Result};
 
-use super::{exclusions, progress_bar, thread_pool, write_text, EXCLUDE_HELP, MIN_LEAK_AREA_HELP};
+use super::{
+    exclusions, print_stdout, progress_bar, thread_pool, write_text, EXCLUDE_HELP,
+    MIN_LEAK_AREA_HELP,
+};
 use crate::io::compare::{compare_systems, CompareOptions, GridFrames, System};
 use crate::io::{describe_readings, Aggregation, PredKind, TableOptions};
 use crate::registry::{self, Metric, METRICS};
@@ -143,7 +146,7 @@ pub fn run(args: Args, threads: Option<usize>) -> Result<()> {
         aggregation: args.aggregation,
         sort,
     };
-    print!("{}", comparison.text(&table));
+    print_stdout(&comparison.text(&table))?;
     for s in &comparison.systems {
         eprintln!("{}: {} — {}", s.name, s.pred.display(), s.layout);
         for line in describe_readings(&s.readings) {

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 
 use super::{
-    exclusions, progress_bar, report_json, thread_pool, write_text, EXCLUDE_HELP,
+    exclusions, print_stdout, progress_bar, report_json, thread_pool, write_text, EXCLUDE_HELP,
     MIN_LEAK_AREA_HELP,
 };
 use crate::io::state_file::{merge_states, write_state};
@@ -136,7 +136,7 @@ pub fn run(args: Args, threads: Option<usize>) -> Result<()> {
         return Ok(());
     }
     let report = scored.recorder.results()?;
-    print!("{}", report.table());
+    print_stdout(&report.table())?;
     for line in describe_readings(&scored.readings) {
         eprintln!("read as: {line}");
     }
@@ -176,7 +176,7 @@ fn run_merge(args: MergeArgs) -> Result<()> {
         .recorder
         .results()
         .context("the state files hold no frames")?;
-    print!("{}", report.table());
+    print_stdout(&report.table())?;
     for note in &merged.notes {
         eprintln!("note: {note}");
     }

@@ -49,6 +49,19 @@ pub fn report_json(report: &Report) -> Result<String> {
 }
 
 /// Writes a text file atomically and says so.
+/// Prints `text` to standard output. A reader that went away (`| head`) is not an error: the
+/// table is a courtesy, and the files asked for (`--json`, `--csv`, plots) are still written.
+pub(crate) fn print_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("writing to standard output")
+        }
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn write_text(path: &Path, text: &str) -> Result<()> {
     write_atomically(path, text.as_bytes())?;
     eprintln!("wrote {}", path.display());

@@ -47,7 +47,12 @@ pub struct Decoded {
     pub palette: Vec<[u8; 3]>,
 }
 
-/// Reads a PNG file (any colour type and bit depth PNG allows).
+/// The most pixels a PNG may have (2^27). A header can claim 2^31 × 2^31 in a few bytes, and
+/// scoring a mask takes about 18 bytes per pixel (its geometry and distance transform): a cap
+/// turns such a file into an error instead of an abort or an exhausted machine.
+pub const MAX_PIXELS: u64 = 1 << 27;
+
+/// Reads a PNG file (any colour type and bit depth PNG allows, at most [`MAX_PIXELS`]).
 pub fn decode_png(path: &Path) -> Result<Decoded> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     decode_png_bytes(&bytes).with_context(|| format!("decoding {}", path.display()))
@@ -58,10 +63,20 @@ fn decode_png_bytes(bytes: &[u8]) -> Result<Decoded> {
     decoder.set_transformations(png::Transformations::IDENTITY);
     decoder.set_ignore_text_chunk(true);
     let mut reader = decoder.read_info()?;
+    let (width, height) = (reader.info().width, reader.info().height);
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        bail!(
+            "{width}×{height} pixels: more than the {MAX_PIXELS} (about 11585×11585) a \
+             prediction or mask may have; is this the right file?"
+        );
+    }
     let size = reader
         .output_buffer_size()
         .context("image too large for this machine")?;
-    let mut raw = vec![0u8; size];
+    let mut raw = Vec::new();
+    raw.try_reserve_exact(size)
+        .with_context(|| format!("not enough memory for a {width}×{height} image"))?;
+    raw.resize(size, 0u8);
     let frame = reader.next_frame(&mut raw)?;
     let (width, height) = (frame.width as usize, frame.height as usize);
     let color = match frame.color_type {
@@ -284,6 +299,46 @@ pub fn read_gray(path: &Path) -> Result<GrayImage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut out = (data.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend_from_slice(&crc.finalize().to_be_bytes());
+        out
+    }
+
+    /// A PNG of a few dozen bytes whose header claims `width` × `height` pixels of `bits`
+    /// and PNG colour type `color`.
+    fn claimed_png(width: u32, height: u32, bits: u8, color: u8) -> Vec<u8> {
+        let mut ihdr = width.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&height.to_be_bytes());
+        ihdr.extend_from_slice(&[bits, color, 0, 0, 0]);
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(chunk(b"IHDR", &ihdr));
+        png.extend(chunk(
+            b"IDAT",
+            &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+        ));
+        png.extend(chunk(b"IEND", &[]));
+        png
+    }
+
+    #[test]
+    fn a_header_claiming_more_pixels_than_the_cap_is_an_error_not_an_allocation() {
+        // 60000 × 60000 RGBA16 would be a 28.8 GB buffer (the process aborted).
+        let err = decode_png_bytes(&claimed_png(60_000, 60_000, 16, 6)).unwrap_err();
+        assert!(format!("{err:#}").contains("60000×60000 pixels"), "{err:#}");
+        // Just over the cap, and at it (1-bit grey: a 16 MiB buffer; decoding then fails on
+        // the missing data, not on the size).
+        let over = decode_png_bytes(&claimed_png(1 << 14, (1 << 13) + 1, 1, 0)).unwrap_err();
+        assert!(format!("{over:#}").contains("more than the"), "{over:#}");
+        let under = decode_png_bytes(&claimed_png(1 << 14, 1 << 13, 1, 0)).unwrap_err();
+        assert!(!format!("{under:#}").contains("more than the"), "{under:#}");
+    }
 
     #[test]
     fn colour_pngs_turn_grey_as_cv2_imread_grayscale() {

@@ -42,7 +42,12 @@ impl Exclusions {
             let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
             let item = match frames.split_once('-') {
                 Some((a, b)) if numeric(a) && numeric(b) => {
-                    let (first, last) = (a.parse::<u64>()?, b.parse::<u64>()?);
+                    let number = |s: &str| {
+                        s.parse::<u64>().with_context(|| {
+                            format!("--exclude {part:?}: {s} is beyond the largest frame number")
+                        })
+                    };
+                    let (first, last) = (number(a)?, number(b)?);
                     if first > last {
                         bail!("--exclude {part:?}: the range runs backwards");
                     }
@@ -147,6 +152,11 @@ mod tests {
         assert!(ex.excludes("cam3", "0011") && !ex.excludes("cam2", "0011"));
         assert!(ex.parse_list("7-3").is_err());
         assert!(ex.parse_list("cam/").is_err());
+        let err = ex.parse_list("1-99999999999999999999999").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("--exclude \"1-99999999999999999999999\""),
+            "{err:#}"
+        );
     }
 
     #[test]

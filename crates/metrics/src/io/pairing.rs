@@ -57,18 +57,35 @@ fn is_png(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("png"))
 }
 
-/// The files directly in `dir` whose extension passes `keep`, by file stem.
+/// The files directly in `dir` whose extension passes `keep`, by file stem. Frames pair by
+/// name, so a name that is not UTF-8 or a stem given twice (`0001.png` and `0001.PNG`) is an
+/// error rather than a frame silently left out or picked by directory order.
 fn files_by_stem(dir: &Path, keep: fn(&Path) -> bool) -> Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let path = entry?.path();
         if path.is_file() && keep(&path) {
-            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
-                out.insert(stem.to_string(), path);
+            let stem = utf8_name(path.file_stem(), &path)?;
+            if let Some(other) = out.insert(stem.to_string(), path.clone()) {
+                bail!(
+                    "{} and {} are the same frame ({stem}): keep one",
+                    other.display(),
+                    path.display()
+                );
             }
         }
     }
     Ok(out)
+}
+
+/// `name` as text, or an error naming `path`: files and folders pair by name.
+fn utf8_name<'a>(name: Option<&'a std::ffi::OsStr>, path: &Path) -> Result<&'a str> {
+    name.and_then(|n| n.to_str()).with_context(|| {
+        format!(
+            "{}: the name is not UTF-8, and frames and videos are paired by name; rename it",
+            path.display()
+        )
+    })
 }
 
 fn pngs(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
@@ -141,7 +158,7 @@ pub fn prediction_videos(pred: &Path) -> Result<(Vec<VideoDir>, String)> {
         for dir in subdirectories(&base)? {
             let frames = dir.join(&rest);
             if frames.is_dir() && !pngs(&frames)?.is_empty() {
-                videos.push((Some(name_of(&dir)), frames));
+                videos.push((Some(utf8_name(dir.file_name(), &dir)?.to_string()), frames));
             }
         }
         if videos.is_empty() {
@@ -181,13 +198,16 @@ fn plain_layout(pred: &Path) -> Result<(Vec<VideoDir>, String)> {
     let mut videos: Vec<VideoDir> = Vec::new();
     let mut in_masks = 0;
     for dir in subdirectories(pred)? {
-        let name = name_of(&dir);
-        if !pngs(&dir)?.is_empty() {
-            videos.push((Some(name), dir));
+        let frames = if !pngs(&dir)?.is_empty() {
+            dir.clone()
         } else if dir.join("masks").is_dir() && !pngs(&dir.join("masks"))?.is_empty() {
-            videos.push((Some(name), dir.join("masks")));
             in_masks += 1;
-        }
+            dir.join("masks")
+        } else {
+            continue;
+        };
+        let name = utf8_name(dir.file_name(), &dir)?.to_string();
+        videos.push((Some(name), frames));
     }
     match (flat.is_empty(), videos.is_empty()) {
         (true, true) => bail!(

@@ -30,10 +30,31 @@ pub fn write_state(
     write_atomically(path, state_json(recorder, shard, origin)?.as_bytes())
 }
 
+/// The largest state file read (2 GiB; a state holds about 40 KB per video: some 50,000
+/// videos).
+const MAX_STATE_BYTES: u64 = 2 << 30;
+
+/// `path`'s text, refusing more than `limit` bytes (a device such as /dev/zero never ends).
+fn read_bounded(path: &Path, limit: u64) -> Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut text = String::new();
+    file.take(limit + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if text.len() as u64 > limit {
+        bail!(
+            "{}: more than {limit} bytes, not a metric state file (written by --state of fgstp \
+             eval/metrics)",
+            path.display()
+        );
+    }
+    Ok(text)
+}
+
 /// Reads a state file.
 pub fn read_state(path: &Path) -> Result<RecorderState> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = read_bounded(path, MAX_STATE_BYTES)?;
     serde_json::from_str(&text).with_context(|| {
         format!(
             "{}: not a metric state file (written by --state of fgstp eval/metrics)",
@@ -117,15 +138,23 @@ pub fn merge_states(paths: &[PathBuf], allow_partial: bool) -> Result<Merged> {
         );
     }
     if let Some(&count) = counts.iter().next() {
-        let missing: Vec<String> = (0..count)
-            .filter(|k| !shards.contains_key(k))
-            .map(|k| format!("{k}/{count}"))
-            .collect();
-        if !missing.is_empty() {
+        // Every shard index is below `count` (checked when read), so this is what is missing;
+        // `count` itself may be anything `--shard` accepted: name only the first few.
+        let missing = count - shards.len();
+        if missing > 0 {
+            const NAMED: usize = 10;
+            let mut named: Vec<String> = (0..count)
+                .filter(|k| !shards.contains_key(k))
+                .take(NAMED)
+                .map(|k| format!("{k}/{count}"))
+                .collect();
+            if missing > NAMED {
+                named.push(format!("and {} more", missing - NAMED));
+            }
             let what = format!(
                 "missing shard{} {}",
-                if missing.len() == 1 { "" } else { "s" },
-                missing.join(", ")
+                if missing == 1 { "" } else { "s" },
+                named.join(", ")
             );
             if !allow_partial {
                 bail!("{what}: the merge would not be the whole run (--allow-partial merges what is there)");

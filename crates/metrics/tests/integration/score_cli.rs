@@ -116,6 +116,29 @@ fn three_shards_merge_to_the_unsharded_json_byte_for_byte() {
         s(&states[1]),
     ]));
 
+    // A shard count as large as --shard accepts names the first missing shards and counts
+    // the rest (it used to list all of them: hours and all memory); an impossible shard in a
+    // state file is an error.
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&states[0]).unwrap()).unwrap();
+    v["shard"]["count"] = Value::from(u64::MAX);
+    let huge = dir.path().join("huge-count.state.json");
+    std::fs::write(&huge, serde_json::to_vec(&v).unwrap()).unwrap();
+    let started = std::time::Instant::now();
+    let out = score(&["metrics", "merge", s(&huge)]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("missing shards 1/{}, 2/", u64::MAX))
+            && err.contains(&format!("and {} more", u64::MAX - 11)),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    v["shard"] = serde_json::json!({"index": 7, "count": 0});
+    std::fs::write(&huge, serde_json::to_vec(&v).unwrap()).unwrap();
+    let out = score(&["metrics", "merge", s(&huge)]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("K/N"), "{}", stderr(&out));
+
     // A shard scored with another detection rule is refused, naming both rules.
     let other = dir.path().join("other-rule.state.json");
     ok(score(&[
@@ -326,5 +349,75 @@ fn help_needs_no_libtorch_and_lists_the_commands() {
     assert!(
         text.contains("metrics") && text.contains("compare"),
         "{text}"
+    );
+}
+
+#[test]
+fn a_reader_that_closes_the_pipe_does_not_lose_the_json() {
+    // `fgstp-score metrics … --json F | head -c0`: the table meets a closed pipe; it used to
+    // panic ("failed printing to stdout") before writing F.
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("scores.json");
+    let (pred, gt) = (fixtures().join("pred"), fixtures().join("gt"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fgstp-score"))
+        .args([
+            "metrics",
+            "--pred",
+            s(&pred),
+            "--gt",
+            s(&gt),
+            "--json",
+            s(&json),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("fgstp-score runs");
+    drop(child.stdout.take()); // the reader goes away before the table is printed
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(v.is_object(), "{v}");
+}
+
+#[test]
+fn frames_named_twice_or_not_in_utf8_are_errors_not_silently_dropped() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (pred, gt) = (dir.path().join("pred"), dir.path().join("gt"));
+    for (from, to) in [
+        (fixtures().join("pred"), &pred),
+        (fixtures().join("gt"), &gt),
+    ] {
+        let (src, dst) = (from.join("blobs_a"), to.join("blobs_a"));
+        std::fs::create_dir_all(&dst).unwrap();
+        for f in ["00000.png", "00001.png"] {
+            std::fs::copy(src.join(f), dst.join(f)).unwrap();
+        }
+    }
+    ok(score(&["metrics", "--pred", s(&pred), "--gt", s(&gt)]));
+
+    // A frame whose name is not UTF-8, in both folders: it was left out without a word.
+    let bad = std::ffi::OsStr::from_bytes(b"bad\xff.png");
+    for root in [&pred, &gt] {
+        let video = root.join("blobs_a");
+        std::fs::copy(video.join("00000.png"), video.join(bad)).unwrap();
+    }
+    let out = score(&["metrics", "--pred", s(&pred), "--gt", s(&gt)]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not UTF-8"), "{}", stderr(&out));
+    for root in [&pred, &gt] {
+        std::fs::remove_file(root.join("blobs_a").join(bad)).unwrap();
+    }
+
+    // The same frame twice (the one scored depended on the directory's order).
+    let video = pred.join("blobs_a");
+    std::fs::copy(video.join("00001.png"), video.join("00000.PNG")).unwrap();
+    let out = score(&["metrics", "--pred", s(&pred), "--gt", s(&gt)]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("same frame (00000)"),
+        "{}",
+        stderr(&out)
     );
 }
