@@ -357,6 +357,21 @@ fn the_api_lists_filters_and_serves_events_and_refuses_bad_input_with_4xx() {
     );
     assert_eq!((status, kind.as_str()), (200, "image/png"));
     assert!(png.starts_with(b"\x89PNG"));
+    // Files are streamed with Range requests answered (seeking in clips; Safari).
+    let (status, _, head) = http(
+        "GET",
+        &format!("{base}/api/events/{id}/snapshot.png"),
+        &[("Range", "bytes=0-7")],
+        None,
+    );
+    assert_eq!((status, head.as_slice()), (206, &png[..8]));
+    let (status, _, _) = http(
+        "GET",
+        &format!("{base}/api/events/{id}/snapshot.png"),
+        &[("Range", "bytes=999999999-")],
+        None,
+    );
+    assert_eq!(status, 416);
     let (status, kind, jpeg) = http(
         "GET",
         &format!("{base}/api/cameras/pump/latest.jpg"),
@@ -531,6 +546,28 @@ fn a_token_guards_every_route_and_other_addresses_need_one() {
     assert_eq!(
         get_json(&format!("{base}/api/stats"), &[("Authorization", &bearer)]).0,
         200
+    );
+    // The scheme's name in any case (RFC 9110); wrong tokens are answered one a second,
+    // however many connections guess at once.
+    let lower = format!("bearer {token}");
+    assert_eq!(
+        get_json(&format!("{base}/api/stats"), &[("Authorization", &lower)]).0,
+        200
+    );
+    let started = std::time::Instant::now();
+    let guesses: Vec<_> = (0..3)
+        .map(|_| {
+            let url = format!("{base}/api/stats");
+            std::thread::spawn(move || http("GET", &url, &[("Authorization", "Bearer x")], None).0)
+        })
+        .collect();
+    for guess in guesses {
+        assert_eq!(guess.join().unwrap(), 401);
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "three parallel guesses answered in {:?}",
+        started.elapsed()
     );
     assert_eq!(get_json(&format!("{base}/healthz"), &[]).0, 200);
     // The page sends the browser to the login form; the right token gets a session cookie.

@@ -221,12 +221,21 @@ fn every_event_state_and_snapshot_reaches_the_broker_and_a_killed_watch_leaves_i
         path: dir.join("snapshots.txt"),
     };
     let out = dir.join("out");
+    // A cursor that cannot be saved (here a folder in its place; a full disk in the field)
+    // is reported once and sends no line twice (each line used to go out every 50 ms).
+    std::fs::create_dir_all(out.join("mqtt-cursor")).unwrap();
     let url = format!("mqtt://127.0.0.1:{}", broker.port);
     let video = format!("pump={}", s(&f.episodes.join("video.mp4")));
     let mut args = watch_args(f, &out);
     args.extend(["--camera", &video, "--realtime", "--mqtt", &url]);
     args.extend(WHOLE_FRAME_IS_GAS);
-    ok(crate::watch_cli::fgstp(&args));
+    let done = ok(crate::watch_cli::fgstp(&args));
+    assert_eq!(
+        stderr(&done).matches("cannot save").count(),
+        1,
+        "{}",
+        stderr(&done)
+    );
 
     // The leak events, exactly the lines of events.jsonl and in their order.
     let lines = event_lines(&out);
@@ -458,6 +467,14 @@ fn a_suspended_camera_writes_its_events_marked_and_publishes_no_alert() {
     let out = dir.join("out");
     let url = format!("mqtt://127.0.0.1:{}", broker.port);
     let long = format!("pump={}", s(crate::watch_rtsp::video()));
+    // A retained command (a home-automation button's habit) is ignored: it would come back
+    // at every reconnect.
+    let retained = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+        .args(["-r", "-t", "fgstp/pump/suspend", "-m", "10080"])
+        .status()
+        .unwrap();
+    assert!(retained.success());
     let mut args = watch_args(f, &out);
     args.extend(["--camera", &long, "--realtime", "--mqtt", &url]);
     args.extend(WHOLE_FRAME_IS_GAS);
@@ -489,7 +506,15 @@ fn a_suspended_camera_writes_its_events_marked_and_publishes_no_alert() {
     assert!(done.status.success(), "{}", stderr(&done));
     let log = stderr(&done);
     assert!(log.contains("\"soon\""), "{log}");
-    assert!(log.contains("camera pump: alerts suspended until"), "{log}");
+    assert_eq!(
+        log.matches("camera pump: alerts suspended until").count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.contains("fgstp/pump/suspend ignored: a retained message"),
+        "{log}"
+    );
 
     // The leak is written, each record marked with the end of the suspension, and not one
     // alert went out.

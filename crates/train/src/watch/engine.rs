@@ -36,7 +36,7 @@ use super::analyser::{Analyser, Due};
 use super::clips::{apply_retention, tint, CameraClips, ClipWriter};
 use super::dashboard::Dashboard;
 use super::events::{whole_frame_change, EventRecord, EventTracker, Observation, RecordType};
-use super::feed::{Command, LiveFeed};
+use super::feed::{Command, LiveFeed, ALREADY_MARKED};
 use super::mqtt::MqttPublisher;
 use super::source::{self, FrameSource};
 use super::suspend::Suspensions;
@@ -529,6 +529,17 @@ fn carry_out(
 ) -> Result<()> {
     match command {
         Command::FalsePositive { latest, reply } => {
+            // Checked here, where marks are made one after another: two requests (a double
+            // click, a retry after a timeout) both pass the dashboard's check.
+            let marked = files
+                .feed
+                .as_ref()
+                .and_then(|feed| feed.event_summary(&latest.id))
+                .is_some_and(|s| s.false_positive.is_some());
+            if marked {
+                let _ = reply.send(Err(ALREADY_MARKED.to_string()));
+                return Ok(());
+            }
             let now = Utc::now();
             let mut record = *latest;
             record.kind = RecordType::FalsePositive;
@@ -551,8 +562,12 @@ fn carry_out(
                     if let Some(tracker) = run.tracker.as_mut() {
                         tracker.suppress(learned.bbox, &learned.zones, learned.until);
                         if let Some(end) = tracker.end_event(&record.id, "false_positive") {
-                            run.clips
-                                .end(&end.id, end.end_time.unwrap_or(end.start_time))?;
+                            // A clip that could not be written is reported, as in
+                            // `analyse`; it does not end the watch.
+                            let ended = run
+                                .clips
+                                .end(&end.id, end.end_time.unwrap_or(end.start_time));
+                            report_media_failure(&run.name, ended);
                             files.event(&end)?;
                         }
                     }

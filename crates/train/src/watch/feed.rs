@@ -54,6 +54,9 @@ struct CameraFeed {
     area: Mutex<VecDeque<(i64, f32)>>,
 }
 
+/// The engine's reply to a mark of an event already marked (the API answers 409).
+pub const ALREADY_MARKED: &str = "already marked a false positive";
+
 /// A command from the dashboard, carried out by the engine's loop.
 pub enum Command {
     /// Mark the event (its latest record) a false positive; the reply is the

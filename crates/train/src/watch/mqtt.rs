@@ -41,6 +41,8 @@ use crate::run_config::watch::MqttConfig;
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// First wait after the connection breaks.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// How long a connection must hold before the backoff starts over.
+const STABLE_CONNECTION: Duration = Duration::from_secs(30);
 /// A line not acknowledged this long on a live connection is sent again.
 const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -87,7 +89,15 @@ fn options(cfg: &MqttConfig) -> Result<MqttOptions> {
     };
     ensure!(!host.is_empty(), "watch.mqtt.url {:?}: no host", cfg.url);
     let client_id = if cfg.client_id.is_empty() {
-        format!("fgstp-{}", cfg.topic_prefix.replace('/', "-"))
+        // The host and process too: two watches with one id would take turns throwing each
+        // other off the broker (a broker drops the older session of an id).
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!(
+            "fgstp-{}-{}-{}",
+            cfg.topic_prefix.replace('/', "-"),
+            host.trim(),
+            std::process::id()
+        )
     } else {
         cfg.client_id.clone()
     };
@@ -215,6 +225,8 @@ impl MqttPublisher {
                 states: BTreeMap::new(),
                 open: BTreeMap::new(),
                 in_flight: None,
+                cursor: None,
+                cursor_unsaved: false,
                 muted: BTreeSet::new(),
                 last_stats: Instant::now(),
                 suspension_changes: suspensions.changes(),
@@ -293,10 +305,11 @@ impl Commands {
                 );
                 self.publish_suspended(camera);
             }
-            Err(e) => eprintln!(
-                "mqtt: {topic} {:?}: {e:#} (send minutes, 0 to resume)",
-                text.trim()
-            ),
+            Err(e) => {
+                // Enough of it to recognise; a payload may be megabytes.
+                let shown: String = text.trim().chars().take(64).collect();
+                eprintln!("mqtt: {topic} {shown:?}: {e:#} (send minutes, 0 to resume)")
+            }
         }
     }
 
@@ -324,6 +337,7 @@ fn network_loop(
     let (client, prefix) = (&commands.client, commands.prefix.as_str());
 
     let mut backoff = FIRST_BACKOFF;
+    let mut connected_at: Option<Instant> = None;
     let mut stopping_since: Option<Instant> = None;
     let mut disconnecting = false;
     let mut last_error: Option<String> = None;
@@ -347,7 +361,8 @@ fn network_loop(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
             Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
-                backoff = FIRST_BACKOFF;
+                // The backoff starts over only once the connection has held (see below).
+                connected_at = Some(Instant::now());
                 if last_error.take().is_some() {
                     eprintln!("mqtt: connected to {}", commands.url);
                 }
@@ -357,6 +372,14 @@ fn network_loop(
                 }
                 link.connected.store(true, Ordering::Relaxed);
                 link.generation.fetch_add(1, Ordering::Relaxed);
+            }
+            // A retained command would come back at every reconnect (a week's suspension
+            // renewed each time, or a dashboard's suspension undone): commands are live only.
+            Ok(Ok(Event::Incoming(Packet::Publish(command)))) if command.retain => {
+                eprintln!(
+                    "mqtt: {} ignored: a retained message (publish commands without -r/retain)",
+                    command.topic
+                );
             }
             Ok(Ok(Event::Incoming(Packet::Publish(command)))) => {
                 commands.handle(&command.topic, &command.payload);
@@ -381,6 +404,14 @@ fn network_loop(
                 }
                 if stopping_since.is_some() || disconnecting {
                     return;
+                }
+                // A broker that accepts and then drops the client (an ACL refusing a publish,
+                // another client with this id) is backed off like one that refuses.
+                if connected_at
+                    .take()
+                    .is_some_and(|t| t.elapsed() >= STABLE_CONNECTION)
+                {
+                    backoff = FIRST_BACKOFF;
                 }
                 let until = Instant::now() + backoff;
                 while Instant::now() < until && !stop.load(Ordering::Relaxed) {
@@ -420,6 +451,11 @@ struct Follower {
     /// Each camera's open events (`leak` is `ON` while there is one).
     open: BTreeMap<String, BTreeSet<String>>,
     in_flight: Option<InFlight>,
+    /// How far `events.jsonl` is acknowledged, once known here (`mqtt-cursor` is its copy for
+    /// the next start: a cursor that cannot be saved must not resend the line).
+    cursor: Option<u64>,
+    /// Whether the last save of the cursor failed (reported once until one succeeds).
+    cursor_unsaved: bool,
     /// Events whose `new` came while their camera was suspended: muted to their end.
     muted: BTreeSet<String>,
     last_stats: Instant,
@@ -534,10 +570,12 @@ impl Follower {
     /// How far `events.jsonl` has been acknowledged by the broker (bytes); from the start of a
     /// file shorter than that (replaced or rotated since: none of its lines were sent).
     fn cursor(&self) -> u64 {
-        let cursor = std::fs::read_to_string(self.cursor_path())
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0);
+        let cursor = self.cursor.unwrap_or_else(|| {
+            std::fs::read_to_string(self.cursor_path())
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0)
+        });
         if cursor > file_len(&self.out.join("events.jsonl")) {
             0
         } else {
@@ -545,10 +583,27 @@ impl Follower {
         }
     }
 
-    fn set_cursor(&self, end: u64) -> Result<()> {
+    /// Moves the cursor to `end` and saves it. A save that fails (a full or read-only disk) is
+    /// an error once, until a save succeeds; the cursor moves on regardless, so no line is
+    /// published twice in this run (after a restart, lines since the last save are resent).
+    fn set_cursor(&mut self, end: u64) -> Result<()> {
+        self.cursor = Some(end);
         let tmp = self.out.join("mqtt-cursor.tmp");
-        std::fs::write(&tmp, format!("{end}\n"))?;
-        std::fs::rename(&tmp, self.cursor_path())?;
+        let saved = std::fs::write(&tmp, format!("{end}\n"))
+            .and_then(|()| std::fs::rename(&tmp, self.cursor_path()));
+        match saved {
+            Ok(()) => self.cursor_unsaved = false,
+            Err(e) if !self.cursor_unsaved => {
+                self.cursor_unsaved = true;
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot save {} (events go on; after a restart those since are sent again)",
+                        self.cursor_path().display()
+                    )
+                });
+            }
+            Err(_) => {}
+        }
         Ok(())
     }
 
@@ -561,8 +616,9 @@ impl Follower {
                 Ack::Sent(pkid) if flight.pkid.is_none() => flight.pkid = Some(pkid),
                 Ack::Acked(pkid) if flight.pkid == Some(pkid) => {
                     let flight = self.in_flight.take().expect("in flight");
-                    self.set_cursor(flight.end)?;
+                    let saved = self.set_cursor(flight.end);
                     self.acknowledged(&flight);
+                    saved?;
                 }
                 _ => {}
             }

@@ -786,6 +786,13 @@ mod tests {
         assert_eq!(redact("http://10.0.0.5/x"), "http://10.0.0.5/x");
         assert_eq!(redact("rtsp://u:p@h"), "rtsp://***@h");
         assert_eq!(redact("rtsp://u@h/p"), "rtsp://***@h/p");
+        // A typed password with '/' or '@' in it (not escaped) is hidden all the same.
+        assert_eq!(redact("rtsp://u:pa/ss@h/p"), "rtsp://***@h/p");
+        assert_eq!(
+            redact("rtsp://u:p@ss@h:554/p?x=1"),
+            "rtsp://***@h:554/p?x=1"
+        );
+        assert_eq!(redact("http://h/a?mail=x@y"), "http://h/a?mail=x@y");
     }
 
     #[test]

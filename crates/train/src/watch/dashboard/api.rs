@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,11 +16,13 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
 
 use super::app::{error, App};
 use crate::run_config::watch::check_camera_name;
 use crate::watch::clips::tint;
-use crate::watch::feed::{Command, EventSummary, LiveFrame};
+use crate::watch::feed::{Command, EventSummary, LiveFrame, ALREADY_MARKED};
 
 type Shared = State<Arc<App>>;
 
@@ -360,8 +362,10 @@ async fn event(State(app): Shared, Path(id): Path<String>) -> Response {
     }
 }
 
-/// A file of a known event, `DIR/<folder>/<id>.<ext>`.
-async fn event_file(app: &App, id: &str, folder: &str, ext: &str, kind: &'static str) -> Response {
+/// A file of a known event, `DIR/<folder>/<id>.<ext>`: streamed from disk (a clip of a
+/// long leak can be gigabytes), with `Range` requests answered (seeking; Safari plays video
+/// only so).
+async fn event_file(app: &App, id: &str, folder: &str, ext: &str, request: Request) -> Response {
     let summary = match known_event(app, id) {
         Ok(s) => s,
         Err(e) => return e,
@@ -371,29 +375,37 @@ async fn event_file(app: &App, id: &str, folder: &str, ext: &str, kind: &'static
         .dir()
         .join(folder)
         .join(format!("{}.{ext}", summary.latest.id));
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => (
-            [
-                (header::CONTENT_TYPE, kind),
-                (header::CACHE_CONTROL, "no-cache"),
-            ],
-            bytes,
-        )
-            .into_response(),
-        Err(_) if folder == "clips" => error(
-            StatusCode::NOT_FOUND,
-            "no clip (yet): a clip is written once its event has ended and post_capture passed",
+    if !tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_file()) {
+        return if folder == "clips" {
+            error(
+                StatusCode::NOT_FOUND,
+                "no clip (yet): a clip is written once its event has ended and post_capture passed",
+            )
+        } else {
+            error(StatusCode::NOT_FOUND, "no snapshot for this event")
+        };
+    }
+    match ServeFile::new(&path).oneshot(request).await {
+        Ok(response) => {
+            let mut response = response.map(Body::new);
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            response
+        }
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot read {}: {e}", path.display()),
         ),
-        Err(_) => error(StatusCode::NOT_FOUND, "no snapshot for this event"),
     }
 }
 
-async fn snapshot(State(app): Shared, Path(id): Path<String>) -> Response {
-    event_file(&app, &id, "snapshots", "png", "image/png").await
+async fn snapshot(State(app): Shared, Path(id): Path<String>, request: Request) -> Response {
+    event_file(&app, &id, "snapshots", "png", request).await
 }
 
-async fn clip(State(app): Shared, Path(id): Path<String>) -> Response {
-    event_file(&app, &id, "clips", "mp4", "video/mp4").await
+async fn clip(State(app): Shared, Path(id): Path<String>, request: Request) -> Response {
+    event_file(&app, &id, "clips", "mp4", request).await
 }
 
 /// Marks the event a false positive: recorded in `events.jsonl` (and so on MQTT) by the
@@ -404,7 +416,7 @@ async fn false_positive(State(app): Shared, Path(id): Path<String>) -> Response 
         Err(e) => return e,
     };
     if summary.false_positive.is_some() {
-        return error(StatusCode::CONFLICT, "already marked a false positive");
+        return error(StatusCode::CONFLICT, ALREADY_MARKED);
     }
     let (reply, answer) = std::sync::mpsc::channel();
     let sent = app.feed.command(Command::FalsePositive {
@@ -423,6 +435,7 @@ async fn false_positive(State(app): Shared, Path(id): Path<String>) -> Response 
             Some(s) => Json(app.feed.summary_json(&s)).into_response(),
             None => error(StatusCode::NOT_FOUND, "no such event"),
         },
+        Some(Err(e)) if e == ALREADY_MARKED => error(StatusCode::CONFLICT, &e),
         Some(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e),
         None => error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -436,7 +449,10 @@ async fn false_positive(State(app): Shared, Path(id): Path<String>) -> Response 
 async fn live(State(app): Shared) -> Response {
     let mut shutdown = app.shutdown.clone();
     let updates = BroadcastStream::new(app.feed.subscribe())
-        // A page too slow to keep up misses updates; it reloads the lists on reconnect.
+        // A page too slow to keep up (over the channel's 1024 updates behind) would miss
+        // some: its stream ends there, and the page's EventSource reconnects and reloads
+        // the lists.
+        .take_while(|u| std::future::ready(u.is_ok()))
         .filter_map(|u| async move { u.ok() })
         .map(|(name, data)| Ok::<_, Infallible>(Event::default().event(name).data(&*data)))
         .take_until(async move {

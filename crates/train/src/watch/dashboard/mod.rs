@@ -64,6 +64,8 @@ fn token(cfg: &HttpConfig) -> Result<Option<String>> {
     } else {
         cfg.token.clone()
     };
+    // As a token is compared: without the spaces around it.
+    let token = token.trim().to_string();
     if token.is_empty() {
         if !cfg.token_file.is_empty() || !cfg.token_env.is_empty() {
             bail!("watch.http: the token given by token_file/token_env is empty");
@@ -128,6 +130,7 @@ impl Dashboard {
             sessions: Mutex::new(VecDeque::new()),
             frame_interval: Duration::from_secs_f64(1.0 / cfg.live_fps),
             shutdown: shutdown_rx.clone(),
+            refusals: tokio::sync::Mutex::new(()),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -146,6 +149,10 @@ impl Dashboard {
                     let mut signal = shutdown_rx.clone();
                     let stopped = async move {
                         let _ = signal.wait_for(|s| *s).await;
+                    };
+                    let listener = CappedListener {
+                        inner: listener,
+                        slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
                     };
                     let serve = axum::serve(listener, router).with_graceful_shutdown(stopped);
                     // Streams end at the signal; a client that keeps a connection open does not
@@ -190,6 +197,90 @@ impl Dashboard {
     }
 }
 
+/// Connections the dashboard holds open at once. The watch's own files, clips and camera
+/// connections share the process's file-descriptor limit (often 1024): connections opened
+/// and left idle by anyone who can reach the port must not use it up. Beyond the cap, new
+/// connections wait in the kernel's queue until one closes.
+const MAX_CONNECTIONS: usize = 256;
+
+/// A TCP listener that accepts only while fewer than its slots are taken.
+struct CappedListener {
+    inner: tokio::net::TcpListener,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl axum::serve::Listener for CappedListener {
+    type Io = Capped;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        (Capped { io, _slot: slot }, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection that gives its slot back when it closes.
+struct Capped {
+    io: tokio::net::TcpStream,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for Capped {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Capped {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
 /// `host:port` with the port bound (port 0 asks for a free one).
 fn listener_display(listen: &str, port: u16) -> String {
     match listen.rsplit_once(':') {
@@ -228,23 +319,39 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
+/// What a request's credentials are worth.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Granted,
+    /// No token and no session: a first visit, not a guess.
+    Missing,
+    /// A token or session that does not match.
+    Refused,
+}
+
 impl App {
-    fn authorised(&self, headers: &HeaderMap) -> bool {
+    fn access(&self, headers: &HeaderMap) -> Access {
         let Some(token) = &self.token else {
-            return true;
+            return Access::Granted;
         };
+        let granted = |ok: bool| if ok { Access::Granted } else { Access::Refused };
+        // The scheme's name is case-insensitive (RFC 9110).
         if let Some(bearer) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| {
+                v.get(..7)
+                    .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+                    .map(|_| &v[7..])
+            })
         {
-            return same(bearer.trim(), token);
+            return granted(same(bearer.trim(), token));
         }
         let Some(session) = cookie(headers, COOKIE) else {
-            return false;
+            return Access::Missing;
         };
         let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.iter().any(|s| same(s, &session))
+        granted(sessions.iter().any(|s| same(s, &session)))
     }
 }
 
@@ -279,7 +386,11 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
     if path == "/healthz" || path == "/login" {
         return next.run(request).await;
     }
-    if !app.authorised(headers) {
+    let access = app.access(headers);
+    if access != Access::Granted {
+        if access == Access::Refused {
+            app.refuse_slowly().await;
+        }
         if request.method() == Method::GET && path == "/" {
             return Redirect::to("/login").into_response();
         }
@@ -292,7 +403,7 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
         let json = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/json"));
         if !json {
             return error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -327,8 +438,7 @@ async fn login(State(app): State<Arc<App>>, Form(form): Form<Login>) -> Response
         return Redirect::to("/").into_response();
     };
     if !same(form.token.trim(), token) {
-        // Slows guessing down.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        app.refuse_slowly().await;
         return (
             StatusCode::UNAUTHORIZED,
             Html(format!("{LOGIN_PAGE}<p>Wrong token.</p>")),
@@ -364,4 +474,38 @@ fn random_hex(bytes: usize) -> Option<String> {
         .read_exact(&mut buf)
         .ok()?;
     Some(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::serve::Listener;
+
+    #[test]
+    fn the_listener_holds_at_most_its_slots_and_frees_one_when_a_connection_closes() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut listener = CappedListener {
+                inner: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+                slots: Arc::new(tokio::sync::Semaphore::new(2)),
+            };
+            let addr = listener.local_addr().unwrap();
+            let mut clients = Vec::new();
+            for _ in 0..3 {
+                clients.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+            }
+            let (first, _) = listener.accept().await;
+            let (_second, _) = listener.accept().await;
+            let wait = Duration::from_millis(300);
+            // The third waits (in the kernel's queue, no descriptor of ours) …
+            assert!(tokio::time::timeout(wait, listener.accept()).await.is_err());
+            // … until a connection closes.
+            drop(first);
+            let third = tokio::time::timeout(wait, listener.accept()).await;
+            assert!(third.is_ok());
+        });
+    }
 }
