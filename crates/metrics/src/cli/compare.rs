@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, ensure, Result};
 
 use super::{
     exclusions, print_stdout, progress_bar, thread_pool, write_text, EXCLUDE_HELP,
@@ -102,6 +102,10 @@ fn grid_frames(text: Option<&str>, plots: bool) -> Result<GridFrames> {
         return Ok(GridFrames::Spread(4));
     };
     if let Ok(n) = text.trim().parse::<usize>() {
+        ensure!(
+            n <= MAX_GRID_ROWS,
+            "--grid-frames {n}: at most {MAX_GRID_ROWS} rows (the grid is one picture)"
+        );
         return Ok(if n == 0 {
             GridFrames::None
         } else {
@@ -117,8 +121,16 @@ fn grid_frames(text: Option<&str>, plots: bool) -> Result<GridFrames> {
             _ => bail!("--grid-frames {item:?}: write VIDEO/STEM (e.g. cam01/00012) or a count"),
         }
     }
+    ensure!(
+        keys.len() <= MAX_GRID_ROWS,
+        "--grid-frames: {} frames named, at most {MAX_GRID_ROWS} rows (the grid is one picture)",
+        keys.len()
+    );
     Ok(GridFrames::These(keys))
 }
+
+/// Rows of the comparison grid: about 170 px each, so 200 rows are a 34,000-px tall picture.
+const MAX_GRID_ROWS: usize = 200;
 
 pub fn run(args: Args, threads: Option<usize>) -> Result<()> {
     let sort = args.sort.as_deref().map(find_metric).transpose()?;

@@ -340,6 +340,26 @@ fn compare_refuses_systems_without_common_frames_and_bad_names() {
     );
     let out = score(&["compare", "--gt", s(&gt), "--pred", &dup, "--sort", "nope"]);
     assert!(stderr(&out).contains("no such metric"), "{}", stderr(&out));
+    // A grid of a million rows would be one picture of 170 million pixels' height.
+    let dir = tempfile::tempdir().unwrap();
+    let plots = dir.path().join("plots");
+    let out = score(&[
+        "compare",
+        "--gt",
+        s(&gt),
+        "--pred",
+        &dup,
+        "--plots",
+        s(&plots),
+        "--grid-frames",
+        "1000000",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("at most 200 rows"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
