@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 /// The longest suspension (a week): a mistyped number must not mute a camera for good.
@@ -44,28 +44,39 @@ impl Suspensions {
         }
     }
 
-    /// Mutes `camera` for `minutes` from now (0: resumes it); the end of the suspension.
-    pub fn suspend(&self, camera: &str, minutes: f64) -> Result<Option<DateTime<Utc>>> {
+    /// Whether `minutes` is a suspension's length (0 resumes).
+    pub fn check_minutes(minutes: f64) -> Result<()> {
         ensure!(
             (0.0..=MAX_MINUTES).contains(&minutes),
             "suspend: minutes from 0 (resume) to {MAX_MINUTES}, not {minutes}"
         );
+        Ok(())
+    }
+
+    /// Mutes `camera` for `minutes` from now (0: resumes it); the end of the suspension.
+    pub fn suspend(&self, camera: &str, minutes: f64) -> Result<Option<DateTime<Utc>>> {
+        Self::check_minutes(minutes)?;
         let mut map = self.until.lock().unwrap_or_else(|e| e.into_inner());
         let end = (minutes > 0.0)
             .then(|| Utc::now() + Duration::milliseconds((minutes * 60_000.0) as i64));
+        // Saved first, applied after: a suspension that cannot be kept (a full disk) is an
+        // error and changes nothing, rather than muting the camera while saying it failed.
+        let mut next = map.clone();
         match end {
-            Some(end) => map.insert(camera.to_string(), end),
-            None => map.remove(camera),
+            Some(end) => next.insert(camera.to_string(), end),
+            None => next.remove(camera),
         };
         if let Some(file) = &self.file {
             let tmp = file.with_extension("json.tmp");
-            let text: BTreeMap<&String, String> = map
+            let text: BTreeMap<&String, String> = next
                 .iter()
                 .map(|(camera, end)| (camera, end.to_rfc3339_opts(SecondsFormat::Millis, true)))
                 .collect();
-            std::fs::write(&tmp, serde_json::to_vec_pretty(&text)?)?;
-            std::fs::rename(&tmp, file)?;
+            std::fs::write(&tmp, serde_json::to_vec_pretty(&text)?)
+                .and_then(|()| std::fs::rename(&tmp, file))
+                .with_context(|| format!("cannot save {}", file.display()))?;
         }
+        *map = next;
         self.changes.fetch_add(1, Ordering::Relaxed);
         Ok(end)
     }
@@ -107,6 +118,12 @@ mod tests {
         assert_eq!(s.suspend("pump", 0.0).unwrap(), None);
         assert!(Suspensions::load(dir.path()).until("pump").is_none());
         assert!(s.suspend("pump", -1.0).is_err());
+        // Not saved, not applied.
+        std::fs::create_dir(dir.path().join("suspended.json.tmp")).unwrap();
+        let err = s.suspend("pump", 30.0).unwrap_err();
+        assert!(format!("{err:#}").contains("cannot save"), "{err:#}");
+        assert!(s.until("pump").is_none());
+        std::fs::remove_dir(dir.path().join("suspended.json.tmp")).unwrap();
         assert!(s.suspend("pump", f64::NAN).is_err());
         assert!(s.suspend("pump", MAX_MINUTES + 1.0).is_err());
     }

@@ -23,6 +23,7 @@ use super::app::{error, App};
 use crate::run_config::watch::check_camera_name;
 use crate::watch::clips::tint;
 use crate::watch::feed::{Command, EventSummary, LiveFrame, ALREADY_MARKED};
+use crate::watch::suspend::Suspensions;
 
 type Shared = State<Arc<App>>;
 
@@ -273,8 +274,11 @@ async fn suspend(
             );
         }
     };
-    if let Err(e) = app.suspensions.suspend(&name, body.minutes) {
+    if let Err(e) = Suspensions::check_minutes(body.minutes) {
         return bad(format!("{e:#}"));
+    }
+    if let Err(e) = app.suspensions.suspend(&name, body.minutes) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"));
     }
     let until = app.suspensions.until_text(&name);
     eprintln!(
