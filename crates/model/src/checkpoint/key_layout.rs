@@ -243,7 +243,7 @@ pub fn detect<'a>(entries: impl IntoIterator<Item = (&'a str, &'a [i64])>) -> De
     } else if has("siu_5.") && has("hmu_5.") && has("predictor.") {
         let frames = shapes
             .get(ZOOMNEXT_CLIP_KEY)
-            .and_then(|s| (s.len() == 2 && s[0] == 2 * s[1]).then_some(s[1]));
+            .and_then(|s| (s.len() == 2 && s[1].checked_mul(2) == Some(s[0])).then_some(s[1]));
         (ModelLayout::ZoomNext { frames }, Some(ZOOMNEXT_PVT_PREFIX))
     } else if has("patch_embed1.") && has("block1.") {
         (

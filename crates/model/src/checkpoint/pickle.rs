@@ -81,6 +81,7 @@ impl Pickle {
             stack: Vec::new(),
             marks: Vec::new(),
             memo: HashMap::new(),
+            copied: 0,
         };
         let root = vm.run()?;
         let used = vm.pos;
@@ -253,9 +254,30 @@ struct Machine<'a> {
     /// Stack lengths at each MARK (Python's metastack).
     marks: Vec<usize>,
     memo: HashMap<u64, Id>,
+    /// Bytes copied out of existing nodes so far (names of globals, a set's items): a memo lets
+    /// a small pickle refer to a large value over and over, so copies are charged against
+    /// [`Machine::copy_budget`].
+    copied: usize,
 }
 
 impl Machine<'_> {
+    /// What copies may add up to: 16× the pickle and 64 MiB.
+    fn copy_budget(&self) -> usize {
+        self.data.len().saturating_mul(16).saturating_add(64 << 20)
+    }
+
+    fn charge_copy(&mut self, bytes: usize) -> Result<()> {
+        self.copied = self.copied.saturating_add(bytes);
+        if self.copied > self.copy_budget() {
+            return self.malformed(format!(
+                "the pickle copies its values over and over (more than {} bytes from {})",
+                self.copy_budget(),
+                self.data.len()
+            ));
+        }
+        Ok(())
+    }
+
     fn malformed<T>(&self, what: impl Into<String>) -> Result<T> {
         Err(PickleError::Malformed {
             pos: self.pos,
@@ -417,22 +439,26 @@ impl Machine<'_> {
 
     /// `callable(*args)`: kept as a record, except for the containers Python would build.
     fn call(&mut self, callable: Id, args: Id) -> Result<()> {
-        let arg_items = match &self.nodes[args] {
-            Node::Tuple(items) => items.clone(),
+        // The arguments are looked at, not copied: a memoised tuple may be called with often.
+        let (count, first) = match &self.nodes[args] {
+            Node::Tuple(items) => (items.len(), items.first().copied()),
             _ => return self.malformed("call arguments are not a tuple"),
+        };
+        let set_items = |nodes: &[Node]| match first.map(|id| &nodes[id]) {
+            Some(Node::List(items) | Node::Tuple(items)) => items.clone(),
+            _ => Vec::new(),
         };
         let node = match &self.nodes[callable] {
             Node::Global { module, name } => match (module.as_str(), name.as_str()) {
                 ("collections", "OrderedDict") | ("builtins" | "__builtin__", "dict")
-                    if arg_items.is_empty() =>
+                    if count == 0 =>
                 {
                     Node::Dict(Vec::new())
                 }
-                ("builtins" | "__builtin__", "set" | "frozenset") if arg_items.len() == 1 => {
-                    match &self.nodes[arg_items[0]] {
-                        Node::List(items) | Node::Tuple(items) => Node::Set(items.clone()),
-                        _ => Node::Set(Vec::new()),
-                    }
+                ("builtins" | "__builtin__", "set" | "frozenset") if count == 1 => {
+                    let items = set_items(&self.nodes);
+                    self.charge_copy(items.len() * std::mem::size_of::<Id>())?;
+                    Node::Set(items)
                 }
                 _ => Node::call(callable, args),
             },
@@ -718,6 +744,7 @@ impl Machine<'_> {
                         module: module.clone(),
                         name: name.clone(),
                     };
+                    self.charge_copy(module.len() + name.len())?;
                     self.push(node);
                 }
                 op::REDUCE => {
@@ -830,6 +857,27 @@ mod tests {
         // MARK then TUPLE1 must not take the item from below the mark.
         let err = Pickle::parse(b"K\x01(\x85.").unwrap_err();
         assert!(err.to_string().contains("stack underflow"), "{err}");
+    }
+
+    #[test]
+    fn values_copied_over_and_over_are_refused() {
+        // A memoised list of 100,000 items made a set 1,000 times: 800 MB of copies from a
+        // 200 KB pickle.
+        let mut data = b"\x80\x02](".to_vec();
+        for _ in 0..100_000 {
+            data.extend_from_slice(b"K\x01");
+        }
+        data.extend_from_slice(b"eq\x00c__builtin__\nset\nq\x01");
+        for _ in 0..1000 {
+            data.extend_from_slice(b"h\x01h\x00\x85R0");
+        }
+        data.extend_from_slice(b"N.");
+        let err = Pickle::parse(&data).unwrap_err().to_string();
+        assert!(err.contains("copies its values over and over"), "{err}");
+        // Once is fine.
+        let mut once = data[..data.len() - 2 - 1000 * 7].to_vec();
+        once.extend_from_slice(b"h\x01h\x00\x85R.");
+        assert!(Pickle::parse(&once).is_ok());
     }
 
     #[test]

@@ -216,9 +216,13 @@ fn found(p: &Pickle, id: Id, depth: usize) -> Found {
     }
 }
 
+/// The longest tensor or module name taken (names are copied for every entry, and a memoised
+/// string can be the name of any number of them).
+const MAX_NAME_BYTES: usize = 4096;
+
 fn key_string(p: &Pickle, id: Id) -> Option<String> {
     match p.node(id) {
-        Node::Str(s) => Some(s.clone()),
+        Node::Str(s) if s.len() <= MAX_NAME_BYTES => Some(s.clone()),
         Node::Int(i) => Some(i.to_string()),
         _ => None,
     }
@@ -247,6 +251,9 @@ fn dict_tensors(p: &Pickle, dict: Id) -> (Vec<(String, Found)>, Vec<String>) {
     (tensors, others)
 }
 
+/// The most modules, and tensors, a pickled module may name (FGSTP-b5 has about 600 modules).
+const MAX_MODULES: usize = 1_000_000;
+
 /// The `__dict__` of a pickled `torch.nn.Module` (from `torch.save(model)`).
 fn module_state(p: &Pickle, id: Id) -> Option<Id> {
     let Node::Call {
@@ -265,16 +272,25 @@ fn flatten_module(
     state: Id,
     prefix: &str,
     depth: usize,
+    visited: &mut usize,
     out: &mut Vec<(String, Found)>,
 ) -> Result<(), String> {
     if depth > MAX_DEPTH / 4 {
         return Err("modules nested too deeply".into());
     }
-    let non_persistent: Vec<&str> = p
+    // A submodule shared by two parents is listed under both (as `state_dict()` does), so a
+    // file of modules that each hold the next one twice names 2^depth modules.
+    *visited += 1;
+    if *visited > MAX_MODULES || out.len() > MAX_MODULES {
+        return Err(format!(
+            "more than {MAX_MODULES} modules or tensors (submodules shared over and over)"
+        ));
+    }
+    let non_persistent: std::collections::HashSet<&str> = p
         .dict_get(state, "_non_persistent_buffers_set")
         .map(|set| match p.node(set) {
             Node::Set(items) => items.iter().filter_map(|&i| p.as_str(i)).collect(),
-            _ => Vec::new(),
+            _ => Default::default(),
         })
         .unwrap_or_default();
     for field in ["_parameters", "_buffers"] {
@@ -285,7 +301,7 @@ fn flatten_module(
             let Some(name) = key_string(p, k) else {
                 continue;
             };
-            if field == "_buffers" && non_persistent.contains(&name.as_str()) {
+            if field == "_buffers" && non_persistent.contains(name.as_str()) {
                 continue;
             }
             match found(p, v, 0) {
@@ -305,7 +321,14 @@ fn flatten_module(
             let (Some(name), Some(child)) = (key_string(p, k), module_state(p, v)) else {
                 continue;
             };
-            flatten_module(p, child, &format!("{prefix}{name}."), depth + 1, out)?;
+            flatten_module(
+                p,
+                child,
+                &format!("{prefix}{name}."),
+                depth + 1,
+                visited,
+                out,
+            )?;
         }
     }
     Ok(())
@@ -325,7 +348,12 @@ fn select(p: &Pickle) -> Result<Selected> {
     let mut ignored = Vec::new();
     let mut found: Vec<(String, Found)> = Vec::new();
     if let Some(state) = module_state(p, root) {
-        flatten_module(p, state, "", 0, &mut found).map_err(|e| anyhow!(e))?;
+        flatten_module(p, state, "", 0, &mut 0, &mut found).map_err(|e| anyhow!(e))?;
+        if found.is_empty() {
+            bail!(
+                "found no tensors: the file holds a pickled module without parameters or buffers"
+            );
+        }
     } else if p.dict_items(root).is_some() {
         // A nested state dict first: a top-level "state_dict" key cannot be a tensor name.
         for key in NESTING_KEYS {
@@ -334,7 +362,7 @@ fn select(p: &Pickle) -> Result<Selected> {
             };
             let (tensors, inner_others) = if let Some(state) = module_state(p, inner) {
                 let mut flat = Vec::new();
-                flatten_module(p, state, "", 0, &mut flat).map_err(|e| anyhow!(e))?;
+                flatten_module(p, state, "", 0, &mut 0, &mut flat).map_err(|e| anyhow!(e))?;
                 (flat, Vec::new())
             } else {
                 dict_tensors(p, inner)
@@ -426,8 +454,13 @@ fn gather(key: &str, spec: &TensorSpec, storage: &[u8], little_endian: bool) -> 
                 storage.len()
             );
         }
-        let nbytes = numel * elem; // ≤ end, so no overflow
-        out.reserve_exact(nbytes);
+        // Not bounded by `end`: a stride of 0 (an expanded view) or overlapping strides touch
+        // few bytes of storage for many elements.
+        let nbytes = numel
+            .checked_mul(elem)
+            .ok_or_else(|| anyhow!("tensor {key:?}: size {:?} overflows", spec.size))?;
+        out.try_reserve_exact(nbytes)
+            .map_err(|_| anyhow!("tensor {key:?}: not enough memory for {nbytes} bytes"))?;
         if is_contiguous(&spec.size, &spec.stride) {
             let start = spec.offset * elem;
             out.extend_from_slice(&storage[start..start + nbytes]);
@@ -497,12 +530,40 @@ pub fn tensor_from_bytes(bytes: &[u8], size: &[usize], dtype: DType) -> Result<T
     Ok(Tensor::f_from_data_size(bytes, &dims, dtype.kind())?)
 }
 
-/// Builds the tensors, loading each storage once and freeing it after its last use.
+/// The most bytes the tensors of a checkpoint file of `file_len` bytes may take: 4× the file
+/// (weights tied under two names double it) and 256 MiB.
+fn output_budget(file_len: u64) -> u64 {
+    file_len.saturating_mul(4).saturating_add(256 << 20)
+}
+
+/// Builds the tensors, loading each storage once and freeing it after its last use. The
+/// tensors together may take at most `budget` bytes: views copy their elements out, so a few
+/// bytes of storage viewed with a stride of 0, or one storage under many keys, would otherwise
+/// make any amount of memory.
 fn build_tensors(
     selected: Vec<(String, TensorSpec)>,
     little_endian: bool,
+    budget: u64,
     mut load_storage: impl FnMut(&str) -> Result<Vec<u8>>,
 ) -> Result<Vec<(String, Tensor)>> {
+    let mut total = 0u64;
+    for (key, spec) in &selected {
+        let bytes = spec
+            .size
+            .iter()
+            .try_fold(spec.dtype.size() as u64, |acc, &d| {
+                acc.checked_mul(d as u64)
+            })
+            .ok_or_else(|| anyhow!("tensor {key:?}: size {:?} overflows", spec.size))?;
+        total = total.saturating_add(bytes);
+    }
+    if total > budget {
+        bail!(
+            "the tensors would take {total} bytes, more than {budget} for a file of this size \
+             (views of one storage under many names, or with a stride of 0): not a state dict \
+             fgstp reads"
+        );
+    }
     let mut uses: HashMap<String, usize> = HashMap::new();
     for (_, spec) in &selected {
         *uses.entry(spec.storage.clone()).or_default() += 1;
@@ -542,14 +603,19 @@ fn read_entry<R: Read + Seek>(
     let limit = match entry.compression() {
         zip::CompressionMethod::Stored => file_len,
         // Deflate expands at most ~1032:1.
-        zip::CompressionMethod::Deflated => entry.compressed_size().saturating_mul(1100) + 1024,
+        zip::CompressionMethod::Deflated => entry
+            .compressed_size()
+            .min(file_len)
+            .saturating_mul(1100)
+            .saturating_add(1024),
         other => bail!("archive entry {name:?} uses {other} compression, which torch never writes"),
     };
     if size > limit {
         bail!("archive entry {name:?} claims {size} bytes, more than the file can hold");
     }
     let size = usize::try_from(size)?;
-    let mut out = Vec::with_capacity(size);
+    // Reserved as the data arrives beyond 64 MiB: a recorded size is only a claim.
+    let mut out = Vec::with_capacity(size.min(64 << 20));
     let mut chunk = vec![0u8; 1 << 16];
     loop {
         // Reading to the end (a 0-byte read) is what makes the zip reader check the CRC.
@@ -613,9 +679,12 @@ pub fn read_zip<R: Read + Seek>(mut source: R, file_len: u64) -> Result<TorchFil
     };
     let (pickle, _) = Pickle::parse(&pkl).map_err(|e| anyhow!("{pkl_name}: {e}"))?;
     let selected = select(&pickle)?;
-    let tensors = build_tensors(selected.entries, little_endian, |key| {
-        read_entry(&mut zip, &format!("{prefix}data/{key}"), file_len)
-    })?;
+    let tensors = build_tensors(
+        selected.entries,
+        little_endian,
+        output_budget(file_len),
+        |key| read_entry(&mut zip, &format!("{prefix}data/{key}"), file_len),
+    )?;
     Ok(TorchFile {
         tensors,
         nesting: selected.nesting,
@@ -694,12 +763,17 @@ pub fn read_legacy(data: &[u8]) -> Result<TorchFile> {
         ranges.insert(key, header_end..end);
         pos = end;
     }
-    let tensors = build_tensors(selected.entries, little_endian, |key| {
-        ranges
-            .get(key)
-            .map(|r| data[r.clone()].to_vec())
-            .ok_or_else(|| anyhow!("storage {key:?} is missing from the file"))
-    })?;
+    let tensors = build_tensors(
+        selected.entries,
+        little_endian,
+        output_budget(data.len() as u64),
+        |key| {
+            ranges
+                .get(key)
+                .map(|r| data[r.clone()].to_vec())
+                .ok_or_else(|| anyhow!("storage {key:?} is missing from the file"))
+        },
+    )?;
     Ok(TorchFile {
         tensors,
         nesting: selected.nesting,

@@ -437,6 +437,38 @@ fn truncated_checkpoints_are_errors() {
 }
 
 #[test]
+fn hostile_checkpoints_are_errors_not_panics_aborts_or_hangs() {
+    // Written by scripts/fixtures/make_hostile_checkpoints.py; each used to panic (overflow),
+    // abort (an allocation of terabytes) or run for hours.
+    for (name, error) in [
+        ("stride0_overflow.pth", "overflows"),
+        (
+            "stride0_huge.pth",
+            "the tensors would take 4398046511104 bytes",
+        ),
+        ("zip64_lie.pth", "more than the file can hold"),
+        ("zip64_lie_u64.pth", "more than the file can hold"),
+        ("dag40.pth", "submodules shared over and over"),
+        ("empty_module.pth", "found no tensors"),
+    ] {
+        let started = std::time::Instant::now();
+        let err = StateDict::read(&fixture(&format!("hostile/{name}")))
+            .map(|sd| format!("read as {sd:?}"))
+            .unwrap_or_else(|e| format!("{e:#}"));
+        assert!(err.contains(error), "{name}: {err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{name}: {:?}",
+            started.elapsed()
+        );
+    }
+    // A zero-element weight 2^62 wide under ZoomNeXt's keys reads, and its layout is told
+    // without overflowing.
+    let sd = read("hostile/zoomnext_overflow.pth");
+    let _ = sd.detect_layout();
+}
+
+#[test]
 fn a_truncated_file_is_an_error_naming_it() {
     let dir = tempdir();
     let full = std::fs::read(fixture("nested.pth")).unwrap();
