@@ -323,9 +323,9 @@ fn same(a: &str, b: &str) -> bool {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Access {
     Granted,
-    /// No token and no session: a first visit, not a guess.
+    /// No token and no session of this run: a first visit, or a page from before a restart.
     Missing,
-    /// A token or session that does not match.
+    /// A token that does not match: a guess, perhaps (sessions are random, not guessed).
     Refused,
 }
 
@@ -351,7 +351,11 @@ impl App {
             return Access::Missing;
         };
         let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        granted(sessions.iter().any(|s| same(s, &session)))
+        if sessions.iter().any(|s| same(s, &session)) {
+            Access::Granted
+        } else {
+            Access::Missing
+        }
     }
 }
 
