@@ -644,8 +644,31 @@ fn has_end_record<R: Read + Seek>(source: &mut R, file_len: u64) -> Result<bool>
     source.seek(SeekFrom::Start(file_len - tail_len))?;
     let mut tail = Vec::with_capacity(tail_len as usize);
     Read::by_ref(source).take(tail_len).read_to_end(&mut tail)?;
+    let Some(end) = tail.windows(4).rposition(|w| w == b"PK\x05\x06") else {
+        source.seek(SeekFrom::Start(0))?;
+        return Ok(false);
+    };
+    // A zip64 locator (20 bytes before the end record) must point at a zip64 end record: the
+    // zip crate otherwise searches forward from where it points, a byte at a time (minutes
+    // for a damaged file of a gigabyte).
+    if let Some(locator) = end.checked_sub(20).map(|at| &tail[at..end]) {
+        if locator.starts_with(b"PK\x06\x07") {
+            let offset = u64::from_le_bytes(locator[8..16].try_into().expect("8 bytes"));
+            let mut signature = [0u8; 4];
+            let found = offset <= file_len.saturating_sub(4)
+                && source.seek(SeekFrom::Start(offset)).is_ok()
+                && source.read_exact(&mut signature).is_ok()
+                && signature == *b"PK\x06\x06";
+            if !found {
+                bail!(
+                    "the zip archive's zip64 locator points at byte {offset}, where no zip64 end \
+                     record is (the file is damaged)"
+                );
+            }
+        }
+    }
     source.seek(SeekFrom::Start(0))?;
-    Ok(tail.windows(4).any(|w| w == b"PK\x05\x06"))
+    Ok(true)
 }
 
 /// Reads a zip checkpoint of `file_len` bytes from `source` (a file or an in-memory cursor).

@@ -450,6 +450,7 @@ fn hostile_checkpoints_are_errors_not_panics_aborts_or_hangs() {
         ("zip64_lie_u64.pth", "more than the file can hold"),
         ("dag40.pth", "submodules shared over and over"),
         ("empty_module.pth", "found no tensors"),
+        ("zip64_locator_lies.pth", "zip64 locator points at byte 0"),
     ] {
         let started = std::time::Instant::now();
         let err = StateDict::read(&fixture(&format!("hostile/{name}")))
