@@ -444,10 +444,6 @@ impl Machine<'_> {
             Node::Tuple(items) => (items.len(), items.first().copied()),
             _ => return self.malformed("call arguments are not a tuple"),
         };
-        let set_items = |nodes: &[Node]| match first.map(|id| &nodes[id]) {
-            Some(Node::List(items) | Node::Tuple(items)) => items.clone(),
-            _ => Vec::new(),
-        };
         let node = match &self.nodes[callable] {
             Node::Global { module, name } => match (module.as_str(), name.as_str()) {
                 ("collections", "OrderedDict") | ("builtins" | "__builtin__", "dict")
@@ -456,7 +452,10 @@ impl Machine<'_> {
                     Node::Dict(Vec::new())
                 }
                 ("builtins" | "__builtin__", "set" | "frozenset") if count == 1 => {
-                    let items = set_items(&self.nodes);
+                    let items = match first.map(|id| &self.nodes[id]) {
+                        Some(Node::List(items) | Node::Tuple(items)) => items.clone(),
+                        _ => Vec::new(),
+                    };
                     self.charge_copy(items.len() * std::mem::size_of::<Id>())?;
                     Node::Set(items)
                 }

@@ -58,6 +58,17 @@ struct TensorSpec {
     stride: Vec<usize>,
 }
 
+impl TensorSpec {
+    /// Elements of the view and their bytes once copied out; `None` when that overflows.
+    fn numel_and_bytes(&self) -> Option<(usize, usize)> {
+        let numel = self
+            .size
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
+        Some((numel, numel.checked_mul(self.dtype.size())?))
+    }
+}
+
 /// What a pickled value turned out to be.
 enum Found {
     Tensor(TensorSpec),
@@ -424,10 +435,8 @@ fn select(p: &Pickle) -> Result<Selected> {
 /// index against the storage length first.
 fn gather(key: &str, spec: &TensorSpec, storage: &[u8], little_endian: bool) -> Result<Tensor> {
     let elem = spec.dtype.size();
-    let numel = spec
-        .size
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+    let (numel, nbytes) = spec
+        .numel_and_bytes()
         .ok_or_else(|| anyhow!("tensor {key:?}: size {:?} overflows", spec.size))?;
     let mut out = Vec::new();
     if numel > 0 {
@@ -454,11 +463,8 @@ fn gather(key: &str, spec: &TensorSpec, storage: &[u8], little_endian: bool) -> 
                 storage.len()
             );
         }
-        // Not bounded by `end`: a stride of 0 (an expanded view) or overlapping strides touch
-        // few bytes of storage for many elements.
-        let nbytes = numel
-            .checked_mul(elem)
-            .ok_or_else(|| anyhow!("tensor {key:?}: size {:?} overflows", spec.size))?;
+        // `nbytes` is not bounded by `end`: a stride of 0 (an expanded view) or overlapping
+        // strides touch few bytes of storage for many elements.
         out.try_reserve_exact(nbytes)
             .map_err(|_| anyhow!("tensor {key:?}: not enough memory for {nbytes} bytes"))?;
         if is_contiguous(&spec.size, &spec.stride) {
@@ -548,14 +554,10 @@ fn build_tensors(
 ) -> Result<Vec<(String, Tensor)>> {
     let mut total = 0u64;
     for (key, spec) in &selected {
-        let bytes = spec
-            .size
-            .iter()
-            .try_fold(spec.dtype.size() as u64, |acc, &d| {
-                acc.checked_mul(d as u64)
-            })
+        let (_, bytes) = spec
+            .numel_and_bytes()
             .ok_or_else(|| anyhow!("tensor {key:?}: size {:?} overflows", spec.size))?;
-        total = total.saturating_add(bytes);
+        total = total.saturating_add(bytes as u64);
     }
     if total > budget {
         bail!(
@@ -637,8 +639,9 @@ fn read_entry<R: Read + Seek>(
 }
 
 /// Whether the zip end-of-central-directory record is where it must be: in the last 22 bytes
-/// plus at most a 64 KiB comment. Checked up front because the zip crate's own search seeks
-/// byte by byte (slow on a large truncated file), and a missing record means truncation.
+/// plus at most a 64 KiB comment; an error when a zip64 locator before it points where no
+/// zip64 end record is. Checked up front because the zip crate's own searches seek byte by
+/// byte (slow on a large damaged file), and a missing record means truncation.
 fn has_end_record<R: Read + Seek>(source: &mut R, file_len: u64) -> Result<bool> {
     let tail_len = file_len.min(22 + 65535);
     source.seek(SeekFrom::Start(file_len - tail_len))?;

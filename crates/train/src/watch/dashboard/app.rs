@@ -22,13 +22,13 @@ pub(super) struct App {
     pub frame_interval: Duration,
     /// Raised when the watch ends: streams (SSE, MJPEG) finish.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
-    /// Held for a second by each refused credential, so that guesses, from any number of
+    /// Held for a second by each refused token, so that guesses, from any number of
     /// connections, come at most one a second.
     pub refusals: tokio::sync::Mutex<()>,
 }
 
 impl App {
-    /// Waits out a refused token or session: one second, one refusal at a time.
+    /// Waits out a refused token: one second, one refusal at a time.
     pub async fn refuse_slowly(&self) {
         let _one_at_a_time = self.refusals.lock().await;
         tokio::time::sleep(Duration::from_secs(1)).await;
