@@ -490,6 +490,94 @@ fn the_api_lists_filters_and_serves_events_and_refuses_bad_input_with_4xx() {
     }
 }
 
+/// Reads until the server closes the connection (or 20 s pass): (what it sent, when it closed).
+fn read_until_closed(stream: &mut std::net::TcpStream, start: Instant) -> (String, Duration) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        start.elapsed(),
+    )
+}
+
+#[test]
+fn silent_and_trickling_clients_are_cut_off_after_the_client_timeout() {
+    let f = fixture();
+    let dir = f.root.join("dashboard-timeouts");
+    let out = dir.join("out");
+    let port = free_port();
+    let pump = format!("pump={}", s(long_video()));
+    let watch = start_watch(
+        f,
+        &out,
+        port,
+        &[
+            "--camera",
+            &pump,
+            "--realtime",
+            "--set",
+            "watch.http.client_timeout=1",
+        ],
+    );
+    let host = format!("127.0.0.1:{port}");
+    let connect = || std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+
+    // Connected, nothing sent: closed after the timeout.
+    let start = Instant::now();
+    let (answer, closed) = read_until_closed(&mut connect(), start);
+    assert!(
+        closed >= Duration::from_millis(900) && closed < Duration::from_secs(8),
+        "a silent connection closed after {closed:?}"
+    );
+    assert!(!answer.contains("200 OK"), "{answer}");
+
+    // A request head trickled a byte every 200 ms: the timeout counts from its first byte.
+    let mut trickle = connect();
+    let start = Instant::now();
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    for byte in head.bytes().take(20) {
+        if trickle.write_all(&[byte]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (answer, closed) = read_until_closed(&mut trickle, start);
+    assert!(
+        closed < Duration::from_secs(8) && !answer.contains("200 OK"),
+        "a trickled head was answered {answer:?} after {closed:?}"
+    );
+
+    // A body that stops short of its length: 408, the connection freed.
+    let mut short = connect();
+    let start = Instant::now();
+    write!(
+        short,
+        "POST /api/cameras/pump/suspend HTTP/1.1\r\nHost: {host}\r\n\
+         Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{{\"minutes\""
+    )
+    .unwrap();
+    let (answer, closed) = read_until_closed(&mut short, start);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(closed < Duration::from_secs(8), "answered after {closed:?}");
+
+    // Nothing was suspended, and a whole request is still answered at once.
+    let (status, cameras) = get_json(&format!("http://{host}/api/cameras"), &[]);
+    assert_eq!(status, 200);
+    assert_eq!(cameras[0]["name"], "pump", "{cameras}");
+    assert!(cameras[0]["suspended_until"].is_null(), "{cameras}");
+    let done = interrupt(watch);
+    assert!(done.status.success(), "{}", stderr(&done));
+}
+
 #[test]
 fn a_token_guards_every_route_and_other_addresses_need_one() {
     let f = fixture();

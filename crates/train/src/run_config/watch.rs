@@ -85,6 +85,9 @@ pub struct HttpConfig {
     pub token_env: String,
     /// Frames per second of each camera's live image on the page (at most).
     pub live_fps: f64,
+    /// Seconds a client has to send a request (its head, then its body), and a response
+    /// waits for a client that stopped reading, before the connection is closed.
+    pub client_timeout: f64,
 }
 
 impl Default for HttpConfig {
@@ -95,6 +98,7 @@ impl Default for HttpConfig {
             token_file: String::new(),
             token_env: String::new(),
             live_fps: 5.0,
+            client_timeout: 15.0,
         }
     }
 }
@@ -113,6 +117,11 @@ impl HttpConfig {
             (0.01..=60.0).contains(&self.live_fps),
             "watch.http.live_fps must be in [0.01, 60] frames per second, not {}",
             self.live_fps
+        );
+        ensure!(
+            (0.1..=3600.0).contains(&self.client_timeout),
+            "watch.http.client_timeout must be in [0.1, 3600] seconds, not {}",
+            self.client_timeout
         );
         Ok(())
     }

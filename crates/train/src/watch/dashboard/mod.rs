@@ -137,7 +137,8 @@ impl Dashboard {
             .thread_name("watch-http")
             .enable_all()
             .build()?;
-        let router = router(app);
+        let client_timeout = Duration::from_secs_f64(cfg.client_timeout);
+        let router = router(app, client_timeout);
         let thread = std::thread::Builder::new()
             .name("watch-http-main".into())
             .spawn(move || {
@@ -146,15 +147,11 @@ impl Dashboard {
                         Ok(l) => l,
                         Err(e) => return eprintln!("dashboard: {e}"),
                     };
-                    let mut signal = shutdown_rx.clone();
-                    let stopped = async move {
-                        let _ = signal.wait_for(|s| *s).await;
-                    };
                     let listener = CappedListener {
                         inner: listener,
                         slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
                     };
-                    let serve = axum::serve(listener, router).with_graceful_shutdown(stopped);
+                    let serve = serve(listener, router, client_timeout, shutdown_rx.clone());
                     // Streams end at the signal; a client that keeps a connection open does not
                     // hold the watch's exit up for more than 2 s.
                     let mut signal = shutdown_rx;
@@ -163,11 +160,7 @@ impl Dashboard {
                         tokio::time::sleep(Duration::from_secs(2)).await;
                     };
                     tokio::select! {
-                        result = serve => {
-                            if let Err(e) = result {
-                                eprintln!("dashboard: {e}");
-                            }
-                        }
+                        () = serve => {}
                         _ = deadline => {}
                     }
                 });
@@ -203,29 +196,71 @@ impl Dashboard {
 /// connections wait in the kernel's queue until one closes.
 const MAX_CONNECTIONS: usize = 256;
 
+/// Serves HTTP/1.1 on `listener` until `stop`. A client has `client_timeout` to send a
+/// request's head (on a kept-alive connection: from the end of the previous response), and a
+/// response waits that long at most for a client that stopped reading; bodies are bounded by
+/// [`read_body_in_time`]. axum's own `serve` bounds none of these, so a connection opened and
+/// left silent, or fed a byte now and then, held its slot for good.
+async fn serve(
+    mut listener: CappedListener,
+    router: Router,
+    client_timeout: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let io = tokio::select! {
+            io = listener.accept(client_timeout) => io,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(client_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+            let mut connection = std::pin::pin!(connection);
+            // Errors are clients that went away or timed out: nothing to report.
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                _ = stop.wait_for(|s| *s) => connection.as_mut().graceful_shutdown(),
+            }
+            let _ = connection.await;
+        });
+    }
+}
+
 /// A TCP listener that accepts only while fewer than its slots are taken.
 struct CappedListener {
     inner: tokio::net::TcpListener,
     slots: Arc<tokio::sync::Semaphore>,
 }
 
-impl axum::serve::Listener for CappedListener {
-    type Io = Capped;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+impl CappedListener {
+    /// The next connection, once a slot is free; its writes fail after `write_timeout` without
+    /// progress.
+    async fn accept(&mut self, write_timeout: Duration) -> Capped {
         let slot = self
             .slots
             .clone()
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        (Capped { io, _slot: slot }, addr)
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
+        loop {
+            match self.inner.accept().await {
+                Ok((io, _)) => {
+                    return Capped {
+                        io,
+                        _slot: slot,
+                        write_timeout,
+                        stalled: None,
+                    }
+                }
+                // A connection reset before it was taken, or no descriptor left for now (the
+                // watch's own files): try again shortly rather than spin.
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 }
 
@@ -233,6 +268,35 @@ impl axum::serve::Listener for CappedListener {
 struct Capped {
     io: tokio::net::TcpStream,
     _slot: tokio::sync::OwnedSemaphorePermit,
+    write_timeout: Duration,
+    /// Started when a write found the client's window full; reset by any progress.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Capped {
+    /// A write's outcome, or an error once writes have waited `write_timeout` for the client
+    /// to read (a live stream to a client that stopped reading would hold its slot forever).
+    fn unless_stalled<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        poll: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let timeout = self.write_timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match std::future::Future::poll(stalled.as_mut(), cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
 }
 
 impl tokio::io::AsyncRead for Capped {
@@ -251,21 +315,27 @@ impl tokio::io::AsyncWrite for Capped {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let poll = std::pin::Pin::new(&mut this.io).poll_write(cx, buf);
+        this.unless_stalled(cx, poll)
     }
 
     fn poll_flush(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let poll = std::pin::Pin::new(&mut this.io).poll_flush(cx);
+        this.unless_stalled(cx, poll)
     }
 
     fn poll_shutdown(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        let poll = std::pin::Pin::new(&mut this.io).poll_shutdown(cx);
+        this.unless_stalled(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -273,7 +343,9 @@ impl tokio::io::AsyncWrite for Capped {
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let poll = std::pin::Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.unless_stalled(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -289,7 +361,7 @@ fn listener_display(listen: &str, port: u16) -> String {
     }
 }
 
-fn router(app: Arc<App>) -> Router {
+fn router(app: Arc<App>, client_timeout: Duration) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/login", get(login_page).post(login))
@@ -300,6 +372,10 @@ fn router(app: Arc<App>) -> Router {
         .merge(api::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page") })
         .layer(axum::middleware::from_fn_with_state(app.clone(), guard))
+        .layer(axum::middleware::from_fn_with_state(
+            client_timeout,
+            read_body_in_time,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
 }
@@ -312,6 +388,35 @@ async fn page() -> impl IntoResponse {
         ],
         Html(PAGE),
     )
+}
+
+/// Reads a request's body whole (at most [`MAX_BODY`]) within `client_timeout` before it is
+/// looked at: a body sent a byte now and then would otherwise hold its connection (and the
+/// handler) as long as the client likes.
+async fn read_body_in_time(
+    State(client_timeout): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes =
+        match tokio::time::timeout(client_timeout, axum::body::to_bytes(body, MAX_BODY)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(_)) => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is too large (or was cut off)",
+                )
+            }
+            Err(_) => {
+                return error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body took too long",
+                )
+            }
+        };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// Compares in time independent of where the strings differ.
@@ -483,7 +588,6 @@ fn random_hex(bytes: usize) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::serve::Listener;
 
     #[test]
     fn the_listener_holds_at_most_its_slots_and_frees_one_when_a_connection_closes() {
@@ -496,20 +600,57 @@ mod tests {
                 inner: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
                 slots: Arc::new(tokio::sync::Semaphore::new(2)),
             };
-            let addr = listener.local_addr().unwrap();
+            let addr = listener.inner.local_addr().unwrap();
             let mut clients = Vec::new();
             for _ in 0..3 {
                 clients.push(tokio::net::TcpStream::connect(addr).await.unwrap());
             }
-            let (first, _) = listener.accept().await;
-            let (_second, _) = listener.accept().await;
+            let write_timeout = Duration::from_secs(5);
+            let first = listener.accept(write_timeout).await;
+            let _second = listener.accept(write_timeout).await;
             let wait = Duration::from_millis(300);
             // The third waits (in the kernel's queue, no descriptor of ours) …
-            assert!(tokio::time::timeout(wait, listener.accept()).await.is_err());
+            assert!(tokio::time::timeout(wait, listener.accept(write_timeout))
+                .await
+                .is_err());
             // … until a connection closes.
             drop(first);
-            let third = tokio::time::timeout(wait, listener.accept()).await;
+            let third = tokio::time::timeout(wait, listener.accept(write_timeout)).await;
             assert!(third.is_ok());
+        });
+    }
+
+    #[test]
+    fn writes_to_a_client_that_stopped_reading_fail_after_the_timeout() {
+        use tokio::io::AsyncWriteExt;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut listener = CappedListener {
+                inner: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+                slots: Arc::new(tokio::sync::Semaphore::new(1)),
+            };
+            let addr = listener.inner.local_addr().unwrap();
+            // Connected and never read from: the kernel's buffers fill, then writes wait.
+            let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut connection = listener.accept(Duration::from_millis(300)).await;
+            let chunk = vec![0u8; 1 << 16];
+            let mut written = 0usize;
+            let writes = async {
+                loop {
+                    match connection.write_all(&chunk).await {
+                        Ok(()) => written += chunk.len(),
+                        Err(e) => break e,
+                    }
+                }
+            };
+            let error = tokio::time::timeout(Duration::from_secs(10), writes)
+                .await
+                .expect("writes to a client that reads nothing still wait after 10 s");
+            assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+            assert!(written > 0, "the first writes fit the kernel's buffers");
         });
     }
 }
