@@ -29,7 +29,7 @@ impl Broker {
     }
 
     /// With `extra` lines of configuration after the plain listener (another listener).
-    fn start_with(dir: &Path, port: u16, extra: &str) -> Self {
+    pub(crate) fn start_with(dir: &Path, port: u16, extra: &str) -> Self {
         let conf = dir.join(format!("mosquitto-{port}.conf"));
         // `user root`: the broker reads the test's key files after it would have dropped to
         // the mosquitto user.
@@ -455,6 +455,50 @@ fn events_written_while_the_broker_is_away_are_delivered_in_order_when_it_return
     got.dedup();
     assert_eq!(got, lines, "cut after {cut_at} lines");
     drop(broker);
+}
+
+#[test]
+fn snapshots_over_the_limit_are_left_out_and_the_connection_holds() {
+    let f = fixture();
+    let dir = f.root.join("mqtt-snapshot-limit");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A broker that closes the connection of a client sending a packet over 2000 bytes (as
+    // EMQX does over 1 MB by default).
+    let broker = Broker::start_with(&dir, free_port(), "max_packet_size 2000\n");
+    let sub = Subscriber::start(broker.port, dir.join("sub.txt"), &["fgstp/#"]);
+    let out = dir.join("out");
+    let url = format!("mqtt://127.0.0.1:{}", broker.port);
+    let video = format!("pump={}", s(&f.episodes.join("video.mp4")));
+    let mut args = watch_args(f, &out);
+    args.extend(["--camera", &video, "--realtime", "--mqtt", &url]);
+    args.extend(["--set", "watch.mqtt.snapshot_max_bytes=1500"]);
+    args.extend(WHOLE_FRAME_IS_GAS);
+    let done = ok(crate::watch_cli::fgstp(&args));
+    let log = stderr(&done);
+
+    let lines = event_lines(&out);
+    assert!(lines.len() >= 2, "{lines:?}");
+    let records = json_lines(&out.join("events.jsonl"));
+    let id = records[0]["id"].as_str().unwrap();
+    let png = std::fs::metadata(out.join("snapshots").join(format!("{id}.png")))
+        .unwrap()
+        .len();
+    assert!(
+        png > 2000,
+        "the snapshot ({png} bytes) must be over both limits"
+    );
+    wait_until("every event on the broker", Duration::from_secs(5), || {
+        sub.payloads("fgstp/pump/leaks").len() >= lines.len()
+    });
+    assert_eq!(sub.payloads("fgstp/pump/leaks"), lines);
+    assert!(sub.payloads("fgstp/pump/snapshot").is_empty());
+    // Said once, and one connection for the whole run (each snapshot cost a reconnect).
+    assert_eq!(
+        log.matches("watch.mqtt.snapshot_max_bytes").count(),
+        1,
+        "{log}"
+    );
+    assert!(!log.contains("trying again"), "{log}");
 }
 
 #[test]

@@ -148,6 +148,9 @@ pub struct MqttConfig {
     /// Seconds between keep-alive pings; the broker sends the last will (`available` =
     /// `offline`) after 1.5 times this without a word from `fgstp watch`.
     pub keep_alive: f64,
+    /// Snapshots larger than this many bytes are not published (0: no limit); brokers close
+    /// the connection of a client that sends more than their limit.
+    pub snapshot_max_bytes: u64,
 }
 
 impl Default for MqttConfig {
@@ -161,6 +164,7 @@ impl Default for MqttConfig {
             password_env: String::new(),
             ca_file: String::new(),
             keep_alive: 10.0,
+            snapshot_max_bytes: 1_000_000,
         }
     }
 }

@@ -215,6 +215,8 @@ impl MqttPublisher {
             let mut follower = Follower {
                 client,
                 prefix: cfg.topic_prefix.clone(),
+                snapshot_max_bytes: cfg.snapshot_max_bytes,
+                oversized_said: false,
                 out: out.to_path_buf(),
                 cameras,
                 link,
@@ -396,13 +398,22 @@ fn network_loop(
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 link.connected.store(false, Ordering::Relaxed);
+                // After our DISCONNECT the broker closing the connection is the goodbye.
+                if disconnecting {
+                    return;
+                }
                 // Each new reason once, not every attempt.
                 let reason = e.to_string();
                 if last_error.as_deref() != Some(reason.as_str()) {
-                    eprintln!("mqtt: {}: {reason} (trying again)", commands.url);
+                    let next = if stopping_since.is_some() {
+                        "stopping"
+                    } else {
+                        "trying again"
+                    };
+                    eprintln!("mqtt: {}: {reason} ({next})", commands.url);
                     last_error = Some(reason);
                 }
-                if stopping_since.is_some() || disconnecting {
+                if stopping_since.is_some() {
                     return;
                 }
                 // A broker that accepts and then drops the client (an ACL refusing a publish,
@@ -437,6 +448,10 @@ struct InFlight {
 struct Follower {
     client: Client,
     prefix: String,
+    /// Larger snapshots are not published (0: no limit).
+    snapshot_max_bytes: u64,
+    /// Whether a snapshot over the limit was reported (once a run).
+    oversized_said: bool,
     out: PathBuf,
     cameras: Vec<String>,
     link: Arc<Link>,
@@ -701,7 +716,25 @@ impl Follower {
             let leak = if is_on { "ON" } else { "OFF" };
             self.publish_retained(&format!("{}/{camera}/leak", self.prefix), leak);
         }
-        if let Ok(png) = std::fs::read(self.out.join("snapshots").join(format!("{id}.png"))) {
+        let snapshot = self.out.join("snapshots").join(format!("{id}.png"));
+        let Ok(size) = std::fs::metadata(&snapshot).map(|m| m.len()) else {
+            return;
+        };
+        // A broker closes the connection of a client that sends more than it takes (EMQX: 1 MB
+        // by default, AWS IoT: 128 KiB), and every event would cost a reconnect.
+        if self.snapshot_max_bytes > 0 && size > self.snapshot_max_bytes {
+            if !self.oversized_said {
+                self.oversized_said = true;
+                eprintln!(
+                    "mqtt: the snapshot of event {id} has {size} bytes, over \
+                     watch.mqtt.snapshot_max_bytes ({}): not published, nor are later ones \
+                     over it (raise the limit if the broker takes more; 0: no limit)",
+                    self.snapshot_max_bytes
+                );
+            }
+            return;
+        }
+        if let Ok(png) = std::fs::read(&snapshot) {
             let _ = self.client.try_publish(
                 format!("{}/{camera}/snapshot", self.prefix),
                 QoS::AtMostOnce,
