@@ -196,6 +196,15 @@ impl Default for DataConfig {
     }
 }
 
+/// Largest side of the model input (`train_size`).
+const MAX_TRAIN_SIDE: u32 = 4096;
+/// Most frames per inference batch.
+const MAX_EVAL_BATCH: usize = 1024;
+/// Most decode/augment threads (each holds a stack and its batch's buffers).
+const MAX_THREADS: usize = 256;
+/// Most batches prepared ahead.
+const MAX_PREFETCH: usize = 64;
+
 impl DataConfig {
     /// Parses a TOML table with the fields above; unknown keys are errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
@@ -221,8 +230,25 @@ impl DataConfig {
                 self.train_size
             ));
         }
-        if self.eval_batch_size == 0 {
-            return bad("eval_batch_size must be at least 1".into());
+        // Beyond any model input in use (the paper: 352; SLT-Net's long-term model 256×448):
+        // a larger size is a typing mistake that would ask for gigabytes per sample.
+        if self.train_size.height > MAX_TRAIN_SIDE || self.train_size.width > MAX_TRAIN_SIDE {
+            return bad(format!(
+                "train_size = {} is too large (at most {MAX_TRAIN_SIDE} on each side)",
+                self.train_size
+            ));
+        }
+        if self.eval_batch_size == 0 || self.eval_batch_size > MAX_EVAL_BATCH {
+            return bad(format!(
+                "eval_batch_size = {} must be 1 to {MAX_EVAL_BATCH}",
+                self.eval_batch_size
+            ));
+        }
+        if self.threads > MAX_THREADS {
+            return bad(format!(
+                "threads = {} is too many (at most {MAX_THREADS}; 0: one per core)",
+                self.threads
+            ));
         }
         if !(0.0..=1.0).contains(&self.invert_polarity) {
             return bad(format!(
@@ -230,8 +256,12 @@ impl DataConfig {
                 self.invert_polarity
             ));
         }
-        if self.prefetch == 0 {
-            return bad("prefetch must be at least 1 (batches prepared ahead)".into());
+        // Every slot of the queue is reserved up front, and each holds a batch once full.
+        if self.prefetch == 0 || self.prefetch > MAX_PREFETCH {
+            return bad(format!(
+                "prefetch = {} must be 1 to {MAX_PREFETCH} (batches prepared ahead)",
+                self.prefetch
+            ));
         }
         if let SixteenBit::Fixed { min, max } = self.sixteen_bit {
             if min >= max {
@@ -281,4 +311,37 @@ pub enum SixteenBit {
     PerFrame,
     /// A fixed raw range, clipped: `sixteen_bit = { fixed = { min = 7000, max = 9000 } }`.
     Fixed { min: u16, max: u16 },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_threads_and_queues_beyond_any_use_are_refused_before_allocating() {
+        let check = |set: &dyn Fn(&mut DataConfig)| {
+            let mut cfg = DataConfig::default();
+            set(&mut cfg);
+            cfg.validate(Path::new("c.toml"))
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert_eq!(check(&|_| {}), None);
+        let refused = [
+            (check(&|c| c.prefetch = 100_000_000_000), "prefetch"),
+            (check(&|c| c.prefetch = 0), "prefetch"),
+            (check(&|c| c.threads = 1_000_000), "threads"),
+            (check(&|c| c.eval_batch_size = 1 << 40), "eval_batch_size"),
+            (
+                check(&|c| c.train_size = ImageSize::square(100_000)),
+                "train_size",
+            ),
+        ];
+        for (error, key) in refused {
+            let error = error.unwrap_or_else(|| panic!("{key} accepted"));
+            assert!(error.contains(key) && error.contains("c.toml"), "{error}");
+        }
+        assert_eq!(check(&|c| c.prefetch = 64), None);
+        assert_eq!(check(&|c| c.train_size = ImageSize::square(4096)), None);
+    }
 }

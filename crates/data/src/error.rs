@@ -84,10 +84,11 @@ pub enum DataError {
     #[error("{path} has {pixels} pixels, which fgstp does not read: use 8-bit or 16-bit grayscale/RGB (PNG, TIFF) or JPEG")]
     UnsupportedPixels { path: PathBuf, pixels: String },
 
-    #[error("cannot list {path}: {source}")]
+    // Not a `source`: the message carries the cause, and a chain would print it twice.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     #[error("split {path} has no annotated frame with two following frames, so there is nothing to train on: add masks (masks/<frame stem>.png)")]
@@ -136,7 +137,7 @@ impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 
@@ -145,5 +146,20 @@ impl DataError {
             path: path.into(),
             reason: reason.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_io_error_says_its_cause_once() {
+        let e = DataError::io(
+            "a/b.png",
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"),
+        );
+        let chain = format!("{:#}", anyhow::Error::new(e));
+        assert_eq!(chain, "a/b.png: not UTF-8");
     }
 }

@@ -367,6 +367,9 @@ impl RunConfig {
         self.model.validate()?;
         self.watch.validate()?;
         self.data.validate(Path::new("[data]"))?;
+        if let Some(synth) = &self.synth {
+            synth.validate_keys().map_err(anyhow::Error::msg)?;
+        }
         let (height, width) = self.data.train_size.hw();
         self.model.check_train_size(height, width)?;
         ensure!(self.train.epochs >= 1, "train.epochs must be at least 1");

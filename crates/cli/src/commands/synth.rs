@@ -79,7 +79,9 @@ pub struct Args {
     /// draws, as DIR/<element>.png, with DIR/gallery.md listing them
     #[arg(long, conflicts_with = "video")]
     gallery: bool,
-    /// Write into DIR even if it is not empty (files of the same names are replaced)
+    /// Write into DIR even if it is not empty: what an earlier `fgstp synth` wrote there
+    /// (train/, val/, test/, images/, masks/, video.mp4, episodes.json, synth.toml) is removed
+    /// first, other files are left
     #[arg(long)]
     force: bool,
     /// Also write each scene as an H.264 MP4, <scene>/video.mp4 (30 frames/s); frames and
@@ -133,6 +135,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     if args.gallery {
         return write_gallery(&cfg, &args.out);
+    }
+    if non_empty {
+        remove_earlier_output(&args.out)?;
     }
     if let Some(episodes) = args.episodes {
         return write_episodes(&cfg, episodes, args.fps, &args.out);
@@ -198,6 +203,28 @@ fn write_episodes(cfg: &SynthConfig, episodes: usize, fps: f64, out: &Path) -> R
         out.display(),
         start.elapsed().as_secs_f64(),
     );
+    Ok(())
+}
+
+/// Removes what a dataset or episodes run of `fgstp synth` writes under `out`: new files of the
+/// same names alone would leave an earlier run's other scenes and frames beside them (a
+/// validation scene of the new data identical to a training scene of the old, 4-frame scenes
+/// read as 8).
+fn remove_earlier_output(out: &Path) -> Result<()> {
+    for name in ["train", "val", "test", "images", "masks"] {
+        let dir = out.join(name);
+        if dir.is_dir() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("--force: cannot remove {}", dir.display()))?;
+        }
+    }
+    for name in ["video.mp4", "episodes.json", "synth.toml"] {
+        let file = out.join(name);
+        if file.is_file() {
+            std::fs::remove_file(&file)
+                .with_context(|| format!("--force: cannot remove {}", file.display()))?;
+        }
+    }
     Ok(())
 }
 

@@ -87,6 +87,45 @@ fn synth_output_passes_data_check_and_repeats_exactly() {
         !ok && stderr.contains("is not empty") && stderr.contains("--force"),
         "{stderr}"
     );
+
+    // --force replaces the earlier dataset whole: 20 scenes of 6 frames, then 3 of 4 give
+    // exactly the 3 scenes of 4 frames (stale scenes and frames used to stay beside them),
+    // and a file of the user's is left.
+    let c = tmp.path().join("c");
+    let (ok, _, stderr) = fgstp(&[
+        "synth",
+        "--out",
+        c.to_str().unwrap(),
+        "--scenes",
+        "20",
+        "--frames",
+        "6",
+        "--size",
+        "40x32",
+        "--seed",
+        "4",
+        "--video",
+    ]);
+    assert!(ok, "{stderr}");
+    std::fs::write(c.join("notes.txt"), "mine").unwrap();
+    let out = c.to_str().unwrap();
+    let (ok, _, stderr) = fgstp(&[
+        "synth", "--out", out, "--scenes", "3", "--frames", "4", "--size", "40x32", "--seed", "4",
+        "--force",
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(tree(&c), tree(&a));
+    assert_eq!(
+        std::fs::read_to_string(c.join("notes.txt")).unwrap(),
+        "mine"
+    );
+
+    // A seed over 2^63 - 1 (synth.toml keeps it as a TOML integer) is refused, not a panic.
+    let (ok, _, stderr) = synth(&tmp.path().join("d"), "18446744073709551615");
+    assert!(
+        !ok && stderr.contains("--seed") && stderr.contains("too large"),
+        "{stderr}"
+    );
 }
 
 #[test]

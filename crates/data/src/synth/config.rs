@@ -78,50 +78,117 @@ impl Default for SynthConfig {
 /// larger count is a typing mistake).
 const MAX_COUNT: usize = 1_000_000;
 
+/// The most memory one scene may take while it is drawn (scenes are drawn a few at a time).
+pub(crate) const MAX_SCENE_MEMORY: u64 = 2_000_000_000;
+
+/// Bytes one scene holds while it is drawn: the gas and steam densities of every frame on the
+/// simulation grid, and a few full-size images (background, grain, scratch).
+pub(crate) fn scene_memory(width: u32, height: u32, frames: usize) -> u64 {
+    let (gw, gh) = super::scene::grid_size(width as usize, height as usize);
+    let plumes = 2 * 4 * (gw * gh) as u64 * frames as u64;
+    let margin = 2 * super::scene::MARGIN as u64;
+    let images = 4 * 4 * (u64::from(width) + margin) * (u64::from(height) + margin);
+    plumes + images
+}
+
 impl SynthConfig {
+    /// Checks the settings; errors name `fgstp synth`'s flags (`--scenes`).
     pub fn validate(&self) -> std::result::Result<(), String> {
+        self.check(&|flag| match flag {
+            "size" => "--size".to_string(),
+            _ => format!("--{flag}"),
+        })
+    }
+
+    /// Checks the settings; errors name a run configuration's keys (`synth.scenes`).
+    pub fn validate_keys(&self) -> std::result::Result<(), String> {
+        self.check(&|flag| match flag {
+            "size" => "synth.width × synth.height".to_string(),
+            _ => format!("synth.{}", flag.replace('-', "_")),
+        })
+    }
+
+    /// The checks, with `name` turning a flag's name (`bit-depth`) into what the user wrote.
+    fn check(&self, name: &dyn Fn(&str) -> String) -> std::result::Result<(), String> {
         if self.scenes < 3 {
             return Err(format!(
-                "--scenes {} is too few: train, val and test need one scene each (at least 3)",
+                "{} {} is too few: train, val and test need one scene each (at least 3)",
+                name("scenes"),
                 self.scenes
             ));
         }
         if self.frames < 3 {
             return Err(format!(
-                "--frames {} is too few: a sample needs 3 frames",
+                "{} {} is too few: a sample needs 3 frames",
+                name("frames"),
                 self.frames
             ));
         }
         for (flag, value) in [("scenes", self.scenes), ("frames", self.frames)] {
             if value > MAX_COUNT {
                 return Err(format!(
-                    "--{flag} {value} is too many (at most {MAX_COUNT})"
+                    "{} {value} is too many (at most {MAX_COUNT})",
+                    name(flag)
                 ));
             }
         }
         if self.width < 16 || self.height < 16 || self.width > 8192 || self.height > 8192 {
             return Err(format!(
-                "--size {}x{} is out of range (16 to 8192 pixels a side)",
-                self.width, self.height
+                "{} {}x{} is out of range (16 to 8192 pixels a side)",
+                name("size"),
+                self.width,
+                self.height
+            ));
+        }
+        let scene_bytes = scene_memory(self.width, self.height, self.frames);
+        if scene_bytes > MAX_SCENE_MEMORY {
+            return Err(format!(
+                "{} {} at {}x{} needs about {:.1} GB of memory per scene while it is drawn \
+                 (the plume of every frame, the background at full size); at most {:.1} GB: \
+                 fewer frames or a smaller size",
+                name("frames"),
+                self.frames,
+                self.width,
+                self.height,
+                scene_bytes as f64 / 1e9,
+                MAX_SCENE_MEMORY as f64 / 1e9
+            ));
+        }
+        // synth.toml keeps the seed as a TOML integer, which is signed.
+        if i64::try_from(self.seed).is_err() {
+            return Err(format!(
+                "{} {} is too large (at most {})",
+                name("seed"),
+                self.seed,
+                i64::MAX
             ));
         }
         if !(self.contrast.is_finite() && self.contrast >= 0.0) {
             return Err(format!(
-                "--contrast {} must be a grey-level count ≥ 0",
+                "{} {} must be a grey-level count ≥ 0",
+                name("contrast"),
                 self.contrast
             ));
         }
         if self.bit_depth != 8 && self.bit_depth != 16 {
-            return Err(format!("--bit-depth {} must be 8 or 16", self.bit_depth));
+            return Err(format!(
+                "{} {} must be 8 or 16",
+                name("bit-depth"),
+                self.bit_depth
+            ));
         }
         for (flag, share) in self.shares() {
             if !(0.0..=1.0).contains(&share) {
-                return Err(format!("--{flag} {share} must be a share from 0 to 1"));
+                return Err(format!(
+                    "{} {share} must be a share from 0 to 1",
+                    name(flag)
+                ));
             }
         }
         if self.idle_pipes > 8 {
             return Err(format!(
-                "--idle-pipes {} is too many (at most 8)",
+                "{} {} is too many (at most 8)",
+                name("idle-pipes"),
                 self.idle_pipes
             ));
         }
@@ -188,5 +255,58 @@ impl SynthConfig {
             ("val", train..train + held_out),
             ("test", train + held_out..self.scenes),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{read_record, write_record};
+    use super::*;
+
+    #[test]
+    fn errors_name_the_flag_or_the_key_as_the_user_wrote_it() {
+        let cfg = SynthConfig {
+            idle_pipes: 9,
+            ..SynthConfig::default()
+        };
+        assert!(cfg.validate().unwrap_err().starts_with("--idle-pipes 9"));
+        assert!(cfg
+            .validate_keys()
+            .unwrap_err()
+            .starts_with("synth.idle_pipes 9"));
+    }
+
+    #[test]
+    fn seeds_that_synth_toml_cannot_keep_and_scenes_that_do_not_fit_in_memory_are_refused() {
+        let seed = |seed| SynthConfig {
+            seed,
+            ..SynthConfig::default()
+        };
+        assert!(seed(i64::MAX as u64).validate().is_ok());
+        let error = seed(u64::MAX).validate().unwrap_err();
+        assert!(
+            error.contains("--seed") && error.contains("too large"),
+            "{error}"
+        );
+        // A record with the largest seed reads back as written.
+        let dir = tempfile::tempdir().unwrap();
+        write_record(&seed(i64::MAX as u64), dir.path()).unwrap();
+        let (_, back) = read_record(&dir.path().join("synth.toml")).unwrap();
+        assert_eq!(back.seed, i64::MAX as u64);
+
+        let frames = |frames, side| SynthConfig {
+            frames,
+            width: side,
+            height: side,
+            ..SynthConfig::default()
+        };
+        // About 68 KB a frame at 128×128: 29 000 frames fit in 2 GB, 40 000 do not.
+        assert!(frames(29_000, 128).validate().is_ok());
+        let error = frames(40_000, 128).validate().unwrap_err();
+        assert!(
+            error.contains("--frames 40000") && error.contains("GB"),
+            "{error}"
+        );
+        assert!(frames(3, 8192).validate().is_ok());
     }
 }

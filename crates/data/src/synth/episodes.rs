@@ -81,16 +81,22 @@ pub fn generate_episodes(
         ..cfg.clone()
     };
     cfg.validate().map_err(config_error)?;
-    let needed = episodes.max(1).saturating_mul(MIN_FRAMES_PER_EPISODE);
-    if episodes == 0 || cfg.frames < needed {
+    if episodes == 0 {
+        return Err(config_error(
+            "--episodes 0: a video with no leak episode; give at least 1".to_string(),
+        ));
+    }
+    let needed = episodes.saturating_mul(MIN_FRAMES_PER_EPISODE);
+    if cfg.frames < needed {
         return Err(config_error(format!(
             "--episodes {episodes} needs --frames of at least {needed} ({MIN_FRAMES_PER_EPISODE} per episode), not {}",
             cfg.frames
         )));
     }
-    if !(fps > 0.0 && fps <= 240.0) {
+    // Below 0.01 the MP4's time base cannot say the rate (the video would claim another).
+    if !(0.01..=240.0).contains(&fps) {
         return Err(config_error(format!(
-            "--fps must be in (0, 240] frames per second, not {fps}"
+            "--fps must be in [0.01, 240] frames per second, not {fps}"
         )));
     }
     if cfg.bit_depth != 8 {

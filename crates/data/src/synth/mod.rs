@@ -183,29 +183,39 @@ pub fn generate(
     let drawn_as: Vec<usize> = (0..cfg.scenes)
         .map(|i| cfg.twin_of(i).unwrap_or(i))
         .collect();
-    let scenes: Vec<_> = (0..cfg.scenes)
-        .into_par_iter()
-        .map(|i| {
-            let source = drawn_as[i];
-            let scene = build_scene(cfg, source, &Plan::draw(cfg, source));
-            if source == i {
-                scene
-            } else {
-                scene.without_gas()
-            }
-        })
-        .collect();
-    let jobs: Vec<(usize, usize)> = (0..cfg.scenes)
-        .flat_map(|s| (0..cfg.frames).map(move |t| (s, t)))
-        .collect();
-    jobs.par_iter().try_for_each(|&(s, t)| -> Result<()> {
-        let (pixels, mask) = render(cfg, &scenes[s], drawn_as[s], t);
-        write_frame(cfg, &dirs[s], &format!("{t:05}.png"), &pixels, &mask)?;
-        progress();
-        Ok(())
-    })?;
+    // Scenes are drawn a few at a time and dropped once written: a scene holds the plume of
+    // every frame, so all of them at once would take (scenes × frames) of memory.
+    let scene_bytes = config::scene_memory(cfg.width, cfg.height, cfg.frames).max(1);
+    let batch = (2 * rayon::current_num_threads())
+        .min((config::MAX_SCENE_MEMORY / scene_bytes) as usize)
+        .max(1);
+    for first in (0..cfg.scenes).step_by(batch) {
+        let indices = first..(first + batch).min(cfg.scenes);
+        let scenes: Vec<_> = indices
+            .clone()
+            .into_par_iter()
+            .map(|i| {
+                let source = drawn_as[i];
+                let scene = build_scene(cfg, source, &Plan::draw(cfg, source));
+                if source == i {
+                    scene
+                } else {
+                    scene.without_gas()
+                }
+            })
+            .collect();
+        let jobs: Vec<(usize, usize)> = indices
+            .flat_map(|s| (0..cfg.frames).map(move |t| (s, t)))
+            .collect();
+        jobs.par_iter().try_for_each(|&(s, t)| -> Result<()> {
+            let (pixels, mask) = render(cfg, &scenes[s - first], drawn_as[s], t);
+            write_frame(cfg, &dirs[s], &format!("{t:05}.png"), &pixels, &mask)?;
+            progress();
+            Ok(())
+        })?;
+    }
     Ok(SynthReport {
-        frames: jobs.len(),
+        frames: cfg.scenes * cfg.frames,
         scenes: cfg.scenes,
         root: out.to_path_buf(),
     })

@@ -17,7 +17,7 @@ const PLAN_STREAM: u64 = u64::MAX;
 const ELEMENT_STREAM: u64 = u64::MAX - 1;
 
 /// Frame border drawn but not shown, so that jitter and shake never look outside the world.
-const MARGIN: usize = 8;
+pub(crate) const MARGIN: usize = 8;
 /// Density above which a pixel is gas in the mask.
 pub const MASK_THRESHOLD: f32 = 0.1;
 
@@ -162,6 +162,21 @@ struct Nuc {
     offset: f32,
 }
 
+/// World pixels per cell of the plume simulation: about 80 cells across the larger side.
+fn grid_cell(w: usize, h: usize) -> f32 {
+    (w.max(h) as f32 / 80.0).max(1.0)
+}
+
+/// The plume simulation's grid (cells across, down) for a `w`×`h` frame.
+pub(crate) fn grid_size(w: usize, h: usize) -> (usize, usize) {
+    let cell = grid_cell(w, h);
+    let (ww, wh) = (w + 2 * MARGIN, h + 2 * MARGIN);
+    (
+        (ww as f32 / cell).ceil() as usize + 2,
+        (wh as f32 / cell).ceil() as usize + 2,
+    )
+}
+
 pub(crate) fn build_scene(cfg: &SynthConfig, index: usize, plan: &Plan) -> Scene {
     let seed = cfg.seed;
     let mut rng = rng_for(seed, 0, index as u64);
@@ -237,11 +252,8 @@ pub(crate) fn build_scene(cfg: &SynthConfig, index: usize, plan: &Plan) -> Scene
 
     // The leak's release parameters (drawn in every scene, so that a scene looks the same
     // whether or not its leak is switched on).
-    let cell = (size / 80.0).max(1.0);
-    let (gw, gh) = (
-        (ww as f32 / cell).ceil() as usize + 2,
-        (wh as f32 / cell).ceil() as usize + 2,
-    );
+    let cell = grid_cell(w, h);
+    let (gw, gh) = grid_size(w, h);
     let free_source = (
         rng.random_range(0.25..0.75) * ww as f32,
         rng.random_range(0.4..0.85) * wh as f32,

@@ -29,14 +29,28 @@ fn shell_quote(path: &Path) -> String {
     }
 }
 
+/// "frames 1-N are readable; " for a file that breaks after N frames, nothing when none is.
+fn readable_frames(decoded: usize) -> String {
+    match decoded {
+        0 => String::new(),
+        1 => "frame 1 is readable; ".to_string(),
+        n => format!("frames 1-{n} are readable; "),
+    }
+}
+
 /// Everything that can go wrong reading or writing a video file.
 #[derive(Debug, Error)]
 pub enum VideoError {
-    #[error("cannot read {path}: {source}")]
+    // Not a `source`: the message carries the cause, and a chain would print it twice.
+    #[error("cannot read {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
+
+    /// One picture where a video was expected.
+    #[error("{path} is a single still image, not a video: give the folder that holds the frames (the video's images, in natural order) instead")]
+    StillImage { path: PathBuf },
 
     /// A container or codec fgstp recognises but does not decode (HEVC, MPEG-4 Part 2, AV1,
     /// Matroska, FLIR .csq, ...).
@@ -68,7 +82,7 @@ pub enum VideoError {
     },
 
     /// The file breaks part-way: frames `0..decoded` are readable, the rest are not.
-    #[error("{path} ({container}, {codec}) breaks after {decoded} of {total} frames: {reason}; the file is truncated or damaged: re-copy or re-export it (frames 1-{decoded} are readable; `ffmpeg -i {path} -c copy {fixed}` may rescue the rest)", fixed = repaired_name(.path))]
+    #[error("{path} ({container}, {codec}) breaks after {decoded} of {total} frames: {reason}; the file is truncated or damaged: re-copy or re-export it ({readable}`ffmpeg -i {path} -c copy {fixed}` may rescue the rest)", fixed = repaired_name(.path), readable = readable_frames(*.decoded))]
     Truncated {
         path: PathBuf,
         container: String,
@@ -107,10 +121,10 @@ fn repaired_name(path: &Path) -> String {
 }
 
 impl VideoError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: &Path, error: std::io::Error) -> Self {
         Self::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         }
     }
 
@@ -139,5 +153,47 @@ impl VideoError {
                 format!("; {detail}")
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_say_the_cause_once_and_no_empty_frame_range() {
+        let io = VideoError::io(
+            Path::new("v.mp4"),
+            std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+        );
+        let chain = format!("{:#}", anyhow::Error::new(io));
+        assert_eq!(chain.matches("gone").count(), 1, "{chain}");
+        let truncated = |decoded| {
+            VideoError::Truncated {
+                path: "v.mp4".into(),
+                container: "MP4".into(),
+                codec: "H.264".into(),
+                decoded,
+                total: 9,
+                reason: "cut".into(),
+            }
+            .to_string()
+        };
+        assert!(!truncated(0).contains("frames 1-0"), "{}", truncated(0));
+        assert!(
+            truncated(0).contains("re-export it (`ffmpeg"),
+            "{}",
+            truncated(0)
+        );
+        assert!(
+            truncated(1).contains("(frame 1 is readable; "),
+            "{}",
+            truncated(1)
+        );
+        assert!(
+            truncated(4).contains("(frames 1-4 are readable; "),
+            "{}",
+            truncated(4)
+        );
     }
 }

@@ -18,6 +18,8 @@ pub(crate) enum Sniffed {
     FlirFff,
     /// Recognised, not readable: the container's name for the error message.
     Other(&'static str),
+    /// A PNG, JPEG or TIFF picture.
+    StillImage,
     Unknown,
 }
 
@@ -92,7 +94,7 @@ pub(crate) fn sniff(b: &[u8]) -> Sniffed {
         || at(0, b"II*\0")
         || at(0, b"MM\0*")
     {
-        return Sniffed::Other("a single still image (PNG/JPEG/TIFF), not a video");
+        return Sniffed::StillImage;
     }
     if at(0, b"GIF8") {
         return Sniffed::Other("a GIF animation");
@@ -119,6 +121,9 @@ pub(crate) fn refuse(path: &Path, sniffed: Sniffed, head: &[u8]) -> VideoError {
     };
     match sniffed {
         Sniffed::Other(what) => VideoError::unsupported(path, what, "its video", ""),
+        Sniffed::StillImage => VideoError::StillImage {
+            path: path.to_path_buf(),
+        },
         _ => {
             let ext = path
                 .extension()
@@ -155,5 +160,17 @@ mod tests {
         );
         assert_eq!(sniff(b"hello world!"), Sniffed::Unknown);
         assert_eq!(sniff(b""), Sniffed::Unknown);
+    }
+
+    #[test]
+    fn a_still_image_is_refused_with_the_folder_of_frames_as_the_way_out() {
+        let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+        assert_eq!(sniff(png), Sniffed::StillImage);
+        let message = refuse(Path::new("f.png"), sniff(png), png).to_string();
+        assert_eq!(
+            message,
+            "f.png is a single still image, not a video: give the folder that holds the frames \
+             (the video's images, in natural order) instead"
+        );
     }
 }
