@@ -88,11 +88,18 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The most libtorch threads `--threads` and `train.threads` take.
+pub const MAX_THREADS: usize = 1024;
+
 /// Benchmarks are only comparable at a known thread count, so it is always set explicitly.
 fn set_threads(requested: Option<usize>) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = match requested {
         Some(0) => anyhow::bail!("--threads must be at least 1 (this machine has {cores} cores)"),
+        // libtorch gives each thread a stack: far more than the cores is a typing mistake.
+        Some(n) if n > MAX_THREADS => anyhow::bail!(
+            "--threads {n} is too many (at most {MAX_THREADS}; this machine has {cores} cores)"
+        ),
         Some(n) => n,
         None => cores,
     };

@@ -372,10 +372,27 @@ impl RunConfig {
         }
         let (height, width) = self.data.train_size.hw();
         self.model.check_train_size(height, width)?;
-        ensure!(self.train.epochs >= 1, "train.epochs must be at least 1");
+        // Upper bounds far beyond any use: past them a typing mistake overflows a step count,
+        // or asks for terabytes or a million threads, before anything says which key it was.
         ensure!(
-            self.train.batch_size >= 1,
-            "train.batch_size must be at least 1"
+            (1..=1_000_000).contains(&self.train.epochs),
+            "train.epochs must be 1 to 1000000, not {}",
+            self.train.epochs
+        );
+        ensure!(
+            (1..=65_536).contains(&self.train.batch_size),
+            "train.batch_size must be 1 to 65536, not {}",
+            self.train.batch_size
+        );
+        ensure!(
+            self.train.threads <= 1024,
+            "train.threads must be at most 1024 (0: one per core), not {}",
+            self.train.threads
+        );
+        ensure!(
+            self.train.lr_decay_rate > 0.0 && self.train.lr_decay_rate.is_finite(),
+            "train.lr_decay_rate must be a positive factor (the reference: 0.1), not {}",
+            self.train.lr_decay_rate
         );
         ensure!(
             self.train.lr > 0.0 && self.train.lr.is_finite(),
@@ -420,13 +437,15 @@ impl RunConfig {
             self.train.adam_eps
         );
         ensure!(
-            self.train.dist_timeout > 0.0 && self.train.dist_timeout.is_finite(),
-            "train.dist_timeout must be a positive number of seconds, not {}",
+            self.train.dist_timeout > 0.0 && self.train.dist_timeout <= 1e7,
+            "train.dist_timeout must be a positive number of seconds up to 1e7 (about 4 \
+             months), not {}",
             self.train.dist_timeout
         );
         ensure!(
-            self.train.processes >= 1,
-            "train.processes must be at least 1 (1: train in this process), not 0"
+            (1..=1024).contains(&self.train.processes),
+            "train.processes must be 1 to 1024 (1: train in this process), not {}",
+            self.train.processes
         );
         ensure!(
             self.train.dist_bucket_mb > 0.0 && self.train.dist_bucket_mb.is_finite(),
@@ -456,13 +475,13 @@ impl RunConfig {
         );
         let cyclic = &self.train.cyclic;
         ensure!(
-            cyclic.period >= 1
-                && cyclic.t_mult >= 1.0
+            (1..=1_000_000).contains(&cyclic.period)
+                && (1.0..=100.0).contains(&cyclic.t_mult)
                 && cyclic.epoch_size >= 1
                 && cyclic.min_lr >= 0.0
                 && cyclic.min_lr <= self.train.lr,
-            "train.cyclic = {cyclic:?}: needs period ≥ 1, t_mult ≥ 1, epoch_size ≥ 1 and \
-             0 ≤ min_lr ≤ train.lr (reference: 5, 1.2, 1024, 1e-7)"
+            "train.cyclic = {cyclic:?}: needs period 1 to 1000000, t_mult 1 to 100, \
+             epoch_size ≥ 1 and 0 ≤ min_lr ≤ train.lr (reference: 5, 1.2, 1024, 1e-7)"
         );
         ensure!(
             self.train.clip_frames >= 1,

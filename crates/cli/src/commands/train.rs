@@ -1,6 +1,6 @@
 //! `fgstp train`: train from a run configuration, or continue a run.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, ensure, Result};
 use fgstp_train::distributed::{local_workers, LaunchEnv, Launcher};
 use fgstp_train::run_config::RunConfig;
 use fgstp_train::trainer::{self, Outcome, TrainOptions};
@@ -82,8 +82,22 @@ pub fn run(args: Args, threads_from_cli: bool) -> Result<()> {
     let run_dir = match (&args.resume, args.run_dir) {
         (Some(run), _) => run.clone(),
         (None, Some(dir)) => dir,
-        (None, None) => trainer::new_run_dir(&cfg, &config_path),
+        (None, None) => {
+            let main = launch.as_ref().is_none_or(|env| env.rank == 0);
+            trainer::new_run_dir(&cfg, &config_path, main)?
+        }
     };
+    if let Some(run) = &args.resume {
+        let last = run.join("last.safetensors");
+        ensure!(
+            last.exists(),
+            "--resume {}: there is no {} (the run saved no checkpoint): start it again with \
+             --config {} --run-dir {0}",
+            run.display(),
+            last.display(),
+            config_path.display()
+        );
+    }
     // A restarted worker group continues its run; a fresh start never reuses one.
     let resume = args.resume.is_some() || (restarted && run_dir.join("last.safetensors").exists());
     if !resume && run_dir.join("last.safetensors").exists() {

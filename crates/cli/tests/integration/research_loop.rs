@@ -665,4 +665,199 @@ fn configuration_mistakes_are_named() {
         "{}",
         stderr(&out)
     );
+    // Values far beyond any use name their key instead of overflowing, aborting on a huge
+    // allocation or training with a negative learning rate.
+    for (set, key) in [
+        ("train.epochs=4000000000000000000", "train.epochs"),
+        ("train.threads=100000", "train.threads"),
+        ("train.lr_decay_rate=-1", "train.lr_decay_rate"),
+        ("train.dist_timeout=1e20", "train.dist_timeout"),
+        ("train.cyclic.t_mult=1e30", "train.cyclic"),
+        ("data.prefetch=100000000000", "prefetch"),
+    ] {
+        let out = fgstp(&[
+            "train",
+            "--config",
+            f.config.to_str().unwrap(),
+            "--set",
+            set,
+        ]);
+        assert!(
+            !out.status.success()
+                && stderr(&out).contains(key)
+                && !stderr(&out).contains("panicked"),
+            "{set}: {}",
+            stderr(&out)
+        );
+    }
+    // A run that saved no checkpoint cannot be resumed: say how to start it again.
+    let empty = f.root.join("no-checkpoint");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::copy(&f.config, empty.join("config.toml")).unwrap();
+    let out = fgstp(&["train", "--resume", empty.to_str().unwrap()]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("--run-dir"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_resumed_run_keeps_its_logs_whole_and_follows_changed_settings() {
+    let f = fixture();
+    let config = f.config.to_str().unwrap();
+    // Killed in epoch 2 (nothing saved after epoch 1, step 4): the lines of steps 5 and 6
+    // would come again after the resume.
+    let crashed = f.root.join("crashed");
+    let out = fgstp(&[
+        "train",
+        "--config",
+        config,
+        "--run-dir",
+        crashed.to_str().unwrap(),
+        "--crash-after-steps",
+        "6",
+    ]);
+    assert_eq!(out.status.code(), Some(17), "{}", stderr(&out));
+    assert!(lines(&crashed.join("losses.jsonl")).len() >= 5);
+    ok(fgstp(&["train", "--resume", crashed.to_str().unwrap()]));
+    assert_eq!(
+        lines(&crashed.join("losses.jsonl")),
+        lines(&f.run.join("losses.jsonl"))
+    );
+    assert_eq!(
+        lines(&crashed.join("metrics.jsonl")),
+        lines(&f.run.join("metrics.jsonl"))
+    );
+
+    // Resumed with another eval.best_metric: its first validation is the new best (a Jaccard
+    // recorded as best used to be compared with MAEs and never beaten).
+    let switched = f.root.join("switched");
+    ok(fgstp(&[
+        "train",
+        "--config",
+        config,
+        "--run-dir",
+        switched.to_str().unwrap(),
+        "--stop-after-steps",
+        "5",
+    ]));
+    let out = ok(fgstp(&[
+        "train",
+        "--resume",
+        switched.to_str().unwrap(),
+        "--set",
+        "eval.best_metric=\"mae\"",
+    ]));
+    assert!(
+        stderr(&out).contains("best.safetensors was chosen by"),
+        "{}",
+        stderr(&out)
+    );
+    let best = progress(&switched.join("last.safetensors"))["best"].clone();
+    assert_eq!(
+        (best["metric"].as_str(), best["epoch"].as_u64()),
+        (Some("mae"), Some(2)),
+        "{best}"
+    );
+
+    // An averaged run resumed with train.ema_decay = 0 goes on from its trained weights: its
+    // last validation is the plain run's (it was the frozen average's).
+    let averaged = f.root.join("average-dropped");
+    ok(fgstp(&[
+        "train",
+        "--config",
+        config,
+        "--run-dir",
+        averaged.to_str().unwrap(),
+        "--set",
+        "train.ema_decay=0.9",
+        "--set",
+        "train.ema_from_epoch=2",
+        "--stop-after-steps",
+        "5",
+    ]));
+    let out = ok(fgstp(&[
+        "train",
+        "--resume",
+        averaged.to_str().unwrap(),
+        "--set",
+        "train.ema_decay=0",
+    ]));
+    assert!(
+        stderr(&out).contains("their average is dropped"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        lines(&averaged.join("metrics.jsonl")),
+        lines(&f.run.join("metrics.jsonl"))
+    );
+}
+
+#[test]
+fn two_trainings_never_write_one_run_directory() {
+    let f = fixture();
+    let run = f.root.join("contested");
+    let config = f.config.to_str().unwrap();
+    let mut first = Command::new(FGSTP)
+        .args([
+            "train",
+            "--config",
+            config,
+            "--run-dir",
+            run.to_str().unwrap(),
+        ])
+        .args(["--set", "train.epochs=200"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !run.join("last.safetensors").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the first run never saved"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Resuming a run that is still training (a second terminal, a requeued job) would
+    // interleave the two runs' logs and checkpoints.
+    let second = fgstp(&["train", "--resume", run.to_str().unwrap()]);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert!(!second.status.success());
+    assert!(
+        stderr(&second).contains("being written by another training")
+            && stderr(&second).contains(&format!("process {}", first.id())),
+        "{}",
+        stderr(&second)
+    );
+    // Runs named by the second they start in each get a directory of their own.
+    let named = f.root.join("named");
+    let text = std::fs::read_to_string(&f.config)
+        .unwrap()
+        .replace("[log]", &format!("[log]\ndir = \"{}\"", named.display()));
+    let config = f.root.join("named.toml");
+    std::fs::write(&config, text).unwrap();
+    // Started together: in the same second, unless one lands just across its boundary.
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(FGSTP)
+                .args(["train", "--config", config.to_str().unwrap()])
+                .args(["--set", "train.epochs=1"])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for run in runs {
+        let run = run.wait_with_output().unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let dirs = std::fs::read_dir(&named).unwrap().count();
+    assert_eq!(dirs, 2);
 }

@@ -9,7 +9,9 @@ use crate::synth::{generate, read_record, SynthConfig, GENERATOR_VERSION};
 /// Generates the synthetic dataset `synth` describes at `root` unless it exists already, in
 /// which case it must have been made with the same settings. It is written to
 /// `<root>.partial` and renamed into place when complete, so an interrupted generation is
-/// simply redone. `on_start(frames)` is called before generating, `progress` once per frame.
+/// simply redone; `<root>.lock` keeps two processes (two trainings started at once) from
+/// writing it together: the second waits and then uses the first one's.
+/// `on_start(frames)` is called before generating, `progress` once per frame.
 pub fn prepare(
     root: &Path,
     synth: &SynthConfig,
@@ -19,19 +21,49 @@ pub fn prepare(
     if root.exists() {
         return check_generated_with(root, synth);
     }
-    let mut partial = root.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
+    let sibling = |suffix: &str| {
+        let mut path = root.as_os_str().to_owned();
+        path.push(suffix);
+        PathBuf::from(path)
+    };
+    let (partial, lock_path) = (sibling(".partial"), sibling(".lock"));
     let write_error = |path: &Path, e: std::io::Error| DataError::Write {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| write_error(parent, e))?;
+    }
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| write_error(&lock_path, e))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            eprintln!(
+                "another process is generating {}: waiting for it",
+                root.display()
+            );
+            lock.lock().map_err(|e| write_error(&lock_path, e))?;
+        }
+        // A file system without locks: generate as if alone.
+        Err(std::fs::TryLockError::Error(_)) => {}
+    }
+    // The holder may have finished while this one waited.
+    if root.exists() {
+        return check_generated_with(root, synth);
+    }
     if partial.exists() {
         std::fs::remove_dir_all(&partial).map_err(|e| write_error(&partial, e))?;
     }
     on_start(synth.scenes.saturating_mul(synth.frames) as u64);
     generate(synth, &partial, progress)?;
     std::fs::rename(&partial, root).map_err(|e| write_error(root, e))?;
+    // Whoever waits on it re-checks `root` once it has the lock; later ones find `root`.
+    let _ = std::fs::remove_file(&lock_path);
     Ok(())
 }
 
@@ -90,5 +122,46 @@ mod tests {
         // Data the user brought (no synth.toml) is never second-guessed.
         std::fs::remove_file(root.join("synth.toml")).unwrap();
         check_generated_with(&root, &other).unwrap();
+    }
+
+    #[test]
+    fn two_trainings_starting_at_once_share_one_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data").join("synth");
+        let cfg = SynthConfig {
+            scenes: 6,
+            frames: 3,
+            width: 32,
+            height: 32,
+            ..SynthConfig::default()
+        };
+        let generations = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            let runs: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        prepare(
+                            &root,
+                            &cfg,
+                            |_| {
+                                generations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            },
+                            &|| (),
+                        )
+                    })
+                })
+                .collect();
+            for run in runs {
+                run.join().unwrap().unwrap();
+            }
+        });
+        // Either one generated and the other waited, or the second found it finished.
+        assert_eq!(generations.into_inner(), 1);
+        check_generated_with(&root, &cfg).unwrap();
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("data"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["synth"], "no .partial or .lock left beside the data");
     }
 }

@@ -591,7 +591,14 @@ fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Res
     let tmp = temporary
         .tempfile_in(dir)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    let permissions = tmp.as_file().metadata().map(|m| m.permissions());
     write(tmp.path())?;
+    // `write` may put a file of its own there (safetensors writes a 0o600 temporary file and
+    // renames it over ours): the mode is set back.
+    if let Ok(permissions) = permissions {
+        std::fs::set_permissions(tmp.path(), permissions)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     std::fs::File::open(tmp.path())
         .and_then(|f| f.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))?;
@@ -622,5 +629,29 @@ mod tests {
         assert_eq!(names.len(), 1, "only the real file remains");
         write_bytes(b"new").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_safetensors_checkpoint_gets_the_mode_of_any_new_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        // What the umask lets a plain new file have (0o644 under the usual 0o022).
+        let plain = dir.path().join("plain");
+        std::fs::File::create(&plain).unwrap();
+        let path = dir.path().join("w.safetensors");
+        let weights =
+            StateDict::from_tensors(vec![("w".into(), Tensor::ones([2], tch::kind::FLOAT_CPU))])
+                .unwrap();
+        weights.write(&path).unwrap();
+        assert_eq!(mode(&path), mode(&plain), "safetensors' own 0o600 was kept");
+        write_safetensors(
+            &path,
+            &[("w".into(), Tensor::ones([2], tch::kind::FLOAT_CPU))],
+            HashMap::new(),
+        )
+        .unwrap();
+        assert_eq!(mode(&path), mode(&plain));
     }
 }

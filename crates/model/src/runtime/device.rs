@@ -81,7 +81,8 @@ impl DeviceSpec {
             Self::Cuda(i) if i < gpus => Ok(Device::Cuda(i)),
             Self::Cuda(i) if gpus == 0 => bail!(
                 "device cuda:{i} requested but libtorch sees no CUDA GPU (no GPU, no driver, or a \
-                 CPU-only libtorch; `fgstp info` shows what was found); use --device cpu or auto"
+                 CPU-only libtorch; `fgstp info` shows what was found); set train.device to \
+                 \"cpu\" or \"auto\" (--set 'train.device=\"cpu\"')"
             ),
             Self::Cuda(i) => bail!(
                 "device cuda:{i} requested but only {gpus} GPU(s) are visible (cuda:0 … cuda:{})",

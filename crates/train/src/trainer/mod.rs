@@ -231,6 +231,8 @@ pub struct Trainer<'a> {
     comm: CommClock,
     /// The moving average of the weights (`train.ema_decay`), from `ema_from_epoch` on.
     average: Option<WeightAverage>,
+    /// Rank 0's lock on the run directory, held while it trains.
+    _run_lock: Option<std::fs::File>,
 }
 
 impl<'a> Trainer<'a> {
@@ -249,6 +251,11 @@ impl<'a> Trainer<'a> {
         cfg.model.precision.set_backend_flags()?;
         let config_toml = toml::to_string_pretty(cfg)?;
         let is_main = dist.as_ref().is_none_or(|d| d.is_main());
+        let run_lock = if is_main {
+            lock_run_dir(&opts.run_dir)?
+        } else {
+            None
+        };
         let set_up = || -> Result<()> {
             std::fs::create_dir_all(&opts.run_dir).with_context(|| {
                 format!("cannot create the run directory {}", opts.run_dir.display())
@@ -314,21 +321,42 @@ impl<'a> Trainer<'a> {
                 .with_context(|| format!("cannot resume from {}", last.display()))?;
             adam.load_state(|key| loaded.tensors.get(key).map(|t| t.to_device(device)))?;
             progress = loaded.progress;
+            // A best chosen by another metric cannot be compared with this one's values.
+            if let Some(best) = progress.best.take_if(|b| b.metric != cfg.eval.best_metric) {
+                if is_main {
+                    eprintln!(
+                        "best.safetensors was chosen by {} ({:.4} after epoch {}); with \
+                         eval.best_metric = {:?} the next validation replaces it, and later \
+                         ones are compared with that",
+                        best.metric, best.value, best.epoch, cfg.eval.best_metric
+                    );
+                }
+            }
             // A checkpoint with live weights holds the average under the model's keys.
             if loaded
                 .tensors
                 .iter()
                 .any(|(key, _)| key.starts_with(LIVE_PREFIX))
             {
-                average = Some(
+                let resumed =
                     WeightAverage::resume(&vs, cfg.train.ema_decay, progress.ema_updates, |key| {
                         loaded
                             .tensors
                             .get(&format!("{LIVE_PREFIX}{key}"))
                             .map(|t| t.to_device(device))
                     })
-                    .with_context(|| format!("cannot resume from {}", last.display()))?,
-                );
+                    .with_context(|| format!("cannot resume from {}", last.display()))?;
+                // Without an average from now on, the model goes on from the trained weights
+                // (an average no longer updated would be validated and saved as it is).
+                if cfg.train.ema_decay > 0.0 {
+                    average = Some(resumed);
+                } else if is_main {
+                    eprintln!(
+                        "train.ema_decay = 0: training goes on from the trained weights of {}; \
+                         their average is dropped",
+                        last.display()
+                    );
+                }
             }
             progress.resume_position(cfg.train.batch_size);
             if is_main {
@@ -357,7 +385,8 @@ impl<'a> Trainer<'a> {
         }
         let log = if is_main {
             overrides::write(cfg, &opts.run_dir.join("config.toml"))?;
-            RunLog::open(&opts.run_dir, cfg.log.tensorboard)?
+            let resumed_at = opts.resume.then_some(progress.step);
+            RunLog::open(&opts.run_dir, cfg.log.tensorboard, resumed_at)?
         } else {
             RunLog::none()
         };
@@ -379,6 +408,7 @@ impl<'a> Trainer<'a> {
             agreed_stop: false,
             comm: CommClock::default(),
             average,
+            _run_lock: run_lock,
         })
     }
 
@@ -1036,6 +1066,31 @@ fn best_path(opts: &TrainOptions) -> PathBuf {
     opts.run_dir.join("best.safetensors")
 }
 
+/// Keeps the lines of the JSON-lines log `path` whose `step` is at most `step` (a line cut off
+/// by a kill is dropped too); a missing log is left missing.
+fn drop_lines_after(path: &Path, step: u64) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let kept: String = text
+        .lines()
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s <= step)
+        })
+        .flat_map(|line| [line, "\n"])
+        .collect();
+    if kept.len() == text.len() {
+        return Ok(());
+    }
+    fgstp_metrics::io::write_atomically(path, kept.as_bytes())
+        .with_context(|| format!("cannot rewrite {}", path.display()))
+}
+
 /// What a run writes besides checkpoints: `metrics.jsonl`, `losses.jsonl` and TensorBoard
 /// events.
 struct RunLog {
@@ -1046,7 +1101,14 @@ struct RunLog {
 }
 
 impl RunLog {
-    fn open(run_dir: &Path, tensorboard: bool) -> Result<Self> {
+    /// Opens the logs for appending; a run resumed at step `resumed_at` first loses the lines
+    /// of later steps (written before a kill or a failed save, they would come again).
+    fn open(run_dir: &Path, tensorboard: bool, resumed_at: Option<u64>) -> Result<Self> {
+        if let Some(step) = resumed_at {
+            for name in ["metrics.jsonl", "losses.jsonl"] {
+                drop_lines_after(&run_dir.join(name), step)?;
+            }
+        }
         let append = |name: &str| {
             std::fs::OpenOptions::new()
                 .create(true)
@@ -1151,15 +1213,79 @@ pub fn prepare_data(cfg: &RunConfig) -> Result<()> {
     Ok(())
 }
 
-/// The run directory for a new run: `<log.dir>/<name>-<YYYYmmdd-HHMMSS>`.
-pub fn new_run_dir(cfg: &RunConfig, config_path: &Path) -> PathBuf {
+/// Locks `run_dir` for this process (creating it): two trainings writing one run directory
+/// interleave their logs and overwrite each other's checkpoints. The lock is the OS's (released
+/// when the process ends, however it ends); `.lock` names the holder. `None` where the file
+/// system has no locks (said once).
+fn lock_run_dir(run_dir: &Path) -> Result<Option<std::fs::File>> {
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("cannot create the run directory {}", run_dir.display()))?;
+    let path = run_dir.join(".lock");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "{} is being written by another training ({}): wait for it to end, or give \
+                 this one another --run-dir",
+                run_dir.display(),
+                holder.trim()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            eprintln!(
+                "warning: cannot lock {} ({e}); nothing keeps another training from writing \
+                 the same run directory",
+                path.display()
+            );
+            return Ok(None);
+        }
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    file.set_len(0)?;
+    writeln!(file, "process {} on {}", std::process::id(), host.trim())?;
+    Ok(Some(file))
+}
+
+/// The run directory for a new run: `<log.dir>/<name>-<YYYYmmdd-HHMMSS>`, or with `-2`, `-3` …
+/// after it when another run took that second's name. With `claim` the directory is created
+/// here (atomically: of runs started in the same second each gets its own); without, it is only
+/// proposed (ranks other than 0, which take rank 0's).
+pub fn new_run_dir(cfg: &RunConfig, config_path: &Path, claim: bool) -> Result<PathBuf> {
     let name = cfg.log.name.clone().unwrap_or_else(|| {
         config_path
             .file_stem()
             .map_or("run".into(), |s| s.to_string_lossy().into_owned())
     });
     let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-    cfg.log.dir.join(format!("{name}-{stamp}"))
+    let base = cfg.log.dir.join(format!("{name}-{stamp}"));
+    if !claim {
+        return Ok(base);
+    }
+    std::fs::create_dir_all(&cfg.log.dir)
+        .with_context(|| format!("cannot create log.dir {}", cfg.log.dir.display()))?;
+    for n in 1..=1000 {
+        let dir = match n {
+            1 => base.clone(),
+            n => PathBuf::from(format!("{}-{n}", base.display())),
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+        }
+    }
+    bail!(
+        "{}: a thousand runs started in the same second",
+        base.display()
+    )
 }
 
 /// `report`'s value of metric `key` if it beats `best` in the registry's direction for that
@@ -1169,7 +1295,9 @@ fn new_best(key: &str, report: &Report, best: Option<&Best>) -> Option<f64> {
     // The configuration was validated against the registry.
     let metric = registry::find(key)?;
     let value = report.overall.get(key)?;
-    best.is_none_or(|b| metric.better.improves(value, b.value))
+    // A best of another metric (from a run resumed with another `eval.best_metric`) is none.
+    best.filter(|b| b.metric == key)
+        .is_none_or(|b| metric.better.improves(value, b.value))
         .then_some(value)
 }
 
@@ -1198,19 +1326,32 @@ mod tests {
 
     #[test]
     fn leak_fpr_picks_the_lower_and_leak_recall_the_higher_value() {
-        let best = |value| Best {
-            metric: String::new(),
+        let best = |metric: &str, value| Best {
+            metric: metric.into(),
             value,
             epoch: 0,
         };
         let (quiet, noisy) = (validation(1, 4), validation(3, 4));
         assert_eq!(noisy.overall.get("leak_fpr"), Some(0.75));
         assert_eq!(new_best("leak_fpr", &quiet, None), Some(0.25));
-        assert_eq!(new_best("leak_fpr", &quiet, Some(&best(0.75))), Some(0.25));
-        assert_eq!(new_best("leak_fpr", &noisy, Some(&best(0.25))), None);
+        assert_eq!(
+            new_best("leak_fpr", &quiet, Some(&best("leak_fpr", 0.75))),
+            Some(0.25)
+        );
+        assert_eq!(
+            new_best("leak_fpr", &noisy, Some(&best("leak_fpr", 0.25))),
+            None
+        );
         // leak_recall is absent without leak frames: never a new best.
         assert_eq!(new_best("leak_recall", &quiet, None), None);
-        // A higher-is-better metric the other way round.
-        assert_eq!(new_best("mae", &quiet, Some(&best(0.0))), None);
+        // A lower-is-better metric never beats 0.
+        let mae = quiet.overall.get("mae").unwrap();
+        assert_eq!(new_best("mae", &quiet, Some(&best("mae", 0.0))), None);
+        // A best recorded by another metric (a run resumed with another eval.best_metric) is
+        // not compared with: a Jaccard of 0 read as an MAE would never be beaten.
+        assert_eq!(
+            new_best("mae", &quiet, Some(&best("jaccard", 0.0))),
+            Some(mae)
+        );
     }
 }

@@ -56,12 +56,16 @@ pub fn cyclic_position(cfg: &CyclicConfig, step: u64) -> (u64, u64) {
         return (step, period);
     }
     let mut start = period + 1; // first step of the current cycle, whose t = 1
+    if cfg.t_mult == 1.0 {
+        // Cycles of one length: no walk over them (a step at a time with period 1).
+        return ((step - start) % period + 1, period);
+    }
     loop {
         period = (period as f64 * cfg.t_mult).ceil() as u64;
-        if step < start + period {
+        if step < start.saturating_add(period) {
             return (step - start + 1, period);
         }
-        start += period;
+        start = start.saturating_add(period);
     }
 }
 
@@ -146,5 +150,29 @@ mod tests {
             })
             .collect();
         assert_eq!(ends, [5, 11, 19, 29, 41, 56, 74]);
+    }
+
+    #[test]
+    fn cycles_of_one_length_are_placed_without_walking_them() {
+        let c = CyclicConfig {
+            period: 3,
+            t_mult: 1.0,
+            ..CyclicConfig::default()
+        };
+        let t: Vec<u64> = (0..11).map(|k| cyclic_position(&c, k).0).collect();
+        assert_eq!(t, [0, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1]);
+        let one = CyclicConfig {
+            period: 1,
+            t_mult: 1.0,
+            ..CyclicConfig::default()
+        };
+        assert_eq!(cyclic_position(&one, 1 << 50), (1, 1));
+        // The largest growth the configuration takes, at a step far beyond any run: no overflow.
+        let steep = CyclicConfig {
+            period: 1_000_000,
+            t_mult: 100.0,
+            ..CyclicConfig::default()
+        };
+        assert!(cyclic_position(&steep, u64::MAX - 1).0 >= 1);
     }
 }
