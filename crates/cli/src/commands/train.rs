@@ -112,7 +112,8 @@ pub fn run(args: Args, threads_from_cli: bool) -> Result<()> {
     let distributed = launch.is_some();
     let first = std::sync::OnceLock::<std::time::Instant>::new();
     // Ctrl-C and SIGTERM. Under a launcher the same Ctrl-C arrives twice (from the terminal and
-    // forwarded by torchrun): a repeat within 3 s is that echo, not a request to abort.
+    // forwarded by torchrun or by `--nproc`'s launcher): a repeat within 3 s is that echo, not a
+    // request to abort.
     ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
             let echo = distributed
@@ -185,8 +186,17 @@ pub fn run(args: Args, threads_from_cli: bool) -> Result<()> {
 fn start_local_workers(n: usize) -> Result<()> {
     let exe = std::env::current_exe()?;
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    // Ctrl-C reaches the workers from the terminal; this process only waits for them to save.
-    ctrlc::set_handler(|| {})?;
+    // SIGINT, SIGTERM and SIGHUP are counted here and passed on by `local_workers::run` to
+    // each worker as SIGTERM (each saves and stops as on Ctrl-C), while this process keeps
+    // waiting for them: `kill PID` or `docker stop` signal this process alone. A Ctrl-C at the
+    // terminal also reaches the workers directly; the one passed on follows within
+    // milliseconds, which a worker takes as the launcher's echo (see `run`), not as a second
+    // Ctrl-C.
+    let signals = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let received = Arc::clone(&signals);
+    ctrlc::set_handler(move || {
+        received.fetch_add(1, Ordering::SeqCst);
+    })?;
     eprintln!("starting {n} local workers (ranks 0–{})", n - 1);
-    local_workers::run(n, &exe, &args, std::time::Duration::from_secs(30))
+    local_workers::run(n, &exe, &args, std::time::Duration::from_secs(30), &signals)
 }

@@ -9,7 +9,9 @@
 //!   TCPStore at `MASTER_ADDR:MASTER_PORT`, so every rank (rank 0 included) connects as a client.
 //! - **static**: the same six variables set by hand or by another tool (rank 0 hosts the store).
 //! - **Slurm**: tasks started by `srun` (recognised by `SLURM_PROCID` together with
-//!   `SLURM_STEP_ID`; a batch script alone runs no tasks), read from `SLURM_*`.
+//!   `SLURM_STEP_ID`; a batch script alone runs no tasks), read from `SLURM_*`. A step of one
+//!   task (`srun --pty bash`, salloc's interactive step) is no launcher: its process trains
+//!   as if started by hand.
 //! - **local**: `fgstp train --nproc N` ([`super::local_workers`]) sets the six variables and
 //!   `FGSTP_LOCAL_LAUNCH=1`.
 //!
@@ -79,7 +81,9 @@ impl LaunchEnv {
     ///   [`Launcher::Local`] with `FGSTP_LOCAL_LAUNCH=1`, else [`Launcher::Torchrun`] when
     ///   `TORCHELASTIC_USE_AGENT_STORE` is true (`true`/`1`, any case),
     ///   `TORCHELASTIC_RESTART_COUNT` or `GROUP_RANK` is set, else [`Launcher::Static`].
-    /// - Otherwise an `srun` task (`SLURM_PROCID` and `SLURM_STEP_ID` set) makes a Slurm job:
+    /// - Otherwise an `srun` task (`SLURM_PROCID` and `SLURM_STEP_ID` set) of a step of more
+    ///   than one task makes a Slurm job (the only task of a step, e.g. `srun --pty bash`, is
+    ///   `None`: a single process, which may start its own local workers):
     ///   rank `SLURM_PROCID`, world `SLURM_NTASKS` (or `SLURM_NPROCS`), local rank
     ///   `SLURM_LOCALID`; the local world size is the first number of
     ///   `SLURM_NTASKS_PER_NODE`, else this node's entry (by `SLURM_NODEID`) of
@@ -114,6 +118,9 @@ impl LaunchEnv {
             ),
             (None, None) => {
                 if get("SLURM_PROCID").is_some() && get("SLURM_STEP_ID").is_some() {
+                    if is_one_task_slurm_step(&get) {
+                        return Ok(None);
+                    }
                     from_slurm_vars(&get).map(Some)
                 } else {
                     Ok(None)
@@ -225,6 +232,16 @@ fn from_rank_vars(
         restart_count,
         launcher,
     })
+}
+
+/// Whether this is the only task of its Slurm step (`SLURM_NTASKS`, else `SLURM_NPROCS`, is
+/// 1, and `SLURM_PROCID` 0): an interactive shell (`srun --pty bash`, salloc's interactive
+/// step) or a one-task `srun`. No launcher started this process as a rank of a job, so it
+/// trains alone or starts its own workers (`--nproc`, `train.processes`) rather than host a
+/// store on the job's fixed port (which a second training in the same shell would find in use).
+fn is_one_task_slurm_step(get: &impl Fn(&str) -> Option<String>) -> bool {
+    let tasks = get("SLURM_NTASKS").or_else(|| get("SLURM_NPROCS"));
+    tasks.as_deref() == Some("1") && get("SLURM_PROCID").as_deref() == Some("0")
 }
 
 /// A task of an `srun` step (`SLURM_PROCID` and `SLURM_STEP_ID` set, `RANK`/`WORLD_SIZE` not).
@@ -656,19 +673,43 @@ mod tests {
         // RANK / WORLD_SIZE override Slurm's variables.
         let both = with(&SLURM, &STATIC);
         assert_eq!(env(&both).launcher, Launcher::Static);
-        // One task.
-        let single = env(&with(
-            &SLURM,
-            &[
-                ("SLURM_PROCID", "0"),
-                ("SLURM_NTASKS", "1"),
-                ("SLURM_LOCALID", "0"),
-                ("SLURM_STEP_TASKS_PER_NODE", "1"),
-            ],
+    }
+
+    #[test]
+    fn the_only_task_of_a_slurm_step_is_single_process() {
+        // `srun --pty bash` (or salloc's interactive step) sets these in the shell, and so in
+        // every `fgstp train` started from it: no launcher, so `--nproc` and
+        // `train.processes` start local workers, and no store is hosted on the job's port.
+        let shell = [
+            ("SLURM_PROCID", "0"),
+            ("SLURM_STEP_ID", "0"),
+            ("SLURM_NTASKS", "1"),
+            ("SLURM_LOCALID", "0"),
+            ("SLURM_NTASKS_PER_NODE", "1"),
+            ("SLURM_JOB_ID", "1234"),
+            ("SLURM_STEP_NODELIST", "localhost"),
+        ];
+        assert_eq!(read(&shell).unwrap(), None);
+        // SLURM_NPROCS stands in for SLURM_NTASKS, as it does for a job.
+        let nprocs = with(&shell, &[("SLURM_NTASKS", ""), ("SLURM_NPROCS", "1")]);
+        assert_eq!(read(&nprocs).unwrap(), None);
+        // Inside the step, the variables of `--nproc`'s workers (or torchrun's) still win.
+        let worker = with(&shell, &with(&STATIC, &[("FGSTP_LOCAL_LAUNCH", "1")]));
+        assert_eq!(env(&worker).launcher, Launcher::Local);
+        // A step of two tasks is a job of two ranks.
+        let two = env(&with(
+            &shell,
+            &[("SLURM_NTASKS", "2"), ("SLURM_NTASKS_PER_NODE", "2")],
         ));
         assert_eq!(
-            (single.rank, single.world_size, single.local_world_size),
-            (0, 1, 1)
+            (two.rank, two.world_size, two.launcher),
+            (0, 2, Launcher::Slurm)
+        );
+        // A task numbered beyond its one-task step is still a mistake, named.
+        let e = error(&with(&shell, &[("SLURM_PROCID", "1")]));
+        assert!(
+            e.contains("SLURM_PROCID=1 is not below SLURM_NTASKS=1"),
+            "{e}"
         );
     }
 

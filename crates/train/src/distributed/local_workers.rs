@@ -6,11 +6,17 @@
 //! `OMP_NUM_THREADS=1` unless the user set it.
 //!
 //! Signals: the workers stay in this process's process group, so Ctrl-C at the terminal
-//! reaches every worker directly (each saves and stops on its own). The caller should install a
-//! Ctrl-C handler in the launching process (as `fgstp train` does) so that it keeps waiting for
-//! the workers instead of exiting before them. SIGTERM sent to this process alone is *not*
-//! forwarded to the workers: that would need `libc` (not a dependency of this crate); signal
-//! the whole process group instead (`kill -TERM -PGID`), as a terminal or a job scheduler does.
+//! reaches every worker directly, and [`run`] passes each SIGINT/SIGTERM this process receives
+//! on to every worker still running, as SIGTERM (through the counter the caller's signal
+//! handler increments; `fgstp train` installs one): `kill PID`, `docker stop` or Kubernetes
+//! signal the launcher alone, and each worker saves and stops as it does on its own signal. A
+//! Ctrl-C at the terminal thus reaches a worker twice within milliseconds (from the terminal
+//! and passed on); `fgstp train`'s workers take a repeat within 3 s as that echo, not as the
+//! second Ctrl-C that aborts. And each worker is started with a parent-death signal
+//! (SIGTERM, Linux's `PR_SET_PDEATHSIG`): when this process dies without passing anything on
+//! (SIGKILL, a crash, the OOM killer) the workers save and stop instead of training on as
+//! orphans. The kernel sends it when the *thread* that started the worker ends, so call
+//! [`run`] from a thread that lives until it returns (the main thread, as `fgstp train` does).
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -18,6 +24,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -25,6 +32,28 @@ use anyhow::{bail, Context, Result};
 
 /// The signal `Child::kill` sends.
 const SIGKILL: i32 = 9;
+
+/// The signal passed on to the workers, and their parent-death signal: `fgstp train` saves
+/// `last` and stops on it as on Ctrl-C.
+const SIGTERM: i32 = 15;
+
+// The C library's calls this module needs (the `libc` crate is not a dependency of this crate;
+// these are the signatures of glibc and musl on Linux, where `pid_t` is `int`).
+extern "C" {
+    fn kill(pid: i32, signal: i32) -> i32;
+    #[cfg(target_os = "linux")]
+    fn getppid() -> i32;
+    #[cfg(target_os = "linux")]
+    fn prctl(option: i32, ...) -> i32;
+}
+
+/// Linux's `prctl` option that sets the signal a process gets when its parent dies.
+#[cfg(target_os = "linux")]
+const PR_SET_PDEATHSIG: i32 = 1;
+
+/// `ESRCH` ("no such process"), the error of a worker whose launcher died before it started.
+#[cfg(target_os = "linux")]
+const ESRCH: i32 = 3;
 
 /// How often the workers are polled.
 const POLL: Duration = Duration::from_millis(50);
@@ -44,9 +73,19 @@ const OUTER_LAUNCHER_VARS: [&str; 3] = [
 /// notice the lost peer) and then killed; returns Ok(()) if all exited 0, else an error naming
 /// each failed rank and its exit status/signal, the first failure first.
 ///
-/// The workers inherit stdin, stdout and stderr, and this process's process group (see the
-/// module documentation for signals). Workers are polled every 50 ms.
-pub fn run(n: usize, exe: &Path, args: &[OsString], grace: Duration) -> Result<()> {
+/// `signals` counts the SIGINT/SIGTERM this process received (the caller's signal handler adds
+/// 1 to it for each): each one counted is passed on to every worker still running as SIGTERM.
+///
+/// The workers inherit stdin, stdout and stderr, and this process's process group, and get
+/// SIGTERM if the calling thread dies (see the module documentation for signals). Workers are
+/// polled, and signals passed on, every 50 ms.
+pub fn run(
+    n: usize,
+    exe: &Path,
+    args: &[OsString],
+    grace: Duration,
+    signals: &AtomicUsize,
+) -> Result<()> {
     if n == 0 {
         bail!("--nproc 0: start at least one worker");
     }
@@ -69,6 +108,7 @@ pub fn run(n: usize, exe: &Path, args: &[OsString], grace: Duration) -> Result<(
         if set_omp {
             cmd.env("OMP_NUM_THREADS", "1");
         }
+        stop_with_parent(&mut cmd);
         match cmd.spawn() {
             Ok(child) => children.push(child),
             Err(err) => {
@@ -82,9 +122,37 @@ pub fn run(n: usize, exe: &Path, args: &[OsString], grace: Duration) -> Result<(
             }
         }
     }
-    let outcomes = supervise(children, grace)?;
+    let outcomes = supervise(children, grace, signals)?;
     report(n, &outcomes, grace)
 }
+
+/// Makes the process `cmd` starts get SIGTERM when the thread that starts it ends (with this
+/// process, whatever kills it), so that a worker saves and stops rather than train on as an
+/// orphan. If the launcher died between the fork and the `prctl` (the signal would never
+/// come), the worker is not started.
+#[cfg(target_os = "linux")]
+fn stop_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // Read before the fork: the worker's parent is this process.
+    let launcher = std::process::id() as i32;
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed: it makes two system calls and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if prctl(PR_SET_PDEATHSIG, SIGTERM as std::ffi::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Reparented already: the launcher died before the prctl took effect.
+            if getppid() != launcher {
+                return Err(std::io::Error::from_raw_os_error(ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn stop_with_parent(_cmd: &mut Command) {}
 
 /// A free TCP port on 127.0.0.1: binds port 0, reads the port the system chose, and releases
 /// it (another process could take it before rank 0 binds it, as with torchrun).
@@ -107,12 +175,18 @@ enum Outcome {
     Killed,
 }
 
-/// Waits for every worker; after the first failure, kills those still running once `grace`
-/// has passed.
-fn supervise(mut children: Vec<Child>, grace: Duration) -> Result<Vec<Outcome>> {
+/// Waits for every worker, passing on to those still running each signal `signals` counts;
+/// after the first failure, kills those still running once `grace` has passed.
+fn supervise(
+    mut children: Vec<Child>,
+    grace: Duration,
+    signals: &AtomicUsize,
+) -> Result<Vec<Outcome>> {
     let mut outcomes: Vec<Outcome> = children.iter().map(|_| Outcome::Running).collect();
     let mut ended = 0;
     let mut deadline: Option<Instant> = None;
+    // From 0: a signal that came while the workers were being started is passed on too.
+    let mut passed_on = 0;
     loop {
         for (rank, child) in children.iter_mut().enumerate() {
             if !matches!(outcomes[rank], Outcome::Running) {
@@ -141,6 +215,16 @@ fn supervise(mut children: Vec<Child>, grace: Duration) -> Result<Vec<Outcome>> 
         }
         if ended == children.len() {
             return Ok(outcomes);
+        }
+        let received = signals.load(Ordering::SeqCst);
+        while passed_on < received {
+            for (child, outcome) in children.iter().zip(&outcomes) {
+                if matches!(outcome, Outcome::Running) {
+                    // Not reaped yet, so the id is still this worker's. SAFETY: a plain call.
+                    unsafe { kill(child.id() as i32, SIGTERM) };
+                }
+            }
+            passed_on += 1;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             for (rank, child) in children.iter_mut().enumerate() {
@@ -257,18 +341,29 @@ mod tests {
         vec!["-c".into(), script.into()]
     }
 
+    /// No signal received.
+    static NONE: AtomicUsize = AtomicUsize::new(0);
+
     #[test]
     fn every_rank_gets_the_launch_variables() {
         let script = r#"test "$RANK" -lt 2 && test "$WORLD_SIZE" = 2 && test -n "$MASTER_PORT" \
             && test "$LOCAL_RANK" = "$RANK" && test "$LOCAL_WORLD_SIZE" = 2 \
             && test "$MASTER_ADDR" = 127.0.0.1 && test "$FGSTP_LOCAL_LAUNCH" = 1 \
             && test -n "$OMP_NUM_THREADS" && test -z "$TORCHELASTIC_USE_AGENT_STORE""#;
-        run(2, Path::new("/bin/sh"), &sh(script), Duration::from_secs(1)).unwrap();
+        run(
+            2,
+            Path::new("/bin/sh"),
+            &sh(script),
+            Duration::from_secs(1),
+            &NONE,
+        )
+        .unwrap();
         run(
             1,
             Path::new("/bin/sh"),
             &sh("test $RANK = 0"),
             Duration::from_secs(1),
+            &NONE,
         )
         .unwrap();
     }
@@ -280,6 +375,7 @@ mod tests {
             Path::new("/bin/sh"),
             &sh("exit $((RANK*3))"),
             Duration::from_secs(5),
+            &NONE,
         )
         .unwrap_err()
         .to_string();
@@ -293,7 +389,7 @@ mod tests {
         let grace = Duration::from_millis(500);
         let start = Instant::now();
         let script = r#"if [ "$RANK" = 1 ]; then exit 7; fi; exec sleep 30"#;
-        let err = run(2, Path::new("/bin/sh"), &sh(script), grace)
+        let err = run(2, Path::new("/bin/sh"), &sh(script), grace, &NONE)
             .unwrap_err()
             .to_string();
         let elapsed = start.elapsed();
@@ -314,6 +410,7 @@ mod tests {
             Path::new("/bin/sh"),
             &sh(script),
             Duration::from_secs(10),
+            &NONE,
         )
         .unwrap_err()
         .to_string();
@@ -333,6 +430,7 @@ mod tests {
             Path::new("/bin/sh"),
             &sh("kill -TERM $$"),
             Duration::from_secs(1),
+            &NONE,
         )
         .unwrap_err()
         .to_string();
@@ -343,12 +441,72 @@ mod tests {
     }
 
     #[test]
+    fn a_signal_to_the_launcher_is_passed_on_to_every_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        // Each worker exits 0 on SIGTERM, and 1 after 10 s without it.
+        let script = format!(
+            r#"trap 'exit 0' TERM; touch "{}/ready.$RANK"; i=0
+            while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; exit 1"#,
+            dir.path().display()
+        );
+        let signals = AtomicUsize::new(0);
+        let start = Instant::now();
+        thread::scope(|scope| {
+            // As `fgstp train`'s signal handler does, once both workers trap SIGTERM.
+            scope.spawn(|| {
+                while !(0..2).all(|r| dir.path().join(format!("ready.{r}")).exists()) {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                signals.fetch_add(1, Ordering::SeqCst);
+            });
+            run(
+                2,
+                Path::new("/bin/sh"),
+                &sh(&script),
+                Duration::from_secs(1),
+                &signals,
+            )
+            .unwrap();
+        });
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_worker_gets_sigterm_when_the_thread_that_started_it_ends() {
+        // The launcher's death, in miniature: the kernel sends the parent-death signal when
+        // the starting thread ends, as it does when the whole launcher dies.
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "exec sleep 30"]);
+        stop_with_parent(&mut cmd);
+        let start = Instant::now();
+        let mut child = thread::spawn(move || cmd.spawn().unwrap()).join().unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(SIGTERM), "{status}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
     fn launch_errors() {
-        let err = run(0, Path::new("/bin/sh"), &[], Duration::ZERO)
+        let err = run(0, Path::new("/bin/sh"), &[], Duration::ZERO, &NONE)
             .unwrap_err()
             .to_string();
         assert!(err.contains("--nproc 0"), "{err}");
-        let err = run(2, Path::new("/nonexistent/fgstp"), &[], Duration::ZERO).unwrap_err();
+        let err = run(
+            2,
+            Path::new("/nonexistent/fgstp"),
+            &[],
+            Duration::ZERO,
+            &NONE,
+        )
+        .unwrap_err();
         assert!(
             format!("{err:#}").contains("cannot start worker rank 0 of 2: /nonexistent/fgstp"),
             "{err:#}"
