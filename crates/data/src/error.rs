@@ -121,6 +121,10 @@ pub enum DataError {
     #[error("data config {path}: {reason}")]
     Config { path: PathBuf, reason: String },
 
+    /// Generator settings that cannot be used (the reason names the flag or key).
+    #[error("{0}")]
+    Settings(String),
+
     #[error("{root} was generated with other [synth] settings or by another version of the generator than the config asks for ({record} says {made_with}, the config {wanted}): delete {root} to regenerate it, or point data.root elsewhere")]
     GeneratedWithOtherSettings {
         root: PathBuf,

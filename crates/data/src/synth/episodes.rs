@@ -72,10 +72,7 @@ pub fn generate_episodes(
     out: &Path,
     progress: &(dyn Fn() + Sync),
 ) -> Result<EpisodesFile> {
-    let config_error = |reason: String| DataError::Config {
-        path: out.join("synth.toml"),
-        reason,
-    };
+    let config_error = DataError::Settings;
     let cfg = SynthConfig {
         scenes: cfg.scenes.max(3),
         ..cfg.clone()

@@ -157,10 +157,7 @@ pub fn generate(
     out: &Path,
     progress: &(dyn Fn() + Sync),
 ) -> Result<SynthReport> {
-    cfg.validate().map_err(|reason| DataError::Config {
-        path: out.join("synth.toml"),
-        reason,
-    })?;
+    cfg.validate().map_err(DataError::Settings)?;
     let mk = |p: &Path| {
         std::fs::create_dir_all(p).map_err(|e| DataError::Write {
             path: p.to_path_buf(),
