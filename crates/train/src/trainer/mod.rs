@@ -321,8 +321,13 @@ impl<'a> Trainer<'a> {
                 .with_context(|| format!("cannot resume from {}", last.display()))?;
             adam.load_state(|key| loaded.tensors.get(key).map(|t| t.to_device(device)))?;
             progress = loaded.progress;
-            // A best chosen by another metric cannot be compared with this one's values.
-            if let Some(best) = progress.best.take_if(|b| b.metric != cfg.eval.best_metric) {
+            // A best chosen by another metric is not compared with this one's values (see
+            // `new_best`): the next validation replaces it.
+            if let Some(best) = progress
+                .best
+                .as_ref()
+                .filter(|b| b.metric != cfg.eval.best_metric)
+            {
                 if is_main {
                     eprintln!(
                         "best.safetensors was chosen by {} ({:.4} after epoch {}); with \

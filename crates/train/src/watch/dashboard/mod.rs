@@ -207,14 +207,17 @@ async fn serve(
     client_timeout: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let io = tokio::select! {
             io = listener.accept(client_timeout) => io,
-            _ = stop.wait_for(|s| *s) => return,
+            // Ended connections are reaped as they end (the set would keep them all).
+            Some(_) = connections.join_next() => continue,
+            _ = stop.wait_for(|s| *s) => break,
         };
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
         let mut stop = stop.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(client_timeout)
@@ -228,6 +231,9 @@ async fn serve(
             let _ = connection.await;
         });
     }
+    // Answers under way are finished (live streams end at the signal); the caller bounds the
+    // wait.
+    while connections.join_next().await.is_some() {}
 }
 
 /// A TCP listener that accepts only while fewer than its slots are taken.
