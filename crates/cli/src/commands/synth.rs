@@ -79,9 +79,9 @@ pub struct Args {
     /// draws, as DIR/<element>.png, with DIR/gallery.md listing them
     #[arg(long, conflicts_with = "video")]
     gallery: bool,
-    /// Write into DIR even if it is not empty: what an earlier `fgstp synth` wrote there
-    /// (train/, val/, test/, images/, masks/, video.mp4, episodes.json, synth.toml) is removed
-    /// first, other files are left
+    /// Write into DIR even if it is not empty. Where an earlier `fgstp synth` wrote (DIR has
+    /// its synth.toml), what it writes (train/, val/, test/, images/, masks/, video.mp4,
+    /// episodes.json, synth.toml) is removed first; other files are left
     #[arg(long)]
     force: bool,
     /// Also write each scene as an H.264 MP4, <scene>/video.mp4 (30 frames/s); frames and
@@ -136,7 +136,9 @@ pub fn run(args: Args) -> Result<()> {
     if args.gallery {
         return write_gallery(&cfg, &args.out);
     }
-    if non_empty {
+    // Only over an earlier generator's output: a folder of the user's own frames and masks
+    // (`images/`, `masks/`) is never removed.
+    if non_empty && args.out.join("synth.toml").is_file() {
         remove_earlier_output(&args.out)?;
     }
     if let Some(episodes) = args.episodes {

@@ -119,6 +119,24 @@ fn synth_output_passes_data_check_and_repeats_exactly() {
         std::fs::read_to_string(c.join("notes.txt")).unwrap(),
         "mine"
     );
+    // A folder of the user's own frames and masks (no synth.toml) keeps them.
+    let own = tmp.path().join("own");
+    std::fs::create_dir_all(own.join("masks")).unwrap();
+    std::fs::write(own.join("masks").join("walkway_0001.png"), "by hand").unwrap();
+    let (ok, _, stderr) = fgstp(&[
+        "synth",
+        "--out",
+        own.to_str().unwrap(),
+        "--frames",
+        "12",
+        "--size",
+        "40x32",
+        "--episodes",
+        "1",
+        "--force",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(own.join("masks").join("walkway_0001.png").is_file());
 
     // A seed over 2^63 - 1 (synth.toml keeps it as a TOML integer) is refused, not a panic.
     let (ok, _, stderr) = synth(&tmp.path().join("d"), "18446744073709551615");
