@@ -81,12 +81,30 @@ const MAX_COUNT: usize = 1_000_000;
 /// The most memory one scene may take while it is drawn (scenes are drawn a few at a time).
 pub(crate) const MAX_SCENE_MEMORY: u64 = 2_000_000_000;
 
+/// Frame border drawn but not shown, so that jitter and shake never look outside the world.
+pub(crate) const MARGIN: usize = 8;
+
+/// World pixels per cell of the plume simulation: about 80 cells across the larger side.
+pub(crate) fn grid_cell(w: usize, h: usize) -> f32 {
+    (w.max(h) as f32 / 80.0).max(1.0)
+}
+
+/// The plume simulation's grid (cells across, down) for a `w`×`h` frame.
+pub(crate) fn grid_size(w: usize, h: usize) -> (usize, usize) {
+    let cell = grid_cell(w, h);
+    let (ww, wh) = (w + 2 * MARGIN, h + 2 * MARGIN);
+    (
+        (ww as f32 / cell).ceil() as usize + 2,
+        (wh as f32 / cell).ceil() as usize + 2,
+    )
+}
+
 /// Bytes one scene holds while it is drawn: the gas and steam densities of every frame on the
 /// simulation grid, and a few full-size images (background, grain, scratch).
 pub(crate) fn scene_memory(width: u32, height: u32, frames: usize) -> u64 {
-    let (gw, gh) = super::scene::grid_size(width as usize, height as usize);
+    let (gw, gh) = grid_size(width as usize, height as usize);
     let plumes = 2 * 4 * (gw * gh) as u64 * frames as u64;
-    let margin = 2 * super::scene::MARGIN as u64;
+    let margin = 2 * MARGIN as u64;
     let images = 4 * 4 * (u64::from(width) + margin) * (u64::from(height) + margin);
     plumes + images
 }

@@ -5,7 +5,7 @@ use rand::rngs::ChaCha8Rng;
 use rand::RngExt;
 use rand_distr::{Distribution, Normal};
 
-use super::config::SynthConfig;
+use super::config::{grid_cell, grid_size, SynthConfig, MARGIN};
 use super::noise::{bilinear, fractal, smooth};
 use super::plume::{simulate, Release, Schedule};
 use crate::sample::rng_for;
@@ -16,8 +16,6 @@ const PLAN_STREAM: u64 = u64::MAX;
 /// Stream of the draws of the elements a plan adds (equipment, distractors, leak timing).
 const ELEMENT_STREAM: u64 = u64::MAX - 1;
 
-/// Frame border drawn but not shown, so that jitter and shake never look outside the world.
-pub(crate) const MARGIN: usize = 8;
 /// Density above which a pixel is gas in the mask.
 pub const MASK_THRESHOLD: f32 = 0.1;
 
@@ -160,21 +158,6 @@ struct Nuc {
     frame: usize,
     flat_level: f32,
     offset: f32,
-}
-
-/// World pixels per cell of the plume simulation: about 80 cells across the larger side.
-fn grid_cell(w: usize, h: usize) -> f32 {
-    (w.max(h) as f32 / 80.0).max(1.0)
-}
-
-/// The plume simulation's grid (cells across, down) for a `w`×`h` frame.
-pub(crate) fn grid_size(w: usize, h: usize) -> (usize, usize) {
-    let cell = grid_cell(w, h);
-    let (ww, wh) = (w + 2 * MARGIN, h + 2 * MARGIN);
-    (
-        (ww as f32 / cell).ceil() as usize + 2,
-        (wh as f32 / cell).ceil() as usize + 2,
-    )
 }
 
 pub(crate) fn build_scene(cfg: &SynthConfig, index: usize, plan: &Plan) -> Scene {

@@ -420,5 +420,5 @@ fn data_config_rejects_unknown_keys_and_bad_values() {
     let err = fgstp_data::DataConfig::from_toml("batchsize = 4", origin).unwrap_err();
     assert_error(err, "run.toml", "unknown field `batchsize`");
     let err = fgstp_data::DataConfig::from_toml("prefetch = 0", origin).unwrap_err();
-    assert_error(err, "run.toml", "prefetch must be at least 1");
+    assert_error(err, "run.toml", "prefetch = 0 must be 1 to 64");
 }
