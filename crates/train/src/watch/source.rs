@@ -707,9 +707,7 @@ impl MjpegStream {
                 let Some(length) = length.filter(|n| *n <= 64 << 20) else {
                     bail!("an MJPEG part without a usable Content-Length");
                 };
-                let mut bytes = vec![0u8; length];
-                self.reader.read_exact(&mut bytes)?;
-                return Ok(Some(bytes));
+                return self.read_part_body(length, stop);
             }
             if let Some((name, value)) = header.split_once(':') {
                 if name.eq_ignore_ascii_case("content-length") {
@@ -719,7 +717,44 @@ impl MjpegStream {
         }
         bail!("an MJPEG part with more than {MAX_MJPEG_HEADERS} header lines")
     }
+
+    /// A part's `length` bytes, read a piece at a time: a stop is heeded between pieces, and a
+    /// part still incomplete after [`MJPEG_PART_DEADLINE`] is a broken stream (reconnected),
+    /// where a byte now and then (each read well within the connection's read timeout) would
+    /// hold the camera, and a stop, for as long as the sender likes.
+    fn read_part_body(
+        &mut self,
+        length: usize,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<Vec<u8>>> {
+        let started = Instant::now();
+        let mut bytes = vec![0u8; length];
+        let mut filled = 0;
+        while filled < length {
+            if stop() {
+                return Ok(None);
+            }
+            if started.elapsed() > MJPEG_PART_DEADLINE {
+                bail!(
+                    "an MJPEG part of {length} bytes still incomplete after {} s ({filled} \
+                     received)",
+                    MJPEG_PART_DEADLINE.as_secs()
+                );
+            }
+            let end = (filled + MJPEG_PIECE).min(length);
+            match self.reader.read(&mut bytes[filled..end])? {
+                0 => bail!("the MJPEG stream ended inside a part ({filled} of {length} bytes)"),
+                n => filled += n,
+            }
+        }
+        Ok(Some(bytes))
+    }
 }
+
+/// Longest a part's body may take to arrive.
+const MJPEG_PART_DEADLINE: Duration = Duration::from_secs(30);
+/// Bytes read at a time from a part's body.
+const MJPEG_PIECE: usize = 64 << 10;
 
 /// Longest line of a part's boundary or headers (a camera's are well under 1 KiB).
 const MAX_MJPEG_LINE: usize = 8 << 10;
@@ -856,6 +891,44 @@ mod tests {
         headers.extend(b"X-Junk: 1\r\n".repeat(100));
         let err = mjpeg(headers).next_jpeg(&never).unwrap_err();
         assert!(err.to_string().contains("header lines"), "{err}");
+        // A part cut off is an error naming how much came.
+        let cut = b"--frame\r\nContent-Length: 10\r\n\r\nabc".to_vec();
+        let err = mjpeg(cut).next_jpeg(&never).unwrap_err();
+        assert!(err.to_string().contains("3 of 10 bytes"), "{err}");
+    }
+
+    /// Hands out one byte per read, as a camera (or anyone) trickling a part would.
+    struct Trickle {
+        bytes: std::io::Cursor<Vec<u8>>,
+        reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl std::io::Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let n = buf.len().min(1);
+            self.bytes.read(&mut buf[..n])
+        }
+    }
+
+    #[test]
+    fn a_stop_is_heeded_inside_a_trickled_part() {
+        let mut part = b"--frame\r\nContent-Length: 100000\r\n\r\n".to_vec();
+        part.extend(vec![0u8; 100_000]);
+        let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut stream = MjpegStream {
+            reader: std::io::BufReader::new(Box::new(Trickle {
+                bytes: std::io::Cursor::new(part),
+                reads: reads.clone(),
+            })),
+            boundary: "frame".into(),
+        };
+        // Asked to stop once the body has begun: it returns without the other 99 900 bytes.
+        let count = || reads.load(std::sync::atomic::Ordering::Relaxed);
+        let stop = || count() > 200;
+        assert!(stream.next_jpeg(&stop).unwrap().is_none());
+        assert!(count() < 300, "{} reads", count());
     }
 
     #[test]
