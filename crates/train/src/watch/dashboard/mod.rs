@@ -280,6 +280,20 @@ struct Capped {
 }
 
 impl Capped {
+    /// `op` on the connection, as [`Capped::unless_stalled`] passes it on.
+    fn write_op<T>(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        op: impl FnOnce(
+            std::pin::Pin<&mut tokio::net::TcpStream>,
+            &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        let this = self.get_mut();
+        let poll = op(std::pin::Pin::new(&mut this.io), cx);
+        this.unless_stalled(cx, poll)
+    }
+
     /// A write's outcome, or an error once writes have waited `write_timeout` for the client
     /// to read (a live stream to a client that stopped reading would hold its slot forever).
     fn unless_stalled<T>(
@@ -321,27 +335,21 @@ impl tokio::io::AsyncWrite for Capped {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let poll = std::pin::Pin::new(&mut this.io).poll_write(cx, buf);
-        this.unless_stalled(cx, poll)
+        self.write_op(cx, |io, cx| io.poll_write(cx, buf))
     }
 
     fn poll_flush(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let poll = std::pin::Pin::new(&mut this.io).poll_flush(cx);
-        this.unless_stalled(cx, poll)
+        self.write_op(cx, |io, cx| io.poll_flush(cx))
     }
 
     fn poll_shutdown(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let poll = std::pin::Pin::new(&mut this.io).poll_shutdown(cx);
-        this.unless_stalled(cx, poll)
+        self.write_op(cx, |io, cx| io.poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -349,9 +357,7 @@ impl tokio::io::AsyncWrite for Capped {
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let poll = std::pin::Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        this.unless_stalled(cx, poll)
+        self.write_op(cx, |io, cx| io.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
