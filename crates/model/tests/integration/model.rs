@@ -512,7 +512,7 @@ fn devices_parse_and_resolve_with_clear_errors() {
     assert!(err.contains("only 2 GPU"), "{err}");
     let err = DeviceSpec::Cuda(0).resolve_with(0).unwrap_err().to_string();
     assert!(
-        err.contains("no CUDA GPU") && err.contains("--device cpu"),
+        err.contains("no CUDA GPU") && err.contains("train.device=\"cpu\""),
         "{err}"
     );
     assert_eq!(DeviceSpec::Cpu.resolve().unwrap(), Device::Cpu);
