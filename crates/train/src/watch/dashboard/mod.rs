@@ -601,18 +601,29 @@ fn random_hex(bytes: usize) -> Option<String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_listener_holds_at_most_its_slots_and_frees_one_when_a_connection_closes() {
+    /// Runs `test` with a capped listener of `slots` on a free port of 127.0.0.1 (and its
+    /// address).
+    fn on_a_capped_listener<F: std::future::Future<Output = ()>>(
+        slots: usize,
+        test: impl FnOnce(CappedListener, SocketAddr) -> F,
+    ) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async {
-            let mut listener = CappedListener {
+            let listener = CappedListener {
                 inner: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-                slots: Arc::new(tokio::sync::Semaphore::new(2)),
+                slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             };
             let addr = listener.inner.local_addr().unwrap();
+            test(listener, addr).await;
+        });
+    }
+
+    #[test]
+    fn the_listener_holds_at_most_its_slots_and_frees_one_when_a_connection_closes() {
+        on_a_capped_listener(2, |mut listener, addr| async move {
             let mut clients = Vec::new();
             for _ in 0..3 {
                 clients.push(tokio::net::TcpStream::connect(addr).await.unwrap());
@@ -635,16 +646,7 @@ mod tests {
     #[test]
     fn writes_to_a_client_that_stopped_reading_fail_after_the_timeout() {
         use tokio::io::AsyncWriteExt;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let mut listener = CappedListener {
-                inner: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-                slots: Arc::new(tokio::sync::Semaphore::new(1)),
-            };
-            let addr = listener.inner.local_addr().unwrap();
+        on_a_capped_listener(1, |mut listener, addr| async move {
             // Connected and never read from: the kernel's buffers fill, then writes wait.
             let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
             let mut connection = listener.accept(Duration::from_millis(300)).await;
